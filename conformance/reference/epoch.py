@@ -1,0 +1,1126 @@
+#!/usr/bin/env python3
+"""Independent reference implementation of the DeepNode epoch (conformance/SPEC.md).
+
+Written from conformance/SPEC.md and shared/design/mechanism.md only, not from the Rust code.
+Only the Python standard library and mpmath are used.
+
+Two paths, each chaining its own state over epochs:
+
+* **fixed** -- every rule of SPEC.md sections 2-5 literally, with Python integers.  An Fx is
+  its i128 bits ``b`` (value ``b * 2^-64``); ``sat`` clamps the bits to ``[-2^127, 2^127-1]``;
+  ``>>`` and ``//`` floor toward negative infinity, which is the SPEC's ``floor``.  JSON
+  numbers (params, initial bonds) are read as binary64 and rounded to the nearest grid point,
+  ties to even (``round(Fraction(x) * 2^64)``), then saturated.
+
+* **real** -- the same epoch (mechanism.md) in exact arithmetic, whose values rounded to
+  binary64 are the ``float`` expectations.  Every quantity is a ``fractions.Fraction``; JSON
+  numbers are their exact binary64 values.  The only irrational step is the sigmoid: ``z =
+  rho (t - kappa)`` (exact) is converted to an mpmath ``mpf`` at 80 significant digits,
+  ``c = 1/(1+exp(-z))`` (``e/(1+e)``, ``e = exp(z)`` for ``z < 0``) is evaluated at 80 digits
+  and that mpf's exact binary value becomes a Fraction; everything downstream is exact again.
+  Minted units are ``min(floor(E * delta_i), u64::MAX - stake_i)`` of the exact ``delta_i``.
+
+  For the largest vectors (n >= 1024) exact Fractions are too slow (their denominators reach
+  tens of thousands of bits), so those vectors use ``mode="mpf"``: the identical code with
+  every real an mpmath ``mpf`` at 80 significant digits (relative error ~1e-80 per operation,
+  far below the binary64 rounding of the outputs; trust-threshold comparisons stay exact on
+  integers/Fractions).  Such vectors say so in their ``provenance``.
+
+CLI::
+
+    python3 conformance/reference/epoch.py --out conformance/vectors   # write every vector
+    python3 conformance/reference/epoch.py --check [--out DIR]         # regenerate in memory, diff
+    python3 conformance/reference/epoch.py --state FILE.json [--epochs K]  # print both paths
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from fractions import Fraction
+
+import mpmath
+from mpmath import mp
+
+VERSION = 1
+PROVENANCE_FRACTION = (
+    "conformance/reference/epoch.py v1: Python ints (fixed), Fraction+mpmath 80 digits (float)"
+)
+PROVENANCE_MPF = (
+    "conformance/reference/epoch.py v1: Python ints (fixed), mpmath mpf 80 digits throughout (float)"
+)
+
+# --------------------------------------------------------------------------------------------
+# Fixed point (SPEC.md sections 1, 3, 4)
+# --------------------------------------------------------------------------------------------
+
+ONE = 1 << 64
+HALF = 1 << 63
+FX_MIN = -(1 << 127)
+FX_MAX = (1 << 127) - 1
+U64_MAX = (1 << 64) - 1
+U32_MAX = (1 << 32) - 1
+LN2 = 0xB17217F7D1CF79AB
+Q127 = 1 << 127
+
+
+def sat(b: int) -> int:
+    return FX_MIN if b < FX_MIN else FX_MAX if b > FX_MAX else b
+
+
+def fx_add(a: int, b: int) -> int:
+    return sat(a + b)
+
+
+def fx_sub(a: int, b: int) -> int:
+    return sat(a - b)
+
+
+def fx_mul(a: int, b: int) -> int:
+    return sat((a * b) >> 64)  # floor(A*B / 2^64), exact product
+
+
+def fx_div(a: int, b: int) -> int:
+    assert a >= 0 and b > 0
+    return sat((a << 64) // b)
+
+
+def factor(s: int, S: int) -> int:
+    assert 0 <= s <= ONE and S > 0
+    return (s << 16) // S
+
+
+def apply_factor(F: int, w: int) -> int:
+    assert w >= 0
+    return (w * F) >> 16
+
+
+def share(x: int, T: int) -> int:
+    assert 0 <= x <= T and T > 0
+    return (x << 64) // T
+
+
+def exceeds(w: int, S: int, TH: int) -> bool:
+    return (w << 64) > TH * S
+
+
+def of_units(A: int, E: int) -> int:
+    return (E * min(max(A, 0), ONE)) >> 64
+
+
+def fx_from_json(x) -> int:
+    """A JSON number (read as binary64) to Fx bits: nearest grid point, ties to even, sat."""
+    f = float(x)
+    if f != f:  # NaN reads as 0
+        return 0
+    return sat(round(Fraction(f) * ONE))  # Fraction.__round__ rounds half to even
+
+
+def exp_neg(X: int) -> int:
+    """exp(-x) in Q1.127 for Fx bits X >= 0 (SPEC.md section 4)."""
+    assert X >= 0
+    k = X // LN2
+    if k >= 128:
+        return 0
+    R = X - k * LN2
+    term = Q127
+    pos = Q127
+    neg = 0
+    for m in range(1, 64):
+        term = ((term * R) >> 64) // m
+        if term == 0:
+            break
+        if m & 1:
+            neg += term
+        else:
+            pos += term
+    return min(pos - neg, Q127) >> k
+
+
+def sigmoid_fx(Z: int) -> int:
+    e = exp_neg(abs(Z)) >> 63
+    if Z == 0:
+        return HALF
+    if e == 0:
+        return ONE if Z > 0 else 0
+    D = ONE + e
+    if Z > 0:
+        return ((1 << 128) - 1) // D
+    return (e << 64) // D
+
+
+# --------------------------------------------------------------------------------------------
+# Input contract and errors (SPEC.md sections 2 and 7)
+# --------------------------------------------------------------------------------------------
+
+
+class EpochError(Exception):
+    def __init__(self, variant: str, detail: str = ""):
+        super().__init__(f"{variant}{': ' + detail if detail else ''}")
+        self.variant = variant
+
+
+class ContractError(Exception):
+    """The JSON is not of the contract's shape (not an epoch error)."""
+
+
+PARAM_KEYS = {
+    "rho", "kappa", "self_share", "emission", "bonds", "mask_self_weights",
+    "trust_threshold", "min_allowed_weights",
+}
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _f64(x, name) -> float:
+    if not _is_number(x):
+        raise ContractError(f"{name} must be a number")
+    try:
+        f = float(x)
+    except OverflowError:
+        raise ContractError(f"{name} must be a finite number")
+    if not math.isfinite(f):
+        raise ContractError(f"{name} must be a finite number")
+    return f
+
+
+def _uint(x, bits, name) -> int:
+    if not isinstance(x, int) or isinstance(x, bool) or not 0 <= x < (1 << bits):
+        raise ContractError(f"{name} must be a u{bits}")
+    return x
+
+
+def parse_input(obj: dict) -> dict:
+    """The contract's JSON -> a raw state (binary64 floats kept as Python floats)."""
+    if not isinstance(obj, dict):
+        raise ContractError("state must be an object")
+    unknown = set(obj) - {"params", "stake", "weights", "bonds"}
+    if unknown:
+        raise ContractError(f"unknown keys {sorted(unknown)}")
+    p = obj.get("params", {}) or {}
+    unknown = set(p) - PARAM_KEYS
+    if unknown:
+        raise ContractError(f"unknown params {sorted(unknown)}")
+    params = {
+        "rho": _f64(p.get("rho", 10.0), "rho"),
+        "kappa": _f64(p.get("kappa", 0.5), "kappa"),
+        "self_share": _f64(p.get("self_share", 0.5), "self_share"),
+        "emission": _uint(p.get("emission", 1_000_000_000), 64, "emission"),
+        "mask_self_weights": bool(p.get("mask_self_weights", False)),
+        "trust_threshold": _f64(p.get("trust_threshold", 0.0), "trust_threshold"),
+        "min_allowed_weights": _uint(p.get("min_allowed_weights", 1), 32, "min_allowed_weights"),
+        "mode": "cumulative",
+        "alpha": None,
+    }
+    b = p.get("bonds")
+    if b is not None:
+        if b.get("mode") == "cumulative" and set(b) == {"mode"}:
+            pass
+        elif b.get("mode") == "ema" and set(b) == {"mode", "alpha"}:
+            params["mode"] = "ema"
+            params["alpha"] = _f64(b["alpha"], "alpha")
+        else:
+            raise ContractError("bonds must be {mode: cumulative} or {mode: ema, alpha}")
+    stake = [_uint(x, 64, "stake") for x in obj["stake"]]
+    weights = [[(_uint(u, 32, "uid"), _uint(w, 16, "weight")) for u, w in row]
+               for row in obj.get("weights", [])]
+    bonds = [[(_uint(u, 32, "uid"), _f64(v, "a bond value")) for u, v in row]
+             for row in obj.get("bonds", [])]
+    return {"params": params, "stake": stake, "weights": weights, "bonds": bonds}
+
+
+def validate(raw: dict) -> None:
+    """SPEC.md section 7, in the Vec API / CLI order.  Raises EpochError(variant).
+
+    Range checks are done on both the binary64 value and its Fx rounding; the generator
+    refuses an input on which the two disagree (it would be a different vector per path).
+    """
+    p, stake, weights, bonds = raw["params"], raw["stake"], raw["weights"], raw["bonds"]
+    n = len(stake)
+    if n == 0:
+        raise EpochError("NoNodes")
+    if len(weights) > n:
+        raise EpochError("TooManyRows", "weights")
+    if len(bonds) > n:
+        raise EpochError("TooManyRows", "bonds")
+    for rows in (weights, bonds):
+        for row in rows:
+            if len(row) > n:
+                raise EpochError("RowTooLong")
+            uids = sorted(u for u, _ in row)
+            if any(a == b for a, b in zip(uids, uids[1:])):
+                raise EpochError("DuplicateUid")
+
+    def check(name, ok):
+        f = ok(Fraction(p[name] if name != "alpha" else p["alpha"]))
+        x = ok(Fraction(fx_from_json(p[name]), ONE))
+        if f != x:
+            raise ContractError(f"{name}={p[name]!r} is in range on one path only")
+        if not f:
+            raise EpochError("ParamOutOfRange", name)
+
+    check("rho", lambda v: v > 0)
+    check("kappa", lambda v: 0 <= v <= 1)
+    check("self_share", lambda v: 0 <= v <= 1)
+    check("trust_threshold", lambda v: 0 <= v < 1)
+    if p["mode"] == "ema":
+        check("alpha", lambda v: 0 < v <= 1)
+    for rows in (weights, bonds):
+        for row in rows:
+            if any(u >= n for u, _ in row):
+                raise EpochError("UidOutOfRange")
+    for row in bonds:
+        for _, v in row:
+            if v < 0:  # -0.0 is not negative
+                raise EpochError("InvalidBond")
+
+
+def _rows(rows, n):
+    out = [sorted(r, key=lambda e: e[0]) for r in rows]
+    return out + [[] for _ in range(n - len(out))]
+
+
+# --------------------------------------------------------------------------------------------
+# Fixed path (SPEC.md section 5)
+# --------------------------------------------------------------------------------------------
+
+
+def fixed_state(raw: dict) -> dict:
+    p = raw["params"]
+    n = len(raw["stake"])
+    return {
+        "params": {
+            "rho": fx_from_json(p["rho"]),
+            "kappa": fx_from_json(p["kappa"]),
+            "lambda": fx_from_json(p["self_share"]),
+            "E": p["emission"],
+            "mode": p["mode"],
+            "alpha": fx_from_json(p["alpha"]) if p["mode"] == "ema" else None,
+            "mask": p["mask_self_weights"],
+            "TH": fx_from_json(p["trust_threshold"]),
+        },
+        "stake": list(raw["stake"]),
+        "weights": _rows(raw["weights"], n),
+        "bonds": [[(u, fx_from_json(v)) for u, v in row] for row in _rows(raw["bonds"], n)],
+    }
+
+
+def epoch_fixed(st: dict) -> dict:
+    p = st["params"]
+    stake, weights, bonds = st["stake"], st["weights"], st["bonds"]
+    n = len(stake)
+    # 1. normalised stake
+    T = sum(stake)
+    assert T < (1 << 128)
+    s = [share(x, T) for x in stake] if T > 0 else [0] * n
+    # 2.-4. normalised weights, rank, trust
+    r = [0] * n
+    t = [0] * n
+    v = [[] for _ in range(n)]  # live (j, v_ij) of rows with S_i > 0
+    for i in range(n):
+        live = [(j, w) for j, w in weights[i] if not (p["mask"] and j == i)]
+        S = sum(w for _, w in live)
+        assert S < (1 << 64)
+        if S == 0:
+            continue
+        F = factor(s[i], S)
+        for j, w in live:
+            vij = apply_factor(F, w)
+            v[i].append((j, vij))
+            r[j] = fx_add(r[j], vij)
+            if exceeds(w, S, p["TH"]):
+                t[j] = fx_add(t[j], s[i])
+    # 5. consensus, incentive numerators, loss
+    c = [0] * n
+    x = [0] * n
+    X = 0
+    L = 0
+    for j in range(n):
+        c[j] = sigmoid_fx(fx_mul(p["rho"], fx_sub(t[j], p["kappa"])))
+        x[j] = fx_mul(r[j], c[j])
+        X = fx_add(X, x[j])
+        L = fx_add(L, fx_mul(r[j], fx_sub(HALF, c[j])))
+    # 6. incentive
+    inc = [fx_div(x[j], X) for j in range(n)] if X > 0 else [0] * n
+    # 8. bonds
+    new_bonds = []
+    for i in range(n):
+        old = dict(bonds[i])
+        new = {j: vij for j, vij in v[i] if vij > 0}
+        if p["mode"] == "cumulative":
+            row = dict(old)
+            for j, vij in new.items():
+                row[j] = fx_add(row.get(j, 0), vij)
+        else:
+            a = p["alpha"]
+            keep = fx_sub(ONE, a)
+            row = {}
+            for j in set(old) | set(new):
+                q = fx_div(new[j], r[j]) if j in new else 0
+                row[j] = fx_add(fx_mul(keep, old.get(j, 0)), fx_mul(a, q))
+        new_bonds.append(sorted((j, b) for j, b in row.items() if b != 0))
+    # 9. column sums and per-column dividend rate
+    C = [0] * n
+    for i in range(n):
+        for j, b in new_bonds[i]:
+            C[j] = fx_add(C[j], b)
+    g = [fx_div(inc[j], C[j]) if C[j] > 0 else 0 for j in range(n)]
+    # 10. dividends
+    d = [0] * n
+    for i in range(n):
+        acc = 0
+        for j, b in new_bonds[i]:
+            acc = fx_add(acc, fx_mul(b, g[j]))
+        d[i] = acc
+    # 11. stake update
+    lam = p["lambda"]
+    E = p["E"]
+    minted = []
+    for i in range(n):
+        delta = fx_add(fx_mul(lam, inc[i]), fx_mul(fx_sub(ONE, lam), d[i]))
+        minted.append(min(of_units(delta, E), U64_MAX - stake[i]))
+    minted = _take_back(minted, E)
+    new_stake = [stake[i] + minted[i] for i in range(n)]
+    return {
+        "rank": r, "trust": t, "consensus": c, "incentive": inc, "dividends": d, "loss": L,
+        "minted": minted, "stake": new_stake, "bonds": new_bonds,
+    }
+
+
+def _take_back(minted, E):
+    """SPEC 5.11: excess over E taken back from the largest minted, lowest uid first.
+
+    Never triggers on the fixed path nor on the exact real path (asserted)."""
+    excess = sum(minted) - E
+    assert excess <= 0, "sum minted > emission"
+    return minted
+
+
+# --------------------------------------------------------------------------------------------
+# Real-number path (mechanism.md, exact)
+# --------------------------------------------------------------------------------------------
+
+DPS = 80
+
+
+def mpf_to_fraction(x) -> Fraction:
+    man, exp = x.man_exp
+    if man == 0:
+        return Fraction(0)
+    return Fraction(man << exp) if exp >= 0 else Fraction(man, 1 << -exp)
+
+
+class RealOps:
+    """Arithmetic of the real path: exact Fractions, or mpf at 80 digits (mode 'mpf')."""
+
+    def __init__(self, mode: str):
+        assert mode in ("fraction", "mpf")
+        self.mode = mode
+
+    def num(self, q: Fraction):
+        if self.mode == "fraction":
+            return q
+        return mpmath.mpf(q.numerator) / q.denominator
+
+    def zero(self):
+        return Fraction(0) if self.mode == "fraction" else mpmath.mpf(0)
+
+    def sigmoid(self, z):
+        zf = mpmath.mpf(z.numerator) / z.denominator if isinstance(z, Fraction) else z
+        if zf >= 0:
+            c = 1 / (1 + mpmath.exp(-zf))
+        else:
+            e = mpmath.exp(zf)
+            c = e / (1 + e)
+        return mpf_to_fraction(c) if self.mode == "fraction" else c
+
+    def floor(self, x) -> int:
+        return math.floor(x) if self.mode == "fraction" else int(mpmath.floor(x))
+
+    @staticmethod
+    def to_float(x) -> float:
+        return float(x)
+
+
+def real_state(raw: dict, mode: str) -> dict:
+    p = raw["params"]
+    n = len(raw["stake"])
+    ops = RealOps(mode)
+    return {
+        "ops": ops,
+        "params": {
+            "rho": Fraction(p["rho"]),
+            "kappa": Fraction(p["kappa"]),
+            "lambda": Fraction(p["self_share"]),
+            "E": p["emission"],
+            "mode": p["mode"],
+            "alpha": Fraction(p["alpha"]) if p["mode"] == "ema" else None,
+            "mask": p["mask_self_weights"],
+            "th": Fraction(p["trust_threshold"]),
+        },
+        "stake": list(raw["stake"]),
+        "weights": _rows(raw["weights"], n),
+        "bonds": [[(u, ops.num(Fraction(v))) for u, v in row] for row in _rows(raw["bonds"], n)],
+    }
+
+
+def epoch_real(st: dict) -> dict:
+    ops: RealOps = st["ops"]
+    p = st["params"]
+    stake, weights, bonds = st["stake"], st["weights"], st["bonds"]
+    n = len(stake)
+    Z = ops.zero()
+    T = sum(stake)
+    s = [ops.num(Fraction(x, T)) if T > 0 else Z for x in stake]
+    r = [Z] * n
+    t = [Z] * n
+    v = [[] for _ in range(n)]
+    for i in range(n):
+        live = [(j, w) for j, w in weights[i] if not (p["mask"] and j == i)]
+        S = sum(w for _, w in live)
+        if S == 0:
+            continue
+        for j, w in live:
+            vij = ops.num(Fraction(w * stake[i], S * T)) if T > 0 else Z  # w_ij s_i
+            v[i].append((j, vij))
+            r[j] = r[j] + vij
+            if Fraction(w, S) > p["th"]:  # exact comparison in both modes
+                t[j] = t[j] + s[i]
+    half = ops.num(Fraction(1, 2))
+    rho, kappa = ops.num(p["rho"]), ops.num(p["kappa"])
+    c = [ops.sigmoid(rho * (t[j] - kappa)) for j in range(n)]
+    x = [r[j] * c[j] for j in range(n)]
+    X = sum(x, Z)
+    L = sum((r[j] * (half - c[j]) for j in range(n)), Z)
+    inc = [x[j] / X for j in range(n)] if X > 0 else [Z] * n
+    new_bonds = []
+    if p["mode"] == "ema":
+        a = ops.num(p["alpha"])
+        keep = ops.num(1 - p["alpha"])
+    for i in range(n):
+        old = dict(bonds[i])
+        new = {j: vij for j, vij in v[i] if vij > 0}
+        if p["mode"] == "cumulative":
+            row = dict(old)
+            for j, vij in new.items():
+                row[j] = row.get(j, Z) + vij
+        else:
+            row = {}
+            for j in set(old) | set(new):
+                q = new[j] / r[j] if j in new else Z
+                row[j] = keep * old.get(j, Z) + a * q
+        new_bonds.append(sorted((j, b) for j, b in row.items() if b != 0))
+    C = [Z] * n
+    for i in range(n):
+        for j, b in new_bonds[i]:
+            C[j] = C[j] + b
+    g = [inc[j] / C[j] if C[j] > 0 else Z for j in range(n)]
+    d = [sum((b * g[j] for j, b in new_bonds[i]), Z) for i in range(n)]
+    lam = ops.num(p["lambda"])
+    one_m_lam = ops.num(1 - p["lambda"])
+    E = p["E"]
+    minted = []
+    for i in range(n):
+        delta = lam * inc[i] + one_m_lam * d[i]
+        m = ops.floor(E * delta)
+        assert m >= 0
+        minted.append(min(m, U64_MAX - stake[i]))
+    minted = _take_back(minted, E)
+    new_stake = [stake[i] + minted[i] for i in range(n)]
+    return {
+        "rank": r, "trust": t, "consensus": c, "incentive": inc, "dividends": d, "loss": L,
+        "minted": minted, "stake": new_stake, "bonds": new_bonds,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Running epochs, rendering
+# --------------------------------------------------------------------------------------------
+
+REAL_KEYS = ("rank", "trust", "consensus", "incentive", "dividends")
+
+
+def run_epochs(input_obj: dict, epochs: int, mode: str = "fraction"):
+    """(fixed outputs, real outputs) for `epochs` chained epochs; raises EpochError."""
+    raw = parse_input(input_obj)
+    validate(raw)
+    fs = fixed_state(raw)
+    rs = real_state(raw, mode)
+    fixed, real = [], []
+    with mp.workdps(DPS):
+        for _ in range(epochs):
+            fo = epoch_fixed(fs)
+            ro = epoch_real(rs)
+            fixed.append(fo)
+            real.append(ro)
+            fs = dict(fs, stake=fo["stake"], bonds=fo["bonds"])
+            rs = dict(rs, stake=ro["stake"], bonds=ro["bonds"])
+    return fixed, real
+
+
+def render_fixed(o: dict) -> dict:
+    out = {k: [str(b) for b in o[k]] for k in REAL_KEYS}
+    out["loss"] = str(o["loss"])
+    out["minted"] = list(o["minted"])
+    out["stake"] = list(o["stake"])
+    out["bonds"] = [[[j, str(b)] for j, b in row] for row in o["bonds"]]
+    return out
+
+
+def render_real(o: dict) -> dict:
+    f = RealOps.to_float
+    out = {k: [f(x) for x in o[k]] for k in REAL_KEYS}
+    out["loss"] = f(o["loss"])
+    out["minted"] = list(o["minted"])
+    out["stake"] = list(o["stake"])
+    out["bonds"] = [[[j, f(b)] for j, b in row] for row in o["bonds"]]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Self checks and fixed-vs-real statistics
+# --------------------------------------------------------------------------------------------
+
+STATS: dict = {}
+
+
+def _stat(kind: str, diff, where: str):
+    diff = float(diff)
+    if kind not in STATS or diff > STATS[kind][0]:
+        STATS[kind] = (diff, where)
+
+
+def sanity(case_id: str, input_obj: dict, fixed, real):
+    E = parse_input(input_obj)["params"]["emission"]
+    for e, (fo, ro) in enumerate(zip(fixed, real)):
+        where = f"{case_id} epoch {e}"
+        for o, name in ((fo, "fixed"), (ro, "real")):
+            assert sum(o["minted"]) <= E, (where, name, "sum minted > emission")
+            assert all(m >= 0 for m in o["minted"])
+        si = sum(fo["incentive"])
+        n = len(fo["incentive"])
+        assert si == 0 or ONE - n - 1 <= si <= ONE, (where, "fixed incentive sum", si)
+        sr = sum((_frac(x) for x in ro["incentive"]), Fraction(0))
+        assert sr == 0 or abs(sr - 1) < Fraction(1, 10**70), (where, "real incentive sum")
+        for k in REAL_KEYS:
+            for a, b in zip(fo[k], ro[k]):
+                _stat(k, abs(Fraction(a, ONE) - _frac(b)), where)
+        _stat("loss", abs(Fraction(fo["loss"], ONE) - _frac(ro["loss"])), where)
+        worst = Fraction(0)
+        for rf, rr in zip(fo["bonds"], ro["bonds"]):
+            df, dr = dict(rf), dict(rr)
+            for j in set(df) | set(dr):
+                worst = max(worst, abs(Fraction(df.get(j, 0), ONE) - _frac(dr.get(j, 0))))
+        _stat("bonds", worst, where)
+        _stat("minted (units)", max(abs(a - b) for a, b in zip(fo["minted"], ro["minted"])), where)
+        _stat("stake (units)", max(abs(a - b) for a, b in zip(fo["stake"], ro["stake"])), where)
+
+
+def _frac(x) -> Fraction:
+    if isinstance(x, Fraction):
+        return x
+    if isinstance(x, int):
+        return Fraction(x)
+    return mpf_to_fraction(mpmath.mpf(x))
+
+
+def unit_checks():
+    assert exp_neg(0) == Q127
+    assert sigmoid_fx(0) == HALF
+    assert sigmoid_fx(FX_MAX) == ONE and sigmoid_fx(FX_MIN) == 0
+    assert fx_from_json(0.5) == HALF and fx_from_json(1e-30) == 0
+    assert fx_from_json(2.0 ** -65) == 0 and fx_from_json(3 * 2.0 ** -65) == 2  # ties to even
+    assert fx_from_json(1e300) == FX_MAX and fx_from_json(-1e300) == FX_MIN
+    rng = random.Random(7)
+    with mp.workdps(60):
+        for _ in range(2000):
+            X = rng.choice([rng.randrange(0, 1 << 64), rng.randrange(0, 1 << 70),
+                            rng.randrange(0, 1 << 50)])
+            want = mpmath.exp(-mpmath.mpf(X) / ONE) * Q127
+            got = exp_neg(X)
+            # LN2 is truncated: R carries up to k 2^-64 of error, so exp is within a relative
+            # (k + 1) 2^-64 (plus the series' truncations, a few units of Q1.127)
+            k = X // LN2
+            assert abs(got - want) <= 64 + (k + 1) * 2 ** -64 * want, (X, got, want)
+            Z = rng.randrange(-(1 << 70), 1 << 70)
+            sz = mpmath.mpf(1) / (1 + mpmath.exp(-mpmath.mpf(Z) / ONE)) * ONE
+            assert abs(sigmoid_fx(Z) - sz) <= 4, (Z, sigmoid_fx(Z), sz)
+            assert abs(sigmoid_fx(Z) + sigmoid_fx(-Z) - ONE) <= 4
+
+
+# --------------------------------------------------------------------------------------------
+# The vectors
+# --------------------------------------------------------------------------------------------
+
+
+def P(**kw):
+    return kw
+
+
+def rand_stakes(rng, n, lo, hi):
+    return [rng.randrange(lo, hi) for _ in range(n)]
+
+
+def rand_row(rng, n, k, lo=1, hi=65535):
+    uids = rng.sample(range(n), min(k, n))
+    return [[u, rng.randint(lo, hi)] for u in uids]
+
+
+def epoch_cases():
+    """(name, description, flags, epochs, input, mode[, units_tolerance])."""
+    cases = []
+
+    def add(name, desc, flags, inp, epochs=1, mode="fraction", units=1):
+        cases.append((name, desc, flags, epochs, inp, mode, units))
+
+    add("one-node", "A single node voting for itself: it takes all rank, trust 1, and the "
+        "whole emission (rank 1, consensus sigmoid(rho/2)).", ["n=1", "self-weight"],
+        {"stake": [1000], "weights": [[[0, 1]]]})
+    add("one-node-no-weights", "A single node with no weights row: rank 0, X = 0, nothing is "
+        "minted (the whole emission is the unminted remainder).", ["n=1", "missing-rows", "X=0"],
+        {"stake": [5], "weights": []})
+    add("zero-total-stake", "Every stake 0: normalised stake all 0, so rank, trust, incentive "
+        "and dividends are 0 and nothing is minted; consensus is sigmoid(-rho kappa).",
+        ["zero-total-stake", "X=0"],
+        {"stake": [0, 0, 0], "weights": [[[1, 10]], [[2, 5], [0, 5]], [[0, 1]]]})
+    add("empty-and-all-zero-rows", "Rows that are empty or all zero contribute nothing; the "
+        "zero-weight entries of another row are not bonds.", ["empty-rows", "zero-rows",
+        "zero-weight-entries"],
+        {"stake": [100, 200, 300, 400],
+         "weights": [[], [[0, 0], [2, 0], [3, 0]], [[0, 3], [1, 0], [3, 1]], [[2, 7]]]})
+    add("missing-rows", "Fewer weight rows than nodes: the missing rows are empty.",
+        ["missing-rows"],
+        {"stake": [10, 20, 30, 40, 50], "weights": [[[1, 1], [2, 1]], [[2, 9]]]})
+    self_state = {"stake": [400, 300, 200, 100],
+                  "weights": [[[0, 60000], [1, 5535]], [[1, 30000], [2, 30000]],
+                              [[2, 1000], [3, 1000], [0, 2000]], [[3, 65535]]]}
+    add("self-weights-unmasked", "Self weights count (mask_self_weights false); the same state "
+        "as self-weights-masked.", ["self-weight", "mask=false"],
+        dict(self_state, params=P(mask_self_weights=False)))
+    add("self-weights-masked", "Self weights are ignored (mask_self_weights true): node 3's only "
+        "entry is itself, so its row is empty after masking; the same state as "
+        "self-weights-unmasked.", ["self-weight", "mask=true", "masked-row-empty"],
+        dict(self_state, params=P(mask_self_weights=True)))
+    dust_rows = [[[0, 65534], [1, 1], [2, 1]], [[1, 65000], [2, 1], [3, 1]],
+                 [[2, 50000], [3, 2]], [[0, 30000], [3, 30000], [4, 1]], [[4, 100], [0, 100]]]
+    dust_state = {"stake": [3000, 2500, 2000, 1500, 1000], "weights": dust_rows}
+    add("trust-threshold-dust", "trust_threshold 0.01 stops dust weights (1/65535 of a row) from "
+        "buying trust; the same state as trust-threshold-zero.", ["trust-threshold"],
+        dict(dust_state, params=P(trust_threshold=0.01)))
+    add("trust-threshold-zero", "The default trust_threshold 0: every non-zero weight, dust "
+        "included, buys full trust; the same state as trust-threshold-dust.",
+        ["trust-threshold=0"], dict(dust_state, params=P(trust_threshold=0.0)))
+    add("trust-threshold-exact-boundary", "A weight exactly equal to the threshold (1/4 of its "
+        "row, threshold 0.25) does not exceed it; 1/4 + one unit does.",
+        ["trust-threshold", "boundary"],
+        {"params": P(trust_threshold=0.25),
+         "stake": [10, 10, 10],
+         "weights": [[[0, 1], [1, 1], [2, 2]], [[0, 3], [2, 1]], [[1, 1], [2, 3]]]})
+    # honest / cabal
+    hon = 7
+    cab = 3
+    stake = [10_000_000_000_000] * hon + [10_000_000_000_000 * hon // cab * 3 // 7] * cab
+    # honest 70 % of stake, cabal 30 %
+    tot = sum(stake)
+    rng = random.Random(101)
+    wrows = []
+    for i in range(hon):
+        wrows.append([[j, rng.randint(20000, 65535)] for j in range(hon)])
+    for i in range(hon, hon + cab):
+        wrows.append([[j, 65535] for j in range(hon, hon + cab)])
+    cabal_state = {"stake": stake, "weights": wrows}
+    add("honest-cabal-70-30", f"7 honest nodes with 70% of the stake weight each other; a 3-node "
+        f"cabal with 30% ({sum(stake[hon:])} of {tot}) votes only for itself: its trust 0.3 < "
+        "kappa, so its consensus and incentive collapse.", ["cabal", "honest-majority"],
+        cabal_state)
+    add("honest-cabal-70-30-ema-5-epochs", "The honest/cabal network of honest-cabal-70-30 over "
+        "5 epochs with EMA bonds (alpha 0.1).", ["cabal", "multi-epoch", "ema"],
+        dict(cabal_state, params=P(bonds={"mode": "ema", "alpha": 0.1})), epochs=5)
+    # dense random n=64
+    rng = random.Random(64)
+    n = 64
+    add("dense-random-n64", "64 nodes, every node weights every node (self included) with a "
+        "random u16 weight; random stakes.", ["dense", "random", "n=64"],
+        {"stake": rand_stakes(rng, n, 1, 10**15),
+         "weights": [[[j, rng.randint(0, 65535)] for j in range(n)] for _ in range(n)]})
+    rng = random.Random(6464)
+    add("dense-random-n64-masked-ema", "64 nodes, dense random weights, self weights masked, "
+        "EMA bonds alpha 0.5 from random initial bonds, trust_threshold 0.02.",
+        ["dense", "random", "n=64", "mask=true", "ema", "initial-bonds", "trust-threshold"],
+        {"params": P(mask_self_weights=True, trust_threshold=0.02,
+                     bonds={"mode": "ema", "alpha": 0.5}, kappa=0.4, rho=12.5),
+         "stake": rand_stakes(rng, n, 10**9, 10**13),
+         "weights": [[[j, rng.randint(0, 65535)] for j in range(n)] for _ in range(n)],
+         "bonds": [[[j, rng.randint(1, 999) / 1000] for j in sorted(rng.sample(range(n), 8))]
+                   for _ in range(n)]})
+    # sparse random n=1024
+    rng = random.Random(1024)
+    n = 1024
+    add("sparse-random-n1024", "1024 nodes, each row 16 random uids with random u16 weights; "
+        "random stakes (real path at mpf 80 digits).", ["sparse", "random", "n=1024"],
+        {"stake": rand_stakes(rng, n, 1, 10**14),
+         "weights": [rand_row(rng, n, 16) for _ in range(n)]}, mode="mpf")
+    # multi-epoch
+    rng = random.Random(5)
+    n = 8
+    multi = {"stake": rand_stakes(rng, n, 10**14, 10**15),
+             "weights": [rand_row(rng, n, rng.randint(1, n)) for _ in range(n)]}
+    add("multi-epoch-cumulative-5", "8 nodes over 5 epochs with cumulative bonds: each epoch "
+        "starts from the previous stake and bonds; bonds grow past 1.",
+        ["multi-epoch", "cumulative"], dict(multi, params=P(emission=10**12)), epochs=5)
+    add("multi-epoch-ema-0.1-5", "The state of multi-epoch-cumulative-5 with EMA bonds "
+        "alpha 0.1, 5 epochs.", ["multi-epoch", "ema"],
+        dict(multi, params=P(emission=10**12, bonds={"mode": "ema", "alpha": 0.1})), epochs=5)
+    add("multi-epoch-ema-1-5", "The state of multi-epoch-cumulative-5 with EMA bonds alpha 1 "
+        "(bonds are this epoch's column shares only; old entries drop), 5 epochs.",
+        ["multi-epoch", "ema", "alpha=1"],
+        dict(multi, params=P(emission=10**12, bonds={"mode": "ema", "alpha": 1.0})), epochs=5)
+    rng = random.Random(55)
+    n = 12
+    sparse_multi = {"stake": rand_stakes(rng, n, 10**13, 10**16),
+                    "weights": [rand_row(rng, n, 3) if i % 4 else [] for i in range(n)],
+                    "bonds": [[[j, (k + 1) / 8] for k, j in enumerate(sorted(rng.sample(range(n), 2)))]
+                              for i in range(n - 2)]}
+    add("multi-epoch-ema-0.1-initial-bonds-5", "12 nodes, every fourth row empty, initial bonds "
+        "on most rows (rows with no weights keep decaying), EMA alpha 0.1, 5 epochs.",
+        ["multi-epoch", "ema", "initial-bonds", "empty-rows", "missing-rows"],
+        dict(sparse_multi, params=P(bonds={"mode": "ema", "alpha": 0.1}, self_share=0.25)),
+        epochs=5)
+    add("multi-epoch-cumulative-initial-bonds-5", "The state of "
+        "multi-epoch-ema-0.1-initial-bonds-5 with cumulative bonds, 5 epochs.",
+        ["multi-epoch", "cumulative", "initial-bonds"],
+        dict(sparse_multi, params=P(self_share=0.25)), epochs=5)
+    # initial bonds
+    add("initial-bonds-cumulative", "Initial bonds given (some on nodes that get no new weight, "
+        "one of 0 which is dropped): new v_ij add to them.", ["initial-bonds", "cumulative",
+        "zero-bond"],
+        {"stake": [500, 300, 200], "weights": [[[1, 2], [2, 1]], [[0, 1]], [[0, 5], [1, 5]]],
+         "bonds": [[[0, 0.75], [1, 0.5]], [[2, 0.125], [1, 0]], [[0, 3.5]]]})
+    add("initial-bonds-ema-0.3", "Initial bonds given with EMA alpha 0.3: old entries decay, new "
+        "ones enter with alpha times their column share.", ["initial-bonds", "ema"],
+        {"params": P(bonds={"mode": "ema", "alpha": 0.3}),
+         "stake": [500, 300, 200], "weights": [[[1, 2], [2, 1]], [[0, 1]], [[0, 5], [1, 5]]],
+         "bonds": [[[0, 0.75], [1, 0.5]], [[2, 0.125]], [[0, 3.5]]]})
+    add("initial-bonds-ema-1", "EMA alpha 1 replaces the initial bonds with this epoch's "
+        "column shares; entries not renewed drop to 0 and are removed.",
+        ["initial-bonds", "ema", "alpha=1"],
+        {"params": P(bonds={"mode": "ema", "alpha": 1.0}),
+         "stake": [500, 300, 200], "weights": [[[1, 2], [2, 1]], [[0, 1]], []],
+         "bonds": [[[0, 0.75], [1, 0.5]], [[2, 0.125]], [[0, 3.5]]]})
+    # extremes
+    M = U64_MAX
+    add("stake-u64-max", "Three nodes at u64::MAX and one just below: the stake sum needs u128, "
+        "and minted is capped at u64::MAX - stake (0 for the full ones, 1000 for the next); "
+        "what they cannot take is not minted.", ["stake=u64::MAX", "u128-sum", "minted-cap",
+        "remainder"],
+        {"stake": [M, M, M, M - 1000, 12345],
+         "weights": [[[4, 1], [3, 1]], [[0, 1]], [[1, 5], [2, 5], [4, 1]], [[4, 65535]],
+                     [[3, 2], [0, 1]]]})
+    add("stake-u64-max-emission-u64-max", "Stakes at and near u64::MAX with emission u64::MAX: "
+        "every node is capped or receives a huge mint.",
+        ["stake=u64::MAX", "emission=u64::MAX", "minted-cap"],
+        {"params": P(emission=M),
+         "stake": [M, M - 2**40, 2**63, 1, 0],
+         "weights": [[[1, 1]], [[2, 1], [0, 1]], [[0, 1], [1, 1], [2, 1]], [[3, 1]],
+                     [[0, 65535]]]}, units=1 << 20)
+    add("weights-65535", "Every weight 65535, rows of full length n = 5: row sums near 2^18.",
+        ["weights=65535", "full-rows"],
+        {"stake": [9, 8, 7, 6, 5], "weights": [[[j, 65535] for j in range(5)] for _ in range(5)]})
+    rng = random.Random(99)
+    add("emission-u64-max", "emission u64::MAX with moderate stakes: of_units at full range "
+        "(units_tolerance scaled, as binary64 cannot hold such minted amounts exactly).",
+        ["emission=u64::MAX"],
+        {"params": P(emission=M, self_share=0.3), "stake": rand_stakes(rng, 6, 10**9, 10**12),
+         "weights": [rand_row(rng, 6, 3) for _ in range(6)]}, units=1 << 20)
+    add("emission-zero", "emission 0: outputs as usual, nothing minted.", ["emission=0"],
+        {"params": P(emission=0), "stake": [3, 2, 1],
+         "weights": [[[1, 1]], [[2, 1]], [[0, 1]]]})
+    rng = random.Random(4096)
+    n = 4096
+    w4 = []
+    for i in range(n):
+        if i % 3 == 2:
+            w4.append([])
+        else:
+            w4.append(rand_row(rng, n, rng.randint(1, 2)) + [[rng.randrange(8), 1000]])
+            # dedupe (a random uid may repeat one of 0..7)
+            seen = {}
+            for u, w in w4[-1]:
+                seen.setdefault(u, w)
+            w4[-1] = [[u, w] for u, w in seen.items()]
+    add("sparse-n4096", "4096 nodes, a third with empty rows, the others 1-2 random uids plus "
+        "one of the 8 'popular' nodes 0..7 (real path at mpf 80 digits).",
+        ["sparse", "random", "n=4096", "empty-rows"],
+        {"stake": rand_stakes(rng, n, 1, 10**12), "weights": w4}, mode="mpf")
+    param_state = {"stake": [40, 25, 20, 10, 5],
+                   "weights": [[[0, 10], [1, 10], [2, 5]], [[0, 10], [1, 20]],
+                               [[0, 3], [2, 3], [4, 1]], [[3, 1]], [[0, 1], [4, 9]]]}
+    add("rho-1e6", "rho 1e6: the sigmoid is a step at kappa (consensus 0 or 1 up to "
+        "exp(-1e6 |t - kappa|)); rho (t - kappa) stays in range.", ["rho=1e6"],
+        dict(param_state, params=P(rho=1e6)))
+    add("rho-1e-6", "rho 1e-6: the sigmoid is almost flat, consensus ~ 1/2 everywhere.",
+        ["rho=1e-6"], dict(param_state, params=P(rho=1e-6)))
+    add("rho-1e15-saturating", "rho 1e15 with kappa 0.3: rho (t - kappa) reaches 1e15 in "
+        "magnitude (still in Fx range); consensus exactly 0 or 1 in fixed point.",
+        ["rho=1e15"], dict(param_state, params=P(rho=1e15, kappa=0.3)))
+    add("kappa-0", "kappa 0: every node has t >= kappa; consensus >= 1/2.", ["kappa=0"],
+        dict(param_state, params=P(kappa=0.0)))
+    add("kappa-1", "kappa 1: no node reaches full trust except with all the stake.",
+        ["kappa=1"], dict(param_state, params=P(kappa=1.0)))
+    add("self-share-0", "self_share 0: all emission goes out as dividends through bonds.",
+        ["self_share=0"], dict(param_state, params=P(self_share=0.0)))
+    add("self-share-1", "self_share 1: each node keeps all its incentive; dividends unused.",
+        ["self_share=1"], dict(param_state, params=P(self_share=1.0)))
+    add("defaults-no-params", "No params at all: every default applies.", ["defaults"],
+        {"stake": [1, 2, 3], "weights": [[[1, 1], [2, 1]], [[2, 1]], [[0, 1]]]})
+    add("unsorted-rows", "Rows given out of uid order (processed sorted by uid); bonds rows "
+        "output sorted.", ["unsorted-rows", "initial-bonds"],
+        {"stake": [7, 11, 13, 17],
+         "weights": [[[3, 4], [1, 9], [2, 1]], [[2, 5], [0, 5]], [[1, 2], [0, 8], [3, 3]],
+                     [[0, 1]]],
+         "bonds": [[[3, 0.5], [0, 0.25]], [], [[2, 0.125], [1, 0.0625]]]})
+    add("dust-stake-voter", "A node with one unit of stake among 1e12 votes alone for a node no "
+        "one else weights: tiny rank and trust.", ["dust-stake"],
+        {"stake": [10**12 // 2, 10**12 // 2, 1, 0],
+         "weights": [[[1, 1]], [[0, 1]], [[3, 1]], []]})
+    add("symmetric-ring", "Four equal nodes in a ring: every output is symmetric and every "
+        "minted amount an exact quarter of the emission.", ["symmetric", "exact-minted"],
+        {"params": P(emission=1000), "stake": [5, 5, 5, 5],
+         "weights": [[[1, 1]], [[2, 1]], [[3, 1]], [[0, 1]]]})
+    add("only-self-weight-masked", "Every row weights only itself and self weights are masked: "
+        "every row is empty after masking, X = 0, nothing minted.", ["mask=true", "X=0"],
+        {"params": P(mask_self_weights=True), "stake": [5, 6, 7],
+         "weights": [[[0, 1]], [[1, 100]], [[2, 65535]]]})
+    rng = random.Random(777)
+    n = 16
+    add("large-stake-ema-0.5-5", "16 nodes with stakes ~1e17, emission 1e15, EMA alpha 0.5, "
+        "trust_threshold 0.05, 5 epochs.", ["multi-epoch", "ema", "trust-threshold",
+        "large-stake"],
+        {"params": P(emission=10**15, trust_threshold=0.05, bonds={"mode": "ema", "alpha": 0.5}),
+         "stake": rand_stakes(rng, n, 10**16, 10**18),
+         "weights": [rand_row(rng, n, rng.randint(2, 8)) for _ in range(n)]}, epochs=5)
+    add("trust-threshold-near-1", "trust_threshold 0.999: only a row that puts (almost) all of "
+        "its weight on one node gives trust.", ["trust-threshold"],
+        {"params": P(trust_threshold=0.999), "stake": [4, 3, 2, 1],
+         "weights": [[[1, 65535]], [[0, 65534], [2, 1]], [[3, 1000]], [[0, 1], [1, 1]]]})
+    return cases
+
+
+def error_cases():
+    base = {"stake": [10, 20, 30], "weights": [[[1, 1]], [[2, 1]], [[0, 1]]]}
+    cases = []
+
+    def add(name, variant, desc, inp):
+        cases.append((name, variant, desc, inp))
+
+    add("no-nodes", "NoNodes", "An empty stake vector: n = 0.", {"stake": [], "weights": []})
+    add("rho-zero", "ParamOutOfRange", "rho = 0 (must be > 0).", dict(base, params=P(rho=0.0)))
+    add("rho-negative", "ParamOutOfRange", "rho = -1.", dict(base, params=P(rho=-1.0)))
+    add("kappa-negative", "ParamOutOfRange", "kappa = -0.5 (outside [0, 1]).",
+        dict(base, params=P(kappa=-0.5)))
+    add("kappa-above-1", "ParamOutOfRange", "kappa = 1.5 (outside [0, 1]).",
+        dict(base, params=P(kappa=1.5)))
+    add("self-share-above-1", "ParamOutOfRange", "self_share = 1.25 (outside [0, 1]).",
+        dict(base, params=P(self_share=1.25)))
+    add("self-share-negative", "ParamOutOfRange", "self_share = -0.25 (outside [0, 1]).",
+        dict(base, params=P(self_share=-0.25)))
+    add("trust-threshold-1", "ParamOutOfRange", "trust_threshold = 1 (outside [0, 1)).",
+        dict(base, params=P(trust_threshold=1.0)))
+    add("trust-threshold-negative", "ParamOutOfRange", "trust_threshold = -0.5.",
+        dict(base, params=P(trust_threshold=-0.5)))
+    add("alpha-zero", "ParamOutOfRange", "EMA alpha = 0 (outside (0, 1]).",
+        dict(base, params=P(bonds={"mode": "ema", "alpha": 0.0})))
+    add("alpha-above-1", "ParamOutOfRange", "EMA alpha = 1.5 (outside (0, 1]).",
+        dict(base, params=P(bonds={"mode": "ema", "alpha": 1.5})))
+    add("too-many-weight-rows", "TooManyRows", "4 weight rows (all empty) for 3 nodes.",
+        dict(base, weights=[[], [], [], []]))
+    add("too-many-bond-rows", "TooManyRows", "4 bond rows (all empty) for 3 nodes.",
+        dict(base, bonds=[[], [], [], []]))
+    add("row-too-long-weights", "RowTooLong", "A weights row with 4 entries for 3 nodes. A row "
+        "longer than n must also name a uid >= n or a uid twice (here uid 3, UidOutOfRange); "
+        "SPEC 7 checks RowTooLong first.", dict(base, weights=[[[0, 1], [1, 1], [2, 1], [3, 1]]]))
+    add("row-too-long-bonds", "RowTooLong", "A bonds row with 4 entries for 3 nodes (uids 0..3; "
+        "uid 3 is also out of range, checked later per SPEC 7).",
+        dict(base, bonds=[[], [[0, 0.5], [1, 0.5], [2, 0.5], [3, 0.5]]]))
+    add("uid-out-of-range-weights", "UidOutOfRange", "A weights row names uid 3 of 3 nodes.",
+        dict(base, weights=[[[1, 1]], [[3, 1]], [[0, 1]]]))
+    add("uid-out-of-range-bonds", "UidOutOfRange", "A bonds row names uid 7 of 3 nodes.",
+        dict(base, bonds=[[[7, 0.5]]]))
+    add("duplicate-uid-weights", "DuplicateUid", "A weights row names uid 2 twice (not "
+        "adjacent in the input).", dict(base, weights=[[[2, 1], [0, 4], [2, 3]], [[2, 1]]]))
+    add("duplicate-uid-bonds", "DuplicateUid", "A bonds row names uid 0 twice.",
+        dict(base, bonds=[[], [], [[0, 0.5], [0, 0.25]]]))
+    add("negative-bond", "InvalidBond", "A bond value of -0.5.",
+        dict(base, bonds=[[[1, 0.25]], [[0, -0.5]]]))
+    return cases
+
+
+# --------------------------------------------------------------------------------------------
+# File generation
+# --------------------------------------------------------------------------------------------
+
+
+def _compact(x) -> str:
+    return json.dumps(x, separators=(", ", ": "), ensure_ascii=True, allow_nan=False)
+
+
+def render_file(obj: dict) -> str:
+    """Readable but compact: objects indented, arrays (and the input) on one line each."""
+
+    def fmt(x, ind):
+        pad = "  " * ind
+        if isinstance(x, dict) and x:
+            items = [f'{pad}  {json.dumps(k)}: {fmt(v, ind + 1)}' for k, v in x.items()]
+            return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+        if isinstance(x, list) and x and all(isinstance(e, dict) for e in x):
+            items = [f"{pad}  {fmt(e, ind + 1)}" for e in x]
+            return "[\n" + ",\n".join(items) + "\n" + pad + "]"
+        return _compact(x)
+
+    inp = obj["input"]
+    out = dict(obj)
+    text = fmt(out, 0) + "\n"
+    assert json.loads(text) == json.loads(json.dumps(obj)) and inp is obj["input"]
+    return text
+
+
+def _input_lines(inp: dict) -> dict:
+    # keep the input's key order fixed
+    order = ["params", "stake", "weights", "bonds"]
+    return {k: inp[k] for k in order if k in inp}
+
+
+def generate(verbose=False) -> dict:
+    """{relative path: file text} for every vector."""
+    STATS.clear()
+    files = {}
+    for k, (name, desc, flags, epochs, inp, mode, units) in enumerate(epoch_cases(), 1):
+        t0 = time.time()
+        case_id = f"epoch/{k:03d}-{name}"
+        inp = _input_lines(inp)
+        fixed, real = run_epochs(inp, epochs, mode)
+        sanity(case_id, inp, fixed, real)
+        obj = {
+            "id": case_id,
+            "description": desc,
+            "provenance": PROVENANCE_FRACTION if mode == "fraction" else PROVENANCE_MPF,
+            "flags": flags,
+            "epochs": epochs,
+            "input": inp,
+            "expected": {
+                "fixed": [render_fixed(o) for o in fixed],
+                "float": [render_real(o) for o in real],
+                "float_tolerance": 1e-9,
+                "units_tolerance": units,
+            },
+        }
+        files[case_id + ".json"] = render_file(obj)
+        if verbose:
+            print(f"{case_id}: {time.time() - t0:.2f}s", file=sys.stderr)
+    for k, (name, variant, desc, inp) in enumerate(error_cases(), 1):
+        case_id = f"errors/{k:03d}-{name}"
+        inp = _input_lines(inp)
+        try:
+            run_epochs(inp, 1)
+        except EpochError as e:
+            assert e.variant == variant, (case_id, e.variant, variant)
+        else:
+            raise AssertionError(f"{case_id}: no error")
+        obj = {
+            "id": case_id,
+            "description": desc,
+            "provenance": "conformance/reference/epoch.py v1: SPEC.md section 7",
+            "flags": ["error", variant],
+            "epochs": 1,
+            "input": inp,
+            "expected": {"error": variant},
+        }
+        files[case_id + ".json"] = render_file(obj)
+    return files
+
+
+def existing(out_dir: str) -> dict:
+    found = {}
+    for area in ("epoch", "errors"):
+        d = os.path.join(out_dir, area)
+        if os.path.isdir(d):
+            for f in sorted(os.listdir(d)):
+                if f.endswith(".json"):
+                    with open(os.path.join(d, f), encoding="utf-8") as fh:
+                        found[f"{area}/{f}"] = fh.read()
+    return found
+
+
+def print_state(path: str, epochs: int, mode: str):
+    with open(path, encoding="utf-8") as fh:
+        inp = json.load(fh)
+    try:
+        fixed, real = run_epochs(inp, epochs, mode)
+    except EpochError as e:
+        print(json.dumps({"error": e.variant, "detail": str(e)}))
+        return
+    for e, (fo, ro) in enumerate(zip(fixed, real)):
+        print(f"== epoch {e}")
+        print("fixed:", _compact(render_fixed(fo)))
+        print("real: ", _compact(render_real(ro)))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", help="vectors directory to write (or to check with --check)")
+    ap.add_argument("--check", action="store_true", help="regenerate in memory and diff")
+    ap.add_argument("--state", help="print both paths' outputs for a state JSON file")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--mpf", action="store_true", help="with --state: real path in mpf")
+    ap.add_argument("--stats", action="store_true", help="print fixed-vs-real statistics")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    a = ap.parse_args(argv)
+    if a.state:
+        print_state(a.state, a.epochs, "mpf" if a.mpf else "fraction")
+        return 0
+    here = os.path.dirname(os.path.abspath(__file__))
+    out_dir = a.out or os.path.join(os.path.dirname(here), "vectors")
+    t0 = time.time()
+    unit_checks()
+    files = generate(a.verbose)
+    if a.stats or a.verbose:
+        for kind, (diff, where) in STATS.items():
+            print(f"max |fixed - real| {kind:16s} {diff:.3e}  ({where})", file=sys.stderr)
+        print(f"generated {len(files)} vectors in {time.time() - t0:.1f}s", file=sys.stderr)
+    if a.check:
+        have = existing(out_dir)
+        missing = sorted(set(files) - set(have))
+        extra = sorted(set(have) - set(files))
+        differ = sorted(k for k in set(files) & set(have) if files[k] != have[k])
+        for label, names in (("missing", missing), ("extra", extra), ("differs", differ)):
+            for nm in names:
+                print(f"{label}: {nm}")
+        if missing or extra or differ:
+            print(f"conformance vectors out of date: {len(missing)} missing, {len(extra)} extra, "
+                  f"{len(differ)} differ (run epoch.py --out {out_dir})")
+            return 1
+        print(f"{len(files)} vectors up to date")
+        return 0
+    if not a.out:
+        ap.error("--out DIR, --check or --state FILE is required")
+    for rel, text in files.items():
+        path = os.path.join(out_dir, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+    stale = sorted(set(existing(out_dir)) - set(files))
+    for rel in stale:
+        os.remove(os.path.join(out_dir, rel))
+    print(f"wrote {len(files)} vectors to {out_dir}" + (f", removed {len(stale)} stale" if stale else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+//! Generators and oracles of the fuzz targets (`fuzz/fuzz_targets`), here so that they are
+//! compiled, tested and reused by `cargo test`. Each oracle panics when a property fails.
+
+use deepnode_consensus::{BondMode, EpochOutput, Fx, Params, State, epoch};
+use deepnode_types::{BoundedRow, FromRatio};
+use parity_scale_codec::{Decode, Encode};
+
+/// Reads bytes as a stream of small integers; runs dry as zeros.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+    fn u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        b.iter_mut().for_each(|x| *x = self.u8());
+        u64::from_le_bytes(b)
+    }
+    /// A ratio `k / 2^16` with `k` from two bytes: params on a grid both backends read exactly.
+    fn unit(&mut self) -> u64 {
+        u64::from(self.u16())
+    }
+}
+
+/// A state of up to 32 nodes, valid or not, read from `data` for backend `N`.
+pub fn state_from_bytes<N: FromRatio + Copy>(data: &[u8]) -> State<N> {
+    let mut b = Bytes(data);
+    let n = usize::from(b.u8() % 33);
+    let r = |k: u64, scale: u64| N::ratio(k, scale);
+    let flags = b.u8();
+    let bonds_mode = if flags & 1 == 0 {
+        BondMode::Cumulative
+    } else {
+        BondMode::Ema {
+            alpha: r(b.unit(), 1 << 16),
+        }
+    };
+    let params = Params {
+        rho: r(b.unit(), 1 << 11),
+        kappa: r(b.unit(), 1 << 16),
+        self_share: r(b.unit(), 1 << 16),
+        emission: b.u64(),
+        bonds: bonds_mode,
+        mask_self_weights: flags & 2 != 0,
+        trust_threshold: r(b.unit() / 4, 1 << 16),
+        min_allowed_weights: 1,
+    };
+    let stake = (0..n)
+        .map(|_| match b.u8() % 4 {
+            0 => 0,
+            1 => u64::from(b.u16()),
+            2 => b.u64(),
+            _ => u64::MAX,
+        })
+        .collect();
+    let rows = usize::from(b.u8() % 34);
+    let weights = (0..rows)
+        .map(|_| {
+            let k = usize::from(b.u8() % 8);
+            // uids up to 34 so that out-of-range and repeated uids occur.
+            (0..k).map(|_| (u32::from(b.u8() % 35), b.u16())).collect()
+        })
+        .collect();
+    let bond_rows = usize::from(b.u8() % 4);
+    let bonds = (0..bond_rows)
+        .map(|_| {
+            let k = usize::from(b.u8() % 4);
+            (0..k)
+                .map(|_| (u32::from(b.u8() % 35), r(u64::from(b.u16()), 1 << 12)))
+                .collect()
+        })
+        .collect();
+    State {
+        params,
+        stake,
+        weights,
+        bonds,
+    }
+}
+
+/// The epoch oracle: never panics on any input; both backends accept or refuse alike; when
+/// accepted, incentive sums to 1 or 0, `sum minted <= emission`, dividends sum to the
+/// incentive, and fixed agrees with float within SPEC.md §6.
+pub fn epoch_oracle(data: &[u8]) {
+    let fx = epoch(&state_from_bytes::<Fx>(data));
+    let fl = epoch(&state_from_bytes::<f64>(data));
+    match (fx, fl) {
+        (Err(a), Err(b)) => assert_eq!(a, b, "backends refuse differently"),
+        (Ok(a), Ok(b)) => {
+            let state = state_from_bytes::<Fx>(data);
+            check_invariants(&state, &a);
+            agree(&a, &b, state.stake.len());
+        }
+        (a, b) => panic!(
+            "one backend refused: fixed {:?} float {:?}",
+            a.err(),
+            b.err()
+        ),
+    }
+}
+
+fn check_invariants(state: &State<Fx>, out: &EpochOutput<Fx>) {
+    let inc: f64 = out.incentive.iter().map(|x| x.to_f64()).sum();
+    assert!(
+        inc == 0.0 || (inc - 1.0).abs() < 1e-12,
+        "incentive sums to {inc}"
+    );
+    let minted: u128 = out.minted.iter().map(|&m| u128::from(m)).sum();
+    assert!(
+        minted <= u128::from(state.params.emission),
+        "minted more than the emission"
+    );
+    let div: f64 = out.dividends.iter().map(|x| x.to_f64()).sum();
+    assert!(
+        (div - inc).abs() < 1e-9,
+        "dividends {div} vs incentive {inc}"
+    );
+}
+
+fn agree(a: &EpochOutput<Fx>, b: &EpochOutput<f64>, n: usize) {
+    let x: f64 = b.rank.iter().zip(&b.consensus).map(|(r, c)| r * c).sum();
+    let scale = 2f64.powi(-56) * (n as f64 + 1.0);
+    let normalised = if x > 0.0 { 1e-9 + scale / x } else { 1e-9 };
+    let close = |p: &[Fx], q: &[f64], tol: f64, what: &str| {
+        for (k, (u, v)) in p.iter().zip(q).enumerate() {
+            assert!(
+                (u.to_f64() - v).abs() <= tol,
+                "{what}[{k}]: fixed {u} float {v}"
+            );
+        }
+    };
+    close(&a.rank, &b.rank, 1e-9, "rank");
+    close(&a.trust, &b.trust, 1e-9, "trust");
+    close(&a.consensus, &b.consensus, 1e-9, "consensus");
+    close(&a.incentive, &b.incentive, normalised, "incentive");
+    close(&a.dividends, &b.dividends, normalised, "dividends");
+}
+
+/// The codec oracle: decoding arbitrary bytes as each on-chain type never panics, and what
+/// decodes re-encodes to the bytes it consumed.
+pub fn codec_oracle(data: &[u8]) {
+    round_trip::<Params<Fx>>(data);
+    round_trip::<State<Fx>>(data);
+    round_trip::<EpochOutput<Fx>>(data);
+    round_trip::<BoundedRow<(u32, u16), 8>>(data);
+    round_trip::<BoundedRow<(u32, Fx), 8>>(data);
+    round_trip::<Fx>(data);
+}
+
+fn round_trip<T: Decode + Encode>(data: &[u8]) {
+    let mut input = data;
+    if let Ok(value) = T::decode(&mut input) {
+        let used = data.len().saturating_sub(input.len());
+        assert_eq!(
+            value.encode(),
+            data.get(..used).unwrap_or_default(),
+            "decode-encode is not identity"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oracles_accept_a_spread_of_inputs() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..400 {
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            epoch_oracle(&data);
+            codec_oracle(&data);
+        }
+    }
+
+    #[test]
+    fn generator_reaches_valid_and_invalid_states() {
+        let valid = state_from_bytes::<Fx>(&[
+            3, 0, 0, 40, 0, 128, 0, 128, 255, 255, 255, 255, 255, 255, 255, 255, 0, 3, 2, 3,
+        ]);
+        assert_eq!(valid.stake.len(), 3);
+        assert!(epoch(&valid).is_ok());
+        let invalid = state_from_bytes::<Fx>(&[0]);
+        assert!(epoch(&invalid).is_err());
+    }
+
+    #[test]
+    fn bounded_rows_refuse_more_than_their_capacity() {
+        let nine: Vec<(u32, u16)> = (0..9).map(|u| (u, 1)).collect();
+        let bytes = nine.encode();
+        assert!(BoundedRow::<(u32, u16), 8>::decode(&mut &bytes[..]).is_err());
+        let eight = BoundedRow::<(u32, u16), 8>::decode(&mut &nine[..8].to_vec().encode()[..]);
+        assert_eq!(eight.map(|r| r.len()), Ok(8));
+        codec_oracle(&bytes);
+    }
+}

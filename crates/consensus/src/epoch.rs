@@ -1,0 +1,447 @@
+//! One epoch, mechanism.md steps 1 to 11, over caller-provided buffers.
+
+use deepnode_types::{BondMode, Params, Uid, Weight};
+
+use crate::bonds::BondRowMut;
+use crate::validate::{check_params, check_row};
+use crate::{Error, Scalar};
+
+/// Caller-provided outputs of [`epoch_in_place`], each of length `n`.
+pub struct Outputs<'a, N> {
+    /// Rank `r_j`.
+    pub rank: &'a mut [N],
+    /// Trust `t_j`.
+    pub trust: &'a mut [N],
+    /// Consensus `c_j`.
+    pub consensus: &'a mut [N],
+    /// Incentive `i_j`.
+    pub incentive: &'a mut [N],
+    /// Dividends `d_i`.
+    pub dividends: &'a mut [N],
+    /// Units minted to each node.
+    pub minted: &'a mut [u64],
+    /// Stake after minting.
+    pub stake: &'a mut [u64],
+    /// Working space (its contents on return are unspecified).
+    pub scratch: &'a mut [N],
+}
+
+/// Runs one epoch without allocating: reads `stake` (length `n`) and `weights` (at most `n`
+/// rows; missing rows are empty), updates `bonds` (exactly `n` rows) in place, writes `out`,
+/// and returns the consensus loss `L`.
+///
+/// Rows must be sorted by uid with no repeats (`crate::canonicalize` sorts a `Vec` row). On
+/// error nothing is written: every check runs before the first bond is touched.
+pub fn epoch_in_place<N, W, B>(
+    params: &Params<N>,
+    stake: &[u64],
+    weights: &[W],
+    bonds: &mut [B],
+    out: Outputs<'_, N>,
+) -> Result<N, Error>
+where
+    N: Scalar,
+    W: AsRef<[(Uid, Weight)]>,
+    B: BondRowMut<N>,
+{
+    let n = stake.len();
+    check_inputs(params, stake, weights, bonds, &out)?;
+    let Outputs {
+        rank,
+        trust,
+        consensus,
+        incentive,
+        dividends,
+        minted,
+        stake: new_stake,
+        scratch,
+    } = out;
+    let mask = params.mask_self_weights;
+
+    // 1. s_i = stake_i / sum(stake), in `scratch` until the bonds are updated.
+    let total = stake
+        .iter()
+        .fold(0u128, |acc, &x| acc.saturating_add(u128::from(x)));
+    let shares = &mut *scratch;
+    for (s, &x) in shares.iter_mut().zip(stake) {
+        *s = if total == 0 {
+            N::ZERO
+        } else {
+            N::share(x, total)
+        };
+    }
+
+    // 2-4. With f_i = s_i / sum_j weight_ij: r_j = sum_i weight_ij f_i, and
+    // t_j = sum_i s_i over the rows where weight_ij / sum > trust_threshold.
+    rank.fill(N::ZERO);
+    trust.fill(N::ZERO);
+    for (i, (row, &s)) in weights.iter().zip(shares.iter()).enumerate() {
+        let row = row.as_ref();
+        let Some(f) = row_factor(row, i, s, mask) else {
+            continue;
+        };
+        let sum = row_sum(row, i, mask);
+        for &(j, w) in live(row, i, mask) {
+            let slot = at(rank, j)?;
+            *slot = slot.add(N::apply(f, u64::from(w)));
+            if N::exceeds(u64::from(w), sum, params.trust_threshold) {
+                let slot = at(trust, j)?;
+                *slot = slot.add(s);
+            }
+        }
+    }
+
+    // 5-7. c_j = sigmoid(rho (t_j - kappa)); x_j = r_j c_j; i_j = x_j / sum x;
+    // L = sum_j r_j (1/2 - c_j).
+    let half = N::ratio(1, 2);
+    let mut x_sum = N::ZERO;
+    let mut loss = N::ZERO;
+    for (((c, i), &t), &r) in consensus
+        .iter_mut()
+        .zip(incentive.iter_mut())
+        .zip(&*trust)
+        .zip(&*rank)
+    {
+        *c = params.rho.mul(t.sub(params.kappa)).sigmoid();
+        *i = r.mul(*c);
+        x_sum = x_sum.add(*i);
+        loss = loss.add(r.mul(half.sub(*c)));
+    }
+    for i in incentive.iter_mut() {
+        // x_sum > 0 on this branch, and 0 <= x_j <= x_sum.
+        *i = if x_sum > N::ZERO {
+            i.div(x_sum)
+        } else {
+            N::ZERO
+        };
+    }
+
+    // 8. Bonds, before use.
+    for (i, (b, &s)) in bonds.iter_mut().zip(shares.iter()).enumerate() {
+        let row = weights.get(i).map_or(&[][..], AsRef::as_ref);
+        update_bond_row(params.bonds, b, row, i, s, mask, rank)?;
+    }
+
+    // 9-10. d_i = sum_j B_ij (i_j / sum_k B_kj); `scratch` now holds the column factors.
+    let col = &mut *scratch;
+    col.fill(N::ZERO);
+    for b in bonds.iter() {
+        for &(j, v) in b.entries() {
+            let slot = at(col, j)?;
+            *slot = slot.add(v);
+        }
+    }
+    for (g, &inc) in col.iter_mut().zip(&*incentive) {
+        // An empty column pays no one: beta_ij = 0.
+        *g = if *g > N::ZERO { inc.div(*g) } else { N::ZERO };
+    }
+    for (d, b) in dividends.iter_mut().zip(bonds.iter()) {
+        let mut acc = N::ZERO;
+        for &(j, v) in b.entries() {
+            acc = acc.add(v.mul(*at(col, j)?));
+        }
+        *d = acc;
+    }
+
+    // 11. delta_i = lambda i_i + (1 - lambda) d_i; minted_i = floor(emission delta_i).
+    let keep = params.self_share;
+    let pass = N::ONE.sub(keep);
+    for (((m, &old), &inc), &div) in minted
+        .iter_mut()
+        .zip(stake)
+        .zip(&*incentive)
+        .zip(&*dividends)
+    {
+        let delta = keep.mul(inc).add(pass.mul(div));
+        // A stake at u64::MAX takes no more: what does not fit is not minted.
+        *m = delta
+            .of_units(params.emission)
+            .min(u64::MAX.saturating_sub(old));
+    }
+    take_back_excess(minted, params.emission);
+    for ((new, &old), &m) in new_stake.iter_mut().zip(stake).zip(&*minted) {
+        *new = old.saturating_add(m);
+    }
+    debug_assert!(n == rank.len());
+    Ok(loss)
+}
+
+/// Makes `sum minted <= emission` hold whatever the backend's rounding: the excess (never any
+/// on the fixed path, where every step rounds down; a few units of float rounding otherwise)
+/// is taken back from the largest mintings, the lowest uid first among equals.
+fn take_back_excess(minted: &mut [u64], emission: u64) {
+    let total = minted
+        .iter()
+        .fold(0u128, |acc, &m| acc.saturating_add(u128::from(m)));
+    let mut excess = total.saturating_sub(u128::from(emission));
+    while excess > 0 {
+        let Some(top) = minted.iter_mut().reduce(|a, b| if *b > *a { b } else { a }) else {
+            break;
+        };
+        if *top == 0 {
+            break;
+        }
+        let take = u64::try_from(excess).unwrap_or(u64::MAX).min(*top);
+        *top = top.saturating_sub(take);
+        excess = excess.saturating_sub(u128::from(take));
+    }
+}
+
+/// The row's entries that count: all, or all but `(i, _)` when self weights are masked.
+fn live(row: &[(Uid, Weight)], i: usize, mask: bool) -> impl Iterator<Item = &(Uid, Weight)> {
+    row.iter()
+        .filter(move |&&(j, _)| !(mask && usize::try_from(j).is_ok_and(|j| j == i)))
+}
+
+/// `sum_j weight_ij` over the live entries (< 2^48 for rows of at most 2^32 entries).
+fn row_sum(row: &[(Uid, Weight)], i: usize, mask: bool) -> u64 {
+    live(row, i, mask).fold(0u64, |acc, &(_, w)| acc.saturating_add(u64::from(w)))
+}
+
+/// `f_i = s_i / sum_j weight_ij`, or `None` for an all-zero row (whose `w_ij` are all 0).
+fn row_factor<N: Scalar>(row: &[(Uid, Weight)], i: usize, s: N, mask: bool) -> Option<N::Factor> {
+    let sum = row_sum(row, i, mask);
+    (sum > 0).then(|| s.factor(sum))
+}
+
+/// The slot of uid `j`; uids were checked against `n`, so this fails only on a broken
+/// invariant, reported rather than hidden.
+fn at<N>(buf: &mut [N], j: Uid) -> Result<&mut N, Error> {
+    let n = buf.len();
+    usize::try_from(j)
+        .ok()
+        .and_then(|k| buf.get_mut(k))
+        .ok_or(Error::UidOutOfRange {
+            what: "weights",
+            row: 0,
+            uid: j,
+            n,
+        })
+}
+
+/// Step 8 for row `i`: merges the bond row with this epoch's `w_ij s_i = weight_ij f_i`.
+/// Cumulative adds; EMA mixes with `w_ij s_i / r_j`. Entries at 0 are dropped.
+fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
+    mode: BondMode<N>,
+    bonds: &mut B,
+    row: &[(Uid, Weight)],
+    i: usize,
+    s: N,
+    mask: bool,
+    rank: &mut [N],
+) -> Result<(), Error> {
+    let f = row_factor(row, i, s, mask);
+    let fresh = |w: Weight| f.map_or(N::ZERO, |f| N::apply(f, u64::from(w)));
+    let old_len = bonds.entries().len();
+    let union = union_len(bonds.entries(), row, i, mask, fresh);
+    let merged = bonds.resize(union.max(old_len), (0, N::ZERO));
+    // Merge from the back so that old entries are read before they are overwritten.
+    let mut src = old_len;
+    let mut new = fresh_entries::Rev::new(row, i, mask, &fresh);
+    let mut dst = union;
+    while dst > 0 {
+        dst = dst.saturating_sub(1);
+        let old = src.checked_sub(1).and_then(|k| merged.get(k).copied());
+        let (uid, value) = match (old, new.peek()) {
+            (Some((ju, jv)), Some((wu, w))) if ju == wu => {
+                src = src.saturating_sub(1);
+                new.next();
+                (ju, mix(mode, Some(jv), Some(fresh(w)), *at(rank, ju)?))
+            }
+            (Some((ju, jv)), Some((wu, _))) if ju > wu => {
+                src = src.saturating_sub(1);
+                (ju, mix(mode, Some(jv), None, N::ZERO))
+            }
+            (_, Some((wu, w))) => {
+                new.next();
+                (wu, mix(mode, None, Some(fresh(w)), *at(rank, wu)?))
+            }
+            (Some((ju, jv)), None) => {
+                src = src.saturating_sub(1);
+                (ju, mix(mode, Some(jv), None, N::ZERO))
+            }
+            (None, None) => break,
+        };
+        if let Some(slot) = merged.get_mut(dst) {
+            *slot = (uid, value);
+        }
+    }
+    // Drop entries that reached 0, keeping order.
+    let mut kept = 0;
+    for k in 0..union {
+        if let Some(&(u, v)) = merged.get(k) {
+            if v > N::ZERO {
+                if let Some(slot) = merged.get_mut(kept) {
+                    *slot = (u, v);
+                }
+                kept = kept.saturating_add(1);
+            }
+        }
+    }
+    bonds.resize(kept, (0, N::ZERO));
+    Ok(())
+}
+
+/// The new bond value from the old (if any) and this epoch's `w_ij s_i` (if any).
+fn mix<N: Scalar>(mode: BondMode<N>, old: Option<N>, fresh: Option<N>, r: N) -> N {
+    let old = old.unwrap_or(N::ZERO);
+    let fresh = fresh.unwrap_or(N::ZERO);
+    match mode {
+        BondMode::Cumulative => old.add(fresh),
+        BondMode::Ema { alpha } => {
+            // r_j >= w_ij s_i > 0 wherever fresh > 0, so the division is by a positive r_j.
+            let part = if fresh > N::ZERO && r > N::ZERO {
+                fresh.div(r)
+            } else {
+                N::ZERO
+            };
+            N::ONE.sub(alpha).mul(old).add(alpha.mul(part))
+        }
+    }
+}
+
+/// Entries in the union of a bond row and the weights that bring a non-zero `w_ij s_i`.
+pub(crate) fn union_len<N: Scalar>(
+    bonds: &[(Uid, N)],
+    row: &[(Uid, Weight)],
+    i: usize,
+    mask: bool,
+    fresh: impl Fn(Weight) -> N,
+) -> usize {
+    let mut count = bonds.len();
+    let mut b = bonds.iter().peekable();
+    for &(j, w) in live(row, i, mask) {
+        if fresh(w) <= N::ZERO {
+            continue;
+        }
+        while b.next_if(|&&(u, _)| u < j).is_some() {}
+        if b.next_if(|&&(u, _)| u == j).is_none() {
+            count = count.saturating_add(1);
+        }
+    }
+    count
+}
+
+/// Validation of everything, before anything is written.
+fn check_inputs<N: Scalar, W: AsRef<[(Uid, Weight)]>, B: BondRowMut<N>>(
+    params: &Params<N>,
+    stake: &[u64],
+    weights: &[W],
+    bonds: &[B],
+    out: &Outputs<'_, N>,
+) -> Result<(), Error> {
+    let n = stake.len();
+    if n == 0 {
+        return Err(Error::NoNodes);
+    }
+    check_params(params)?;
+    if weights.len() > n {
+        return Err(Error::TooManyRows {
+            what: "weights",
+            rows: weights.len(),
+            n,
+        });
+    }
+    if bonds.len() != n {
+        return Err(Error::BufferLength {
+            name: "bonds",
+            len: bonds.len(),
+            n,
+        });
+    }
+    let lens = [
+        ("rank", out.rank.len()),
+        ("trust", out.trust.len()),
+        ("consensus", out.consensus.len()),
+        ("incentive", out.incentive.len()),
+        ("dividends", out.dividends.len()),
+        ("minted", out.minted.len()),
+        ("stake", out.stake.len()),
+        ("scratch", out.scratch.len()),
+    ];
+    if let Some(&(name, len)) = lens.iter().find(|&&(_, len)| len != n) {
+        return Err(Error::BufferLength { name, len, n });
+    }
+    for (i, row) in weights.iter().enumerate() {
+        check_row("weights", i, row.as_ref().iter().map(|&(u, _)| u), n)?;
+    }
+    for (i, b) in bonds.iter().enumerate() {
+        check_row("bonds", i, b.entries().iter().map(|&(u, _)| u), n)?;
+        if let Some(&(uid, _)) = b
+            .entries()
+            .iter()
+            .find(|&&(_, v)| !(v >= N::ZERO && v <= N::MAX))
+        {
+            return Err(Error::InvalidBond { row: i, uid });
+        }
+    }
+    // A bounded bond row must hold the union of its old entries and the new ones. Counting
+    // every non-zero weight of a staked row is an upper bound that needs no shares yet; a
+    // zero-stake row brings no new entries at all.
+    for (i, b) in bonds.iter().enumerate() {
+        if b.capacity() == usize::MAX {
+            continue;
+        }
+        let row = weights.get(i).map_or(&[][..], AsRef::as_ref);
+        let staked = stake.get(i).is_some_and(|&x| x > 0);
+        let len = union_len(b.entries(), row, i, params.mask_self_weights, |w| {
+            if staked && w > 0 { N::ONE } else { N::ZERO }
+        });
+        if len > b.capacity() {
+            return Err(Error::RowTooLong {
+                what: "bonds",
+                row: i,
+                len,
+                max: b.capacity(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A reverse cursor over the live weight entries with a non-zero `w_ij s_i`.
+mod fresh_entries {
+    use deepnode_types::{Uid, Weight};
+
+    use crate::Scalar;
+
+    pub(super) struct Rev<'a, F> {
+        row: &'a [(Uid, Weight)],
+        end: usize,
+        skip_self: Option<usize>,
+        fresh: &'a F,
+    }
+
+    impl<'a, F> Rev<'a, F> {
+        pub(super) fn new(row: &'a [(Uid, Weight)], i: usize, mask: bool, fresh: &'a F) -> Self {
+            Rev {
+                row,
+                end: row.len(),
+                skip_self: mask.then_some(i),
+                fresh,
+            }
+        }
+
+        /// The last entry not yet taken.
+        pub(super) fn peek<N: Scalar>(&mut self) -> Option<(Uid, Weight)>
+        where
+            F: Fn(Weight) -> N,
+        {
+            while let Some(k) = self.end.checked_sub(1) {
+                let &(u, w) = self.row.get(k)?;
+                let is_self = self.skip_self.is_some_and(|i| usize::try_from(u) == Ok(i));
+                if (self.fresh)(w) <= N::ZERO || is_self {
+                    self.end = k;
+                    continue;
+                }
+                return Some((u, w));
+            }
+            None
+        }
+
+        /// Takes the entry `peek` returned.
+        pub(super) fn next(&mut self) {
+            self.end = self.end.saturating_sub(1);
+        }
+    }
+}

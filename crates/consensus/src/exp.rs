@@ -1,0 +1,121 @@
+//! Integer-only `exp(-x)` and the logistic sigmoid on the 64.64 grid (conformance/SPEC.md §4).
+//!
+//! `exp(-x)` for `x >= 0`: range reduction `x = k ln2 + r` with `k = floor(x / LN2)` and
+//! `r = x - k LN2` (both exact on the grid), then the Taylor series of `exp(-r)` summed in
+//! Q1.127 (63 guard bits), each term `t_n = floor(floor(t_{n-1} r) / n)`, until a term is 0;
+//! finally `>> k`. The guard bits keep the result within 2^-120 of the exact value, so it is
+//! monotone in `x` except where two neighbours differ by less than that.
+
+/// `floor(ln 2 * 2^64)`. Regenerate: `python3 -c "import mpmath as m; m.mp.prec=200;
+/// print(hex(int(m.floor(m.log(2)*2**64))))"`.
+pub(crate) const LN2_Q64: u128 = 0xb172_17f7_d1cf_79ab;
+
+/// 1.0 in Q1.127.
+const ONE_Q127: u128 = 1 << 127;
+
+/// `floor(a * r / 2^64)` for `a <= 2^127`, `r < 2^64`: exact, no overflow.
+fn mul_shr64(a: u128, r: u64) -> u128 {
+    let r = u128::from(r);
+    let hi = a >> 64;
+    let lo = a & u128::from(u64::MAX);
+    // hi <= 2^63 and r < 2^64, so hi * r < 2^127; lo * r < 2^128; the sum < 2^128.
+    hi.wrapping_mul(r).wrapping_add(lo.wrapping_mul(r) >> 64)
+}
+
+/// `exp(-x)` in Q1.127 for `x` given as Q64.64 raw bits (`x >= 0`).
+pub(crate) fn exp_neg_q127(x: u128) -> u128 {
+    let k = x / LN2_Q64;
+    if k >= 128 {
+        return 0;
+    }
+    // k * LN2 <= x by the definition of k, so r >= 0; r < LN2 < 2^64.
+    let r = x.wrapping_sub(k.wrapping_mul(LN2_Q64));
+    let r = u64::try_from(r).unwrap_or(u64::MAX);
+    let mut term = ONE_Q127;
+    let mut pos = ONE_Q127;
+    let mut neg: u128 = 0;
+    let mut n: u128 = 1;
+    // Terms fall by at least r/n < 0.7 a step, so the loop ends after < 50 steps.
+    while n < 64 {
+        // n >= 1 throughout, so the division is defined.
+        term = mul_shr64(term, r).checked_div(n).unwrap_or(0);
+        if term == 0 {
+            break;
+        }
+        if n % 2 == 1 {
+            neg = neg.wrapping_add(term);
+        } else {
+            pos = pos.wrapping_add(term);
+        }
+        n = n.wrapping_add(1);
+    }
+    // An alternating series with falling terms: 0 < neg < pos <= 2^127 + term_2.
+    pos.wrapping_sub(neg).min(ONE_Q127) >> k
+}
+
+/// `1 / (1 + exp(-z))` as Q64.64 raw bits for a Q64.64 `z`, in `[0, 2^64]`.
+///
+/// With `e = floor(exp(-|z|) 2^64)`: `z >= 0` gives `floor(2^128 / (2^64 + e))`, `z < 0` gives
+/// `floor(e 2^64 / (2^64 + e))`; `z = 0` is exactly 1/2.
+pub(crate) fn sigmoid_q64(z: i128) -> u128 {
+    let e = exp_neg_q127(z.unsigned_abs()) >> 63;
+    let one: u128 = 1 << 64;
+    if z == 0 {
+        return one >> 1;
+    }
+    if e == 0 {
+        return if z > 0 { one } else { 0 };
+    }
+    // 0 < e < 2^64 for z != 0, so 2^64 < den < 2^65.
+    let den = one.wrapping_add(e);
+    if z > 0 {
+        // floor(2^128 / den) from u128::MAX = 2^128 - 1: add one when den divides 2^128,
+        // which for 2^64 < den < 2^65 never happens (den is not a power of two).
+        u128::MAX.checked_div(den).unwrap_or(0)
+    } else {
+        (e << 64).checked_div(den).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn to_f64_q127(x: u128) -> f64 {
+        #[allow(clippy::float_arithmetic, reason = "test oracle")]
+        let v = (x >> 64) as f64 / (1u128 << 63) as f64;
+        v
+    }
+
+    #[test]
+    #[allow(clippy::float_arithmetic, reason = "test oracle")]
+    fn exp_matches_libm() {
+        for i in 0..2000u32 {
+            let x = f64::from(i) * 0.025;
+            let bits = (x * 18446744073709551616.0) as u128;
+            let want = libm::exp(-(bits as f64 / 18446744073709551616.0));
+            let got = to_f64_q127(exp_neg_q127(bits));
+            assert!(
+                (got - want).abs() <= 1e-17 + 1e-15 * want,
+                "x={x} got={got} want={want}"
+            );
+        }
+        assert_eq!(exp_neg_q127(0), ONE_Q127);
+        assert_eq!(exp_neg_q127(u128::MAX), 0);
+    }
+
+    #[test]
+    fn sigmoid_is_monotone_and_bounded() {
+        let mut last = 0u128;
+        let mut z: i128 = -(50i128 << 64);
+        while z < (50i128 << 64) {
+            let s = sigmoid_q64(z);
+            assert!(s >= last && s <= 1 << 64, "z={z}");
+            last = s;
+            z += (1i128 << 64) / 997;
+        }
+        assert_eq!(sigmoid_q64(0), 1 << 63);
+        assert_eq!(sigmoid_q64(i128::MAX), 1 << 64);
+        assert_eq!(sigmoid_q64(i128::MIN), 0);
+    }
+}

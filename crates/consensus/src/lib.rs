@@ -1,0 +1,34 @@
+#![doc = include_str!("../README.md")]
+#![no_std]
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::float_arithmetic
+)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod bonds;
+mod epoch;
+mod error;
+mod exp;
+mod scalar;
+mod validate;
+#[cfg(feature = "alloc")]
+mod vec_api;
+
+pub use bonds::BondRowMut;
+pub use deepnode_types::{BondMode, BoundedRow, Fx, Params, Uid, Weight};
+#[cfg(feature = "alloc")]
+pub use deepnode_types::{EpochOutput, State};
+pub use epoch::{Outputs, epoch_in_place};
+pub use error::Error;
+pub use scalar::Scalar;
+pub use validate::{check_params, validate_row};
+#[cfg(feature = "alloc")]
+pub use vec_api::{canonicalize, epoch};

@@ -1,0 +1,158 @@
+//! The numeric backends: [`Fx`] (fixed point, on-chain) and `f64` (float, simulation).
+//!
+//! The epoch is written once against [`Scalar`]; each method states the fixed-point rounding
+//! (conformance/SPEC.md §3). The float backend computes the same expressions in `f64`.
+
+use core::fmt::Debug;
+
+use crate::exp::sigmoid_q64;
+use deepnode_types::{FromRatio, Fx};
+
+/// A number the epoch can be computed in. Implemented for [`Fx`] and `f64`.
+///
+/// Fixed-point contract: `add`/`sub`/`mul` saturate at the range of [`Fx`]; `mul` rounds
+/// toward negative infinity; `div` and `div_int` are applied to non-negative operands only
+/// and round down. Every method is total: none panics on any input.
+pub trait Scalar: Copy + PartialOrd + Debug + FromRatio {
+    /// 0.
+    const ZERO: Self;
+    /// 1.
+    const ONE: Self;
+    /// The largest value a bond may hold.
+    const MAX: Self;
+
+    /// `stake / total` for `stake <= total`, `total > 0`: the share `s_i` (floor).
+    fn share(stake: u64, total: u128) -> Self;
+    /// `self + rhs`, saturating.
+    fn add(self, rhs: Self) -> Self;
+    /// `self - rhs`, saturating.
+    fn sub(self, rhs: Self) -> Self;
+    /// `self * rhs`, floor, saturating.
+    fn mul(self, rhs: Self) -> Self;
+    /// `self / rhs` for `self >= 0`, `rhs > 0`: floor, saturating.
+    fn div(self, rhs: Self) -> Self;
+    /// A row's factor `f_i = s_i / S_i`, carried at higher precision than `Self`.
+    type Factor: Copy;
+    /// `f_i = self / row_sum` for `self >= 0`, `row_sum > 0` (for [`Fx`]: Q.80 bits,
+    /// `floor(s_bits * 2^16 / row_sum)`).
+    fn factor(self, row_sum: u64) -> Self::Factor;
+    /// `w_ij s_i = weight * f_i` (for [`Fx`]: `floor(weight * F / 2^16)` bits, so one rounding
+    /// per entry whatever the weight).
+    fn apply(f: Self::Factor, weight: u64) -> Self;
+    /// Whether `weight / row_sum > threshold` (exact for [`Fx`]); `row_sum > 0`.
+    fn exceeds(weight: u64, row_sum: u64, threshold: Self) -> bool;
+    /// `1 / (1 + exp(-self))`, in `[0, 1]`.
+    fn sigmoid(self) -> Self;
+    /// `floor(units * clamp(self, 0, 1))`, at most `units`.
+    fn of_units(self, units: u64) -> u64;
+}
+
+impl Scalar for Fx {
+    const ZERO: Fx = Fx::ZERO;
+    const ONE: Fx = Fx::ONE;
+    const MAX: Fx = Fx::MAX;
+
+    fn share(stake: u64, total: u128) -> Fx {
+        Fx::from_ratio(u128::from(stake), total)
+    }
+    fn add(self, rhs: Fx) -> Fx {
+        Fx(self.0.saturating_add(rhs.0))
+    }
+    fn sub(self, rhs: Fx) -> Fx {
+        Fx(self.0.saturating_sub(rhs.0))
+    }
+    fn mul(self, rhs: Fx) -> Fx {
+        Fx(self.0.saturating_mul(rhs.0))
+    }
+    fn div(self, rhs: Fx) -> Fx {
+        // Division by 0 saturates; callers never divide by 0 (each call site says why).
+        Fx(self.0.saturating_div(rhs.0))
+    }
+    type Factor = u128;
+    fn factor(self, row_sum: u64) -> u128 {
+        // s <= 1, so s_bits * 2^16 <= 2^80; row_sum > 0 at every call site.
+        let s = u128::try_from(self.to_bits()).unwrap_or(0);
+        (s << 16).checked_div(u128::from(row_sum)).unwrap_or(0)
+    }
+    fn apply(f: u128, weight: u64) -> Fx {
+        // f <= 2^80 and weight < 2^16 (a u16 widened), so the product is below 2^96.
+        let bits = f.saturating_mul(u128::from(weight)) >> 16;
+        Fx::from_bits(i128::try_from(bits).unwrap_or(i128::MAX))
+    }
+    fn exceeds(weight: u64, row_sum: u64, threshold: Fx) -> bool {
+        // weight * 2^64 > threshold_bits * row_sum, both sides exact in i128 for
+        // threshold <= 1 and row_sum < 2^62.
+        let lhs = i128::from(weight).saturating_mul(1 << 64);
+        let rhs = threshold.to_bits().saturating_mul(i128::from(row_sum));
+        lhs > rhs
+    }
+    fn sigmoid(self) -> Fx {
+        let bits = sigmoid_q64(self.to_bits());
+        Fx::from_bits(i128::try_from(bits).unwrap_or(i128::MAX))
+    }
+    fn of_units(self, units: u64) -> u64 {
+        let frac = u128::try_from(self.to_bits().clamp(0, 1 << 64)).unwrap_or(0);
+        // frac <= 2^64 and units < 2^64: the product is below 2^128.
+        let minted = frac.saturating_mul(u128::from(units)) >> 64;
+        u64::try_from(minted).unwrap_or(units)
+    }
+}
+
+#[allow(
+    clippy::float_arithmetic,
+    clippy::cast_precision_loss,
+    reason = "the float backend: f64 arithmetic is its purpose"
+)]
+impl Scalar for f64 {
+    const ZERO: f64 = 0.0;
+    const ONE: f64 = 1.0;
+    const MAX: f64 = f64::MAX;
+
+    fn share(stake: u64, total: u128) -> f64 {
+        stake as f64 / total as f64
+    }
+    fn add(self, rhs: f64) -> f64 {
+        self + rhs
+    }
+    fn sub(self, rhs: f64) -> f64 {
+        self - rhs
+    }
+    fn mul(self, rhs: f64) -> f64 {
+        self * rhs
+    }
+    fn div(self, rhs: f64) -> f64 {
+        self / rhs
+    }
+    type Factor = f64;
+    fn factor(self, row_sum: u64) -> f64 {
+        self / row_sum as f64
+    }
+    fn apply(f: f64, weight: u64) -> f64 {
+        f * weight as f64
+    }
+    fn exceeds(weight: u64, row_sum: u64, threshold: f64) -> bool {
+        weight as f64 > threshold * row_sum as f64
+    }
+    fn sigmoid(self) -> f64 {
+        if self >= 0.0 {
+            1.0 / (1.0 + libm::exp(-self))
+        } else {
+            let e = libm::exp(self);
+            e / (1.0 + e)
+        }
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "clamped first"
+    )]
+    fn of_units(self, units: u64) -> u64 {
+        let frac = if self.is_nan() {
+            0.0
+        } else {
+            self.clamp(0.0, 1.0)
+        };
+        // `as` saturates; the product is at most `units`.
+        ((units as f64 * frac) as u64).min(units)
+    }
+}

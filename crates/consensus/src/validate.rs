@@ -1,0 +1,114 @@
+//! Input checks shared by the epoch and by ledgers that accept rows.
+
+use deepnode_types::{BondMode, Params, Uid, Weight};
+
+use crate::{Error, Scalar};
+
+/// Checks every parameter's range (mechanism.md table): `rho > 0`, `kappa` and `self_share`
+/// in `[0, 1]`, `trust_threshold` in `[0, 1)`, EMA `alpha` in `(0, 1]`. NaN is out of range.
+pub fn check_params<N: Scalar>(params: &Params<N>) -> Result<(), Error> {
+    let unit = |x: N| x >= N::ZERO && x <= N::ONE;
+    if !(params.rho > N::ZERO && params.rho <= N::MAX) {
+        return Err(Error::ParamOutOfRange {
+            name: "rho",
+            range: "(0, max]",
+        });
+    }
+    if !unit(params.kappa) {
+        return Err(Error::ParamOutOfRange {
+            name: "kappa",
+            range: "[0, 1]",
+        });
+    }
+    if !unit(params.self_share) {
+        return Err(Error::ParamOutOfRange {
+            name: "self_share",
+            range: "[0, 1]",
+        });
+    }
+    if !(params.trust_threshold >= N::ZERO && params.trust_threshold < N::ONE) {
+        return Err(Error::ParamOutOfRange {
+            name: "trust_threshold",
+            range: "[0, 1)",
+        });
+    }
+    if let BondMode::Ema { alpha } = params.bonds {
+        if !(alpha > N::ZERO && alpha <= N::ONE) {
+            return Err(Error::ParamOutOfRange {
+                name: "alpha",
+                range: "(0, 1]",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a row's uids are `< n`, strictly increasing (so unique).
+pub(crate) fn check_row(
+    what: &'static str,
+    row: usize,
+    uids: impl Iterator<Item = Uid>,
+    n: usize,
+) -> Result<(), Error> {
+    let mut last: Option<Uid> = None;
+    for uid in uids {
+        if usize::try_from(uid).map_or(true, |u| u >= n) {
+            return Err(Error::UidOutOfRange { what, row, uid, n });
+        }
+        match last {
+            Some(prev) if prev == uid => return Err(Error::DuplicateUid { what, row, uid }),
+            Some(prev) if prev > uid => return Err(Error::UnsortedRow { what, row }),
+            _ => {}
+        }
+        last = Some(uid);
+    }
+    Ok(())
+}
+
+/// Checks a weights row as a ledger receives it from node `owner` of `n`: uids in range and
+/// unique (any order), at most `max_len` entries, and at least `min_allowed_weights` non-zero
+/// entries (a masked self weight does not count).
+pub fn validate_row<N: Scalar>(
+    params: &Params<N>,
+    owner: usize,
+    row: &[(Uid, Weight)],
+    n: usize,
+    max_len: usize,
+) -> Result<(), Error> {
+    if row.len() > max_len.min(n) {
+        return Err(Error::RowTooLong {
+            what: "weights",
+            row: owner,
+            len: row.len(),
+            max: max_len.min(n),
+        });
+    }
+    for (k, &(uid, _)) in row.iter().enumerate() {
+        if usize::try_from(uid).map_or(true, |u| u >= n) {
+            return Err(Error::UidOutOfRange {
+                what: "weights",
+                row: owner,
+                uid,
+                n,
+            });
+        }
+        // Rows are short (bounded by max_len); a quadratic scan needs no allocation.
+        if row.iter().take(k).any(|&(u, _)| u == uid) {
+            return Err(Error::DuplicateUid {
+                what: "weights",
+                row: owner,
+                uid,
+            });
+        }
+    }
+    let is_self = |u: Uid| params.mask_self_weights && usize::try_from(u) == Ok(owner);
+    let nonzero = row.iter().filter(|&&(u, w)| w > 0 && !is_self(u)).count();
+    if u32::try_from(nonzero).is_ok_and(|c| c >= params.min_allowed_weights) {
+        Ok(())
+    } else {
+        Err(Error::TooFewWeights {
+            nonzero,
+            min: params.min_allowed_weights,
+        })
+    }
+}

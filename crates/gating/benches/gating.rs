@@ -1,0 +1,112 @@
+//! Rows per second of the gating forward pass and of the Fisher scores, GPU kernels against
+//! the CPU reference in the same run, over peers in {64, 1024, 4096}, d in {256, 1024} and
+//! k in {2, 8} (`DEEPNODE_BENCH_QUICK=1`: peers in {64, 1024}, d = 256). Small flat samples so
+//! the whole grid finishes in minutes on a software adapter (lavapipe).
+
+use std::time::Duration;
+
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
+use deepnode_gating::{FisherHead, GateInput, Gpu, Noise, reference, standard_normal};
+
+/// Rows per batch: enough to fill the device, small enough for the CPU reference.
+const ROWS: usize = 64;
+/// Classes of the output head in the Fisher benchmark.
+const CLASSES: usize = 16;
+
+fn grid() -> Vec<(usize, usize, usize)> {
+    let quick = std::env::var("DEEPNODE_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let (peers, ds): (&[usize], &[usize]) = if quick {
+        (&[64, 1024], &[256])
+    } else {
+        (&[64, 1024, 4096], &[256, 1024])
+    };
+    let mut out = Vec::new();
+    for &p in peers {
+        for &d in ds {
+            for k in [2, 8] {
+                out.push((p, d, k));
+            }
+        }
+    }
+    out
+}
+
+fn uniform(seed: u64, len: usize, scale: f32) -> Vec<f32> {
+    standard_normal(seed, len)
+        .into_iter()
+        .map(|v| v * scale)
+        .collect()
+}
+
+fn benches(c: &mut Criterion) {
+    let gpu = Gpu::new().expect("the benchmark needs a wgpu adapter (e.g. lavapipe)");
+    eprintln!(
+        "device: {} ({:?})",
+        gpu.adapter_info().name,
+        gpu.adapter_info().backend
+    );
+    let mut group = c.benchmark_group("gating_forward");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(ROWS as u64));
+    for (peers, d, k) in grid() {
+        let x = uniform(1, ROWS * d, 1.0);
+        let w_gate = uniform(2, d * peers, 0.05);
+        let w_noise = uniform(3, d * peers, 0.05);
+        let eps = standard_normal(4, ROWS * peers);
+        let input = GateInput {
+            x: &x,
+            w_gate: &w_gate,
+            noise: Some(Noise {
+                w_noise: &w_noise,
+                eps: &eps,
+            }),
+            rows: ROWS,
+            d,
+            peers,
+        };
+        let id = format!("p{peers}_d{d}_k{k}");
+        group.bench_function(BenchmarkId::new("gpu", &id), |b| {
+            b.iter(|| gpu.gating_forward(&input, k).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("cpu", &id), |b| {
+            b.iter(|| reference::gating_forward(&input, k).unwrap())
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("fisher_scores");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(ROWS as u64));
+    for (peers, d, k) in grid() {
+        let sel = reference::top_k_softmax(&uniform(5, ROWS * peers, 1.0), ROWS, peers, k).unwrap();
+        let responses = uniform(6, ROWS * k * d, 1.0);
+        let weights = uniform(7, CLASSES * d, 0.05);
+        let probs = vec![1.0 / CLASSES as f32; ROWS * CLASSES];
+        let head = FisherHead {
+            weights: &weights,
+            probs: &probs,
+            classes: CLASSES,
+        };
+        let id = format!("p{peers}_d{d}_k{k}");
+        group.bench_function(BenchmarkId::new("gpu", &id), |b| {
+            b.iter(|| gpu.fisher_scores(&sel, &responses, d, &head).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("cpu", &id), |b| {
+            b.iter(|| reference::fisher_scores(&sel, &responses, d, &head).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(gating, benches);
+criterion_main!(gating);

@@ -1,0 +1,765 @@
+//! The wgpu context and the host side of every kernel: upload, chunk by rows, dispatch, read.
+
+use std::sync::mpsc;
+
+use wgpu::util::DeviceExt;
+
+use crate::types::{GateInput, LoadBalance, Selection, check_k, check_len, check_responses, mul};
+use crate::{FisherHead, GatingError, reference, shaders};
+
+/// Threads per workgroup along x in every shader (`@workgroup_size(64, 1, 1)`).
+const WG: u64 = 64;
+
+/// A GPU device with the crate's compute pipelines compiled.
+///
+/// Every method checks its input like its [`crate::reference`] twin, splits the batch into
+/// chunks of rows so that no buffer binding exceeds the device's limits, runs the kernels and
+/// returns what the reference returns, within the tolerances of the crate docs.
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    /// Bytes one storage binding may hold: the device limit, or less if capped.
+    max_binding: u64,
+    device_max_binding: u64,
+    /// `max_compute_workgroups_per_dimension`.
+    max_groups: u32,
+    logits: wgpu::ComputePipeline,
+    top_k: wgpu::ComputePipeline,
+    combine: wgpu::ComputePipeline,
+    fisher: wgpu::ComputePipeline,
+    scatter: wgpu::ComputePipeline,
+    column_sum: wgpu::ComputePipeline,
+    load: wgpu::ComputePipeline,
+}
+
+impl core::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("adapter", &self.info.name)
+            .field("backend", &self.info.backend)
+            .field("max_binding", &self.max_binding)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The flags of `gating_logits.wgsl`.
+const NOISY: u32 = 1;
+const WRITE_PARTS: u32 = 2;
+
+fn to_u32(operand: &'static str, value: usize) -> Result<u32, GatingError> {
+    u32::try_from(value).map_err(|_| GatingError::TooLargeForU32 { operand, value })
+}
+
+fn groups_of(n: usize) -> u32 {
+    // Callers bound `n` by the chunk size, itself at most `max_groups * 64` (a u32).
+    n.div_ceil(WG as usize) as u32
+}
+
+impl Gpu {
+    /// Opens the first adapter wgpu offers on its primary backends (Vulkan, Metal, DX12; the
+    /// `WGPU_BACKEND` environment variable overrides), including a software one such as
+    /// Mesa's lavapipe, with the adapter's own limits, and compiles the shaders.
+    ///
+    /// Fails with [`GatingError::NoAdapter`] when there is none.
+    pub fn new() -> Result<Self, GatingError> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+        let instance = wgpu::Instance::new(desc);
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        }))
+        .map_err(|e| GatingError::NoAdapter(e.to_string()))?;
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("deepnode-gating"),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| GatingError::RequestDevice(e.to_string()))?;
+        let pipeline = |name: &str, source: &str| {
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        };
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let gpu = Self {
+            logits: pipeline("gating_logits", shaders::GATING_LOGITS),
+            top_k: pipeline("top_k_softmax", shaders::TOP_K_SOFTMAX),
+            combine: pipeline("combine", shaders::COMBINE),
+            fisher: pipeline("fisher_terms", shaders::FISHER_TERMS),
+            scatter: pipeline("scatter_rows", shaders::SCATTER_ROWS),
+            column_sum: pipeline("column_sum", shaders::COLUMN_SUM),
+            load: pipeline("load_prob", shaders::LOAD_PROB),
+            max_binding: binding_limit(&limits),
+            device_max_binding: binding_limit(&limits),
+            max_groups: limits.max_compute_workgroups_per_dimension,
+            info: adapter.get_info(),
+            device,
+            queue,
+        };
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GatingError::Device(e.to_string()));
+        }
+        Ok(gpu)
+    }
+
+    /// The adapter in use (name, backend, device type), e.g. to tell lavapipe from a GPU.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// Caps the bytes of any one buffer binding at `bytes` (never above the device's limit;
+    /// rounded down to a multiple of 4, at least 4). Inputs are then split into more chunks of
+    /// rows; a weight matrix or a single row over the cap gives
+    /// [`GatingError::BufferTooLarge`]. For memory budgets and for testing the chunking.
+    pub fn set_max_binding_bytes(&mut self, bytes: u64) {
+        self.max_binding = (bytes.min(self.device_max_binding) & !3).max(4);
+    }
+
+    /// The bytes one buffer binding may hold now (see [`Gpu::set_max_binding_bytes`]).
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.max_binding
+    }
+
+    /// GPU twin of [`reference::gating_logits`]: `H(x)`, `[rows, peers]`.
+    pub fn gating_logits(&self, input: &GateInput<'_>) -> Result<Vec<f32>, GatingError> {
+        input.validate()?;
+        let mut out = Vec::with_capacity(input.rows * input.peers);
+        let weights = self.gate_weights(input)?;
+        let chunk = self.gate_chunk(input, &[])?;
+        for r0 in (0..input.rows).step_by(chunk) {
+            let n = chunk.min(input.rows - r0);
+            let scope = self.scope();
+            let mut enc = self.encoder();
+            let l = self.encode_logits(&mut enc, input, &weights, r0, n, false)?;
+            let [h] = self.read(enc, [&l.logits], scope)?;
+            out.extend_from_slice(bytemuck::cast_slice(&h));
+        }
+        Ok(out)
+    }
+
+    /// GPU twin of [`reference::top_k_softmax`]: selection bit-exact, gates within tolerance.
+    pub fn top_k_softmax(
+        &self,
+        logits: &[f32],
+        rows: usize,
+        peers: usize,
+        k: usize,
+    ) -> Result<Selection, GatingError> {
+        check_k(k, peers)?;
+        check_len("logits", mul("rows * peers", rows, peers)?, logits.len())?;
+        let chunk = self.rows_per_chunk(&[
+            ("logits row", 4 * peers as u64),
+            ("indices row", 4 * k as u64),
+        ])?;
+        let mut sel = Selection {
+            indices: Vec::new(),
+            gates: Vec::new(),
+            rows,
+            k,
+            peers,
+        };
+        for r0 in (0..rows).step_by(chunk) {
+            let n = chunk.min(rows - r0);
+            let scope = self.scope();
+            let mut enc = self.encoder();
+            let h = self.storage("logits", &logits[r0 * peers..(r0 + n) * peers]);
+            let t = self.encode_top_k(&mut enc, &h, n, peers, k, false)?;
+            let [i, g] = self.read(enc, [&t.indices, &t.gates], scope)?;
+            sel.indices.extend_from_slice(bytemuck::cast_slice(&i));
+            sel.gates.extend_from_slice(bytemuck::cast_slice(&g));
+        }
+        Ok(sel)
+    }
+
+    /// GPU twin of [`reference::gating_forward`]: the logits stay on the device between the
+    /// two kernels. Indices equal the reference's whenever the logits agree to the rounding of
+    /// `exp`/`log` (always, for noise-free inputs whose dot products are exact in f32).
+    pub fn gating_forward(
+        &self,
+        input: &GateInput<'_>,
+        k: usize,
+    ) -> Result<Selection, GatingError> {
+        input.validate()?;
+        check_k(k, input.peers)?;
+        let weights = self.gate_weights(input)?;
+        let chunk = self.gate_chunk(input, &[("indices row", 4 * k as u64)])?;
+        let mut sel = Selection {
+            indices: Vec::new(),
+            gates: Vec::new(),
+            rows: input.rows,
+            k,
+            peers: input.peers,
+        };
+        for r0 in (0..input.rows).step_by(chunk) {
+            let n = chunk.min(input.rows - r0);
+            let scope = self.scope();
+            let mut enc = self.encoder();
+            let l = self.encode_logits(&mut enc, input, &weights, r0, n, false)?;
+            let t = self.encode_top_k(&mut enc, &l.logits, n, input.peers, k, false)?;
+            let [i, g] = self.read(enc, [&t.indices, &t.gates], scope)?;
+            sel.indices.extend_from_slice(bytemuck::cast_slice(&i));
+            sel.gates.extend_from_slice(bytemuck::cast_slice(&g));
+        }
+        Ok(sel)
+    }
+
+    /// GPU twin of [`reference::combine`]: `G(x) = sum_s g_s f_s`, `[rows, d_out]`.
+    pub fn combine(
+        &self,
+        sel: &Selection,
+        responses: &[f32],
+        d_out: usize,
+    ) -> Result<Vec<f32>, GatingError> {
+        sel.validate()?;
+        check_responses(sel, responses, d_out)?;
+        if sel.rows == 0 || d_out == 0 {
+            return Ok(Vec::new());
+        }
+        let k = sel.k;
+        let chunk = self.rows_per_chunk(&[
+            ("responses row", 4 * (k * d_out) as u64),
+            ("mixed row", 4 * d_out as u64),
+        ])?;
+        let x_groups = self.groups_checked("d_out", d_out)?;
+        let mut out = Vec::with_capacity(sel.rows * d_out);
+        for r0 in (0..sel.rows).step_by(chunk) {
+            let n = chunk.min(sel.rows - r0);
+            let scope = self.scope();
+            let mut enc = self.encoder();
+            let params = self.params([
+                to_u32("rows", n)?,
+                to_u32("k", k)?,
+                to_u32("d_out", d_out)?,
+                0,
+            ]);
+            let gates = self.storage("gates", &sel.gates[r0 * k..(r0 + n) * k]);
+            let resp = self.storage(
+                "responses",
+                &responses[r0 * k * d_out..(r0 + n) * k * d_out],
+            );
+            let mixed = self.output("mixed", n * d_out);
+            self.dispatch(
+                &mut enc,
+                &self.combine,
+                &[&params, &gates, &resp, &mixed],
+                (x_groups, n as u32),
+            );
+            let [m] = self.read(enc, [&mixed], scope)?;
+            out.extend_from_slice(bytemuck::cast_slice(&m));
+        }
+        Ok(out)
+    }
+
+    /// GPU twin of [`reference::gate_mass`]: mean gate mass per peer, `[peers]`.
+    pub fn gate_mass(&self, sel: &Selection) -> Result<Vec<f32>, GatingError> {
+        sel.validate()?;
+        let sums = self.per_peer_sums(sel, &[], |_, _, _, _| Ok(None))?;
+        Ok(reference::mean_over_rows(sums, sel.rows))
+    }
+
+    /// GPU twin of [`reference::fisher_scores`]: `r_i = mean_x dF_i^T H dF_i`, `[peers]`.
+    pub fn fisher_scores(
+        &self,
+        sel: &Selection,
+        responses: &[f32],
+        d_out: usize,
+        head: &FisherHead<'_>,
+    ) -> Result<Vec<f32>, GatingError> {
+        sel.validate()?;
+        check_responses(sel, responses, d_out)?;
+        head.validate(sel.rows, d_out)?;
+        let k = sel.k;
+        self.check_fixed("head.weights", head.weights.len())?;
+        let weights = self.storage("head", head.weights);
+        let dims = [
+            to_u32("k", k)?,
+            to_u32("d_out", d_out)?,
+            to_u32("classes", head.classes)?,
+        ];
+        let extra = [
+            ("responses row", 4 * (k * d_out) as u64),
+            ("probs row", 4 * head.classes as u64),
+        ];
+        let sums = self.per_peer_sums(sel, &extra, |gpu, enc, r0, n| {
+            let params = gpu.params([to_u32("rows", n)?, dims[0], dims[1], dims[2]]);
+            let gates = gpu.storage("gates", &sel.gates[r0 * k..(r0 + n) * k]);
+            let resp = gpu.storage(
+                "responses",
+                &responses[r0 * k * d_out..(r0 + n) * k * d_out],
+            );
+            let probs = gpu.storage(
+                "probs",
+                &head.probs[r0 * head.classes..(r0 + n) * head.classes],
+            );
+            let terms = gpu.output("terms", n * k);
+            gpu.dispatch(
+                enc,
+                &gpu.fisher,
+                &[&params, &gates, &resp, &weights, &probs, &terms],
+                (groups_of(n * k), 1),
+            );
+            Ok(Some(terms))
+        })?;
+        Ok(reference::mean_over_rows(sums, sel.rows))
+    }
+
+    /// GPU twin of [`reference::load_balance`]: importance, smooth load and their `CV^2`
+    /// (the `CV^2` of the two `[peers]` vectors is taken on the host with
+    /// [`reference::cv_squared`]).
+    pub fn load_balance(
+        &self,
+        input: &GateInput<'_>,
+        k: usize,
+    ) -> Result<LoadBalance, GatingError> {
+        input.validate()?;
+        check_k(k, input.peers)?;
+        let peers = input.peers;
+        let col_groups = self.groups_checked("peers", peers)?;
+        let weights = self.gate_weights(input)?;
+        let row = 4 * peers as u64;
+        let chunk = self.gate_chunk(input, &[("indices row", 4 * k as u64), ("dense row", row)])?;
+        let mut importance = vec![0.0f32; peers];
+        let mut load = vec![0.0f32; peers];
+        for r0 in (0..input.rows).step_by(chunk) {
+            let n = chunk.min(input.rows - r0);
+            let n32 = n as u32;
+            let scope = self.scope();
+            let mut enc = self.encoder();
+            let l = self.encode_logits(&mut enc, input, &weights, r0, n, true)?;
+            let t = self.encode_top_k(&mut enc, &l.logits, n, peers, k, true)?;
+            let noisy = u32::from(input.noise.is_some());
+            let params = self.params([n32, peers as u32, k as u32, noisy]);
+            let prob = self.output("prob", n * peers);
+            self.dispatch(
+                &mut enc,
+                &self.load,
+                &[
+                    &params,
+                    &l.logits,
+                    &l.clean,
+                    &l.sd,
+                    &t.indices,
+                    &t.thresholds,
+                    &prob,
+                ],
+                (col_groups, n32),
+            );
+            let dense = self.output("dense gates", n * peers);
+            let sp = self.params([n32, k as u32, peers as u32, 0]);
+            self.dispatch(
+                &mut enc,
+                &self.scatter,
+                &[&sp, &t.indices, &t.gates, &dense],
+                (groups_of(n), 1),
+            );
+            let cp = self.params([n32, peers as u32, 0, 0]);
+            let imp = self.output("importance", peers);
+            let lod = self.output("load", peers);
+            self.dispatch(
+                &mut enc,
+                &self.column_sum,
+                &[&cp, &dense, &imp],
+                (col_groups, 1),
+            );
+            self.dispatch(
+                &mut enc,
+                &self.column_sum,
+                &[&cp, &prob, &lod],
+                (col_groups, 1),
+            );
+            let [i, l] = self.read(enc, [&imp, &lod], scope)?;
+            for (acc, v) in importance
+                .iter_mut()
+                .zip(bytemuck::cast_slice::<u8, f32>(&i))
+            {
+                *acc += *v;
+            }
+            for (acc, v) in load.iter_mut().zip(bytemuck::cast_slice::<u8, f32>(&l)) {
+                *acc += *v;
+            }
+        }
+        Ok(LoadBalance {
+            cv2_importance: reference::cv_squared(&importance),
+            cv2_load: reference::cv_squared(&load),
+            importance,
+            load,
+        })
+    }
+
+    // ---- chunk planning -------------------------------------------------------------------
+
+    /// Largest number of rows per chunk such that each row buffer (bytes per row given) fits
+    /// one binding and a row-indexed dispatch fits the workgroup limit.
+    fn rows_per_chunk(&self, per_row: &[(&'static str, u64)]) -> Result<usize, GatingError> {
+        let mut rows = u64::from(self.max_groups);
+        for &(operand, bytes) in per_row {
+            if bytes > self.max_binding {
+                return Err(GatingError::BufferTooLarge {
+                    operand,
+                    bytes,
+                    limit: self.max_binding,
+                });
+            }
+            if let Some(fit) = self.max_binding.checked_div(bytes) {
+                rows = rows.min(fit);
+            }
+        }
+        Ok(rows.max(1) as usize)
+    }
+
+    fn check_fixed(&self, operand: &'static str, len: usize) -> Result<(), GatingError> {
+        let bytes = 4 * len as u64;
+        if bytes > self.max_binding {
+            return Err(GatingError::BufferTooLarge {
+                operand,
+                bytes,
+                limit: self.max_binding,
+            });
+        }
+        Ok(())
+    }
+
+    fn groups_checked(&self, operand: &'static str, n: usize) -> Result<u32, GatingError> {
+        let groups = (n as u64).div_ceil(WG);
+        if groups > u64::from(self.max_groups) {
+            return Err(GatingError::TooManyWorkgroups {
+                operand,
+                groups,
+                limit: self.max_groups,
+            });
+        }
+        Ok(groups as u32)
+    }
+
+    /// Chunk size for the gating kernels: x, eps and the `[rows, peers]` intermediates, plus
+    /// `extra` row buffers.
+    fn gate_chunk(
+        &self,
+        input: &GateInput<'_>,
+        extra: &[(&'static str, u64)],
+    ) -> Result<usize, GatingError> {
+        self.groups_checked("peers", input.peers)?;
+        let mut per_row = vec![
+            ("x row", 4 * input.d as u64),
+            ("logits row", 4 * input.peers as u64),
+        ];
+        per_row.extend_from_slice(extra);
+        self.rows_per_chunk(&per_row)
+    }
+
+    // ---- encoders shared by several methods -----------------------------------------------
+
+    fn gate_weights(&self, input: &GateInput<'_>) -> Result<GateWeights, GatingError> {
+        for dim in [("rows", input.rows), ("d", input.d), ("peers", input.peers)] {
+            to_u32(dim.0, dim.1)?;
+        }
+        self.check_fixed("w_gate", input.w_gate.len())?;
+        let w_noise = match &input.noise {
+            Some(noise) => {
+                self.check_fixed("w_noise", noise.w_noise.len())?;
+                self.storage("w_noise", noise.w_noise)
+            }
+            None => self.storage::<f32>("w_noise (unused)", &[]),
+        };
+        Ok(GateWeights {
+            w_gate: self.storage("w_gate", input.w_gate),
+            w_noise,
+        })
+    }
+
+    fn encode_logits(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        input: &GateInput<'_>,
+        w: &GateWeights,
+        r0: usize,
+        n: usize,
+        parts: bool,
+    ) -> Result<LogitsBuffers, GatingError> {
+        let (d, peers) = (input.d, input.peers);
+        let mut flags = if parts { WRITE_PARTS } else { 0 };
+        let eps = match &input.noise {
+            Some(noise) => {
+                flags |= NOISY;
+                self.storage("eps", &noise.eps[r0 * peers..(r0 + n) * peers])
+            }
+            None => self.storage::<f32>("eps (unused)", &[]),
+        };
+        let params = self.params([to_u32("rows", n)?, d as u32, peers as u32, flags]);
+        let x = self.storage("x", &input.x[r0 * d..(r0 + n) * d]);
+        let logits = self.output("logits", n * peers);
+        let part_len = if parts { n * peers } else { 1 };
+        let clean = self.output("clean", part_len);
+        let sd = self.output("noise_sd", part_len);
+        self.dispatch(
+            enc,
+            &self.logits,
+            &[
+                &params, &x, &w.w_gate, &w.w_noise, &eps, &logits, &clean, &sd,
+            ],
+            (groups_of(peers), n as u32),
+        );
+        Ok(LogitsBuffers { logits, clean, sd })
+    }
+
+    fn encode_top_k(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        logits: &wgpu::Buffer,
+        n: usize,
+        peers: usize,
+        k: usize,
+        thresholds: bool,
+    ) -> Result<TopKBuffers, GatingError> {
+        let params = self.params([
+            to_u32("rows", n)?,
+            to_u32("peers", peers)?,
+            to_u32("k", k)?,
+            u32::from(thresholds),
+        ]);
+        let indices = self.output("indices", n * k);
+        let gates = self.output("gates", n * k);
+        let thr = self.output("thresholds", if thresholds { 2 * n } else { 1 });
+        self.dispatch(
+            enc,
+            &self.top_k,
+            &[&params, logits, &indices, &gates, &thr],
+            (n as u32, 1),
+        );
+        Ok(TopKBuffers {
+            indices,
+            gates,
+            thresholds: thr,
+        })
+    }
+
+    /// Sums per peer, over all rows, of per-slot values: the gates when `values` returns
+    /// `None`, else the buffer it encodes for rows `r0..r0 + n`. Scatter then column sum on the
+    /// device; chunks are added on the host.
+    fn per_peer_sums<F>(
+        &self,
+        sel: &Selection,
+        extra: &[(&'static str, u64)],
+        values: F,
+    ) -> Result<Vec<f32>, GatingError>
+    where
+        F: Fn(
+            &Self,
+            &mut wgpu::CommandEncoder,
+            usize,
+            usize,
+        ) -> Result<Option<wgpu::Buffer>, GatingError>,
+    {
+        let (k, peers) = (sel.k, sel.peers);
+        to_u32("rows", sel.rows)?;
+        let col_groups = self.groups_checked("peers", peers)?;
+        let mut per_row = vec![
+            ("dense row", 4 * peers as u64),
+            ("indices row", 4 * k as u64),
+        ];
+        per_row.extend_from_slice(extra);
+        // The per-slot kernels dispatch rows * k invocations along x.
+        let chunk = self
+            .rows_per_chunk(&per_row)?
+            .min((u64::from(self.max_groups) * WG / k as u64).max(1) as usize);
+        let mut sums = vec![0.0f32; peers];
+        for r0 in (0..sel.rows).step_by(chunk) {
+            let n = chunk.min(sel.rows - r0);
+            let scope = self.scope();
+            let mut enc = self.encoder();
+            let vals = match values(self, &mut enc, r0, n)? {
+                Some(buffer) => buffer,
+                None => self.storage("gates", &sel.gates[r0 * k..(r0 + n) * k]),
+            };
+            let indices = self.storage("indices", &sel.indices[r0 * k..(r0 + n) * k]);
+            let dense = self.output("dense", n * peers);
+            let sp = self.params([n as u32, k as u32, peers as u32, 0]);
+            self.dispatch(
+                &mut enc,
+                &self.scatter,
+                &[&sp, &indices, &vals, &dense],
+                (groups_of(n), 1),
+            );
+            let cp = self.params([n as u32, peers as u32, 0, 0]);
+            let out = self.output("sums", peers);
+            self.dispatch(
+                &mut enc,
+                &self.column_sum,
+                &[&cp, &dense, &out],
+                (col_groups, 1),
+            );
+            let [s] = self.read(enc, [&out], scope)?;
+            for (acc, v) in sums.iter_mut().zip(bytemuck::cast_slice::<u8, f32>(&s)) {
+                *acc += *v;
+            }
+        }
+        Ok(sums)
+    }
+
+    // ---- wgpu plumbing --------------------------------------------------------------------
+
+    fn encoder(&self) -> wgpu::CommandEncoder {
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("deepnode-gating"),
+            })
+    }
+
+    /// Opens the error scopes that [`Gpu::read`] closes, so a device error becomes a
+    /// [`GatingError::Device`] instead of wgpu's default panic.
+    fn scope(&self) -> [wgpu::ErrorScopeGuard; 2] {
+        [
+            self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory),
+            self.device.push_error_scope(wgpu::ErrorFilter::Validation),
+        ]
+    }
+
+    /// A read-only storage buffer holding `data` (4 zero bytes when empty: bindings must not
+    /// be empty).
+    fn storage<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
+        let zero = [0u8; 4];
+        let contents: &[u8] = if data.is_empty() {
+            &zero
+        } else {
+            bytemuck::cast_slice(data)
+        };
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+    }
+
+    /// A zeroed read-write storage buffer of `len` 4-byte elements (at least one).
+    fn output(&self, label: &str, len: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: 4 * len.max(1) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    fn params(&self, values: [u32; 4]) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytemuck::cast_slice(&values),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
+    /// Records one dispatch of `pipeline` with `buffers` bound at bindings 0, 1, 2, ...
+    fn dispatch(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[&wgpu::Buffer],
+        groups: (u32, u32),
+    ) {
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(groups.0, groups.1, 1);
+    }
+
+    /// Submits `enc`, copies `outputs` back and closes the error scopes.
+    fn read<const N: usize>(
+        &self,
+        mut enc: wgpu::CommandEncoder,
+        outputs: [&wgpu::Buffer; N],
+        scope: [wgpu::ErrorScopeGuard; 2],
+    ) -> Result<[Vec<u8>; N], GatingError> {
+        let staging = outputs.map(|b| {
+            let s = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("staging"),
+                size: b.size(),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            enc.copy_buffer_to_buffer(b, 0, &s, 0, b.size());
+            s
+        });
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = mpsc::channel();
+        for (i, s) in staging.iter().enumerate() {
+            let tx = tx.clone();
+            s.map_async(wgpu::MapMode::Read, .., move |r| {
+                // The receiver lives until every callback has run (poll waits for them).
+                let _ = tx.send((i, r));
+            });
+        }
+        drop(tx);
+        let polled = self.device.poll(wgpu::PollType::wait_indefinitely());
+        let [oom, validation] = scope;
+        let validation = pollster::block_on(validation.pop());
+        let oom = pollster::block_on(oom.pop());
+        if let Some(e) = validation.or(oom) {
+            return Err(GatingError::Device(e.to_string()));
+        }
+        polled.map_err(|e| GatingError::Device(e.to_string()))?;
+        for (_, r) in rx.iter() {
+            r.map_err(|e| GatingError::Device(e.to_string()))?;
+        }
+        let mut out: [Vec<u8>; N] = core::array::from_fn(|_| Vec::new());
+        for (o, s) in out.iter_mut().zip(&staging) {
+            let view = s
+                .get_mapped_range(..)
+                .map_err(|e| GatingError::Device(e.to_string()))?;
+            *o = view.to_vec();
+            drop(view);
+            s.unmap();
+        }
+        Ok(out)
+    }
+}
+
+fn binding_limit(limits: &wgpu::Limits) -> u64 {
+    limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size)
+        & !3
+}
+
+struct GateWeights {
+    w_gate: wgpu::Buffer,
+    w_noise: wgpu::Buffer,
+}
+
+struct LogitsBuffers {
+    logits: wgpu::Buffer,
+    clean: wgpu::Buffer,
+    sd: wgpu::Buffer,
+}
+
+struct TopKBuffers {
+    indices: wgpu::Buffer,
+    gates: wgpu::Buffer,
+    thresholds: wgpu::Buffer,
+}

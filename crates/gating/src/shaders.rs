@@ -1,0 +1,32 @@
+//! The WGSL sources, one file per kernel in the workspace's `shaders/` folder.
+//!
+//! Each file is a complete module with one `main` compute entry point; its header comment
+//! lists its bindings and the [`crate::reference`] function it mirrors.
+
+/// `shaders/gating_logits.wgsl`: noisy gating logits, mirrors `reference::gating_logits`.
+pub const GATING_LOGITS: &str = include_str!("../../../shaders/gating_logits.wgsl");
+/// `shaders/top_k_softmax.wgsl`: top-k and softmax per row, mirrors
+/// `reference::top_k_softmax`.
+pub const TOP_K_SOFTMAX: &str = include_str!("../../../shaders/top_k_softmax.wgsl");
+/// `shaders/combine.wgsl`: `G(x) = sum_s g_s f_s`, mirrors `reference::combine`.
+pub const COMBINE: &str = include_str!("../../../shaders/combine.wgsl");
+/// `shaders/fisher_terms.wgsl`: per-slot Fisher quadratic form, mirrors
+/// `reference::fisher_terms`.
+pub const FISHER_TERMS: &str = include_str!("../../../shaders/fisher_terms.wgsl");
+/// `shaders/scatter_rows.wgsl`: slot values to dense per-peer rows.
+pub const SCATTER_ROWS: &str = include_str!("../../../shaders/scatter_rows.wgsl");
+/// `shaders/column_sum.wgsl`: sums over rows per peer.
+pub const COLUMN_SUM: &str = include_str!("../../../shaders/column_sum.wgsl");
+/// `shaders/load_prob.wgsl`: smooth load probability, mirrors `reference::load_probability`.
+pub const LOAD_PROB: &str = include_str!("../../../shaders/load_prob.wgsl");
+
+/// Every shader as `(file name, source)`, for validation and tooling.
+pub const ALL: &[(&str, &str)] = &[
+    ("gating_logits.wgsl", GATING_LOGITS),
+    ("top_k_softmax.wgsl", TOP_K_SOFTMAX),
+    ("combine.wgsl", COMBINE),
+    ("fisher_terms.wgsl", FISHER_TERMS),
+    ("scatter_rows.wgsl", SCATTER_ROWS),
+    ("column_sum.wgsl", COLUMN_SUM),
+    ("load_prob.wgsl", LOAD_PROB),
+];

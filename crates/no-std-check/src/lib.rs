@@ -1,0 +1,76 @@
+//! Links the consensus and types crates without std, calling both the buffer API (no
+//! allocation: bounded rows) and the `Vec` API, and the SCALE codecs.
+#![no_std]
+
+extern crate alloc;
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::panic::PanicInfo;
+
+use deepnode_consensus::{BoundedRow, Fx, Outputs, Params, Scalar, epoch_in_place};
+use parity_scale_codec::{Decode, Encode};
+
+/// An allocator that never gives memory: the buffer API must not need it.
+struct NoAlloc;
+
+// SAFETY: returning null is the documented way for an allocator to report failure.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for NoAlloc {
+    unsafe fn alloc(&self, _: Layout) -> *mut u8 {
+        core::ptr::null_mut()
+    }
+    unsafe fn dealloc(&self, _: *mut u8, _: Layout) {}
+}
+
+#[global_allocator]
+static ALLOC: NoAlloc = NoAlloc;
+
+#[panic_handler]
+fn panic(_: &PanicInfo) -> ! {
+    loop {}
+}
+
+/// One epoch of a 4-node network on the stack; returns the loss bits.
+#[unsafe(no_mangle)]
+pub extern "C" fn deepnode_check_epoch() -> i128 {
+    let params = Params::<Fx>::default();
+    let stake = [10u64, 20, 30, 40];
+    let weights: [BoundedRow<(u32, u16), 4>; 4] = core::array::from_fn(|i| {
+        let mut row = BoundedRow::new();
+        let _ = row.push(((i as u32 + 1) % 4, 1000));
+        row
+    });
+    let mut bonds: [BoundedRow<(u32, Fx), 4>; 4] = core::array::from_fn(|_| BoundedRow::new());
+    let (mut r, mut t, mut c, mut inc, mut d, mut s) = (
+        [Fx::ZERO; 4],
+        [Fx::ZERO; 4],
+        [Fx::ZERO; 4],
+        [Fx::ZERO; 4],
+        [Fx::ZERO; 4],
+        [Fx::ZERO; 4],
+    );
+    let (mut minted, mut new_stake) = ([0u64; 4], [0u64; 4]);
+    let out = Outputs {
+        rank: &mut r,
+        trust: &mut t,
+        consensus: &mut c,
+        incentive: &mut inc,
+        dividends: &mut d,
+        minted: &mut minted,
+        stake: &mut new_stake,
+        scratch: &mut s,
+    };
+    match epoch_in_place(&params, &stake, &weights, &mut bonds, out) {
+        Ok(loss) => loss.to_bits(),
+        Err(_) => 0,
+    }
+}
+
+/// Round-trips the params through SCALE (this one allocates; the link is what is checked).
+#[unsafe(no_mangle)]
+pub extern "C" fn deepnode_check_codec() -> bool {
+    let params = Params::<Fx>::default();
+    let bytes = params.encode();
+    Params::<Fx>::decode(&mut &bytes[..]).is_ok_and(|p| p == params)
+        && Fx::ONE > Fx::ZERO.add(Fx::ZERO)
+}

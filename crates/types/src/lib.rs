@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+#![no_std]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod fx;
+mod params;
+mod row;
+#[cfg(feature = "alloc")]
+mod state;
+
+pub use fx::Fx;
+pub use params::{BondMode, DEFAULT_EMISSION, FromRatio, Params};
+pub use row::{BoundedRow, CapacityError};
+#[cfg(feature = "alloc")]
+pub use state::{BondRow, EpochOutput, State, WeightRow};
+
+/// A node's identifier: its index in `0..n`.
+pub type Uid = u32;
+
+/// A raw weight as a node submits it; rows are normalised by their sum.
+pub type Weight = u16;

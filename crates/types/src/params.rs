@@ -1,0 +1,94 @@
+//! Mechanism parameters (mechanism.md, "State of one network").
+
+use crate::Fx;
+
+/// Raw units minted per epoch when a state does not say (1 token of 10^9 units).
+pub const DEFAULT_EMISSION: u64 = 1_000_000_000;
+
+/// Exact construction of a scalar from a ratio of integers, so defaults need no float.
+pub trait FromRatio {
+    /// `num / den` (`den > 0`): exact for `f64` where representable, floored on the fixed grid.
+    fn ratio(num: u64, den: u64) -> Self;
+}
+
+impl FromRatio for Fx {
+    fn ratio(num: u64, den: u64) -> Self {
+        Fx::from_ratio(u128::from(num), u128::from(den))
+    }
+}
+
+impl FromRatio for f64 {
+    #[allow(
+        clippy::float_arithmetic,
+        reason = "the float scalar is built by float division"
+    )]
+    fn ratio(num: u64, den: u64) -> Self {
+        num as f64 / den as f64
+    }
+}
+
+/// How bonds evolve each epoch (mechanism.md step 8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "codec",
+    derive(
+        parity_scale_codec::Encode,
+        parity_scale_codec::Decode,
+        parity_scale_codec::MaxEncodedLen
+    )
+)]
+pub enum BondMode<N> {
+    /// The paper's rule: `B_ij <- B_ij + w_ij * s_i`.
+    Cumulative,
+    /// `B_ij <- (1 - alpha) B_ij + alpha * w_ij s_i / sum_k w_kj s_k`, `alpha` in `(0, 1]`.
+    Ema {
+        /// The weight of the newest epoch, `alpha`.
+        alpha: N,
+    },
+}
+
+/// The parameters of one network (mechanism.md table; defaults from there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "codec",
+    derive(
+        parity_scale_codec::Encode,
+        parity_scale_codec::Decode,
+        parity_scale_codec::MaxEncodedLen
+    )
+)]
+pub struct Params<N> {
+    /// Sigmoid temperature `rho` (> 0; default 10).
+    pub rho: N,
+    /// Sigmoid shift `kappa`, the consensus threshold (in `[0, 1]`; default 0.5).
+    pub kappa: N,
+    /// `lambda`: the share of its own incentive a node keeps (in `[0, 1]`; default 0.5).
+    pub self_share: N,
+    /// Raw units minted per epoch.
+    pub emission: u64,
+    /// Bond rule (default cumulative).
+    pub bonds: BondMode<N>,
+    /// Ignore each node's weight on itself (default false).
+    pub mask_self_weights: bool,
+    /// A normalised weight must exceed this to count as trust (in `[0, 1)`; default 0).
+    pub trust_threshold: N,
+    /// Fewest non-zero entries a submitted row may have (default 1). Enforced where rows are
+    /// submitted (`deepnode_consensus::validate_row`), moved by the controller; the epoch itself
+    /// accepts any row.
+    pub min_allowed_weights: u32,
+}
+
+impl<N: FromRatio> Default for Params<N> {
+    fn default() -> Self {
+        Params {
+            rho: N::ratio(10, 1),
+            kappa: N::ratio(1, 2),
+            self_share: N::ratio(1, 2),
+            emission: DEFAULT_EMISSION,
+            bonds: BondMode::Cumulative,
+            mask_self_weights: false,
+            trust_threshold: N::ratio(0, 1),
+            min_allowed_weights: 1,
+        }
+    }
+}
