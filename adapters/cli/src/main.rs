@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod bench;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use deepnode_conformance::contract::FromJson;
 use deepnode_conformance::{parse_state, render_output, run_dir};
@@ -26,6 +28,18 @@ enum Command {
         /// The numeric backend.
         #[arg(long, value_enum, default_value_t = Backend::Fixed)]
         backend: Backend,
+    },
+    /// Time the epoch on a synthetic network, fixed against float in the same run.
+    Bench {
+        /// Nodes.
+        #[arg(long, default_value_t = 4096)]
+        n: usize,
+        /// Non-zero weights per row (capped at n).
+        #[arg(long, default_value_t = 4096)]
+        k: usize,
+        /// Epochs timed per backend (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
     },
     /// Check this build against the conformance vectors in DIR.
     Conformance {
@@ -55,6 +69,10 @@ fn main() -> ExitCode {
                 println!("{json}");
                 ExitCode::SUCCESS
             }
+            Err(msg) => fail(&msg, EXIT_INPUT),
+        },
+        Command::Bench { n, k, epochs } => match bench::run(n, k, epochs) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(msg) => fail(&msg, EXIT_INPUT),
         },
         Command::Conformance { dir } => match run_dir(&dir) {

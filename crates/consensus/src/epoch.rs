@@ -2,7 +2,7 @@
 
 use deepnode_types::{BondMode, Params, Uid, Weight};
 
-use crate::bonds::BondRowMut;
+use crate::bonds::{BondRowMut, RowSink};
 use crate::validate::{check_params, check_row};
 use crate::{Error, Scalar};
 
@@ -77,14 +77,16 @@ where
     trust.fill(N::ZERO);
     for (i, (row, &s)) in weights.iter().zip(shares.iter()).enumerate() {
         let row = row.as_ref();
-        let Some(f) = row_factor(row, i, s, mask) else {
-            continue;
-        };
         let sum = row_sum(row, i, mask);
+        if sum == 0 {
+            continue;
+        }
+        let f = s.factor(sum);
+        let cutoff = N::max_untrusted(params.trust_threshold, sum);
         for &(j, w) in live(row, i, mask) {
             let slot = at(rank, j)?;
             *slot = slot.add(N::apply(f, u64::from(w)));
-            if N::exceeds(u64::from(w), sum, params.trust_threshold) {
+            if u64::from(w) > cutoff {
                 let slot = at(trust, j)?;
                 *slot = slot.add(s);
             }
@@ -116,25 +118,26 @@ where
         };
     }
 
-    // 8. Bonds, before use.
+    // 8. Bonds, before use. The column sums C_j = sum_k B_kj are accumulated as rows are
+    // written, in `dividends` (free until step 10).
+    let col = &mut *dividends;
+    col.fill(N::ZERO);
     for (i, (b, &s)) in bonds.iter_mut().zip(shares.iter()).enumerate() {
         let row = weights.get(i).map_or(&[][..], AsRef::as_ref);
-        update_bond_row(params.bonds, b, row, i, s, mask, rank)?;
+        let columns = Columns {
+            rank: &*rank,
+            sums: &mut *col,
+        };
+        update_bond_row(params.bonds, b, row, i, s, mask, columns)?;
     }
 
-    // 9-10. d_i = sum_j B_ij (i_j / sum_k B_kj); `scratch` now holds the column factors.
-    let col = &mut *scratch;
-    col.fill(N::ZERO);
-    for b in bonds.iter() {
-        for &(j, v) in b.entries() {
-            let slot = at(col, j)?;
-            *slot = slot.add(v);
-        }
-    }
-    for (g, &inc) in col.iter_mut().zip(&*incentive) {
+    // 9-10. d_i = sum_j B_ij g_j with g_j = i_j / C_j; `scratch` now holds g.
+    let factor = &mut *scratch;
+    for ((g, &c), &inc) in factor.iter_mut().zip(&*col).zip(&*incentive) {
         // An empty column pays no one: beta_ij = 0.
-        *g = if *g > N::ZERO { inc.div(*g) } else { N::ZERO };
+        *g = if c > N::ZERO { inc.div(c) } else { N::ZERO };
     }
+    let col = factor;
     for (d, b) in dividends.iter_mut().zip(bonds.iter()) {
         let mut acc = N::ZERO;
         for &(j, v) in b.entries() {
@@ -219,8 +222,9 @@ fn at<N>(buf: &mut [N], j: Uid) -> Result<&mut N, Error> {
         })
 }
 
-/// Step 8 for row `i`: merges the bond row with this epoch's `w_ij s_i = weight_ij f_i`.
-/// Cumulative adds; EMA mixes with `w_ij s_i / r_j`. Entries at 0 are dropped.
+/// Step 8 for row `i`: merges the bond row with this epoch's `w_ij s_i`, in uid order.
+/// Cumulative adds; EMA mixes with `w_ij s_i / r_j`. Entries at 0 are dropped; the kept ones
+/// are added to their column sums.
 fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
     mode: BondMode<N>,
     bonds: &mut B,
@@ -228,64 +232,75 @@ fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
     i: usize,
     s: N,
     mask: bool,
-    rank: &mut [N],
+    columns: Columns<'_, N>,
 ) -> Result<(), Error> {
+    let Columns { rank, sums } = columns;
     let f = row_factor(row, i, s, mask);
-    let fresh = |w: Weight| f.map_or(N::ZERO, |f| N::apply(f, u64::from(w)));
-    let old_len = bonds.entries().len();
-    let union = union_len(bonds.entries(), row, i, mask, fresh);
-    let merged = bonds.resize(union.max(old_len), (0, N::ZERO));
-    // Merge from the back so that old entries are read before they are overwritten.
-    let mut src = old_len;
-    let mut new = fresh_entries::Rev::new(row, i, mask, &fresh);
-    let mut dst = union;
-    while dst > 0 {
-        dst = dst.saturating_sub(1);
-        let old = src.checked_sub(1).and_then(|k| merged.get(k).copied());
-        let (uid, value) = match (old, new.peek()) {
-            (Some((ju, jv)), Some((wu, w))) if ju == wu => {
-                src = src.saturating_sub(1);
-                new.next();
-                (ju, mix(mode, Some(jv), Some(fresh(w)), *at(rank, ju)?))
-            }
-            (Some((ju, jv)), Some((wu, _))) if ju > wu => {
-                src = src.saturating_sub(1);
-                (ju, mix(mode, Some(jv), None, N::ZERO))
-            }
-            (_, Some((wu, w))) => {
-                new.next();
-                (wu, mix(mode, None, Some(fresh(w)), *at(rank, wu)?))
-            }
-            (Some((ju, jv)), None) => {
-                src = src.saturating_sub(1);
-                (ju, mix(mode, Some(jv), None, N::ZERO))
-            }
-            (None, None) => break,
-        };
-        if let Some(slot) = merged.get_mut(dst) {
-            *slot = (uid, value);
-        }
-    }
-    // Drop entries that reached 0, keeping order.
-    let mut kept = 0;
-    for k in 0..union {
-        if let Some(&(u, v)) = merged.get(k) {
+    let mut fresh = live(row, i, mask)
+        .filter_map(|&(j, w)| {
+            let v = f.map_or(N::ZERO, |f| N::apply(f, u64::from(w)));
+            (v > N::ZERO).then_some((j, v))
+        })
+        .peekable();
+    let hint = bonds.entries().len().saturating_add(row.len());
+    let mut result = Ok(());
+    bonds.rebuild(hint, |old, sink| {
+        let mut old = old.iter().copied().peekable();
+        let mut put = |j: Uid, v: N| {
             if v > N::ZERO {
-                if let Some(slot) = merged.get_mut(kept) {
-                    *slot = (u, v);
+                sink.put((j, v));
+                match at(sums, j) {
+                    Ok(c) => *c = c.add(v),
+                    Err(e) => result = Err(e),
                 }
-                kept = kept.saturating_add(1);
             }
+        };
+        loop {
+            let (j, value) = match (old.peek().copied(), fresh.peek().copied()) {
+                (Some((ju, b)), Some((wu, v))) if ju == wu => {
+                    old.next();
+                    fresh.next();
+                    (ju, mix(mode, b, v, rank_of(rank, ju)))
+                }
+                (Some((ju, b)), Some((wu, _))) if ju < wu => {
+                    old.next();
+                    (ju, mix(mode, b, N::ZERO, N::ZERO))
+                }
+                (_, Some((wu, v))) => {
+                    fresh.next();
+                    (wu, mix(mode, N::ZERO, v, rank_of(rank, wu)))
+                }
+                (Some((ju, b)), None) => {
+                    old.next();
+                    (ju, mix(mode, b, N::ZERO, N::ZERO))
+                }
+                (None, None) => break,
+            };
+            put(j, value);
         }
-    }
-    bonds.resize(kept, (0, N::ZERO));
-    Ok(())
+    });
+    result
 }
 
-/// The new bond value from the old (if any) and this epoch's `w_ij s_i` (if any).
-fn mix<N: Scalar>(mode: BondMode<N>, old: Option<N>, fresh: Option<N>, r: N) -> N {
-    let old = old.unwrap_or(N::ZERO);
-    let fresh = fresh.unwrap_or(N::ZERO);
+/// What the bond update reads and writes per column: `r_j` (read by the EMA rule) and the
+/// running column sums `C_j`.
+struct Columns<'a, N> {
+    rank: &'a [N],
+    sums: &'a mut [N],
+}
+
+/// `r_j` for a uid checked against `n`. Only EMA reads it, and only where `w_ij s_i > 0`,
+/// which makes `r_j > 0`; a uid out of range (a broken invariant) reads 0, which [`mix`] turns
+/// into a zero share, and the same uid then fails the column-sum slot in `put`.
+fn rank_of<N: Scalar>(rank: &[N], j: Uid) -> N {
+    usize::try_from(j)
+        .ok()
+        .and_then(|k| rank.get(k).copied())
+        .unwrap_or(N::ZERO)
+}
+
+/// The new bond value from the old one and this epoch's `w_ij s_i` (0 where absent).
+fn mix<N: Scalar>(mode: BondMode<N>, old: N, fresh: N, r: N) -> N {
     match mode {
         BondMode::Cumulative => old.add(fresh),
         BondMode::Ema { alpha } => {
@@ -397,51 +412,4 @@ fn check_inputs<N: Scalar, W: AsRef<[(Uid, Weight)]>, B: BondRowMut<N>>(
         }
     }
     Ok(())
-}
-
-/// A reverse cursor over the live weight entries with a non-zero `w_ij s_i`.
-mod fresh_entries {
-    use deepnode_types::{Uid, Weight};
-
-    use crate::Scalar;
-
-    pub(super) struct Rev<'a, F> {
-        row: &'a [(Uid, Weight)],
-        end: usize,
-        skip_self: Option<usize>,
-        fresh: &'a F,
-    }
-
-    impl<'a, F> Rev<'a, F> {
-        pub(super) fn new(row: &'a [(Uid, Weight)], i: usize, mask: bool, fresh: &'a F) -> Self {
-            Rev {
-                row,
-                end: row.len(),
-                skip_self: mask.then_some(i),
-                fresh,
-            }
-        }
-
-        /// The last entry not yet taken.
-        pub(super) fn peek<N: Scalar>(&mut self) -> Option<(Uid, Weight)>
-        where
-            F: Fn(Weight) -> N,
-        {
-            while let Some(k) = self.end.checked_sub(1) {
-                let &(u, w) = self.row.get(k)?;
-                let is_self = self.skip_self.is_some_and(|i| usize::try_from(u) == Ok(i));
-                if (self.fresh)(w) <= N::ZERO || is_self {
-                    self.end = k;
-                    continue;
-                }
-                return Some((u, w));
-            }
-            None
-        }
-
-        /// Takes the entry `peek` returned.
-        pub(super) fn next(&mut self) {
-            self.end = self.end.saturating_sub(1);
-        }
-    }
 }

@@ -22,7 +22,7 @@ mod validate;
 #[cfg(feature = "alloc")]
 mod vec_api;
 
-pub use bonds::BondRowMut;
+pub use bonds::{BondRowMut, RowSink};
 pub use deepnode_types::{BondMode, BoundedRow, Fx, Params, Uid, Weight};
 #[cfg(feature = "alloc")]
 pub use deepnode_types::{EpochOutput, State};

@@ -39,8 +39,9 @@ pub trait Scalar: Copy + PartialOrd + Debug + FromRatio {
     /// `w_ij s_i = weight * f_i` (for [`Fx`]: `floor(weight * F / 2^16)` bits, so one rounding
     /// per entry whatever the weight).
     fn apply(f: Self::Factor, weight: u64) -> Self;
-    /// Whether `weight / row_sum > threshold` (exact for [`Fx`]); `row_sum > 0`.
-    fn exceeds(weight: u64, row_sum: u64, threshold: Self) -> bool;
+    /// `floor(threshold * row_sum)` (exact for [`Fx`]), for `0 <= threshold < 1`: a weight
+    /// counts towards trust when `weight / row_sum > threshold`, i.e. `weight` exceeds this.
+    fn max_untrusted(threshold: Self, row_sum: u64) -> u64;
     /// `1 / (1 + exp(-self))`, in `[0, 1]`.
     fn sigmoid(self) -> Self;
     /// `floor(units * clamp(self, 0, 1))`, at most `units`.
@@ -79,12 +80,10 @@ impl Scalar for Fx {
         let bits = f.saturating_mul(u128::from(weight)) >> 16;
         Fx::from_bits(i128::try_from(bits).unwrap_or(i128::MAX))
     }
-    fn exceeds(weight: u64, row_sum: u64, threshold: Fx) -> bool {
-        // weight * 2^64 > threshold_bits * row_sum, both sides exact in i128 for
-        // threshold <= 1 and row_sum < 2^62.
-        let lhs = i128::from(weight).saturating_mul(1 << 64);
-        let rhs = threshold.to_bits().saturating_mul(i128::from(row_sum));
-        lhs > rhs
+    fn max_untrusted(threshold: Fx, row_sum: u64) -> u64 {
+        // threshold_bits < 2^64 (checked params), so the product is below 2^128 and exact.
+        let th = u128::try_from(threshold.to_bits()).unwrap_or(0);
+        u64::try_from(th.saturating_mul(u128::from(row_sum)) >> 64).unwrap_or(u64::MAX)
     }
     fn sigmoid(self) -> Fx {
         let bits = sigmoid_q64(self.to_bits());
@@ -130,8 +129,13 @@ impl Scalar for f64 {
     fn apply(f: f64, weight: u64) -> f64 {
         f * weight as f64
     }
-    fn exceeds(weight: u64, row_sum: u64, threshold: f64) -> bool {
-        weight as f64 > threshold * row_sum as f64
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "floor of [0, S)"
+    )]
+    fn max_untrusted(threshold: f64, row_sum: u64) -> u64 {
+        libm::floor(threshold * row_sum as f64) as u64
     }
     fn sigmoid(self) -> f64 {
         if self >= 0.0 {
