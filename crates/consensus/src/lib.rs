@@ -14,6 +14,7 @@ extern crate alloc;
 extern crate std;
 
 mod bonds;
+mod controller;
 mod epoch;
 mod error;
 mod exp;
@@ -23,6 +24,7 @@ mod validate;
 mod vec_api;
 
 pub use bonds::{BondRowMut, RowSink};
+pub use controller::{ControllerPolicy, ControllerState};
 pub use deepnode_types::{BondMode, BoundedRow, Fx, Params, Uid, Weight};
 #[cfg(feature = "alloc")]
 pub use deepnode_types::{EpochOutput, State};
