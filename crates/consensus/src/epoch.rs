@@ -191,14 +191,29 @@ fn take_back_excess(minted: &mut [u64], emission: u64) {
 }
 
 /// The row's entries that count: all, or all but `(i, _)` when self weights are masked.
+/// Rows are sorted by uid, so the masked self entry is found by binary search and the live
+/// entries are the two slices around it.
 fn live(row: &[(Uid, Weight)], i: usize, mask: bool) -> impl Iterator<Item = &(Uid, Weight)> {
-    row.iter()
-        .filter(move |&&(j, _)| !(mask && usize::try_from(j).is_ok_and(|j| j == i)))
+    let own = if mask {
+        Uid::try_from(i)
+            .ok()
+            .and_then(|i| row.binary_search_by_key(&i, |e| e.0).ok())
+    } else {
+        None
+    };
+    let (before, after) = match own {
+        Some(k) => (
+            row.get(..k).unwrap_or_default(),
+            row.get(k.saturating_add(1)..).unwrap_or_default(),
+        ),
+        None => (row, &[][..]),
+    };
+    before.iter().chain(after)
 }
 
 /// `sum_j weight_ij` over the live entries (< 2^48 for rows of at most 2^32 entries).
 fn row_sum(row: &[(Uid, Weight)], i: usize, mask: bool) -> u64 {
-    live(row, i, mask).fold(0u64, |acc, &(_, w)| acc.saturating_add(u64::from(w)))
+    live(row, i, mask).map(|&(_, w)| u64::from(w)).sum()
 }
 
 /// `f_i = s_i / sum_j weight_ij`, or `None` for an all-zero row (whose `w_ij` are all 0).

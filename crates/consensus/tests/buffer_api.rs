@@ -1,0 +1,150 @@
+//! The allocation-free API gives the same bits as the `Vec` API, and refuses before writing.
+
+use deepnode_consensus::{
+    BondMode, BoundedRow, Error, Fx, Outputs, Params, State, epoch, epoch_in_place,
+};
+
+const N: usize = 5;
+const K: usize = 5;
+
+fn state() -> State<Fx> {
+    State {
+        params: Params {
+            bonds: BondMode::Ema {
+                alpha: Fx::from_ratio(1, 4),
+            },
+            mask_self_weights: true,
+            ..Params::default()
+        },
+        stake: vec![100, 200, 300, 0, 400],
+        weights: vec![
+            vec![(0, 9), (1, 500), (2, 100)],
+            vec![(0, 1), (2, 7)],
+            vec![(1, 65535), (4, 3)],
+            vec![(0, 10)],
+            vec![(1, 1), (2, 1), (3, 1), (4, 1)],
+        ],
+        bonds: vec![
+            vec![(3, Fx::from_ratio(1, 3))],
+            vec![],
+            vec![],
+            vec![],
+            vec![(0, Fx::ONE)],
+        ],
+    }
+}
+
+struct Buffers {
+    rank: [Fx; N],
+    trust: [Fx; N],
+    consensus: [Fx; N],
+    incentive: [Fx; N],
+    dividends: [Fx; N],
+    scratch: [Fx; N],
+    minted: [u64; N],
+    stake: [u64; N],
+}
+
+impl Buffers {
+    fn new() -> Self {
+        Buffers {
+            rank: [Fx::ZERO; N],
+            trust: [Fx::ZERO; N],
+            consensus: [Fx::ZERO; N],
+            incentive: [Fx::ZERO; N],
+            dividends: [Fx::ZERO; N],
+            scratch: [Fx::ZERO; N],
+            minted: [0; N],
+            stake: [0; N],
+        }
+    }
+    fn outputs(&mut self) -> Outputs<'_, Fx> {
+        Outputs {
+            rank: &mut self.rank,
+            trust: &mut self.trust,
+            consensus: &mut self.consensus,
+            incentive: &mut self.incentive,
+            dividends: &mut self.dividends,
+            minted: &mut self.minted,
+            stake: &mut self.stake,
+            scratch: &mut self.scratch,
+        }
+    }
+}
+
+fn bounded<T: Clone, const C: usize>(rows: &[Vec<T>]) -> Vec<BoundedRow<T, C>> {
+    rows.iter()
+        .map(|r| BoundedRow::from_slice(r).expect("fits"))
+        .collect()
+}
+
+#[test]
+fn bounded_rows_give_the_vec_apis_bits() {
+    let s = state();
+    let want = epoch(&s).expect("valid");
+    let weights = bounded::<_, K>(&s.weights);
+    let mut bonds = bounded::<_, K>(&s.bonds);
+    let mut buf = Buffers::new();
+    let loss =
+        epoch_in_place(&s.params, &s.stake, &weights, &mut bonds, buf.outputs()).expect("valid");
+    assert_eq!(loss, want.loss);
+    assert_eq!(buf.rank.to_vec(), want.rank);
+    assert_eq!(buf.trust.to_vec(), want.trust);
+    assert_eq!(buf.consensus.to_vec(), want.consensus);
+    assert_eq!(buf.incentive.to_vec(), want.incentive);
+    assert_eq!(buf.dividends.to_vec(), want.dividends);
+    assert_eq!(buf.minted.to_vec(), want.minted);
+    assert_eq!(buf.stake.to_vec(), want.stake);
+    let got: Vec<Vec<_>> = bonds.iter().map(|r| r.to_vec()).collect();
+    assert_eq!(got, want.bonds);
+}
+
+#[test]
+fn a_bond_row_over_capacity_is_refused_before_anything_is_written() {
+    let s = state();
+    let weights = bounded::<_, K>(&s.weights);
+    // Row 0 holds 1 bond and its weights add 2 new peers (self masked): 3 entries > 2.
+    let mut bonds = bounded::<_, 2>(&s.bonds);
+    let before = bonds.clone();
+    let mut buf = Buffers::new();
+    let err = epoch_in_place(&s.params, &s.stake, &weights, &mut bonds, buf.outputs());
+    assert_eq!(
+        err,
+        Err(Error::RowTooLong {
+            what: "bonds",
+            row: 0,
+            len: 3,
+            max: 2
+        })
+    );
+    assert_eq!(bonds, before);
+    assert_eq!(buf.minted, [0; N]);
+}
+
+#[test]
+fn unsorted_rows_and_short_buffers_are_typed_errors() {
+    let s = state();
+    let mut bonds = bounded::<_, K>(&s.bonds);
+    let unsorted = vec![vec![(2u32, 1u16), (1, 1)]];
+    let mut buf = Buffers::new();
+    let err = epoch_in_place(&s.params, &s.stake, &unsorted, &mut bonds, buf.outputs());
+    assert_eq!(
+        err,
+        Err(Error::UnsortedRow {
+            what: "weights",
+            row: 0
+        })
+    );
+    let mut short = [Fx::ZERO; N - 1];
+    let mut out = buf.outputs();
+    out.trust = &mut short;
+    let err = epoch_in_place(&s.params, &s.stake, &s.weights, &mut bonds, out);
+    assert_eq!(
+        err,
+        Err(Error::BufferLength {
+            name: "trust",
+            len: N - 1,
+            n: N
+        })
+    );
+}
