@@ -251,16 +251,13 @@ fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
 ) -> Result<(), Error> {
     let Columns { rank, sums } = columns;
     let f = row_factor(row, i, s, mask);
-    let mut fresh = live(row, i, mask)
-        .filter_map(|&(j, w)| {
-            let v = f.map_or(N::ZERO, |f| N::apply(f, u64::from(w)));
-            (v > N::ZERO).then_some((j, v))
-        })
-        .peekable();
+    let fresh = live(row, i, mask).filter_map(|&(j, w)| {
+        let v = f.map_or(N::ZERO, |f| N::apply(f, u64::from(w)));
+        (v > N::ZERO).then_some((j, v))
+    });
     let hint = bonds.entries().len().saturating_add(row.len());
     let mut result = Ok(());
     bonds.rebuild(hint, |old, sink| {
-        let mut old = old.iter().copied().peekable();
         let mut put = |j: Uid, v: N| {
             if v > N::ZERO {
                 sink.put((j, v));
@@ -270,28 +267,26 @@ fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
                 }
             }
         };
-        loop {
-            let (j, value) = match (old.peek().copied(), fresh.peek().copied()) {
-                (Some((ju, b)), Some((wu, v))) if ju == wu => {
-                    old.next();
-                    fresh.next();
-                    (ju, mix(mode, b, v, rank_of(rank, ju)))
+        // Driven by this epoch's entries; old entries in between only decay (EMA) or stay.
+        let mut old = old.iter().copied();
+        let mut pending = old.next();
+        for (j, v) in fresh {
+            while let Some((u, b)) = pending.filter(|&(u, _)| u < j) {
+                put(u, mix(mode, b, N::ZERO, N::ZERO));
+                pending = old.next();
+            }
+            let b = match pending {
+                Some((u, b)) if u == j => {
+                    pending = old.next();
+                    b
                 }
-                (Some((ju, b)), Some((wu, _))) if ju < wu => {
-                    old.next();
-                    (ju, mix(mode, b, N::ZERO, N::ZERO))
-                }
-                (_, Some((wu, v))) => {
-                    fresh.next();
-                    (wu, mix(mode, N::ZERO, v, rank_of(rank, wu)))
-                }
-                (Some((ju, b)), None) => {
-                    old.next();
-                    (ju, mix(mode, b, N::ZERO, N::ZERO))
-                }
-                (None, None) => break,
+                _ => N::ZERO,
             };
-            put(j, value);
+            put(j, mix(mode, b, v, rank_of(rank, j)));
+        }
+        while let Some((u, b)) = pending {
+            put(u, mix(mode, b, N::ZERO, N::ZERO));
+            pending = old.next();
         }
     });
     result
