@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod bench;
+mod sim;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use deepnode_conformance::contract::FromJson;
@@ -46,6 +47,8 @@ enum Command {
         /// The vectors directory (e.g. conformance/vectors).
         dir: PathBuf,
     },
+    /// Simulate many epochs of a scenario (TOML), or run the simulator's sweep or benchmark.
+    Sim(sim::SimArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => fail(&msg, EXIT_INPUT),
         },
+        Command::Sim(args) => sim::run(args),
         Command::Conformance { dir } => match run_dir(&dir) {
             Ok(report) => {
                 println!("{report}");

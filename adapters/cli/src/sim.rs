@@ -1,0 +1,262 @@
+//! `deepnode sim`: runs a scenario file, a sweep, or the scale benchmark of the simulator
+//! (`deepnode-sim`). Errors become one line on stderr and exit code 2, here and only here.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use deepnode_sim::bench::{BenchResult, run_bench};
+use deepnode_sim::sweep::{SweepConfig, run_sweep, sweep_table, write_sweep};
+use deepnode_sim::{Backend, RunOptions, Scenario, SimError, run_scenario};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// `deepnode sim SCENARIO.toml --out DIR`, or `deepnode sim sweep|paper|bench ...`.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SimArgs {
+    #[command(subcommand)]
+    command: Option<SimCommand>,
+    /// The scenario (TOML; see adapters/sim/README.md).
+    #[arg(required = true)]
+    scenario: Option<PathBuf>,
+    /// Directory for metrics.csv, metrics.json, final_state.json and the figures.
+    #[arg(long, required = true)]
+    out: Option<PathBuf>,
+    /// The numeric backend.
+    #[arg(long, value_enum, default_value_t = SimBackend::Float)]
+    backend: SimBackend,
+    /// Epochs to run (overrides the scenario's `epochs`).
+    #[arg(long)]
+    epochs: Option<u32>,
+    /// Seed (overrides the scenario's `seed`).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Skip the figures.
+    #[arg(long)]
+    no_plots: bool,
+    /// Also write each epoch's input state to DIR/states/ (the `deepnode epoch` contract).
+    #[arg(long)]
+    save_states: bool,
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Adversary's final share and dividend yield over stake x strategy x bond mode.
+    Sweep {
+        /// Directory for sweep.csv, sweep.json and the heat-maps.
+        #[arg(long)]
+        out: PathBuf,
+        /// Nodes per run (a quarter adversarial).
+        #[arg(long, default_value_t = 40)]
+        nodes: u32,
+        /// Epochs per run.
+        #[arg(long, default_value_t = 50)]
+        epochs: u32,
+        /// Seed of every run.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Emission rate tau.
+        #[arg(long, default_value_t = 0.1)]
+        rate: f64,
+        /// The numeric backend.
+        #[arg(long, value_enum, default_value_t = SimBackend::Float)]
+        backend: SimBackend,
+    },
+    /// Reproduce the paper's claims and draw their figures (docs/sim).
+    Paper {
+        /// Directory for the figures and section11.json.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Scale figures: one epoch of 1,000,000 x 32 and 100 epochs of 10,000 x 256 (float).
+    Bench {
+        /// Run 1/10 of each size (a smoke test).
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SimBackend {
+    /// 64.64 fixed point, bit-exact (the on-chain path).
+    Fixed,
+    /// f64 (fast).
+    Float,
+}
+
+impl From<SimBackend> for Backend {
+    fn from(b: SimBackend) -> Backend {
+        match b {
+            SimBackend::Fixed => Backend::Fixed,
+            SimBackend::Float => Backend::Float,
+        }
+    }
+}
+
+/// Exit code for invalid input or a failed write.
+const EXIT_INPUT: u8 = 2;
+
+/// Runs the command; prints results on stdout and one-line errors on stderr.
+pub fn run(args: SimArgs) -> ExitCode {
+    let result = match args.command {
+        Some(SimCommand::Sweep {
+            out,
+            nodes,
+            epochs,
+            seed,
+            rate,
+            backend,
+        }) => sweep(
+            SweepConfig {
+                nodes,
+                epochs,
+                seed,
+                rate,
+                backend: backend.into(),
+                ..SweepConfig::default()
+            },
+            &out,
+        ),
+        Some(SimCommand::Bench { quick }) => bench(quick),
+        Some(SimCommand::Paper { out }) => paper(&out),
+        None => match (args.scenario, args.out) {
+            (Some(scenario), Some(out)) => scenario_run(
+                &scenario,
+                &out,
+                args.backend.into(),
+                args.epochs,
+                args.seed,
+                RunOptions {
+                    plots: !args.no_plots,
+                    save_states: args.save_states,
+                },
+            ),
+            // clap requires both without a subcommand.
+            _ => Err("sim: SCENARIO and --out are required".to_owned()),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("deepnode: {}", msg.replace('\n', " "));
+            ExitCode::from(EXIT_INPUT)
+        }
+    }
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta})")
+    {
+        pb.set_style(style);
+    }
+    pb.set_message(what.to_owned());
+    pb
+}
+
+fn scenario_run(
+    path: &Path,
+    out: &Path,
+    backend: Backend,
+    epochs: Option<u32>,
+    seed: Option<u64>,
+    opts: RunOptions,
+) -> Result<(), String> {
+    let mut scenario = Scenario::from_file(path).map_err(|e| e.to_string())?;
+    if let Some(e) = epochs {
+        if e == 0 {
+            return Err("sim: --epochs must be at least 1".into());
+        }
+        scenario.epochs = e;
+    }
+    if let Some(s) = seed {
+        scenario.seed = s;
+    }
+    let (name, epochs, nodes) = (scenario.name.clone(), scenario.epochs, scenario.nodes());
+    let pb = bar(u64::from(epochs), "epochs");
+    let report = run_scenario(scenario, backend, out, &opts, |_| pb.inc(1))
+        .map_err(|e: SimError| e.to_string())?;
+    pb.finish_and_clear();
+    println!(
+        "{name}: {nodes} nodes, {epochs} epochs, {} backend, seed {}",
+        backend.name(),
+        seed.map_or_else(|| "from scenario".to_owned(), |s| s.to_string())
+    );
+    print!("{}", report.summary);
+    println!("wrote {} files to {}", report.files.len(), out.display());
+    Ok(())
+}
+
+fn sweep(cfg: SweepConfig, out: &Path) -> Result<(), String> {
+    let cells = 3 * 2 * cfg.shares.len() as u64;
+    let pb = bar(cells, "runs");
+    let results = run_sweep(&cfg, |_| pb.inc(1)).map_err(|e| e.to_string())?;
+    pb.finish_and_clear();
+    let files = write_sweep(&results, out).map_err(|e| e.to_string())?;
+    println!(
+        "sweep: {} nodes (a quarter adversarial), {} epochs, tau = {}, seed {}",
+        cfg.nodes, cfg.epochs, cfg.rate, cfg.seed
+    );
+    println!("adversary's final stake share (columns: initial share)");
+    print!("{}", sweep_table(&results, |c| c.final_share));
+    println!("adversary's dividend yield relative to honest nodes");
+    print!("{}", sweep_table(&results, |c| c.dividend_yield_vs_honest));
+    println!("wrote {} files to {}", files.len(), out.display());
+    Ok(())
+}
+
+fn paper(out: &Path) -> Result<(), String> {
+    let (files, text) = deepnode_sim::paper::write_paper_figures(out).map_err(|e| e.to_string())?;
+    print!("{text}");
+    println!("wrote {} files to {}", files.len(), out.display());
+    Ok(())
+}
+
+fn bench(quick: bool) -> Result<(), String> {
+    let scale = if quick { 10 } else { 1 };
+    let cases = [
+        (1_000_000 / scale, 32, 1, Duration::from_secs(2)),
+        (10_000 / scale, 256, 100 / scale, Duration::from_secs(10)),
+    ];
+    println!(
+        "{:>9} {:>5} {:>7} {:>12} {:>10} {:>13} {:>11} {:>9} {:>12}",
+        "nodes",
+        "k",
+        "epochs",
+        "weights",
+        "setup s",
+        "consensus s",
+        "total s",
+        "target",
+        "peak MiB"
+    );
+    for (nodes, k, epochs, target) in cases {
+        let r: BenchResult = run_bench(nodes, k, epochs).map_err(|e| e.to_string())?;
+        let measured = if epochs == 1 { r.consensus } else { r.total };
+        println!(
+            "{:>9} {:>5} {:>7} {:>12} {:>10.2} {:>13.3} {:>11.3} {:>9} {:>12}",
+            r.nodes,
+            r.k,
+            r.epochs,
+            r.weights,
+            r.setup.as_secs_f64(),
+            r.consensus.as_secs_f64(),
+            r.total.as_secs_f64(),
+            format!(
+                "{}{}s",
+                if measured <= target { "<" } else { ">" },
+                target.as_secs()
+            ),
+            r.peak_rss_mib
+                .map_or("n/a".to_owned(), |m| format!("{m:.0}")),
+        );
+    }
+    println!(
+        "consensus: time inside deepnode_consensus::epoch; total: the whole loop (rows, epoch, \
+         metrics); target: the issue's bound on consensus (1 epoch) or total (100 epochs); \
+         peak MiB: the process so far"
+    );
+    Ok(())
+}
