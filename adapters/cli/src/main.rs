@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod bench;
+mod ledger_cli;
 mod sim;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -49,6 +50,16 @@ enum Command {
     },
     /// Simulate many epochs of a scenario (TOML), or run the simulator's sweep or benchmark.
     Sim(sim::SimArgs),
+    /// Run or verify the embedded ledger node, or benchmark it.
+    #[command(subcommand)]
+    Ledger(ledger_cli::LedgerCmd),
+    /// Create or show a key file.
+    #[command(subcommand)]
+    Wallet(ledger_cli::WalletCmd),
+    /// Sign an extrinsic with a key file and submit it to a ledger node.
+    Tx(ledger_cli::TxArgs),
+    /// Print a ledger node's metagraph as a table.
+    Metagraph(ledger_cli::MetagraphArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -79,6 +90,10 @@ fn main() -> ExitCode {
             Err(msg) => fail(&msg, EXIT_INPUT),
         },
         Command::Sim(args) => sim::run(args),
+        Command::Ledger(cmd) => ledger_cli::run_ledger(cmd),
+        Command::Wallet(cmd) => ledger_cli::run_wallet(cmd),
+        Command::Tx(args) => ledger_cli::run_tx(args),
+        Command::Metagraph(args) => ledger_cli::run_metagraph(args),
         Command::Conformance { dir } => match run_dir(&dir) {
             Ok(report) => {
                 println!("{report}");

@@ -1,0 +1,318 @@
+//! `deepnode ledger|wallet|tx|metagraph`: the embedded ledger node and its clients. Every
+//! error of these commands is mapped to a one-line message and an exit code in [`finish`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use deepnode_ledger::{
+    AccountId, Call, Chain, Client, LedgerError, LedgerNode, Wallet, parse_genesis, verify,
+};
+
+/// Where the wallet commands find a node unless told otherwise.
+const DEFAULT_RPC: &str = "http://127.0.0.1:9944";
+
+/// `deepnode ledger ...`
+#[derive(Subcommand)]
+pub enum LedgerCmd {
+    /// Run a ledger node: JSON-RPC on http:// and ws:// (same port), a block every interval.
+    Run {
+        /// The data directory (created, or resumed from its last committed block).
+        #[arg(long)]
+        data: PathBuf,
+        /// The RPC address (loopback only; port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:9944")]
+        listen: SocketAddr,
+        /// Genesis file (JSON; see the ledger README), used when DIR is new.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// Milliseconds between blocks.
+        #[arg(long, default_value_t = 1000)]
+        block_ms: u64,
+    },
+    /// Replay the chain in DIR from genesis and check every block's hashes (node stopped).
+    Verify {
+        /// The data directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Measure extrinsics/s with signature checks, a block of 1,000 extrinsics, an epoch.
+    Bench {
+        /// Extrinsics in the throughput run.
+        #[arg(long, default_value_t = 20_000)]
+        extrinsics: usize,
+        /// Nodes in the epoch run.
+        #[arg(long, default_value_t = 4096)]
+        nodes: u32,
+        /// Weights per row in the epoch run.
+        #[arg(long, default_value_t = 64)]
+        k: u32,
+    },
+}
+
+/// `deepnode wallet ...`
+#[derive(Subcommand)]
+pub enum WalletCmd {
+    /// Create a key file (mode 0600; refuses to overwrite) and print its account.
+    New {
+        /// The key file to create.
+        file: PathBuf,
+    },
+    /// Print the account (public key) of a key file; the secret is never printed.
+    Show {
+        /// The key file.
+        file: PathBuf,
+    },
+}
+
+/// `deepnode tx ...`: sign with a key file and submit.
+#[derive(Args)]
+pub struct TxArgs {
+    /// The signer's key file.
+    #[arg(long)]
+    wallet: PathBuf,
+    /// The node's RPC URL.
+    #[arg(long, default_value = DEFAULT_RPC)]
+    rpc: String,
+    /// Wait until the extrinsic is in a committed block.
+    #[arg(long)]
+    wait: bool,
+    #[command(subcommand)]
+    call: TxCmd,
+}
+
+/// One extrinsic.
+#[derive(Subcommand)]
+pub enum TxCmd {
+    /// Register a node owned by the wallet.
+    Register,
+    /// Move free balance to a node's stake.
+    Stake {
+        /// The node.
+        uid: u32,
+        /// Raw units.
+        amount: u64,
+    },
+    /// Move a node's stake back to free balance.
+    Unstake {
+        /// The node.
+        uid: u32,
+        /// Raw units.
+        amount: u64,
+    },
+    /// Send free balance to another account.
+    Transfer {
+        /// The receiver (0x + 64 hex digits).
+        to: String,
+        /// Raw units.
+        amount: u64,
+    },
+    /// Set a node's weights row: entries `UID:WEIGHT`.
+    Weights {
+        /// The node.
+        uid: u32,
+        /// `UID:WEIGHT` entries (weight 0..=65535).
+        entries: Vec<String>,
+    },
+    /// Publish a node's network endpoint.
+    Serve {
+        /// The node.
+        uid: u32,
+        /// E.g. 127.0.0.1:7000.
+        endpoint: String,
+    },
+}
+
+/// `deepnode metagraph`
+#[derive(Args)]
+pub struct MetagraphArgs {
+    /// The node's RPC URL.
+    #[arg(long, default_value = DEFAULT_RPC)]
+    rpc: String,
+    /// Print the JSON of `ledger_metagraph` instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Maps a command's result to an exit code, printing one line on stderr on error: 2 for bad
+/// input (usage, genesis, wallet), 1 for everything else (refused, RPC, storage, verify).
+fn finish(res: Result<(), LedgerError>) -> ExitCode {
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = match e {
+                LedgerError::Usage(_) | LedgerError::Genesis(_) | LedgerError::Wallet(_) => 2,
+                _ => 1,
+            };
+            eprintln!("deepnode: {e}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, LedgerError> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Runs `deepnode ledger ...`.
+pub fn run_ledger(cmd: LedgerCmd) -> ExitCode {
+    finish(match cmd {
+        LedgerCmd::Run {
+            data,
+            listen,
+            genesis,
+            block_ms,
+        } => run_node(&data, listen, genesis.as_deref(), block_ms),
+        LedgerCmd::Verify { data } => verify(&data).map(|r| {
+            println!(
+                "ok: {} blocks (head {}), {} extrinsics and {} epochs replayed; every state root matches",
+                r.blocks, r.head, r.extrinsics, r.epochs
+            );
+        }),
+        LedgerCmd::Bench {
+            extrinsics,
+            nodes,
+            k,
+        } => deepnode_ledger::bench::run(extrinsics, nodes, k).map(|r| println!("{r}")),
+    })
+}
+
+fn run_node(
+    data: &Path,
+    listen: SocketAddr,
+    genesis: Option<&Path>,
+    block_ms: u64,
+) -> Result<(), LedgerError> {
+    if block_ms == 0 {
+        return Err(LedgerError::Usage("--block-ms must be at least 1".into()));
+    }
+    let genesis = genesis
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map_err(|e| LedgerError::Genesis(format!("{}: {e}", p.display())))
+                .and_then(|t| parse_genesis(&t))
+        })
+        .transpose()?;
+    let chain = Chain::open(data, genesis.as_ref())?;
+    let head = chain.head().number;
+    runtime()?.block_on(async move {
+        let mut node = LedgerNode::start(chain, listen, Duration::from_millis(block_ms)).await?;
+        let addr = node.addr();
+        println!("deepnode ledger: head {head}; listening on http://{addr} and ws://{addr}");
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+            e = node.wait_failure() => return Err(e),
+        }
+        node.stop().await
+    })
+}
+
+/// Runs `deepnode wallet ...`.
+pub fn run_wallet(cmd: WalletCmd) -> ExitCode {
+    finish(match cmd {
+        WalletCmd::New { file } => Wallet::generate().and_then(|w| {
+            w.save(&file)?;
+            println!("{}", w.account());
+            Ok(())
+        }),
+        WalletCmd::Show { file } => Wallet::load(&file).map(|w| println!("{}", w.account())),
+    })
+}
+
+fn parse_entry(s: &str) -> Result<(u32, u16), LedgerError> {
+    let bad = || LedgerError::Usage(format!("weights entry {s:?}: expected UID:WEIGHT"));
+    let (u, w) = s.split_once(':').ok_or_else(bad)?;
+    Ok((u.parse().map_err(|_| bad())?, w.parse().map_err(|_| bad())?))
+}
+
+/// Runs `deepnode tx ...`: prints the extrinsic hash (and the block with `--wait`).
+pub fn run_tx(args: TxArgs) -> ExitCode {
+    finish((|| {
+        let wallet = Wallet::load(&args.wallet)?;
+        let call = match args.call {
+            TxCmd::Register => Call::Register,
+            TxCmd::Stake { uid, amount } => Call::AddStake { uid, amount },
+            TxCmd::Unstake { uid, amount } => Call::RemoveStake { uid, amount },
+            TxCmd::Transfer { to, amount } => Call::Transfer {
+                to: to
+                    .parse::<AccountId>()
+                    .map_err(|e| LedgerError::Usage(format!("receiver {to}: {e}")))?,
+                amount,
+            },
+            TxCmd::Weights { uid, entries } => Call::SetWeights {
+                uid,
+                weights: entries
+                    .iter()
+                    .map(|e| parse_entry(e))
+                    .collect::<Result<_, _>>()?,
+            },
+            TxCmd::Serve { uid, endpoint } => Call::Serve {
+                uid,
+                endpoint: endpoint.into_bytes(),
+            },
+        };
+        runtime()?.block_on(async {
+            let client = Client::new(&args.rpc)?;
+            let hash = client.send(wallet.key(), call).await?;
+            if args.wait {
+                let block = client
+                    .wait_committed(&hash, Duration::from_secs(60))
+                    .await?;
+                println!("{hash} committed in block {block}");
+            } else {
+                println!("{hash}");
+            }
+            Ok(())
+        })
+    })())
+}
+
+/// Runs `deepnode metagraph`: a table of uid, stake, rank, trust, consensus, incentive,
+/// dividends (and emission, endpoint).
+pub fn run_metagraph(args: MetagraphArgs) -> ExitCode {
+    finish(runtime().and_then(|rt| {
+        rt.block_on(async {
+            let client = Client::new(&args.rpc)?;
+            let m = client
+                .call("ledger_metagraph", jsonrpsee::rpc_params![])
+                .await?;
+            if args.json {
+                println!("{m}");
+                return Ok(());
+            }
+            println!(
+                "block {}  epochs {}  n {}  min_allowed_weights {}",
+                m["block"], m["epochs"], m["n"], m["min_allowed_weights"]
+            );
+            println!(
+                "{:>5} {:>16} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}  endpoint",
+                "uid", "stake", "rank", "trust", "consensus", "incentive", "dividends", "emission"
+            );
+            let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+            for n in m["nodes"].as_array().map_or(&[][..], Vec::as_slice) {
+                println!(
+                    "{:>5} {:>16} {:>10.6} {:>10.6} {:>10.6} {:>10.6} {:>10.6} {:>12}  {}",
+                    n["uid"],
+                    n["stake"],
+                    f(&n["rank"]),
+                    f(&n["trust"]),
+                    f(&n["consensus"]),
+                    f(&n["incentive"]),
+                    f(&n["dividends"]),
+                    n["emission"],
+                    n["endpoint"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        })
+    }))
+}

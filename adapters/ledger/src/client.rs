@@ -1,0 +1,103 @@
+//! A JSON-RPC client for the ledger (HTTP), used by the wallet commands and the tests.
+
+use std::time::{Duration, Instant};
+
+use jsonrpsee::core::client::ClientT;
+use jsonrpsee::core::params::ArrayParams;
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use jsonrpsee::rpc_params;
+use serde_json::Value;
+
+use crate::rpc::{MAX_REQUEST_BYTES, submit_hex};
+use crate::{AccountId, Call, Extrinsic, H256, LedgerError};
+
+/// A connection to a ledger node's RPC endpoint.
+pub struct Client {
+    http: HttpClient,
+}
+
+/// A refused call: the server's error code and message.
+fn rpc(e: jsonrpsee::core::client::Error) -> LedgerError {
+    match e {
+        jsonrpsee::core::client::Error::Call(obj) => {
+            LedgerError::Rpc(format!("{} (code {})", obj.message(), obj.code()))
+        }
+        other => LedgerError::Rpc(other.to_string()),
+    }
+}
+
+impl Client {
+    /// A client of `url` (e.g. `http://127.0.0.1:9944`).
+    pub fn new(url: &str) -> Result<Client, LedgerError> {
+        let http = HttpClientBuilder::default()
+            .max_request_size(MAX_REQUEST_BYTES.saturating_mul(2))
+            .request_timeout(Duration::from_secs(30))
+            .build(url)
+            .map_err(rpc)?;
+        Ok(Client { http })
+    }
+
+    /// Calls `method` with positional `params`.
+    pub async fn call(&self, method: &str, params: ArrayParams) -> Result<Value, LedgerError> {
+        self.http.request(method, params).await.map_err(rpc)
+    }
+
+    /// The chain id extrinsics sign.
+    pub async fn genesis_hash(&self) -> Result<H256, LedgerError> {
+        let v = self.call("ledger_genesisHash", rpc_params![]).await?;
+        v.as_str()
+            .unwrap_or_default()
+            .parse()
+            .map_err(LedgerError::Rpc)
+    }
+
+    /// The next nonce of `who`, counting extrinsics already in the pool.
+    pub async fn pending_nonce(&self, who: AccountId) -> Result<u64, LedgerError> {
+        let v = self
+            .call("ledger_account", rpc_params![who.to_string()])
+            .await?;
+        v["pending_nonce"]
+            .as_u64()
+            .ok_or_else(|| LedgerError::Rpc("ledger_account: no pending_nonce".into()))
+    }
+
+    /// Submits an encoded extrinsic (hex); returns its hash.
+    pub async fn submit_hex(&self, hex: String) -> Result<H256, LedgerError> {
+        let v = self.call("ledger_submit", rpc_params![hex]).await?;
+        v.as_str()
+            .unwrap_or_default()
+            .parse()
+            .map_err(LedgerError::Rpc)
+    }
+
+    /// Signs `call` with `key` at the signer's next nonce and submits it.
+    pub async fn send(
+        &self,
+        key: &ed25519_dalek::SigningKey,
+        call: Call,
+    ) -> Result<H256, LedgerError> {
+        let genesis = self.genesis_hash().await?;
+        let nonce = self.pending_nonce(AccountId::from(key)).await?;
+        self.submit_hex(submit_hex(&Extrinsic::sign(key, &genesis, nonce, call)))
+            .await
+    }
+
+    /// Waits until extrinsic `hash` is in a committed block; returns that block's number.
+    pub async fn wait_committed(&self, hash: &H256, timeout: Duration) -> Result<u64, LedgerError> {
+        let start = Instant::now();
+        loop {
+            let v = self
+                .call("ledger_extrinsic", rpc_params![hash.to_string()])
+                .await?;
+            if let Some(b) = v["block"].as_u64() {
+                return Ok(b);
+            }
+            if start.elapsed() > timeout {
+                return Err(LedgerError::Rpc(format!(
+                    "{hash} not committed after {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The genesis file (JSON). Every field is optional; `params` is read exactly as the
+//! `deepnode epoch` contract reads it (through `deepnode_conformance::parse_state`).
+//!
+//! ```json
+//! {"tempo": 100, "max_nodes": 4096, "immunity_period": 100, "weights_rate_limit": 10,
+//!  "max_weights_len": 4096, "max_block_extrinsics": 10000,
+//!  "controller": {"step": 1, "cap": 64, "floor": 1, "relax_after": 16},
+//!  "params": {"emission": 1000000000, "min_allowed_weights": 1},
+//!  "endowments": [["0x<64 hex digits>", 1000000000000]]}
+//! ```
+
+use deepnode_consensus::{ControllerPolicy, Fx};
+use serde::Deserialize;
+
+use crate::{AccountId, ChainConfig, Genesis, LedgerError};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControllerJson {
+    step: u32,
+    cap: u32,
+    floor: u32,
+    relax_after: u32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GenesisJson {
+    tempo: Option<u64>,
+    max_nodes: Option<u32>,
+    immunity_period: Option<u64>,
+    weights_rate_limit: Option<u64>,
+    max_weights_len: Option<u32>,
+    max_block_extrinsics: Option<u32>,
+    controller: Option<ControllerJson>,
+    params: Option<serde_json::Value>,
+    #[serde(default)]
+    endowments: Vec<(String, u64)>,
+}
+
+/// Reads a genesis file's text.
+pub fn parse_genesis(text: &str) -> Result<Genesis, LedgerError> {
+    let bad = |m: String| LedgerError::Genesis(m);
+    let j: GenesisJson = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let d = ChainConfig::default();
+    let params = match j.params {
+        None => deepnode_consensus::Params::default(),
+        Some(p) => {
+            let state = serde_json::json!({ "params": p, "stake": [0] }).to_string();
+            deepnode_conformance::parse_state::<Fx>(&state)
+                .map_err(|e| bad(format!("params: {e}")))?
+                .params
+        }
+    };
+    let endowments = j
+        .endowments
+        .iter()
+        .map(|(who, amount)| {
+            who.parse::<AccountId>()
+                .map(|a| (a, *amount))
+                .map_err(|e| bad(format!("endowment {who}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Genesis {
+        config: ChainConfig {
+            tempo: j.tempo.unwrap_or(d.tempo),
+            max_nodes: j.max_nodes.unwrap_or(d.max_nodes),
+            immunity_period: j.immunity_period.unwrap_or(d.immunity_period),
+            weights_rate_limit: j.weights_rate_limit.unwrap_or(d.weights_rate_limit),
+            max_weights_len: j.max_weights_len.unwrap_or(d.max_weights_len),
+            max_block_extrinsics: j.max_block_extrinsics.unwrap_or(d.max_block_extrinsics),
+            controller: j.controller.map_or(d.controller, |c| ControllerPolicy {
+                step: c.step,
+                cap: c.cap,
+                floor: c.floor,
+                relax_after: c.relax_after,
+            }),
+        },
+        params,
+        endowments,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_default_and_params_follow_the_contract() {
+        let g = parse_genesis(
+            r#"{"tempo": 5, "params": {"emission": 77, "kappa": 0.25},
+                "endowments": [["0x0101010101010101010101010101010101010101010101010101010101010101", 9]]}"#,
+        )
+        .expect("valid");
+        assert_eq!(g.config.tempo, 5);
+        assert_eq!(g.config.max_nodes, ChainConfig::default().max_nodes);
+        assert_eq!(
+            (g.params.emission, g.params.kappa),
+            (77, Fx::from_ratio(1, 4))
+        );
+        assert_eq!(g.endowments, vec![(AccountId([1; 32]), 9)]);
+        assert!(parse_genesis(r#"{"tempo": 5, "typo": 1}"#).is_err());
+        assert!(parse_genesis(r#"{"endowments": [["0x12", 1]]}"#).is_err());
+    }
+}

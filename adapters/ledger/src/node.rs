@@ -1,0 +1,352 @@
+//! The chain: committed state, a pool of accepted extrinsics applied to a pending state, block
+//! production, and replay from genesis (`verify`).
+
+use std::path::Path;
+
+use parity_scale_codec::Encode;
+
+use crate::chain::{Block, Extrinsic, H256, Header, Receipts};
+use crate::state::{Genesis, LedgerState};
+use crate::store::Store;
+use crate::{LedgerError, TxError};
+
+/// A running ledger over its store.
+///
+/// Extrinsics are checked against the pending state (the committed state plus the pool,
+/// at the next block number), so acceptance means the next block will include them with
+/// exactly the effects checked. The pool is not persisted: a crash loses accepted but
+/// uncommitted extrinsics, never committed ones.
+pub struct Chain {
+    store: Store,
+    genesis_hash: H256,
+    head: Header,
+    state: LedgerState,
+    pending: LedgerState,
+    pool: Vec<Extrinsic>,
+    pool_receipts: Vec<Vec<crate::chain::Event>>,
+}
+
+/// Block 0 of a genesis: no extrinsics, timestamp 0, so its hash depends only on the genesis.
+fn genesis_block(state: &LedgerState) -> Block {
+    Block {
+        header: Header {
+            number: 0,
+            parent: H256::default(),
+            state_root: state.root(),
+            extrinsics_root: H256::digest(&Vec::<Extrinsic>::new().encode()),
+            timestamp_ms: 0,
+        },
+        extrinsics: Vec::new(),
+    }
+}
+
+impl Chain {
+    /// Opens the ledger in `dir`. A new directory is initialised from `genesis` (the default
+    /// when `None`); an existing one resumes from its last committed block, and a `genesis`
+    /// given for it must equal the stored one.
+    pub fn open(dir: &Path, genesis: Option<&Genesis>) -> Result<Chain, LedgerError> {
+        let store = Store::open(dir)?;
+        match store.genesis()? {
+            None => {
+                let g = genesis.cloned().unwrap_or_default();
+                let state = LedgerState::genesis(&g).map_err(LedgerError::Genesis)?;
+                store.init(&g, &genesis_block(&state), &state)?;
+            }
+            Some(stored) => {
+                if genesis.is_some_and(|g| *g != stored) {
+                    return Err(LedgerError::Genesis(
+                        "the data directory holds a chain with another genesis".into(),
+                    ));
+                }
+            }
+        }
+        let genesis_hash = store
+            .block(0)?
+            .ok_or_else(|| LedgerError::Corrupt("no genesis block".into()))?
+            .header
+            .hash();
+        let head = store.head_header()?;
+        let state = store.state()?;
+        if state.root() != head.state_root || state.block != head.number {
+            return Err(LedgerError::Corrupt(
+                "stored state does not match the head block".into(),
+            ));
+        }
+        let mut pending = state.clone();
+        pending.block = head.number + 1;
+        Ok(Chain {
+            store,
+            genesis_hash,
+            head,
+            state,
+            pending,
+            pool: Vec::new(),
+            pool_receipts: Vec::new(),
+        })
+    }
+
+    /// The chain id that extrinsics sign: the hash of block 0.
+    pub fn genesis_hash(&self) -> H256 {
+        self.genesis_hash
+    }
+
+    /// The last committed header.
+    pub fn head(&self) -> &Header {
+        &self.head
+    }
+
+    /// The state after the last committed block.
+    pub fn state(&self) -> &LedgerState {
+        &self.state
+    }
+
+    /// The state the next block will start from plus the pool (for nonces).
+    pub fn pending(&self) -> &LedgerState {
+        &self.pending
+    }
+
+    /// The store (read access for RPC).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Extrinsics waiting for the next block.
+    pub fn pool_len(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Decodes, verifies and accepts an encoded extrinsic.
+    pub fn submit(&mut self, bytes: &[u8]) -> Result<H256, TxError> {
+        let ext = Extrinsic::decode_checked(bytes, &self.genesis_hash)?;
+        self.submit_verified(ext)
+    }
+
+    /// Accepts an extrinsic whose signature was checked ([`Extrinsic::decode_checked`]):
+    /// applies it to the pending state, or refuses it and changes nothing.
+    pub fn submit_verified(&mut self, ext: Extrinsic) -> Result<H256, TxError> {
+        let max = usize::try_from(self.state.config.max_block_extrinsics).unwrap_or(usize::MAX);
+        if self.pool.len() >= max {
+            return Err(TxError::PoolFull(max));
+        }
+        let events = self.pending.apply(&ext)?;
+        let hash = ext.hash();
+        self.pool.push(ext);
+        self.pool_receipts.push(events);
+        Ok(hash)
+    }
+
+    /// Produces, commits and returns the next block: the pool's extrinsics (already applied),
+    /// then the end of block (an epoch every `tempo` blocks). The block, its receipts and the
+    /// new state are committed in one transaction before anything in memory changes.
+    pub fn produce_block(&mut self, timestamp_ms: u64) -> Result<&Header, LedgerError> {
+        let mut next = self.pending.clone();
+        let end = next.end_block();
+        let extrinsics = std::mem::take(&mut self.pool);
+        let header = Header {
+            number: next.block,
+            parent: self.head.hash(),
+            state_root: next.root(),
+            extrinsics_root: H256::digest(&extrinsics.encode()),
+            timestamp_ms,
+        };
+        let block = Block { header, extrinsics };
+        let receipts = Receipts {
+            extrinsics: std::mem::take(&mut self.pool_receipts),
+            end,
+        };
+        if let Err(e) = self.store.commit(&block, &receipts, &next) {
+            // Nothing was committed: put the pool back so the extrinsics are not lost.
+            self.pool = block.extrinsics;
+            self.pool_receipts = receipts.extrinsics;
+            return Err(e);
+        }
+        self.head = block.header;
+        self.pending = next.clone();
+        self.pending.block = next.block + 1;
+        self.state = next;
+        Ok(&self.head)
+    }
+}
+
+/// What a successful [`verify`] checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Blocks replayed, genesis included.
+    pub blocks: u64,
+    /// Extrinsics re-verified and re-applied.
+    pub extrinsics: u64,
+    /// Epochs re-run.
+    pub epochs: u64,
+    /// The head's number.
+    pub head: u64,
+}
+
+/// Replays the chain in `dir` from genesis: checks every signature, re-applies every
+/// extrinsic and epoch, and compares parent hashes, extrinsic roots, receipts and the state
+/// root of every block, then the stored head state.
+pub fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
+    if !dir.join(crate::store::DB_FILE).exists() {
+        return Err(LedgerError::Usage(format!(
+            "{}: no ledger database here",
+            dir.display()
+        )));
+    }
+    let store = Store::open(dir)?;
+    let genesis = store
+        .genesis()?
+        .ok_or_else(|| LedgerError::Corrupt("no genesis".into()))?;
+    let mut state = LedgerState::genesis(&genesis).map_err(LedgerError::Genesis)?;
+    let fail = |block: u64, reason: String| LedgerError::Verify { block, reason };
+    let g = store.block(0)?.ok_or_else(|| fail(0, "missing".into()))?;
+    if g != genesis_block(&state) {
+        return Err(fail(0, "genesis block does not match the genesis".into()));
+    }
+    let genesis_hash = g.header.hash();
+    let mut parent = genesis_hash;
+    let head = store.head()?;
+    let mut extrinsics = 0u64;
+    for number in 1..=head {
+        let block = store
+            .block(number)?
+            .ok_or_else(|| fail(number, "missing".into()))?;
+        let receipts = store
+            .receipts(number)?
+            .ok_or_else(|| fail(number, "receipts missing".into()))?;
+        let h = &block.header;
+        if h.number != number || h.parent != parent {
+            return Err(fail(number, "wrong number or parent hash".into()));
+        }
+        if h.extrinsics_root != H256::digest(&block.extrinsics.encode()) {
+            return Err(fail(number, "extrinsics root mismatch".into()));
+        }
+        state.block = number;
+        let mut events = Vec::with_capacity(block.extrinsics.len());
+        for (k, ext) in block.extrinsics.iter().enumerate() {
+            ext.verify(&genesis_hash)
+                .and_then(|()| state.apply(ext))
+                .map(|ev| events.push(ev))
+                .map_err(|e| fail(number, format!("extrinsic {k}: {e}")))?;
+        }
+        let end = state.end_block();
+        if receipts
+            != (Receipts {
+                extrinsics: events,
+                end,
+            })
+        {
+            return Err(fail(number, "receipts differ from replay".into()));
+        }
+        if state.root() != h.state_root {
+            return Err(fail(number, "state root mismatch".into()));
+        }
+        extrinsics += block.extrinsics.len() as u64;
+        parent = h.hash();
+    }
+    if store.state()? != state {
+        return Err(fail(head, "stored head state differs from replay".into()));
+    }
+    Ok(VerifyReport {
+        blocks: head + 1,
+        extrinsics,
+        epochs: state.epochs,
+        head,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+    use crate::chain::{AccountId, Call};
+
+    fn key(b: u8) -> SigningKey {
+        SigningKey::from_bytes(&[b; 32])
+    }
+
+    #[test]
+    fn blocks_survive_reopen_and_verify_replays_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut g = Genesis::default();
+        g.config.tempo = 2;
+        g.endowments = vec![(AccountId::from(&key(1)), 10_000)];
+        let hash = {
+            let mut chain = Chain::open(dir.path(), Some(&g)).expect("open");
+            let gh = chain.genesis_hash();
+            let calls = [
+                Call::Register,
+                Call::AddStake {
+                    uid: 0,
+                    amount: 500,
+                },
+                Call::SetWeights {
+                    uid: 0,
+                    weights: vec![(0, 1)],
+                },
+            ];
+            for (nonce, call) in calls.into_iter().enumerate() {
+                let ext = Extrinsic::sign(&key(1), &gh, nonce as u64, call);
+                chain.submit(&ext.encode()).expect("accepted");
+            }
+            chain.produce_block(1).expect("block 1");
+            chain.produce_block(2).expect("block 2 runs the epoch");
+            assert_eq!(chain.state().epochs, 1);
+            assert!(chain.state().nodes[0].stake > 500, "minted");
+            chain.head().hash()
+        };
+        let chain = Chain::open(dir.path(), None).expect("reopen");
+        assert_eq!(chain.head().hash(), hash);
+        drop(chain);
+        let report = verify(dir.path()).expect("verifies");
+        assert_eq!((report.head, report.extrinsics, report.epochs), (2, 3, 1));
+    }
+
+    #[test]
+    fn verify_finds_a_tampered_block() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let g = Genesis {
+            endowments: vec![(AccountId::from(&key(1)), 100)],
+            ..Genesis::default()
+        };
+        let mut chain = Chain::open(dir.path(), Some(&g)).expect("open");
+        let to = AccountId([3; 32]);
+        let ext = Extrinsic::sign(
+            &key(1),
+            &chain.genesis_hash(),
+            0,
+            Call::Transfer { to, amount: 5 },
+        );
+        chain.submit_verified(ext).expect("accepted");
+        chain.produce_block(1).expect("block 1");
+        chain.produce_block(2).expect("block 2");
+        drop(chain);
+        verify(dir.path()).expect("untouched chain verifies");
+        let store = Store::open(dir.path()).expect("store");
+        let mut block = store.block(1).expect("read").expect("block 1");
+        let receipts = store.receipts(1).expect("read").expect("receipts");
+        let state = store.state().expect("state");
+        let Call::Transfer { amount, .. } = &mut block.extrinsics[0].call else {
+            unreachable!("block 1 holds the transfer")
+        };
+        *amount = 6;
+        store.commit(&block, &receipts, &state).expect("rewrite");
+        drop(store);
+        let err = verify(dir.path()).expect_err("tampering is found");
+        assert!(
+            matches!(&err, LedgerError::Verify { block: 1, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn another_genesis_on_an_existing_directory_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(Chain::open(dir.path(), None).expect("open"));
+        let mut g = Genesis::default();
+        g.config.tempo = 7;
+        assert!(matches!(
+            Chain::open(dir.path(), Some(&g)),
+            Err(LedgerError::Genesis(_))
+        ));
+    }
+}

@@ -1,0 +1,654 @@
+//! The ledger state and its transition: extrinsics, then an epoch every `tempo` blocks.
+
+use std::collections::BTreeMap;
+
+use deepnode_consensus::{
+    ControllerPolicy, ControllerState, Fx, Params, State, Uid, canonicalize, epoch, validate_row,
+};
+use deepnode_types::{BondRow, WeightRow};
+use parity_scale_codec::{Decode, Encode};
+
+use crate::TxError;
+use crate::chain::{AccountId, Call, Event, Extrinsic, H256, MAX_ENDPOINT_BYTES};
+
+/// Chain rules fixed at genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ChainConfig {
+    /// An epoch runs at the end of every block whose number is a multiple of `tempo` (>= 1).
+    pub tempo: u64,
+    /// The cap on registered nodes; when full, registration replaces the lowest-ranked node.
+    pub max_nodes: u32,
+    /// Blocks after its registration during which a node cannot be replaced.
+    pub immunity_period: u64,
+    /// A node may set weights at most once per this many blocks.
+    pub weights_rate_limit: u64,
+    /// Most entries in a weights row (also at most `n`).
+    pub max_weights_len: u32,
+    /// Most extrinsics in one block (the pool holds at most this many).
+    pub max_block_extrinsics: u32,
+    /// The controller of mechanism.md that moves `min_allowed_weights` from the loss.
+    pub controller: ControllerPolicy,
+}
+
+impl Default for ChainConfig {
+    /// Tempo 100, 4096 nodes, immunity 100 blocks, weights once per 10 blocks, rows of at
+    /// most 4096, 10,000 extrinsics per block, the consensus crate's default controller.
+    fn default() -> Self {
+        ChainConfig {
+            tempo: 100,
+            max_nodes: 4096,
+            immunity_period: 100,
+            weights_rate_limit: 10,
+            max_weights_len: 4096,
+            max_block_extrinsics: 10_000,
+            controller: ControllerPolicy::default(),
+        }
+    }
+}
+
+/// Everything that defines a chain: its rules, the mechanism's parameters and the initial
+/// free balances. Its hash (of the genesis block) is the chain id that extrinsics sign.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct Genesis {
+    /// Chain rules.
+    pub config: ChainConfig,
+    /// Mechanism parameters; `min_allowed_weights` is the controller's starting value.
+    pub params: Params<Fx>,
+    /// Initial free balances.
+    pub endowments: Vec<(AccountId, u64)>,
+}
+
+/// An account's free balance and next nonce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Encode, Decode)]
+pub struct Account {
+    /// Raw units not staked.
+    pub free: u64,
+    /// Extrinsics applied so far; the next must carry this nonce.
+    pub nonce: u64,
+}
+
+/// A node's outputs from the last epoch it took part in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Encode, Decode)]
+pub struct NodeStats {
+    /// Rank `r`.
+    pub rank: Fx,
+    /// Trust `t`.
+    pub trust: Fx,
+    /// Consensus `c`.
+    pub consensus: Fx,
+    /// Incentive `i`.
+    pub incentive: Fx,
+    /// Dividends `d`.
+    pub dividends: Fx,
+    /// Units minted to it.
+    pub emission: u64,
+}
+
+/// A registered node.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Node {
+    /// The only account that may act for it.
+    pub owner: AccountId,
+    /// `stake[i]` of mechanism.md, raw units.
+    pub stake: u64,
+    /// Block of registration.
+    pub registered_at: u64,
+    /// Block of its last accepted weights row.
+    pub weights_block: Option<u64>,
+    /// Its published network endpoint (UTF-8; empty until served).
+    pub endpoint: Vec<u8>,
+    /// Its outputs from the last epoch.
+    pub last: NodeStats,
+}
+
+/// The whole ledger state; its SCALE encoding is hashed into every header.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct LedgerState {
+    /// The block being (or last) applied.
+    pub block: u64,
+    /// Chain rules.
+    pub config: ChainConfig,
+    /// Mechanism parameters (`min_allowed_weights` is the controller's current value).
+    pub params: Params<Fx>,
+    /// The controller's memory.
+    pub controller: ControllerState,
+    /// Epochs run so far.
+    pub epochs: u64,
+    /// Free balances and nonces.
+    pub accounts: BTreeMap<AccountId, Account>,
+    /// Nodes by uid.
+    pub nodes: Vec<Node>,
+    /// `weights[uid]`, sorted by uid.
+    pub weights: Vec<WeightRow>,
+    /// `bonds[uid]`, sorted by uid.
+    pub bonds: Vec<BondRow<Fx>>,
+}
+
+impl LedgerState {
+    /// The state at block 0.
+    pub fn genesis(g: &Genesis) -> Result<LedgerState, String> {
+        if g.config.tempo == 0 {
+            return Err("tempo must be at least 1".into());
+        }
+        deepnode_consensus::check_params(&g.params).map_err(|e| e.to_string())?;
+        let mut accounts = BTreeMap::new();
+        for &(who, amount) in &g.endowments {
+            let acc: &mut Account = accounts.entry(who).or_default();
+            acc.free = acc
+                .free
+                .checked_add(amount)
+                .ok_or("endowments overflow u64")?;
+        }
+        let controller = ControllerState {
+            min_allowed_weights: g.params.min_allowed_weights,
+            calm_epochs: 0,
+        };
+        Ok(LedgerState {
+            block: 0,
+            config: g.config.clone(),
+            params: g.params,
+            controller,
+            epochs: 0,
+            accounts,
+            nodes: Vec::new(),
+            weights: Vec::new(),
+            bonds: Vec::new(),
+        })
+    }
+
+    /// BLAKE2b-256 of the SCALE encoding: the header's `state_root`.
+    pub fn root(&self) -> H256 {
+        H256::digest(&self.encode())
+    }
+
+    /// Free plus staked units over every account and node (minting is the only source).
+    pub fn total_issuance(&self) -> u128 {
+        let free: u128 = self.accounts.values().map(|a| u128::from(a.free)).sum();
+        let staked: u128 = self.nodes.iter().map(|n| u128::from(n.stake)).sum();
+        free + staked
+    }
+
+    /// The account's next nonce (0 for an unknown account).
+    pub fn nonce(&self, who: &AccountId) -> u64 {
+        self.accounts.get(who).map_or(0, |a| a.nonce)
+    }
+
+    /// Applies an extrinsic whose signature was checked. On error nothing changes; on
+    /// success the signer's nonce goes up by one.
+    pub fn apply(&mut self, ext: &Extrinsic) -> Result<Vec<Event>, TxError> {
+        let expected = self.nonce(&ext.signer);
+        if ext.nonce != expected {
+            return Err(TxError::BadNonce {
+                expected,
+                got: ext.nonce,
+            });
+        }
+        let who = ext.signer;
+        // Every branch validates fully before its first write.
+        let events = match &ext.call {
+            Call::Register => self.register(who)?,
+            &Call::AddStake { uid, amount } => {
+                let i = self.owned(who, uid)?;
+                let free = self.free(&who);
+                if amount == 0 {
+                    return Err(TxError::ZeroAmount);
+                }
+                if free < amount {
+                    return Err(TxError::InsufficientBalance {
+                        have: free,
+                        need: amount,
+                    });
+                }
+                let stake = self.nodes[i]
+                    .stake
+                    .checked_add(amount)
+                    .ok_or(TxError::Overflow)?;
+                self.nodes[i].stake = stake;
+                self.accounts.entry(who).or_default().free = free - amount;
+                vec![Event::StakeAdded { uid, amount }]
+            }
+            &Call::RemoveStake { uid, amount } => {
+                let i = self.owned(who, uid)?;
+                let have = self.nodes[i].stake;
+                if amount == 0 {
+                    return Err(TxError::ZeroAmount);
+                }
+                if have < amount {
+                    return Err(TxError::InsufficientStake { have, need: amount });
+                }
+                let free = self
+                    .free(&who)
+                    .checked_add(amount)
+                    .ok_or(TxError::Overflow)?;
+                self.nodes[i].stake = have - amount;
+                self.accounts.entry(who).or_default().free = free;
+                vec![Event::StakeRemoved { uid, amount }]
+            }
+            &Call::Transfer { to, amount } => {
+                let free = self.free(&who);
+                if amount == 0 {
+                    return Err(TxError::ZeroAmount);
+                }
+                if free < amount {
+                    return Err(TxError::InsufficientBalance {
+                        have: free,
+                        need: amount,
+                    });
+                }
+                if to != who {
+                    let credited = self
+                        .free(&to)
+                        .checked_add(amount)
+                        .ok_or(TxError::Overflow)?;
+                    self.accounts.entry(who).or_default().free = free - amount;
+                    self.accounts.entry(to).or_default().free = credited;
+                }
+                vec![Event::Transferred {
+                    from: who,
+                    to,
+                    amount,
+                }]
+            }
+            Call::SetWeights { uid, weights } => self.set_weights(who, *uid, weights)?,
+            Call::Serve { uid, endpoint } => {
+                let i = self.owned(who, *uid)?;
+                check_endpoint(endpoint)?;
+                self.nodes[i].endpoint.clone_from(endpoint);
+                vec![Event::Served { uid: *uid }]
+            }
+        };
+        self.accounts.entry(who).or_default().nonce = expected + 1;
+        Ok(events)
+    }
+
+    fn free(&self, who: &AccountId) -> u64 {
+        self.accounts.get(who).map_or(0, |a| a.free)
+    }
+
+    /// The index of node `uid` if `who` owns it.
+    fn owned(&self, who: AccountId, uid: Uid) -> Result<usize, TxError> {
+        let i = usize::try_from(uid).map_err(|_| TxError::NoSuchNode(uid))?;
+        match self.nodes.get(i) {
+            None => Err(TxError::NoSuchNode(uid)),
+            Some(n) if n.owner != who => Err(TxError::NotOwner(uid)),
+            Some(_) => Ok(i),
+        }
+    }
+
+    /// The uid rule: the next free uid while `n < max_nodes`; when full, the node with the
+    /// lowest rank from the last epoch among those past their immunity period (ties: lower
+    /// stake, then lower uid). The evicted node's stake goes back to its owner's free
+    /// balance, and its weights, bonds and the entries of every other row that name it are
+    /// cleared, so the newcomer inherits nothing.
+    fn register(&mut self, who: AccountId) -> Result<Vec<Event>, TxError> {
+        let fresh = Node {
+            owner: who,
+            stake: 0,
+            registered_at: self.block,
+            weights_block: None,
+            endpoint: Vec::new(),
+            last: NodeStats::default(),
+        };
+        let cap = usize::try_from(self.config.max_nodes).unwrap_or(usize::MAX);
+        if self.nodes.len() < cap {
+            let uid = Uid::try_from(self.nodes.len()).map_err(|_| TxError::RegistryFull {
+                max: self.config.max_nodes,
+            })?;
+            self.nodes.push(fresh);
+            self.weights.push(Vec::new());
+            self.bonds.push(Vec::new());
+            return Ok(vec![Event::Registered {
+                uid,
+                owner: who,
+                replaced: None,
+                returned: 0,
+            }]);
+        }
+        let block = self.block;
+        let immunity = self.config.immunity_period;
+        let victim = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| block.saturating_sub(n.registered_at) >= immunity)
+            .min_by_key(|&(i, n)| (n.last.rank, n.stake, i))
+            .map(|(i, _)| i)
+            .ok_or(TxError::RegistryFull {
+                max: self.config.max_nodes,
+            })?;
+        let old = &self.nodes[victim];
+        let (old_owner, returned) = (old.owner, old.stake);
+        let credited = self
+            .free(&old_owner)
+            .checked_add(returned)
+            .ok_or(TxError::Overflow)?;
+        // The victim index is below max_nodes, which fits a Uid because every uid was one.
+        let uid = Uid::try_from(victim).map_err(|_| TxError::RegistryFull {
+            max: self.config.max_nodes,
+        })?;
+        self.accounts.entry(old_owner).or_default().free = credited;
+        self.nodes[victim] = fresh;
+        self.weights[victim].clear();
+        self.bonds[victim].clear();
+        for row in &mut self.weights {
+            row.retain(|&(j, _)| j != uid);
+        }
+        for row in &mut self.bonds {
+            row.retain(|&(j, _)| j != uid);
+        }
+        Ok(vec![Event::Registered {
+            uid,
+            owner: who,
+            replaced: Some(old_owner),
+            returned,
+        }])
+    }
+
+    fn set_weights(
+        &mut self,
+        who: AccountId,
+        uid: Uid,
+        row: &[(Uid, u16)],
+    ) -> Result<Vec<Event>, TxError> {
+        let i = self.owned(who, uid)?;
+        if let Some(last) = self.nodes[i].weights_block {
+            let next = last.saturating_add(self.config.weights_rate_limit);
+            if self.block < next {
+                return Err(TxError::RateLimited { last, next });
+            }
+        }
+        let n = self.nodes.len();
+        let max_len = usize::try_from(self.config.max_weights_len).unwrap_or(usize::MAX);
+        validate_row(&self.params, i, row, n, max_len).map_err(TxError::InvalidWeights)?;
+        let sorted = canonicalize("weights", i, row, n).map_err(TxError::InvalidWeights)?;
+        let len = u32::try_from(sorted.len()).unwrap_or(u32::MAX);
+        self.weights[i] = sorted;
+        self.nodes[i].weights_block = Some(self.block);
+        Ok(vec![Event::WeightsSet { uid, len }])
+    }
+
+    /// Ends block `self.block`: when it is a multiple of `tempo`, runs one epoch of the
+    /// shared consensus crate on the fixed-point path, mints, and lets the controller move
+    /// `min_allowed_weights` from the loss.
+    pub fn end_block(&mut self) -> Vec<Event> {
+        if self.block == 0 || self.block % self.config.tempo != 0 || self.nodes.is_empty() {
+            return Vec::new();
+        }
+        let input = self.epoch_input();
+        let result = epoch(&input);
+        // Give the rows back: the epoch only read them.
+        self.weights = input.weights;
+        self.bonds = input.bonds;
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => {
+                return vec![Event::EpochFailed {
+                    reason: e.to_string(),
+                }];
+            }
+        };
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            node.stake = out.stake[i];
+            node.last = NodeStats {
+                rank: out.rank[i],
+                trust: out.trust[i],
+                consensus: out.consensus[i],
+                incentive: out.incentive[i],
+                dividends: out.dividends[i],
+                emission: out.minted[i],
+            };
+        }
+        self.bonds = out.bonds;
+        self.controller = self.config.controller.next(self.controller, out.loss);
+        self.params.min_allowed_weights = self.controller.min_allowed_weights;
+        self.epochs += 1;
+        vec![Event::Epoch {
+            index: self.epochs,
+            loss: out.loss,
+            minted: out.minted.iter().sum(),
+            min_allowed_weights: self.params.min_allowed_weights,
+        }]
+    }
+
+    /// The consensus crate's input for the next epoch. The rows are moved out of `self`
+    /// (the caller puts them back), so no row is copied.
+    fn epoch_input(&mut self) -> State<Fx> {
+        State {
+            params: self.params,
+            stake: self.nodes.iter().map(|n| n.stake).collect(),
+            weights: std::mem::take(&mut self.weights),
+            bonds: std::mem::take(&mut self.bonds),
+        }
+    }
+
+    /// A copy of the consensus crate's input for the next epoch (for export and tests).
+    pub fn to_consensus_state(&self) -> State<Fx> {
+        State {
+            params: self.params,
+            stake: self.nodes.iter().map(|n| n.stake).collect(),
+            weights: self.weights.clone(),
+            bonds: self.bonds.clone(),
+        }
+    }
+}
+
+fn check_endpoint(e: &[u8]) -> Result<(), TxError> {
+    if e.is_empty() {
+        return Err(TxError::BadEndpoint("empty"));
+    }
+    if e.len() > MAX_ENDPOINT_BYTES {
+        return Err(TxError::BadEndpoint("longer than 256 bytes"));
+    }
+    let s = std::str::from_utf8(e).map_err(|_| TxError::BadEndpoint("not UTF-8"))?;
+    if s.chars().any(char::is_control) {
+        return Err(TxError::BadEndpoint("control characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+
+    const G: H256 = H256([0; 32]);
+
+    fn key(b: u8) -> SigningKey {
+        SigningKey::from_bytes(&[b; 32])
+    }
+
+    fn chain(max_nodes: u32) -> LedgerState {
+        let mut g = Genesis::default();
+        g.config.max_nodes = max_nodes;
+        g.config.tempo = 2;
+        g.config.immunity_period = 1;
+        g.config.weights_rate_limit = 3;
+        g.endowments = (1..=4).map(|b| (AccountId::from(&key(b)), 1_000)).collect();
+        LedgerState::genesis(&g).expect("valid genesis")
+    }
+
+    fn run(s: &mut LedgerState, k: u8, call: Call) -> Result<Vec<Event>, TxError> {
+        let who = AccountId::from(&key(k));
+        let ext = Extrinsic::sign(&key(k), &G, s.nonce(&who), call);
+        s.apply(&ext)
+    }
+
+    #[test]
+    fn stake_moves_between_balance_and_node_and_issuance_is_kept() {
+        let mut s = chain(8);
+        s.block = 1;
+        run(&mut s, 1, Call::Register).expect("register");
+        run(
+            &mut s,
+            1,
+            Call::AddStake {
+                uid: 0,
+                amount: 600,
+            },
+        )
+        .expect("stake");
+        assert_eq!(
+            run(
+                &mut s,
+                1,
+                Call::AddStake {
+                    uid: 0,
+                    amount: 600
+                }
+            ),
+            Err(TxError::InsufficientBalance {
+                have: 400,
+                need: 600
+            })
+        );
+        assert_eq!(
+            run(&mut s, 2, Call::RemoveStake { uid: 0, amount: 1 }),
+            Err(TxError::NotOwner(0))
+        );
+        run(
+            &mut s,
+            1,
+            Call::RemoveStake {
+                uid: 0,
+                amount: 100,
+            },
+        )
+        .expect("unstake");
+        let to = AccountId::from(&key(9));
+        run(&mut s, 1, Call::Transfer { to, amount: 500 }).expect("transfer");
+        assert_eq!((s.nodes[0].stake, s.free(&to)), (500, 500));
+        assert_eq!(s.free(&AccountId::from(&key(1))), 0);
+        assert_eq!(s.total_issuance(), 4_000);
+    }
+
+    #[test]
+    fn a_failed_call_changes_nothing_not_even_the_nonce() {
+        let mut s = chain(8);
+        let before = s.root();
+        let bad = run(&mut s, 1, Call::AddStake { uid: 0, amount: 1 });
+        assert_eq!(bad, Err(TxError::NoSuchNode(0)));
+        assert_eq!(s.root(), before);
+        let who = AccountId::from(&key(1));
+        let replay = Extrinsic::sign(&key(1), &G, 0, Call::Register);
+        s.apply(&replay).expect("first");
+        assert_eq!(
+            s.apply(&replay),
+            Err(TxError::BadNonce {
+                expected: 1,
+                got: 0
+            })
+        );
+        assert_eq!(s.nonce(&who), 1);
+    }
+
+    #[test]
+    fn weights_are_validated_and_rate_limited() {
+        let mut s = chain(8);
+        s.block = 1;
+        for k in 1..=3 {
+            run(&mut s, k, Call::Register).expect("register");
+        }
+        let set = |w: Vec<(Uid, u16)>| Call::SetWeights { uid: 0, weights: w };
+        assert!(matches!(
+            run(&mut s, 1, set(vec![(5, 1)])),
+            Err(TxError::InvalidWeights(
+                deepnode_consensus::Error::UidOutOfRange { .. }
+            ))
+        ));
+        assert!(matches!(
+            run(&mut s, 1, set(vec![(1, 1), (1, 2)])),
+            Err(TxError::InvalidWeights(
+                deepnode_consensus::Error::DuplicateUid { .. }
+            ))
+        ));
+        assert!(matches!(
+            run(&mut s, 1, set(vec![(1, 0)])),
+            Err(TxError::InvalidWeights(
+                deepnode_consensus::Error::TooFewWeights { .. }
+            ))
+        ));
+        run(&mut s, 1, set(vec![(2, 1), (1, 3)])).expect("valid row");
+        assert_eq!(s.weights[0], vec![(1, 3), (2, 1)], "stored sorted");
+        s.block = 3;
+        assert_eq!(
+            run(&mut s, 1, set(vec![(1, 1)])),
+            Err(TxError::RateLimited { last: 1, next: 4 })
+        );
+        s.block = 4;
+        run(&mut s, 1, set(vec![(1, 1)])).expect("after the limit");
+    }
+
+    #[test]
+    fn epoch_mints_and_full_registry_replaces_the_lowest_rank() {
+        let mut s = chain(3);
+        s.block = 1;
+        for k in 1..=3 {
+            run(&mut s, k, Call::Register).expect("register");
+            let uid = Uid::from(k - 1);
+            run(&mut s, k, Call::AddStake { uid, amount: 100 }).expect("stake");
+        }
+        // Everyone scores uid 0 and 1; uid 2 gets nothing, so it ranks lowest.
+        for k in 1..=3u8 {
+            let weights = vec![(0, 1), (1, 1)];
+            run(
+                &mut s,
+                k,
+                Call::SetWeights {
+                    uid: Uid::from(k - 1),
+                    weights,
+                },
+            )
+            .expect("w");
+        }
+        assert!(s.end_block().is_empty(), "block 1 is not an epoch block");
+        s.block = 2;
+        let before = s.total_issuance();
+        let ev = s.end_block();
+        assert!(
+            matches!(ev.as_slice(), [Event::Epoch { index: 1, .. }]),
+            "{ev:?}"
+        );
+        let minted: u64 = s.nodes.iter().map(|n| n.last.emission).sum();
+        assert!(minted > 0 && minted <= s.params.emission);
+        assert_eq!(s.total_issuance(), before + u128::from(minted));
+        assert!(s.nodes[2].last.rank < s.nodes[0].last.rank);
+        s.block = 3;
+        let stake2 = s.nodes[2].stake;
+        let ev = run(&mut s, 4, Call::Register).expect("replaces");
+        assert_eq!(
+            ev,
+            vec![Event::Registered {
+                uid: 2,
+                owner: AccountId::from(&key(4)),
+                replaced: Some(AccountId::from(&key(3))),
+                returned: stake2,
+            }]
+        );
+        assert!(s.weights.iter().all(|r| r.iter().all(|&(j, _)| j != 2)));
+        assert!(s.bonds.iter().all(|r| r.iter().all(|&(j, _)| j != 2)));
+        assert_eq!(s.nodes[2].stake, 0);
+        // The newcomer is immune for one block: a fifth registration finds nobody to evict
+        // except uids 0 and 1, whose rank is higher but who are past immunity.
+        s.config.immunity_period = 10;
+        assert_eq!(
+            run(&mut s, 1, Call::Register),
+            Err(TxError::RegistryFull { max: 3 })
+        );
+    }
+
+    #[test]
+    fn endpoints_are_checked() {
+        let mut s = chain(2);
+        run(&mut s, 1, Call::Register).expect("register");
+        let serve = |e: &[u8]| Call::Serve {
+            uid: 0,
+            endpoint: e.to_vec(),
+        };
+        assert!(run(&mut s, 1, serve(b"")).is_err());
+        assert!(run(&mut s, 1, serve(&[0xff])).is_err());
+        assert!(run(&mut s, 1, serve(&[b'a'; 257])).is_err());
+        run(&mut s, 1, serve(b"127.0.0.1:7000")).expect("serve");
+        assert_eq!(s.nodes[0].endpoint, b"127.0.0.1:7000");
+    }
+}

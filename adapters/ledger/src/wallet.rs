@@ -1,0 +1,127 @@
+//! Key files: one ed25519 secret per file, created with mode 0600 and never printed.
+
+use std::io::Write;
+use std::path::Path;
+
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+
+use crate::{AccountId, LedgerError};
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    account: String,
+    secret: String,
+}
+
+/// An account's signing key, loaded from or saved to a key file.
+pub struct Wallet {
+    key: SigningKey,
+}
+
+fn err(path: &Path, msg: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Wallet(format!("{}: {msg}", path.display()))
+}
+
+impl Wallet {
+    /// A fresh key from the operating system's random source.
+    pub fn generate() -> Result<Wallet, LedgerError> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|e| LedgerError::Wallet(format!("no system randomness: {e}")))?;
+        Ok(Wallet::from_seed(seed))
+    }
+
+    /// The key with this 32-byte secret seed (tests and benchmarks).
+    pub fn from_seed(seed: [u8; 32]) -> Wallet {
+        Wallet {
+            key: SigningKey::from_bytes(&seed),
+        }
+    }
+
+    /// The signing key.
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// The account (public key).
+    pub fn account(&self) -> AccountId {
+        AccountId::from(&self.key)
+    }
+
+    /// Writes a new key file readable by its owner only (0600); refuses to overwrite.
+    pub fn save(&self, path: &Path) -> Result<(), LedgerError> {
+        let body = serde_json::to_string_pretty(&KeyFile {
+            account: self.account().to_string(),
+            secret: hex::encode(self.key.to_bytes()),
+        })
+        .map_err(|e| err(path, e))?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut file = opts.open(path).map_err(|e| err(path, e))?;
+        file.write_all(body.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| err(path, e))
+    }
+
+    /// Reads a key file; refuses one that others can read or write (mode & 0o077 != 0) and
+    /// one whose account does not match its secret.
+    pub fn load(path: &Path) -> Result<Wallet, LedgerError> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|e| err(path, e))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(err(
+                    path,
+                    format_args!("permissions {:o} are too open; use 0600", mode & 0o777),
+                ));
+            }
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| err(path, e))?;
+        let file: KeyFile = serde_json::from_str(&text).map_err(|e| err(path, e))?;
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(&file.secret, &mut seed)
+            .map_err(|_| err(path, "secret is not 32 bytes of hex"))?;
+        let wallet = Wallet::from_seed(seed);
+        if wallet.account().to_string() != file.account {
+            return Err(err(path, "account does not match the secret"));
+        }
+        Ok(wallet)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_is_private_and_loads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key.json");
+        let w = Wallet::generate().expect("random");
+        w.save(&path).expect("save");
+        assert!(w.save(&path).is_err(), "never overwrites");
+        assert_eq!(Wallet::load(&path).expect("load").account(), w.account());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(&path).expect("meta");
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            assert!(
+                Wallet::load(&path).is_err(),
+                "a readable key file is refused"
+            );
+        }
+    }
+}
