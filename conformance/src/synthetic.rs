@@ -26,16 +26,14 @@ pub fn network<N: FromRatio + Copy>(n: usize, k: usize, seed: u64) -> State<N> {
             if k >= n {
                 (0..n as Uid).map(|j| (j, weight(&mut rng))).collect()
             } else {
-                let mut seen = vec![false; n];
-                let mut row = Vec::with_capacity(k);
+                // Draw until k distinct uids (k < n); cost O(k log k), not O(n), per row.
+                let mut row: Vec<(Uid, Weight)> = Vec::with_capacity(k);
                 while row.len() < k {
-                    let j = (rng.next() % n as u64) as usize;
-                    if !seen[j] {
-                        seen[j] = true;
-                        row.push((j as Uid, weight(&mut rng)));
+                    let j = (rng.next() % n as u64) as Uid;
+                    if let Err(at) = row.binary_search_by_key(&j, |e| e.0) {
+                        row.insert(at, (j, weight(&mut rng)));
                     }
                 }
-                row.sort_unstable_by_key(|e| e.0);
                 row
             }
         })
