@@ -301,14 +301,15 @@ pub fn run_metagraph(args: MetagraphArgs) -> ExitCode {
             for n in m["nodes"].as_array().map_or(&[][..], Vec::as_slice) {
                 println!(
                     "{:>5} {:>16} {:>10.6} {:>10.6} {:>10.6} {:>10.6} {:>10.6} {:>12}  {}",
-                    n["uid"],
-                    n["stake"],
+                    // `Value`'s Display ignores widths: render to strings first.
+                    n["uid"].to_string(),
+                    n["stake"].to_string(),
                     f(&n["rank"]),
                     f(&n["trust"]),
                     f(&n["consensus"]),
                     f(&n["incentive"]),
                     f(&n["dividends"]),
-                    n["emission"],
+                    n["emission"].to_string(),
                     n["endpoint"].as_str().unwrap_or_default()
                 );
             }

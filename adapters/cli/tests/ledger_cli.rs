@@ -142,6 +142,15 @@ fn wallet_tx_and_metagraph_through_the_binary() {
             .and_then(|s| s.parse::<u64>().ok())
             >= Some(1200)
     );
+    // Columns are right-aligned under their headers.
+    let header = table.lines().find(|l| l.contains("stake")).expect("header");
+    let end_of = |line: &str, nth: usize| {
+        let token = line.split_whitespace().nth(nth).expect("field");
+        line.find(token).map(|at| at + token.len())
+    };
+    for field in [0, 1, 2] {
+        assert_eq!(end_of(header, field), end_of(row, field), "{table}");
+    }
 }
 
 /// The ledger's epoch equals `deepnode epoch` on the same state, bit for bit.
