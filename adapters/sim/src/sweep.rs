@@ -195,10 +195,7 @@ fn records<N: deepnode_conformance::contract::FromJson>(
 /// The sweep as a text table: one line per (strategy, bond mode), one column per share.
 pub fn sweep_table(cells: &[SweepCell], value: fn(&SweepCell) -> f64) -> String {
     let mut out = String::new();
-    let mut shares: Vec<f64> = cells.iter().map(|c| c.initial_share).collect();
-    shares.dedup();
-    shares.sort_by(f64::total_cmp);
-    shares.dedup();
+    let shares = initial_shares(cells);
     let _ = write!(out, "{:<24}", "strategy / bonds");
     for s in &shares {
         let _ = write!(out, " {s:>6.2}");
@@ -212,6 +209,14 @@ pub fn sweep_table(cells: &[SweepCell], value: fn(&SweepCell) -> f64) -> String 
         out.push('\n');
     }
     out
+}
+
+/// The distinct initial shares of `cells`, ascending (the columns of the table and heat-maps).
+fn initial_shares(cells: &[SweepCell]) -> Vec<f64> {
+    let mut shares: Vec<f64> = cells.iter().map(|c| c.initial_share).collect();
+    shares.sort_by(f64::total_cmp);
+    shares.dedup();
+    shares
 }
 
 type Row<'a> = (String, Vec<Option<&'a SweepCell>>);
@@ -260,9 +265,7 @@ pub fn write_sweep(cells: &[SweepCell], out: &Path) -> Result<Vec<PathBuf>, SimE
     let json_path = out.join("sweep.json");
     write_json(&json_path, &cells)?;
     let mut files = vec![csv_path, json_path];
-    let mut shares: Vec<f64> = cells.iter().map(|c| c.initial_share).collect();
-    shares.sort_by(f64::total_cmp);
-    shares.dedup();
+    let shares = initial_shares(cells);
     let grid = rows(cells, &shares);
     let columns: Vec<String> = shares.iter().map(|s| format!("{s:.2}")).collect();
     let labels: Vec<String> = grid.iter().map(|r| r.0.clone()).collect();
