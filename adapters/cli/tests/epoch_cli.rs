@@ -104,3 +104,40 @@ fn conformance_command_runs_the_vectors() {
     let missing = deepnode(&["conformance", "no/such/dir"]);
     assert_eq!(missing.status.code(), Some(2));
 }
+
+#[test]
+fn bench_times_both_backends_cold_and_steady() {
+    let out = deepnode(&["bench", "--n", "64", "--k", "8", "--epochs", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    assert!(text.contains("512 non-zero weights"), "{text}");
+    for (backend, run) in [
+        ("float", "cold"),
+        ("float", "steady"),
+        ("fixed", "cold"),
+        ("fixed", "steady"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().take(2).eq([backend, run]))
+            .unwrap_or_else(|| panic!("no {backend} {run} line in\n{text}"));
+        let ms: f64 = line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|x| x.parse().ok())
+            .expect("ms");
+        assert!(ms > 0.0, "{line}");
+    }
+    // The float rows are their own baseline.
+    for line in text.lines().filter(|l| l.starts_with("float")) {
+        assert!(line.ends_with("1.00x"), "{line}");
+    }
+
+    let bad = deepnode(&["bench", "--n", "0"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
+}
