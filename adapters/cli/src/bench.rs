@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use deepnode_conformance::synthetic::network;
 use deepnode_consensus::{Fx, Outputs, Scalar, epoch, epoch_in_place};
+use deepnode_sim::bench::peak_rss_mib;
 use deepnode_types::FromRatio;
 
 /// Runs and prints the table.
@@ -105,12 +106,4 @@ fn time<N: Scalar + FromRatio>(n: usize, k: usize, epochs: usize) -> Result<Time
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
-}
-
-/// `VmHWM` of /proc/self/status, in MiB.
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
