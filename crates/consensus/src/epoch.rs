@@ -2,7 +2,7 @@
 
 use deepnode_types::{BondMode, Params, Uid, Weight};
 
-use crate::bonds::{BondRowMut, RowSink};
+use crate::bonds::BondRowMut;
 use crate::validate::{check_params, check_row};
 use crate::{Error, Scalar};
 
@@ -77,6 +77,13 @@ where
     trust.fill(N::ZERO);
     for (i, (row, &s)) in weights.iter().zip(shares.iter()).enumerate() {
         let row = row.as_ref();
+        // Columns are fetched AHEAD entries before their update: the next row's first ones
+        // now, this row's further ones along the way.
+        for &(j, _) in head(weights.get(i.wrapping_add(1)), AHEAD) {
+            prefetch(rank, j);
+            prefetch(trust, j);
+        }
+        let mut ahead = row.get(AHEAD..).unwrap_or_default().iter();
         let sum = row_sum(row, i, mask);
         if sum == 0 {
             continue;
@@ -84,6 +91,10 @@ where
         let f = s.factor(sum);
         let cutoff = N::max_untrusted(params.trust_threshold, sum);
         for &(j, w) in live(row, i, mask) {
+            if let Some(&(k, _)) = ahead.next() {
+                prefetch(rank, k);
+                prefetch(trust, k);
+            }
             let slot = at(rank, j)?;
             *slot = slot.add(N::apply(f, u64::from(w)));
             if u64::from(w) > cutoff {
@@ -124,6 +135,10 @@ where
     col.fill(N::ZERO);
     for (i, (b, &s)) in bonds.iter_mut().zip(shares.iter()).enumerate() {
         let row = weights.get(i).map_or(&[][..], AsRef::as_ref);
+        // The bond update does not prefetch along a row: a sparse row's columns all are now.
+        for &(j, _) in head(weights.get(i.wrapping_add(1)), 4 * AHEAD) {
+            prefetch(col, j);
+        }
         let columns = Columns {
             rank: &*rank,
             sums: &mut *col,
@@ -193,7 +208,11 @@ fn take_back_excess(minted: &mut [u64], emission: u64) {
 /// The row's entries that count: all, or all but `(i, _)` when self weights are masked.
 /// Rows are sorted by uid, so the masked self entry is found by binary search and the live
 /// entries are the two slices around it.
-fn live(row: &[(Uid, Weight)], i: usize, mask: bool) -> impl Iterator<Item = &(Uid, Weight)> {
+fn live(
+    row: &[(Uid, Weight)],
+    i: usize,
+    mask: bool,
+) -> impl DoubleEndedIterator<Item = &(Uid, Weight)> {
     let own = if mask {
         Uid::try_from(i)
             .ok()
@@ -209,6 +228,33 @@ fn live(row: &[(Uid, Weight)], i: usize, mask: bool) -> impl Iterator<Item = &(U
         None => (row, &[][..]),
     };
     before.iter().chain(after)
+}
+
+/// How many entries ahead of its update a column is prefetched.
+const AHEAD: usize = 16;
+
+/// The first `count` entries of a row (none for a missing row).
+fn head<W: AsRef<[(Uid, Weight)]>>(row: Option<&W>, count: usize) -> &[(Uid, Weight)] {
+    let row = row.map_or(&[][..], AsRef::as_ref);
+    row.get(..count).unwrap_or(row)
+}
+
+/// Asks the cache for `buf[j]` ahead of a scattered read-modify-write (x86-64: PREFETCHT0;
+/// elsewhere nothing). A hint only: it reads and writes nothing, so no result depends on it.
+#[inline(always)]
+fn prefetch<T>(buf: &[T], j: Uid) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(x) = usize::try_from(j).ok().and_then(|k| buf.get(k)) {
+        let p: *const T = x;
+        // SAFETY: PREFETCHT0 is a hint: it cannot fault, reads and writes no memory, and `p`
+        // points into `buf` anyway.
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (buf, j);
 }
 
 /// `sum_j weight_ij` over the live entries (< 2^48 for rows of at most 2^32 entries).
@@ -237,9 +283,14 @@ fn at<N>(buf: &mut [N], j: Uid) -> Result<&mut N, Error> {
         })
 }
 
-/// Step 8 for row `i`: merges the bond row with this epoch's `w_ij s_i`, in uid order.
+/// Step 8 for row `i`: merges the bond row with this epoch's `w_ij s_i`, in place.
 /// Cumulative adds; EMA mixes with `w_ij s_i / r_j`. Entries at 0 are dropped; the kept ones
-/// are added to their column sums.
+/// are added to their column sums, in uid order (each column still adds row after row, so
+/// the sums are the same bit for bit however a row is merged).
+///
+/// The merge runs backward: the row is first grown to the union's length, then filled from
+/// its end, so old entries are read before their slot is overwritten and nothing is allocated
+/// once the row has the room.
 fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
     mode: BondMode<N>,
     bonds: &mut B,
@@ -251,45 +302,145 @@ fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
 ) -> Result<(), Error> {
     let Columns { rank, sums } = columns;
     let f = row_factor(row, i, s, mask);
-    let fresh = live(row, i, mask).filter_map(|&(j, w)| {
-        let v = f.map_or(N::ZERO, |f| N::apply(f, u64::from(w)));
-        (v > N::ZERO).then_some((j, v))
-    });
-    let hint = bonds.entries().len().saturating_add(row.len());
-    let mut result = Ok(());
-    bonds.rebuild(hint, |old, sink| {
-        let mut put = |j: Uid, v: N| {
-            if v > N::ZERO {
-                sink.put((j, v));
-                match at(sums, j) {
-                    Ok(c) => *c = c.add(v),
-                    Err(e) => result = Err(e),
-                }
-            }
-        };
-        // Driven by this epoch's entries; old entries in between only decay (EMA) or stay.
-        let mut old = old.iter().copied();
-        let mut pending = old.next();
-        for (j, v) in fresh {
-            while let Some((u, b)) = pending.filter(|&(u, _)| u < j) {
-                put(u, mix(mode, b, N::ZERO, N::ZERO));
-                pending = old.next();
-            }
-            let b = match pending {
-                Some((u, b)) if u == j => {
-                    pending = old.next();
-                    b
-                }
-                _ => N::ZERO,
+    let value = |w: Weight| f.map_or(N::ZERO, |f| N::apply(f, u64::from(w)));
+    let fresh = || {
+        live(row, i, mask)
+            .map(move |&(j, w)| (j, value(w)))
+            .filter(|&(_, v)| v > N::ZERO)
+    };
+    let old_len = bonds.entries().len();
+    if old_len == 0 {
+        // A row without bonds (every row of a first epoch): written forward. It gets at most
+        // one entry per weight, and check_inputs saw the non-zero ones fit its capacity.
+        if f.is_none() {
+            return Ok(());
+        }
+        let room = row.len().min(bonds.capacity());
+        if !bonds.resize(room, (0, N::ZERO)) {
+            return Err(Error::RowTooLong {
+                what: "bonds",
+                row: i,
+                len: room,
+                max: bonds.capacity(),
+            });
+        }
+        let mut kept = 0usize;
+        for (j, v) in fresh() {
+            let e = (j, mix(mode, N::ZERO, v, || rank_of(rank, j)));
+            kept = keep(i, bonds.entries_mut(), kept, e, sums)?;
+        }
+        bonds.resize(kept, (0, N::ZERO));
+        return Ok(());
+    }
+    let len = if f.is_some() {
+        union_len(bonds.entries(), row, i, mask, value)
+    } else {
+        old_len
+    };
+    let too_long = |max| Error::RowTooLong {
+        what: "bonds",
+        row: i,
+        len,
+        max,
+    };
+    if len == old_len {
+        // No new uid (a steady state): every entry stays in its slot; one forward pass.
+        let entries = bonds.entries_mut();
+        let mut fresh = fresh().peekable();
+        let mut kept = 0usize;
+        for k in 0..len {
+            let Some(&(u, b)) = entries.get(k) else {
+                break;
             };
-            put(j, mix(mode, b, v, rank_of(rank, j)));
+            let e = match fresh.next_if(|&(j, _)| j == u) {
+                Some((j, v)) => (j, mix(mode, b, v, || rank_of(rank, j))),
+                None => (u, mix(mode, b, N::ZERO, || N::ZERO)),
+            };
+            kept = keep(i, entries, kept, e, sums)?;
         }
-        while let Some((u, b)) = pending {
-            put(u, mix(mode, b, N::ZERO, N::ZERO));
-            pending = old.next();
+        bonds.resize(kept, (0, N::ZERO));
+        return Ok(());
+    }
+    if !bonds.resize(len, (0, N::ZERO)) {
+        return Err(too_long(bonds.capacity()));
+    }
+    let entries = bonds.entries_mut();
+    // New uids: merged backward. Old entries are in [0, a); the next write goes to w - 1.
+    // w - a counts the new uids still to place, so an old entry is read before its slot can
+    // be written.
+    let (mut a, mut w) = (old_len, len);
+    for (j, v) in live(row, i, mask)
+        .rev()
+        .map(|&(j, w)| (j, value(w)))
+        .filter(|&(_, v)| v > N::ZERO)
+    {
+        let mut old = N::ZERO;
+        while let Some(top) = a.checked_sub(1) {
+            let Some(&(u, b)) = entries.get(top) else {
+                break;
+            };
+            if u < j {
+                break;
+            }
+            a = top;
+            if u == j {
+                old = b;
+                break;
+            }
+            // An old entry above every remaining new uid only decays (EMA) or stays.
+            put_back(entries, &mut w, (u, mix(mode, b, N::ZERO, || N::ZERO)))
+                .ok_or(too_long(len))?;
         }
-    });
-    result
+        put_back(entries, &mut w, (j, mix(mode, old, v, || rank_of(rank, j))))
+            .ok_or(too_long(len))?;
+    }
+    // Now w == a: the old entries below every new uid are already in their slots.
+    let mut kept = 0usize;
+    for k in 0..len {
+        let Some(&(u, b)) = entries.get(k) else {
+            break;
+        };
+        let e = if k < a {
+            (u, mix(mode, b, N::ZERO, || N::ZERO))
+        } else {
+            (u, b)
+        };
+        kept = keep(i, entries, kept, e, sums)?;
+    }
+    bonds.resize(kept, (0, N::ZERO));
+    Ok(())
+}
+
+/// Stores a merged entry of row `row` at slot `kept` (never past the slot it was read from)
+/// unless it is 0, adds it to its column sum `C_j`, and returns the next free slot. Rows are done in uid
+/// order, so each `C_j` adds its rows in the same order whichever way a row was merged.
+fn keep<N: Scalar>(
+    row: usize,
+    entries: &mut [(Uid, N)],
+    kept: usize,
+    (j, v): (Uid, N),
+    sums: &mut [N],
+) -> Result<usize, Error> {
+    if v > N::ZERO {
+        let c = at(sums, j)?;
+        *c = c.add(v);
+        let max = entries.len();
+        *entries.get_mut(kept).ok_or(Error::RowTooLong {
+            what: "bonds",
+            row,
+            len: kept.saturating_add(1),
+            max,
+        })? = (j, v);
+        return Ok(kept.saturating_add(1));
+    }
+    Ok(kept)
+}
+
+/// Writes `e` one slot below `*w` and moves `w` down to it; `None` if there is no such slot.
+fn put_back<N>(entries: &mut [(Uid, N)], w: &mut usize, e: (Uid, N)) -> Option<()> {
+    *w = w.checked_sub(1)?;
+    *entries.get_mut(*w)? = e;
+    Some(())
 }
 
 /// What the bond update reads and writes per column: `r_j` (read by the EMA rule) and the
@@ -309,12 +460,15 @@ fn rank_of<N: Scalar>(rank: &[N], j: Uid) -> N {
         .unwrap_or(N::ZERO)
 }
 
-/// The new bond value from the old one and this epoch's `w_ij s_i` (0 where absent).
-fn mix<N: Scalar>(mode: BondMode<N>, old: N, fresh: N, r: N) -> N {
+/// The new bond value from the old one and this epoch's `w_ij s_i` (0 where absent). `r_j`
+/// is read only by the EMA rule, and only where `fresh > 0`: it is a random access into an
+/// `n`-long array, the costliest load of the bond update.
+fn mix<N: Scalar>(mode: BondMode<N>, old: N, fresh: N, r: impl FnOnce() -> N) -> N {
     match mode {
         BondMode::Cumulative => old.add(fresh),
         BondMode::Ema { alpha } => {
             // r_j >= w_ij s_i > 0 wherever fresh > 0, so the division is by a positive r_j.
+            let r = if fresh > N::ZERO { r() } else { N::ZERO };
             let part = if fresh > N::ZERO && r > N::ZERO {
                 fresh.div(r)
             } else {

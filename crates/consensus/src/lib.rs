@@ -23,7 +23,7 @@ mod validate;
 #[cfg(feature = "alloc")]
 mod vec_api;
 
-pub use bonds::{BondRowMut, RowSink};
+pub use bonds::BondRowMut;
 pub use controller::{ControllerPolicy, ControllerState};
 pub use deepnode_types::{BondMode, BoundedRow, Fx, Params, Uid, Weight};
 #[cfg(feature = "alloc")]

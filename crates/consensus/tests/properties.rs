@@ -1,5 +1,7 @@
 //! Properties of the epoch (mechanism.md), checked for both backends on random states.
 
+use std::collections::BTreeMap;
+
 use deepnode_consensus::{BondMode, EpochOutput, Fx, Params, Scalar, State, epoch};
 use proptest::prelude::*;
 
@@ -294,5 +296,40 @@ proptest! {
         }
         let b = epoch(&shuffled.state::<Fx>()).expect("valid state");
         prop_assert_eq!(a, b);
+    }
+
+    /// Step 8 entry by entry: the bonds after an epoch are the old bonds, decayed by
+    /// `1 - alpha` under EMA, plus what the same epoch writes into empty bonds
+    /// (`w_ij s_i`, or `alpha w_ij s_i / r_j`), entries at 0 dropped. Checks the in-place
+    /// merge of old and new uids against a map, bit for bit.
+    #[test]
+    fn bond_update_is_old_plus_fresh_entry_by_entry(case in case()) {
+        let with = epoch(&case.state::<Fx>()).expect("valid state");
+        let mut empty = case.clone();
+        empty.bonds.clear();
+        let fresh = epoch(&empty.state::<Fx>()).expect("valid state");
+        let old = case.state::<Fx>().bonds;
+        for (i, got) in with.bonds.iter().enumerate() {
+            let mut want: BTreeMap<u32, Fx> = BTreeMap::new();
+            for &(j, b) in old.get(i).map_or(&[][..], Vec::as_slice) {
+                let kept = match case.state::<Fx>().params.bonds {
+                    BondMode::Cumulative => b.add(Fx::ZERO),
+                    BondMode::Ema { alpha } => Fx::ONE.sub(alpha).mul(b).add(Fx::ZERO),
+                };
+                want.insert(j, kept);
+            }
+            for &(j, v) in &fresh.bonds[i] {
+                let decayed = match case.state::<Fx>().params.bonds {
+                    BondMode::Cumulative => want.get(&j).copied().unwrap_or(Fx::ZERO),
+                    BondMode::Ema { alpha } => old
+                        .get(i)
+                        .and_then(|r| r.iter().find(|e| e.0 == j))
+                        .map_or(Fx::ZERO, |&(_, b)| Fx::ONE.sub(alpha).mul(b)),
+                };
+                want.insert(j, decayed.add(v));
+            }
+            let want: Vec<(u32, Fx)> = want.into_iter().filter(|e| e.1 > Fx::ZERO).collect();
+            prop_assert_eq!(got, &want, "row {}", i);
+        }
     }
 }
