@@ -19,8 +19,14 @@ pub struct BenchResult {
     pub weights: usize,
     /// Building the population and the first rows.
     pub setup: Duration,
-    /// Time inside `deepnode_consensus::epoch`, all epochs.
+    /// Time inside `deepnode_consensus::epoch_in_place`, all epochs.
     pub consensus: Duration,
+    /// The first epoch inside the crate (it allocates every bond row).
+    pub first_epoch: Duration,
+    /// The slowest epoch inside the crate.
+    pub slowest_epoch: Duration,
+    /// The median epoch inside the crate.
+    pub median_epoch: Duration,
     /// The whole loop (rows, epoch, metrics), all epochs.
     pub total: Duration,
     /// Peak resident memory of the process so far (Linux `VmHWM`), in MiB.
@@ -67,7 +73,13 @@ pub fn run_bench(nodes: u32, k: u32, epochs: u32) -> Result<BenchResult, SimErro
     sim.run(|_| {})?;
     let total = start.elapsed();
     let weights = sim.state().weights.iter().map(Vec::len).sum();
+    let mut times = sim.epoch_times().to_vec();
+    let first_epoch = times.first().copied().unwrap_or_default();
+    times.sort();
     Ok(BenchResult {
+        first_epoch,
+        slowest_epoch: times.last().copied().unwrap_or_default(),
+        median_epoch: times.get(times.len() / 2).copied().unwrap_or_default(),
         nodes,
         k,
         epochs,

@@ -1,12 +1,15 @@
-//! The multi-epoch loop: events, strategies' rows, one call of `deepnode_consensus::epoch` per
-//! epoch, the controller, and the per-epoch record. No epoch math lives here.
+//! The multi-epoch loop: events, strategies' rows, one call of
+//! `deepnode_consensus::epoch_in_place` per epoch (bonds merged in place, outputs in buffers
+//! kept across epochs), the controller, and the per-epoch record. No epoch math lives here.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use deepnode_conformance::contract::FromJson;
-use deepnode_consensus::{BondMode, ControllerState, Params, State, Uid, Weight, epoch};
+use deepnode_consensus::{
+    BondMode, ControllerState, Outputs, Params, State, Uid, Weight, epoch_in_place,
+};
 use serde::Serialize;
 
 use crate::SimError;
@@ -82,7 +85,37 @@ pub struct Simulation<N> {
     epoch: u32,
     prepared: Option<Prepared>,
     records: Vec<EpochRecord>,
-    epoch_time: Duration,
+    epoch_times: Vec<Duration>,
+    out: Buffers<N>,
+}
+
+/// The epoch's outputs, kept from epoch to epoch so that a steady-state epoch allocates
+/// nothing (bond rows are rewritten in place, in `state.bonds`).
+struct Buffers<N> {
+    rank: Vec<N>,
+    trust: Vec<N>,
+    consensus: Vec<N>,
+    incentive: Vec<N>,
+    dividends: Vec<N>,
+    scratch: Vec<N>,
+    minted: Vec<u64>,
+    stake: Vec<u64>,
+}
+
+impl<N: FromJson> Buffers<N> {
+    fn new(n: usize) -> Self {
+        let zero = N::ZERO;
+        Buffers {
+            rank: vec![zero; n],
+            trust: vec![zero; n],
+            consensus: vec![zero; n],
+            incentive: vec![zero; n],
+            dividends: vec![zero; n],
+            scratch: vec![zero; n],
+            minted: vec![0; n],
+            stake: vec![0; n],
+        }
+    }
 }
 
 struct Prepared {
@@ -142,7 +175,7 @@ impl<N: FromJson> Simulation<N> {
                 params,
                 stake,
                 weights: vec![Vec::new(); n],
-                bonds: Vec::new(),
+                bonds: vec![Vec::new(); n],
             },
             quality,
             group_of,
@@ -164,7 +197,8 @@ impl<N: FromJson> Simulation<N> {
             epoch: 0,
             prepared: None,
             records: Vec::with_capacity(scenario.epochs as usize),
-            epoch_time: Duration::ZERO,
+            epoch_times: Vec::with_capacity(scenario.epochs as usize),
+            out: Buffers::new(n),
             active,
             scenario,
         };
@@ -240,8 +274,28 @@ impl<N: FromJson> Simulation<N> {
         let emission = self.state.params.emission;
         let min_allowed_weights = self.state.params.min_allowed_weights;
         let start = Instant::now();
-        let out = epoch(&self.state).map_err(|source| SimError::Epoch { epoch: t, source })?;
-        self.epoch_time += start.elapsed();
+        let b = &mut self.out;
+        // Rows are built sorted by uid and bonds come sorted out of the previous epoch, as
+        // the buffer API requires; bond rows are merged in place.
+        let loss = epoch_in_place(
+            &self.state.params,
+            &self.state.stake,
+            &self.state.weights,
+            &mut self.state.bonds,
+            Outputs {
+                rank: &mut b.rank,
+                trust: &mut b.trust,
+                consensus: &mut b.consensus,
+                incentive: &mut b.incentive,
+                dividends: &mut b.dividends,
+                minted: &mut b.minted,
+                stake: &mut b.stake,
+                scratch: &mut b.scratch,
+            },
+        )
+        .map_err(|source| SimError::Epoch { epoch: t, source })?;
+        self.epoch_times.push(start.elapsed());
+        let out = &self.out;
 
         let g = self.ranges.len();
         let mut incentive = vec![0.0; g];
@@ -303,7 +357,7 @@ impl<N: FromJson> Simulation<N> {
             emission,
             minted: out.minted.iter().sum(),
             total_stake: u64::try_from(total).unwrap_or(u64::MAX),
-            loss: out.loss.to_json(),
+            loss: loss.to_json(),
             min_allowed_weights,
             mean_weights_per_row: if rows == 0 {
                 0.0
@@ -315,10 +369,9 @@ impl<N: FromJson> Simulation<N> {
             groups,
         };
         if let Some(policy) = self.scenario.controller {
-            self.controller = policy.next(self.controller, out.loss);
+            self.controller = policy.next(self.controller, loss);
         }
-        self.state.stake = out.stake;
-        self.state.bonds = out.bonds;
+        std::mem::swap(&mut self.state.stake, &mut self.out.stake);
         self.set_next_params();
         self.epoch += 1;
         self.records.push(record);
@@ -348,9 +401,14 @@ impl<N: FromJson> Simulation<N> {
         self.epoch
     }
 
-    /// Wall time spent inside `deepnode_consensus::epoch` so far.
+    /// Wall time spent inside `deepnode_consensus::epoch_in_place` so far.
     pub fn epoch_time(&self) -> Duration {
-        self.epoch_time
+        self.epoch_times.iter().sum()
+    }
+
+    /// Wall time inside `deepnode_consensus::epoch_in_place`, one entry per finished epoch.
+    pub fn epoch_times(&self) -> &[Duration] {
+        &self.epoch_times
     }
 
     /// Last epoch's `(trust, consensus, group)` for every present node.

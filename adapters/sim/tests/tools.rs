@@ -113,6 +113,14 @@ fn bench_times_the_requested_population() {
     // Every node weights k peers (the self-weight is allowed but never chosen twice).
     assert_eq!(r.weights, 2_000 * 8);
     assert!(r.consensus <= r.total, "{r:?}");
+    // Per-epoch times: the first is one of them, and none exceeds the slowest.
+    assert!(r.first_epoch <= r.slowest_epoch, "{r:?}");
+    assert!(r.median_epoch <= r.slowest_epoch, "{r:?}");
+    assert!(r.slowest_epoch <= r.consensus, "{r:?}");
+    assert!(
+        r.first_epoch + r.median_epoch <= r.consensus,
+        "3 epochs: {r:?}"
+    );
     if cfg!(target_os = "linux") {
         assert!(r.peak_rss_mib.is_some_and(|m| m > 0.0));
     }
