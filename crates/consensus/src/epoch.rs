@@ -135,7 +135,8 @@ where
     col.fill(N::ZERO);
     for (i, (b, &s)) in bonds.iter_mut().zip(shares.iter()).enumerate() {
         let row = weights.get(i).map_or(&[][..], AsRef::as_ref);
-        // The bond update does not prefetch along a row: a sparse row's columns all are now.
+        // The next row's first columns, up to a whole sparse row (the merge itself does not
+        // prefetch along a row).
         for &(j, _) in head(weights.get(i.wrapping_add(1)), 4 * AHEAD) {
             prefetch(col, j);
         }
@@ -288,9 +289,10 @@ fn at<N>(buf: &mut [N], j: Uid) -> Result<&mut N, Error> {
 /// are added to their column sums, in uid order (each column still adds row after row, so
 /// the sums are the same bit for bit however a row is merged).
 ///
-/// The merge runs backward: the row is first grown to the union's length, then filled from
-/// its end, so old entries are read before their slot is overwritten and nothing is allocated
-/// once the row has the room.
+/// Three ways, none allocating once the row has the room: an empty row is written forward; a
+/// row whose uids do not change is updated forward in its slots; a row that gains uids is
+/// first grown to the union's length and then filled from its end, so each old entry is read
+/// before its slot is overwritten.
 fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
     mode: BondMode<N>,
     bonds: &mut B,
