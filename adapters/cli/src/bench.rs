@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use deepnode_conformance::synthetic::network;
-use deepnode_consensus::{Fx, Outputs, Scalar, epoch, epoch_in_place};
+use deepnode_consensus::{Fx, OutputBuffers, Scalar, epoch, epoch_in_place};
 use deepnode_sim::bench::peak_rss_mib;
 use deepnode_types::FromRatio;
 
@@ -70,27 +70,16 @@ fn time<N: Scalar + FromRatio>(n: usize, k: usize, epochs: usize) -> Result<Time
     // Steady state: one warm-up epoch fills the bonds and the buffers, then each timed epoch
     // merges into the previous epoch's bonds.
     let mut bonds = vec![Vec::new(); n];
-    let mut bufs: [Vec<N>; 6] = std::array::from_fn(|_| vec![N::ZERO; n]);
-    let (mut minted, mut new_stake) = (vec![0u64; n], vec![0u64; n]);
+    let mut out = OutputBuffers::<N>::new(n);
     let mut steady = Vec::with_capacity(epochs);
     for round in 0..=epochs {
-        let [rank, trust, consensus, incentive, dividends, scratch] = &mut bufs;
         let start = Instant::now();
         epoch_in_place(
             &state.params,
             &state.stake,
             &state.weights,
             &mut bonds,
-            Outputs {
-                rank,
-                trust,
-                consensus,
-                incentive,
-                dividends,
-                minted: &mut minted,
-                stake: &mut new_stake,
-                scratch,
-            },
+            out.outputs(),
         )
         .map_err(fail)?;
         if round > 0 {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use deepnode_conformance::contract::FromJson;
 use deepnode_consensus::{
-    BondMode, ControllerState, Outputs, Params, State, Uid, Weight, epoch_in_place,
+    BondMode, ControllerState, OutputBuffers, Params, State, Uid, Weight, epoch_in_place,
 };
 use serde::Serialize;
 
@@ -86,36 +86,9 @@ pub struct Simulation<N> {
     prepared: Option<Prepared>,
     records: Vec<EpochRecord>,
     epoch_times: Vec<Duration>,
-    out: Buffers<N>,
-}
-
-/// The epoch's outputs, kept from epoch to epoch so that a steady-state epoch allocates
-/// nothing (bond rows are rewritten in place, in `state.bonds`).
-struct Buffers<N> {
-    rank: Vec<N>,
-    trust: Vec<N>,
-    consensus: Vec<N>,
-    incentive: Vec<N>,
-    dividends: Vec<N>,
-    scratch: Vec<N>,
-    minted: Vec<u64>,
-    stake: Vec<u64>,
-}
-
-impl<N: FromJson> Buffers<N> {
-    fn new(n: usize) -> Self {
-        let zero = N::ZERO;
-        Buffers {
-            rank: vec![zero; n],
-            trust: vec![zero; n],
-            consensus: vec![zero; n],
-            incentive: vec![zero; n],
-            dividends: vec![zero; n],
-            scratch: vec![zero; n],
-            minted: vec![0; n],
-            stake: vec![0; n],
-        }
-    }
+    /// The epoch's outputs, kept from epoch to epoch so that a steady-state epoch allocates
+    /// nothing (bond rows are rewritten in place, in `state.bonds`).
+    out: OutputBuffers<N>,
 }
 
 struct Prepared {
@@ -198,7 +171,7 @@ impl<N: FromJson> Simulation<N> {
             prepared: None,
             records: Vec::with_capacity(scenario.epochs as usize),
             epoch_times: Vec::with_capacity(scenario.epochs as usize),
-            out: Buffers::new(n),
+            out: OutputBuffers::new(n),
             active,
             scenario,
         };
@@ -274,7 +247,6 @@ impl<N: FromJson> Simulation<N> {
         let emission = self.state.params.emission;
         let min_allowed_weights = self.state.params.min_allowed_weights;
         let start = Instant::now();
-        let b = &mut self.out;
         // Rows are built sorted by uid and bonds come sorted out of the previous epoch, as
         // the buffer API requires; bond rows are merged in place.
         let loss = epoch_in_place(
@@ -282,16 +254,7 @@ impl<N: FromJson> Simulation<N> {
             &self.state.stake,
             &self.state.weights,
             &mut self.state.bonds,
-            Outputs {
-                rank: &mut b.rank,
-                trust: &mut b.trust,
-                consensus: &mut b.consensus,
-                incentive: &mut b.incentive,
-                dividends: &mut b.dividends,
-                minted: &mut b.minted,
-                stake: &mut b.stake,
-                scratch: &mut b.scratch,
-            },
+            self.out.outputs(),
         )
         .map_err(|source| SimError::Epoch { epoch: t, source })?;
         self.epoch_times.push(start.elapsed());

@@ -33,4 +33,4 @@ pub use error::Error;
 pub use scalar::Scalar;
 pub use validate::{check_params, validate_row};
 #[cfg(feature = "alloc")]
-pub use vec_api::{canonicalize, epoch};
+pub use vec_api::{OutputBuffers, canonicalize, epoch};

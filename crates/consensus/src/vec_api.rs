@@ -81,30 +81,24 @@ pub fn epoch<N: Scalar>(state: &State<N>) -> Result<EpochOutput<N>, Error> {
         .collect::<Result<Vec<_>, _>>()?;
     bonds.resize(n, Vec::new());
 
-    let mut rank = vec![N::ZERO; n];
-    let mut trust = vec![N::ZERO; n];
-    let mut consensus = vec![N::ZERO; n];
-    let mut incentive = vec![N::ZERO; n];
-    let mut dividends = vec![N::ZERO; n];
-    let mut minted = vec![0u64; n];
-    let mut stake = vec![0u64; n];
-    let mut scratch = vec![N::ZERO; n];
+    let mut out = OutputBuffers::new(n);
     let loss = epoch_in_place(
         &state.params,
         &state.stake,
         &weights,
         &mut bonds,
-        Outputs {
-            rank: &mut rank,
-            trust: &mut trust,
-            consensus: &mut consensus,
-            incentive: &mut incentive,
-            dividends: &mut dividends,
-            minted: &mut minted,
-            stake: &mut stake,
-            scratch: &mut scratch,
-        },
+        out.outputs(),
     )?;
+    let OutputBuffers {
+        rank,
+        trust,
+        consensus,
+        incentive,
+        dividends,
+        minted,
+        stake,
+        scratch: _,
+    } = out;
     Ok(EpochOutput {
         rank,
         trust,
@@ -116,4 +110,56 @@ pub fn epoch<N: Scalar>(state: &State<N>) -> Result<EpochOutput<N>, Error> {
         stake,
         bonds,
     })
+}
+
+/// Owned buffers of length `n` for every output of [`epoch_in_place`], for callers that run
+/// epoch after epoch on the same memory (the simulator, benchmarks).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputBuffers<N> {
+    /// Rank `r_j`.
+    pub rank: Vec<N>,
+    /// Trust `t_j`.
+    pub trust: Vec<N>,
+    /// Consensus `c_j`.
+    pub consensus: Vec<N>,
+    /// Incentive `i_j`.
+    pub incentive: Vec<N>,
+    /// Dividends `d_i`.
+    pub dividends: Vec<N>,
+    /// Units minted to each node.
+    pub minted: Vec<u64>,
+    /// Stake after minting.
+    pub stake: Vec<u64>,
+    /// Working space.
+    pub scratch: Vec<N>,
+}
+
+impl<N: Scalar> OutputBuffers<N> {
+    /// Zeroed buffers for `n` nodes.
+    pub fn new(n: usize) -> Self {
+        OutputBuffers {
+            rank: vec![N::ZERO; n],
+            trust: vec![N::ZERO; n],
+            consensus: vec![N::ZERO; n],
+            incentive: vec![N::ZERO; n],
+            dividends: vec![N::ZERO; n],
+            minted: vec![0; n],
+            stake: vec![0; n],
+            scratch: vec![N::ZERO; n],
+        }
+    }
+
+    /// The buffers as the [`Outputs`] of one [`epoch_in_place`] call.
+    pub fn outputs(&mut self) -> Outputs<'_, N> {
+        Outputs {
+            rank: &mut self.rank,
+            trust: &mut self.trust,
+            consensus: &mut self.consensus,
+            incentive: &mut self.incentive,
+            dividends: &mut self.dividends,
+            minted: &mut self.minted,
+            stake: &mut self.stake,
+            scratch: &mut self.scratch,
+        }
+    }
 }

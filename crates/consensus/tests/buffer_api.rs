@@ -1,7 +1,7 @@
 //! The allocation-free API gives the same bits as the `Vec` API, and refuses before writing.
 
 use deepnode_consensus::{
-    BondMode, BoundedRow, Error, Fx, Outputs, Params, State, epoch, epoch_in_place,
+    BondMode, BoundedRow, Error, Fx, OutputBuffers, Outputs, Params, State, epoch, epoch_in_place,
 };
 
 const N: usize = 5;
@@ -97,6 +97,27 @@ fn bounded_rows_give_the_vec_apis_bits() {
     assert_eq!(buf.stake.to_vec(), want.stake);
     let got: Vec<Vec<_>> = bonds.iter().map(|r| r.to_vec()).collect();
     assert_eq!(got, want.bonds);
+}
+
+#[test]
+fn output_buffers_reused_across_epochs_give_the_vec_apis_bits() {
+    let mut s = state();
+    let mut bonds = s.bonds.clone();
+    bonds.resize(N, Vec::new());
+    let mut out = OutputBuffers::<Fx>::new(N);
+    for _ in 0..3 {
+        let want = epoch(&s).expect("valid");
+        let loss = epoch_in_place(&s.params, &s.stake, &s.weights, &mut bonds, out.outputs())
+            .expect("valid");
+        assert_eq!(loss, want.loss);
+        assert_eq!(
+            (&out.rank, &out.incentive, &out.dividends, &out.minted),
+            (&want.rank, &want.incentive, &want.dividends, &want.minted)
+        );
+        assert_eq!((&out.stake, &bonds), (&want.stake, &want.bonds));
+        s.stake = want.stake;
+        s.bonds = want.bonds;
+    }
 }
 
 #[test]
