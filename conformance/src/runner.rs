@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use deepnode_consensus::{EpochOutput, Error, Fx, State, epoch};
 use serde_json::Value;
 
-use crate::contract::{FromJson, parse_state};
+use deepnode_consensus::Scalar;
+use deepnode_contract::parse_state;
 
 /// Why the runner could not run (as opposed to a vector failing).
 #[derive(Debug, thiserror::Error)]
@@ -199,7 +200,7 @@ fn check_vector(v: &Value) -> Outcome {
 }
 
 /// Runs `epochs` chained epochs; an error is reported by its variant name.
-fn run<N: FromJson>(input: &str, epochs: u64) -> Result<Vec<EpochOutput<N>>, String> {
+fn run<N: Scalar>(input: &str, epochs: u64) -> Result<Vec<EpochOutput<N>>, String> {
     let mut state: State<N> = parse_state(input).map_err(|e| format!("contract: {e}"))?;
     let mut outs = Vec::new();
     for _ in 0..epochs {
@@ -226,7 +227,7 @@ enum Tolerance {
     Within { real: f64, units: u64 },
 }
 
-fn compare<N: FromJson>(
+fn compare<N: Scalar>(
     got: &[EpochOutput<N>],
     want: &[Value],
     tol: &Tolerance,
@@ -314,11 +315,11 @@ fn compare<N: FromJson>(
     Ok(())
 }
 
-fn real_eq<N: FromJson>(got: N, want: &Value, tol: &Tolerance) -> Result<(), String> {
+fn real_eq<N: Scalar>(got: N, want: &Value, tol: &Tolerance) -> Result<(), String> {
     match tol {
         Tolerance::Exact => {
             let want = want.as_str().ok_or("expected bits as a string")?;
-            let got = got.exact().unwrap_or_default();
+            let got = got.fixed_bits().map(|b| b.to_string()).unwrap_or_default();
             if got == want {
                 Ok(())
             } else {
@@ -327,7 +328,7 @@ fn real_eq<N: FromJson>(got: N, want: &Value, tol: &Tolerance) -> Result<(), Str
         }
         Tolerance::Within { real, .. } => {
             let want = want.as_f64().ok_or("expected a number")?;
-            let got = got.to_json();
+            let got = got.to_f64();
             if (got - want).abs() <= *real {
                 Ok(())
             } else {

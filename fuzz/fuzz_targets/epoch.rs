@@ -1,4 +1,4 @@
 //! The epoch on arbitrary structured input: no panic, invariants hold, fixed agrees with float.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| deepnode_conformance::fuzzing::epoch_oracle(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| deepnode_testkit::fuzzing::epoch_oracle(data));

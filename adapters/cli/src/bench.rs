@@ -8,9 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use deepnode_conformance::synthetic::network;
 use deepnode_consensus::{Fx, OutputBuffers, Scalar, epoch, epoch_in_place};
 use deepnode_sim::bench::peak_rss_mib;
+use deepnode_testkit::synthetic::network;
 use deepnode_types::FromRatio;
 
 /// Runs and prints the table.

@@ -1,11 +1,11 @@
 //! `deepnode ledger|wallet|tx|metagraph`: the embedded ledger node and its clients. Every
-//! error of these commands is mapped to a one-line message and an exit code in [`finish`].
+//! error of these commands becomes a [`Failure`] (its exit code: `crate::exit`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::exit::Failure;
 use clap::{Args, Subcommand};
 use deepnode_ledger::{
     AccountId, Call, Chain, Client, LedgerError, LedgerNode, Wallet, parse_genesis, verify,
@@ -136,20 +136,9 @@ pub struct MetagraphArgs {
     json: bool,
 }
 
-/// Maps a command's result to an exit code, printing one line on stderr on error: 2 for bad
-/// input (usage, genesis, wallet), 1 for everything else (refused, RPC, storage, verify).
-fn finish(res: Result<(), LedgerError>) -> ExitCode {
-    match res {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let code = match e {
-                LedgerError::Usage(_) | LedgerError::Genesis(_) | LedgerError::Wallet(_) => 2,
-                _ => 1,
-            };
-            eprintln!("deepnode: {e}");
-            ExitCode::from(code)
-        }
-    }
+/// A command's result as the CLI's [`Failure`] (its exit code is chosen in `crate::exit`).
+fn finish(res: Result<(), LedgerError>) -> Result<(), Failure> {
+    res.map_err(Failure::from)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, LedgerError> {
@@ -160,7 +149,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, LedgerError> {
 }
 
 /// Runs `deepnode ledger ...`.
-pub fn run_ledger(cmd: LedgerCmd) -> ExitCode {
+pub fn run_ledger(cmd: LedgerCmd) -> Result<(), Failure> {
     finish(match cmd {
         LedgerCmd::Run {
             data,
@@ -217,7 +206,7 @@ fn run_node(
 }
 
 /// Runs `deepnode wallet ...`.
-pub fn run_wallet(cmd: WalletCmd) -> ExitCode {
+pub fn run_wallet(cmd: WalletCmd) -> Result<(), Failure> {
     finish(match cmd {
         WalletCmd::New { file } => Wallet::generate().and_then(|w| {
             w.save(&file)?;
@@ -235,7 +224,7 @@ fn parse_entry(s: &str) -> Result<(u32, u16), LedgerError> {
 }
 
 /// Runs `deepnode tx ...`: prints the extrinsic hash (and the block with `--wait`).
-pub fn run_tx(args: TxArgs) -> ExitCode {
+pub fn run_tx(args: TxArgs) -> Result<(), Failure> {
     finish((|| {
         let wallet = Wallet::load(&args.wallet)?;
         let call = match args.call {
@@ -278,7 +267,7 @@ pub fn run_tx(args: TxArgs) -> ExitCode {
 
 /// Runs `deepnode metagraph`: a table of uid, stake, rank, trust, consensus, incentive,
 /// dividends (and emission, endpoint).
-pub fn run_metagraph(args: MetagraphArgs) -> ExitCode {
+pub fn run_metagraph(args: MetagraphArgs) -> Result<(), Failure> {
     finish(runtime().and_then(|rt| {
         rt.block_on(async {
             let client = Client::new(&args.rpc)?;

@@ -1,17 +1,21 @@
 //! `deepnode`: the command-line program. Each subcommand converts between the world (files,
-//! JSON, exit codes) and the crates; errors are mapped to exit codes here and only here.
+//! JSON, exit codes) and the crates; every failure becomes an exit code in [`exit::report`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod bench;
+mod exit;
 mod ledger_cli;
 mod sim;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use deepnode_conformance::contract::FromJson;
-use deepnode_conformance::{parse_state, render_output, run_dir};
-use deepnode_consensus::{Fx, epoch};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Parser, Subcommand};
+use deepnode_conformance::run_dir;
+use deepnode_consensus::{Fx, Scalar, epoch};
+use deepnode_contract::{Backend, parse_state, render_output};
+
+use crate::exit::Failure;
 
 /// DeepNode: a decentralized machine-intelligence market.
 #[derive(Parser)]
@@ -28,7 +32,7 @@ enum Command {
         /// The state, in the `deepnode epoch` JSON contract (see README).
         state: PathBuf,
         /// The numeric backend.
-        #[arg(long, value_enum, default_value_t = Backend::Fixed)]
+        #[arg(long, default_value_t = Backend::Fixed, value_parser = backend_parser())]
         backend: Backend,
     },
     /// Time the epoch on a synthetic network, fixed against float in the same run.
@@ -62,68 +66,52 @@ enum Command {
     Metagraph(ledger_cli::MetagraphArgs),
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Backend {
-    /// 64.64 fixed point, bit-exact (the on-chain path).
-    Fixed,
-    /// f64 (the simulation path).
-    Float,
+/// `--backend fixed|float`: clap's list of values, parsed by the contract's [`Backend`].
+pub(crate) fn backend_parser() -> impl TypedValueParser<Value = Backend> {
+    PossibleValuesParser::new([Backend::Fixed.name(), Backend::Float.name()])
+        .try_map(|s| s.parse::<Backend>())
 }
-
-/// Exit code for invalid input (bad JSON, invalid state, unreadable file).
-const EXIT_INPUT: u8 = 2;
-/// Exit code when conformance vectors fail.
-const EXIT_FAILED: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Epoch { state, backend } => match run_epoch(&state, backend) {
-            Ok(json) => {
-                println!("{json}");
-                ExitCode::SUCCESS
-            }
-            Err(msg) => fail(&msg, EXIT_INPUT),
-        },
-        Command::Bench { n, k, epochs } => match bench::run(n, k, epochs) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(msg) => fail(&msg, EXIT_INPUT),
-        },
+    exit::report(match cli.command {
+        Command::Epoch { state, backend } => run_epoch(&state, backend).map(|json| {
+            println!("{json}");
+        }),
+        Command::Bench { n, k, epochs } => bench::run(n, k, epochs).map_err(Failure::input),
         Command::Sim(args) => sim::run(args),
         Command::Ledger(cmd) => ledger_cli::run_ledger(cmd),
         Command::Wallet(cmd) => ledger_cli::run_wallet(cmd),
         Command::Tx(args) => ledger_cli::run_tx(args),
         Command::Metagraph(args) => ledger_cli::run_metagraph(args),
-        Command::Conformance { dir } => match run_dir(&dir) {
-            Ok(report) => {
-                println!("{report}");
-                if report.failed() == 0 {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(EXIT_FAILED)
-                }
-            }
-            Err(e) => fail(&e.to_string(), EXIT_INPUT),
-        },
+        Command::Conformance { dir } => conformance(&dir),
+    })
+}
+
+fn conformance(dir: &Path) -> Result<(), Failure> {
+    let report = run_dir(dir).map_err(Failure::input)?;
+    println!("{report}");
+    match report.failed() {
+        0 => Ok(()),
+        failed => Err(Failure::Failed(format!(
+            "{failed} of {} vectors failed",
+            report.cases.len()
+        ))),
     }
 }
 
-fn fail(msg: &str, code: u8) -> ExitCode {
-    eprintln!("deepnode: {msg}");
-    ExitCode::from(code)
-}
-
-fn run_epoch(path: &PathBuf, backend: Backend) -> Result<serde_json::Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn run_epoch(path: &Path, backend: Backend) -> Result<serde_json::Value, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
     match backend {
-        Backend::Fixed => one::<Fx>(&text, "fixed"),
-        Backend::Float => one::<f64>(&text, "float"),
+        Backend::Fixed => one::<Fx>(&text, backend),
+        Backend::Float => one::<f64>(&text, backend),
     }
-    .map_err(|e| format!("{}: {e}", path.display()))
+    .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))
 }
 
-fn one<N: FromJson>(text: &str, name: &str) -> Result<serde_json::Value, String> {
+fn one<N: Scalar>(text: &str, backend: Backend) -> Result<serde_json::Value, String> {
     let state = parse_state::<N>(text).map_err(|e| e.to_string())?;
     let out = epoch(&state).map_err(|e| format!("invalid state: {e}"))?;
-    Ok(render_output(name, &out))
+    Ok(render_output(backend, &out))
 }

@@ -1,15 +1,17 @@
 //! `deepnode sim`: runs a scenario file, a sweep, or the scale benchmark of the simulator
-//! (`deepnode-sim`). Errors become one line on stderr and exit code 2, here and only here.
+//! (`deepnode-sim`). Errors are bad input ([`Failure::Input`], exit code 2).
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use deepnode_sim::bench::{BenchResult, run_bench};
 use deepnode_sim::sweep::{SweepConfig, run_sweep, sweep_table, write_sweep};
 use deepnode_sim::{Backend, RunOptions, Scenario, SimError, run_scenario};
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::backend_parser;
+use crate::exit::Failure;
 
 /// `deepnode sim SCENARIO.toml --out DIR`, or `deepnode sim sweep|paper|bench ...`.
 #[derive(Args)]
@@ -24,8 +26,8 @@ pub struct SimArgs {
     #[arg(long, required = true)]
     out: Option<PathBuf>,
     /// The numeric backend.
-    #[arg(long, value_enum, default_value_t = SimBackend::Float)]
-    backend: SimBackend,
+    #[arg(long, default_value_t = Backend::Float, value_parser = backend_parser())]
+    backend: Backend,
     /// Epochs to run (overrides the scenario's `epochs`).
     #[arg(long)]
     epochs: Option<u32>,
@@ -60,8 +62,8 @@ enum SimCommand {
         #[arg(long, default_value_t = 0.1)]
         rate: f64,
         /// The numeric backend.
-        #[arg(long, value_enum, default_value_t = SimBackend::Float)]
-        backend: SimBackend,
+        #[arg(long, default_value_t = Backend::Float, value_parser = backend_parser())]
+        backend: Backend,
     },
     /// Reproduce the paper's claims and draw their figures (docs/sim).
     Paper {
@@ -77,28 +79,8 @@ enum SimCommand {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum SimBackend {
-    /// 64.64 fixed point, bit-exact (the on-chain path).
-    Fixed,
-    /// f64 (fast).
-    Float,
-}
-
-impl From<SimBackend> for Backend {
-    fn from(b: SimBackend) -> Backend {
-        match b {
-            SimBackend::Fixed => Backend::Fixed,
-            SimBackend::Float => Backend::Float,
-        }
-    }
-}
-
-/// Exit code for invalid input or a failed write.
-const EXIT_INPUT: u8 = 2;
-
 /// Runs the command; prints results on stdout and one-line errors on stderr.
-pub fn run(args: SimArgs) -> ExitCode {
+pub fn run(args: SimArgs) -> Result<(), Failure> {
     let result = match args.command {
         Some(SimCommand::Sweep {
             out,
@@ -113,7 +95,7 @@ pub fn run(args: SimArgs) -> ExitCode {
                 epochs,
                 seed,
                 rate,
-                backend: backend.into(),
+                backend,
                 ..SweepConfig::default()
             },
             &out,
@@ -124,7 +106,7 @@ pub fn run(args: SimArgs) -> ExitCode {
             (Some(scenario), Some(out)) => scenario_run(
                 &scenario,
                 &out,
-                args.backend.into(),
+                args.backend,
                 args.epochs,
                 args.seed,
                 RunOptions {
@@ -136,13 +118,7 @@ pub fn run(args: SimArgs) -> ExitCode {
             _ => Err("sim: SCENARIO and --out are required".to_owned()),
         },
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            eprintln!("deepnode: {}", msg.replace('\n', " "));
-            ExitCode::from(EXIT_INPUT)
-        }
-    }
+    result.map_err(Failure::Input)
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {

@@ -44,7 +44,7 @@ fn epoch_prints_the_contract_and_matches_the_library() {
     }
     assert!(v["loss"].is_number());
     let text = std::fs::read_to_string(root().join("examples/state.json")).expect("example");
-    let state = deepnode_conformance::parse_state::<deepnode_consensus::Fx>(&text).expect("valid");
+    let state = deepnode_contract::parse_state::<deepnode_consensus::Fx>(&text).expect("valid");
     let lib = deepnode_consensus::epoch(&state).expect("valid");
     assert_eq!(
         v["bits"]["loss"],

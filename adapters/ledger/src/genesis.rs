@@ -1,5 +1,5 @@
 //! The genesis file (JSON). Every field is optional; `params` is read exactly as the
-//! `deepnode epoch` contract reads it (through `deepnode_conformance::parse_state`).
+//! `deepnode epoch` contract reads it (through `deepnode_contract::ParamsDoc`).
 //!
 //! ```json
 //! {"tempo": 100, "max_nodes": 4096, "immunity_period": 100, "weights_rate_limit": 10,
@@ -33,7 +33,7 @@ struct GenesisJson {
     max_weights_len: Option<u32>,
     max_block_extrinsics: Option<u32>,
     controller: Option<ControllerJson>,
-    params: Option<serde_json::Value>,
+    params: Option<deepnode_contract::ParamsDoc>,
     #[serde(default)]
     endowments: Vec<(String, u64)>,
 }
@@ -43,15 +43,11 @@ pub fn parse_genesis(text: &str) -> Result<Genesis, LedgerError> {
     let bad = |m: String| LedgerError::Genesis(m);
     let j: GenesisJson = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
     let d = ChainConfig::default();
-    let params = match j.params {
-        None => deepnode_consensus::Params::default(),
-        Some(p) => {
-            let state = serde_json::json!({ "params": p, "stake": [0] }).to_string();
-            deepnode_conformance::parse_state::<Fx>(&state)
-                .map_err(|e| bad(format!("params: {e}")))?
-                .params
-        }
-    };
+    let params = j
+        .params
+        .unwrap_or_default()
+        .to_params::<Fx>()
+        .map_err(|e| bad(format!("params: {e}")))?;
     let endowments = j
         .endowments
         .iter()

@@ -300,25 +300,11 @@ pub fn metagraph_json(chain: &Chain) -> Value {
     })
 }
 
-/// The next epoch's input in the `deepnode epoch` JSON contract. Exact while every bond is
-/// an `f64` (always before the first epoch); `params` reals are printed as the nearest `f64`.
+/// The next epoch's input in the `deepnode epoch` JSON contract
+/// ([`deepnode_contract::render_state`]). Exact while every bond is an `f64` (always before
+/// the first epoch); `params` reals are printed as the nearest `f64`.
 pub fn epoch_input_json(chain: &Chain) -> Value {
-    let st = chain.state().to_consensus_state();
-    let p = st.params;
-    let bonds = match p.bonds {
-        deepnode_consensus::BondMode::Cumulative => json!({"mode": "cumulative"}),
-        deepnode_consensus::BondMode::Ema { alpha } => json!({"mode": "ema", "alpha": fx(alpha)}),
-    };
-    json!({
-        "params": {
-            "rho": fx(p.rho), "kappa": fx(p.kappa), "self_share": fx(p.self_share),
-            "emission": p.emission, "bonds": bonds, "mask_self_weights": p.mask_self_weights,
-            "trust_threshold": fx(p.trust_threshold), "min_allowed_weights": p.min_allowed_weights,
-        },
-        "stake": st.stake,
-        "weights": st.weights,
-        "bonds": st.bonds.iter().map(|r| r.iter().map(|&(u, v)| json!([u, fx(v)])).collect::<Vec<_>>()).collect::<Vec<_>>(),
-    })
+    deepnode_contract::render_state(&chain.state().to_consensus_state())
 }
 
 fn block_json(chain: &Chain, number: u64) -> Result<Value, LedgerError> {

@@ -6,62 +6,16 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use deepnode_conformance::contract::FromJson;
+use deepnode_consensus::Scalar;
 use deepnode_consensus::{
-    BondMode, ControllerState, OutputBuffers, Params, State, Uid, Weight, epoch_in_place,
+    ControllerState, OutputBuffers, State, Uid, Weight, epoch_in_place, validate_row,
 };
-use serde::Serialize;
 
 use crate::SimError;
+use crate::metrics::{EpochRecord, Population, epoch_record};
 use crate::rng::Rng;
 use crate::scenario::{Action, Emission, Quality, Scenario, Strategy};
-
-/// What one epoch did, for the metrics files and the summary.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct EpochRecord {
-    /// 0-based epoch.
-    pub epoch: u32,
-    /// Units the epoch could mint (`params.emission`).
-    pub emission: u64,
-    /// Units minted (at most `emission`).
-    pub minted: u64,
-    /// Total stake after minting.
-    pub total_stake: u64,
-    /// Consensus loss `L`.
-    pub loss: f64,
-    /// `min_allowed_weights` in force during this epoch.
-    pub min_allowed_weights: u32,
-    /// Mean non-zero entries per submitted (non-empty) row.
-    pub mean_weights_per_row: f64,
-    /// Rows refused because they had fewer than `min_allowed_weights` non-zero entries.
-    pub rejected_rows: u32,
-    /// Gini coefficient of present nodes' stake after minting.
-    pub gini: f64,
-    /// One entry per scenario group, in scenario order.
-    pub groups: Vec<GroupRecord>,
-}
-
-/// One group's figures for one epoch.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct GroupRecord {
-    /// The group's name.
-    pub group: String,
-    /// Present nodes.
-    pub active: u32,
-    /// Stake after minting.
-    pub stake: u64,
-    /// Share of total stake after minting.
-    pub stake_share: f64,
-    /// Sum of the group's normalised incentive `i_j`.
-    pub incentive_share: f64,
-    /// The group's share of all dividends `d_i`.
-    pub dividend_share: f64,
-    /// Units minted to the group.
-    pub minted: u64,
-    /// Units the group would have to add after this epoch to keep its share from before it
-    /// (`(s * S' - C') / (1 - s)`, 0 when it did not lose share).
-    pub hold_stake: u64,
-}
+use crate::strategies::{MAX_WEIGHT, copier_row, honest_row, random_row};
 
 /// A population running epoch after epoch on backend `N` (`f64` or `Fx`).
 pub struct Simulation<N> {
@@ -93,12 +47,9 @@ pub struct Simulation<N> {
 
 struct Prepared {
     rejected: u32,
-    stake_before: Vec<u128>,
 }
 
-const MAX_WEIGHT: Weight = Weight::MAX;
-
-impl<N: FromJson> Simulation<N> {
+impl<N: Scalar> Simulation<N> {
     /// Builds the population at epoch 0: qualities drawn from the seed, stakes set, no bonds.
     pub fn new(scenario: Scenario) -> Result<Self, SimError> {
         let n = scenario.nodes();
@@ -125,21 +76,7 @@ impl<N: FromJson> Simulation<N> {
             ranges.push(start..quality.len());
         }
         let p = scenario.params;
-        let params = Params {
-            rho: N::from_json(p.rho),
-            kappa: N::from_json(p.kappa),
-            self_share: N::from_json(p.self_share),
-            emission: 0,
-            bonds: match p.ema_alpha {
-                None => BondMode::Cumulative,
-                Some(alpha) => BondMode::Ema {
-                    alpha: N::from_json(alpha),
-                },
-            },
-            mask_self_weights: p.mask_self_weights,
-            trust_threshold: N::from_json(p.trust_threshold),
-            min_allowed_weights: p.min_allowed_weights,
-        };
+        let params = p.to_params::<N>(0);
         deepnode_consensus::check_params(&params)
             .map_err(|source| SimError::Epoch { epoch: 0, source })?;
         let strategies = scenario.groups.iter().map(|g| g.strategy.clone()).collect();
@@ -224,14 +161,8 @@ impl<N: FromJson> Simulation<N> {
                 self.dirty.fill(true);
                 self.rows_built_for = m;
             }
-            let rejected = self.build_rows();
-            let mut stake_before = vec![0u128; self.ranges.len()];
-            for (i, &s) in self.state.stake.iter().enumerate() {
-                stake_before[self.group_of[i] as usize] += u128::from(s);
-            }
             Prepared {
-                rejected,
-                stake_before,
+                rejected: self.build_rows(),
             }
         }
     }
@@ -244,8 +175,6 @@ impl<N: FromJson> Simulation<N> {
             None => self.prepare_inner(),
         };
         let t = self.epoch;
-        let emission = self.state.params.emission;
-        let min_allowed_weights = self.state.params.min_allowed_weights;
         let start = Instant::now();
         // Rows are built sorted by uid and bonds come sorted out of the previous epoch, as
         // the buffer API requires; bond rows are merged in place.
@@ -258,79 +187,24 @@ impl<N: FromJson> Simulation<N> {
         )
         .map_err(|source| SimError::Epoch { epoch: t, source })?;
         self.epoch_times.push(start.elapsed());
-        let out = &self.out;
-
-        let g = self.ranges.len();
-        let mut incentive = vec![0.0; g];
-        let mut dividends = vec![0.0; g];
-        let mut minted = vec![0u64; g];
-        let mut stake = vec![0u128; g];
-        for i in 0..out.stake.len() {
-            let gi = self.group_of[i] as usize;
-            self.incentive[i] = out.incentive[i].to_json();
-            self.trust[i] = out.trust[i].to_json();
-            self.consensus[i] = out.consensus[i].to_json();
-            incentive[gi] += self.incentive[i];
-            dividends[gi] += out.dividends[i].to_json();
-            minted[gi] += out.minted[i];
-            stake[gi] += u128::from(out.stake[i]);
-        }
-        let total: u128 = stake.iter().sum();
-        let total_before: u128 = prep.stake_before.iter().sum();
-        let div_total: f64 = dividends.iter().sum();
-        let share = |x: u128, of: u128| if of == 0 { 0.0 } else { x as f64 / of as f64 };
-        let groups = (0..g)
-            .map(|gi| {
-                let before = share(prep.stake_before[gi], total_before);
-                let hold = if before < 1.0 {
-                    ((before * total as f64 - stake[gi] as f64) / (1.0 - before)).max(0.0)
-                } else {
-                    0.0
-                };
-                GroupRecord {
-                    group: self.scenario.groups[gi].name.clone(),
-                    active: self.ranges[gi].clone().filter(|&i| self.active[i]).count() as u32,
-                    stake: u64::try_from(stake[gi]).unwrap_or(u64::MAX),
-                    stake_share: share(stake[gi], total),
-                    incentive_share: incentive[gi],
-                    dividend_share: if div_total > 0.0 {
-                        dividends[gi] / div_total
-                    } else {
-                        0.0
-                    },
-                    minted: minted[gi],
-                    hold_stake: hold.round() as u64,
-                }
-            })
-            .collect();
-        let (entries, rows) = self
-            .state
-            .weights
-            .iter()
-            .filter(|r| !r.is_empty())
-            .fold((0usize, 0usize), |(e, r), row| {
-                (e + row.iter().filter(|x| x.1 > 0).count(), r + 1)
-            });
-        let present: Vec<u64> = (0..out.stake.len())
-            .filter(|&i| self.active[i])
-            .map(|i| out.stake[i])
-            .collect();
-        let record = EpochRecord {
-            epoch: t,
-            emission,
-            minted: out.minted.iter().sum(),
-            total_stake: u64::try_from(total).unwrap_or(u64::MAX),
-            loss: loss.to_json(),
-            min_allowed_weights,
-            mean_weights_per_row: if rows == 0 {
-                0.0
-            } else {
-                entries as f64 / rows as f64
-            },
-            rejected_rows: prep.rejected,
-            gini: gini(&present),
-            groups,
+        let population = Population {
+            groups: &self.scenario.groups,
+            group_of: &self.group_of,
+            ranges: &self.ranges,
+            active: &self.active,
         };
+        let record = epoch_record(t, &self.state, &population, prep.rejected, &self.out, loss);
+        for (i, ((inc, tr), c)) in self
+            .incentive
+            .iter_mut()
+            .zip(&mut self.trust)
+            .zip(&mut self.consensus)
+            .enumerate()
+        {
+            *inc = self.out.incentive[i].to_f64();
+            *tr = self.out.trust[i].to_f64();
+            *c = self.out.consensus[i].to_f64();
+        }
         if let Some(policy) = self.scenario.controller {
             self.controller = policy.next(self.controller, loss);
         }
@@ -482,7 +356,8 @@ impl<N: FromJson> Simulation<N> {
             Vec::new()
         };
         let mut rejected = 0;
-        for i in 0..self.state.stake.len() {
+        let n = self.state.stake.len();
+        for i in 0..n {
             if !self.active[i] {
                 self.state.weights[i].clear();
                 continue;
@@ -552,14 +427,10 @@ impl<N: FromJson> Simulation<N> {
                 self.built_at[i] = t;
             }
             self.dirty[i] = false;
-            // The rule of `deepnode_consensus::validate_row` for rows built sorted and unique
-            // (that function's duplicate scan is quadratic in the row length).
-            let mask = self.state.params.mask_self_weights;
-            let nonzero = self.state.weights[i]
-                .iter()
-                .filter(|&&(u, w)| w > 0 && !(mask && u as usize == i))
-                .count();
-            if nonzero < m {
+            // Rows are built sorted, so the ledger's check is linear here.
+            let params = &self.state.params;
+            let refused = validate_row(params, i, &self.state.weights[i], n, usize::MAX).is_err();
+            if refused {
                 self.state.weights[i].clear();
                 self.dirty[i] = true;
                 rejected += 1;
@@ -578,165 +449,5 @@ impl<N: FromJson> Simulation<N> {
         row.sort_unstable_by_key(|e| e.0);
         row.dedup_by_key(|e| e.0);
         row
-    }
-}
-
-/// Top `k` peers of node `i` by a noisy quality estimate, weights proportional to it.
-fn honest_row(
-    i: usize,
-    quality: &[f64],
-    active: &[Uid],
-    k: usize,
-    noise: f64,
-    sample: usize,
-    rng: &mut Rng,
-) -> Vec<(Uid, Weight)> {
-    let me = i as Uid;
-    let examine = sample.max(k.saturating_mul(2));
-    let candidates: Vec<Uid> = if sample == 0 || examine >= active.len() {
-        active.iter().copied().filter(|&j| j != me).collect()
-    } else {
-        let mut c: Vec<Uid> = (0..examine)
-            .map(|_| active[rng.below(active.len())])
-            .filter(|&j| j != me)
-            .collect();
-        c.sort_unstable();
-        c.dedup();
-        c
-    };
-    let mut est: Vec<(f64, Uid)> = candidates
-        .into_iter()
-        .map(|j| (quality[j as usize] + noise * rng.normal(), j))
-        .collect();
-    let keep = k.min(est.len());
-    if keep == 0 {
-        return Vec::new();
-    }
-    let by_estimate = |a: &(f64, Uid), b: &(f64, Uid)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-    if keep < est.len() {
-        est.select_nth_unstable_by(keep - 1, by_estimate);
-        est.truncate(keep);
-    }
-    proportional(est)
-}
-
-/// Scales positive scores to u16 weights (largest = 65535, every kept peer at least 1).
-fn proportional(mut scored: Vec<(f64, Uid)>) -> Vec<(Uid, Weight)> {
-    let top = scored.iter().map(|e| e.0).fold(0.0f64, f64::max);
-    scored.sort_unstable_by_key(|e| e.1);
-    scored
-        .into_iter()
-        .map(|(s, j)| {
-            let w = if top > 0.0 {
-                (f64::from(MAX_WEIGHT) * s.max(0.0) / top).round()
-            } else {
-                1.0
-            };
-            (j, w.clamp(1.0, f64::from(MAX_WEIGHT)) as Weight)
-        })
-        .collect()
-}
-
-fn copier_row(
-    i: usize,
-    ranking: &[Uid],
-    incentive: &[f64],
-    active: &[Uid],
-    k: usize,
-    rng: &mut Rng,
-) -> Vec<(Uid, Weight)> {
-    if ranking.is_empty() {
-        return random_row(i, active, k, rng);
-    }
-    let top: Vec<(f64, Uid)> = ranking
-        .iter()
-        .copied()
-        .filter(|&j| j as usize != i)
-        .take(k)
-        .map(|j| (incentive[j as usize], j))
-        .collect();
-    proportional(top)
-}
-
-fn random_row(i: usize, active: &[Uid], k: usize, rng: &mut Rng) -> Vec<(Uid, Weight)> {
-    let me = i as Uid;
-    let others = active.len() - usize::from(active.contains(&me));
-    let k = k.min(others);
-    let mut picked: Vec<Uid> = Vec::with_capacity(k);
-    if k.saturating_mul(2) >= others {
-        // Dense: a partial shuffle of the candidates.
-        let mut c: Vec<Uid> = active.iter().copied().filter(|&j| j != me).collect();
-        for s in 0..k {
-            let r = s + rng.below(c.len() - s);
-            c.swap(s, r);
-        }
-        picked.extend_from_slice(&c[..k]);
-        picked.sort_unstable();
-    } else {
-        while picked.len() < k {
-            for _ in picked.len()..k {
-                let j = active[rng.below(active.len())];
-                if j != me {
-                    picked.push(j);
-                }
-            }
-            picked.sort_unstable();
-            picked.dedup();
-        }
-    }
-    picked
-        .into_iter()
-        .map(|j| (j, (1 + rng.below(usize::from(MAX_WEIGHT))) as Weight))
-        .collect()
-}
-
-/// Gini coefficient of non-negative amounts (0: equal; towards 1: one holds all).
-pub fn gini(values: &[u64]) -> f64 {
-    let mut v: Vec<u64> = values.to_vec();
-    v.sort_unstable();
-    let n = v.len() as f64;
-    let total: f64 = v.iter().map(|&x| x as f64).sum();
-    if v.is_empty() || total == 0.0 {
-        return 0.0;
-    }
-    let weighted: f64 = v
-        .iter()
-        .enumerate()
-        .map(|(k, &x)| (k as f64 + 1.0) * x as f64)
-        .sum();
-    2.0 * weighted / (n * total) - (n + 1.0) / n
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gini_of_known_distributions() {
-        assert_eq!(gini(&[5, 5, 5, 5]), 0.0);
-        assert!((gini(&[0, 0, 0, 10]) - 0.75).abs() < 1e-12);
-        assert_eq!(gini(&[]), 0.0);
-    }
-
-    #[test]
-    fn rows_are_sorted_unique_and_sized() {
-        let mut rng = Rng::new(3);
-        let active: Vec<Uid> = (0..50).collect();
-        let quality: Vec<f64> = (0..50).map(|j| j as f64 / 50.0).collect();
-        let h = honest_row(7, &quality, &active, 5, 0.0, 0, &mut rng);
-        assert_eq!(
-            h.iter().map(|e| e.0).collect::<Vec<_>>(),
-            vec![45, 46, 47, 48, 49]
-        );
-        assert_eq!(h[4].1, MAX_WEIGHT);
-        for k in [1, 10, 30, 49, 80] {
-            let r = random_row(7, &active, k, &mut rng);
-            assert_eq!(r.len(), k.min(49));
-            assert!(r.windows(2).all(|w| w[0].0 < w[1].0));
-            assert!(r.iter().all(|e| e.0 != 7 && e.1 > 0));
-        }
-        let sampled = honest_row(7, &quality, &active, 4, 0.1, 10, &mut rng);
-        assert_eq!(sampled.len(), 4);
-        assert!(sampled.windows(2).all(|w| w[0].0 < w[1].0));
     }
 }

@@ -3,45 +3,30 @@
 mod curve;
 mod engine;
 mod error;
+mod metrics;
 mod output;
 pub mod paper;
 pub mod plot;
 mod rng;
 mod scenario;
+mod strategies;
 pub mod sweep;
 
 pub mod bench;
 
 use std::path::{Path, PathBuf};
 
-use deepnode_conformance::contract::FromJson;
 use deepnode_consensus::Fx;
+use deepnode_consensus::Scalar;
 
 pub use curve::{consensus_curve, slope_at};
-pub use engine::{EpochRecord, GroupRecord, Simulation, gini};
+pub use deepnode_contract::Backend;
+pub use engine::Simulation;
 pub use error::SimError;
-pub use output::{csv_header, render_state, summary, write_metrics};
+pub use metrics::{EpochRecord, GroupRecord, Population, epoch_record, gini};
+pub use output::{csv_header, summary, write_metrics};
 pub use rng::Rng;
 pub use scenario::{Action, Emission, Event, Group, ParamsSpec, Quality, Scenario, Strategy};
-
-/// The numeric backend a run uses; both call the same consensus crate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// 64.64 fixed point, bit-exact (the on-chain path).
-    Fixed,
-    /// f64 (fast; the default for simulation).
-    Float,
-}
-
-impl Backend {
-    /// `"fixed"` or `"float"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Fixed => "fixed",
-            Backend::Float => "float",
-        }
-    }
-}
 
 /// What [`run_scenario`] writes besides the metrics and final state.
 #[derive(Clone, Debug, Default)]
@@ -80,7 +65,7 @@ pub fn run_scenario(
     }
 }
 
-fn run_with<N: FromJson>(
+fn run_with<N: Scalar>(
     scenario: Scenario,
     backend: Backend,
     out: &Path,
@@ -96,7 +81,7 @@ fn run_with<N: FromJson>(
     while sim.epochs_done() < sim.scenario().epochs {
         if opts.save_states {
             let path = out.join(format!("states/epoch-{:05}.json", sim.epochs_done()));
-            output::write_json(&path, &render_state(sim.prepare()))?;
+            output::write_json(&path, &deepnode_contract::render_state(sim.prepare()))?;
         }
         on_epoch(sim.finish()?);
     }
@@ -115,7 +100,7 @@ fn run_with<N: FromJson>(
 const MAX_POINTS: usize = 2000;
 
 /// Draws a run's figures into `out`; returns the files.
-pub fn run_figures<N: FromJson>(sim: &Simulation<N>, out: &Path) -> Result<Vec<PathBuf>, SimError> {
+pub fn run_figures<N: Scalar>(sim: &Simulation<N>, out: &Path) -> Result<Vec<PathBuf>, SimError> {
     let s = sim.scenario();
     let records = sim.records();
     let mut files = Vec::new();
@@ -177,7 +162,7 @@ pub fn run_figures<N: FromJson>(sim: &Simulation<N>, out: &Path) -> Result<Vec<P
         },
         &out.join("min_allowed_weights"),
     )?);
-    let curve = consensus_curve(&sim.state().params, 200)?;
+    let curve = consensus_curve(&sim.state().params, 200);
     let tc = sim.trust_consensus();
     let points = s
         .groups

@@ -3,40 +3,13 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use deepnode_conformance::contract::FromJson;
-use deepnode_consensus::{BondMode, State};
-use serde_json::{Value, json};
+use deepnode_consensus::Scalar;
+
+use serde_json::json;
 
 use crate::SimError;
-use crate::engine::{EpochRecord, Simulation};
-
-/// A state in the `deepnode epoch` input contract (README, `deepnode_conformance::contract`):
-/// every param, stake, weights and bonds. Reals are written as JSON numbers, so a fixed-point
-/// state reads back at the nearest grid point of each value.
-pub fn render_state<N: FromJson>(state: &State<N>) -> Value {
-    let p = &state.params;
-    let bonds = match p.bonds {
-        BondMode::Cumulative => json!({"mode": "cumulative"}),
-        BondMode::Ema { alpha } => json!({"mode": "ema", "alpha": alpha.to_json()}),
-    };
-    json!({
-        "params": {
-            "rho": p.rho.to_json(),
-            "kappa": p.kappa.to_json(),
-            "self_share": p.self_share.to_json(),
-            "emission": p.emission,
-            "bonds": bonds,
-            "mask_self_weights": p.mask_self_weights,
-            "trust_threshold": p.trust_threshold.to_json(),
-            "min_allowed_weights": p.min_allowed_weights,
-        },
-        "stake": state.stake,
-        "weights": state.weights,
-        "bonds": state.bonds.iter().map(|row| {
-            row.iter().map(|&(u, v)| json!([u, v.to_json()])).collect::<Vec<_>>()
-        }).collect::<Vec<_>>(),
-    })
-}
+use crate::Simulation;
+use crate::metrics::EpochRecord;
 
 /// Writes `path` with `contents`, naming the file on failure.
 pub(crate) fn write(path: &Path, contents: &[u8]) -> Result<(), SimError> {
@@ -116,7 +89,7 @@ fn csv_row(r: &EpochRecord) -> Vec<String> {
 }
 
 /// Writes `metrics.csv`, `metrics.json` and `final_state.json` into `dir`; returns the paths.
-pub fn write_metrics<N: FromJson>(
+pub fn write_metrics<N: Scalar>(
     sim: &Simulation<N>,
     backend: &str,
     dir: &Path,
@@ -158,12 +131,12 @@ pub fn write_metrics<N: FromJson>(
         }),
     )?;
     let state_path = dir.join("final_state.json");
-    write_json(&state_path, &render_state(sim.state()))?;
+    write_json(&state_path, &deepnode_contract::render_state(sim.state()))?;
     Ok(vec![csv_path, json_path, state_path])
 }
 
 /// The table printed at the end of a run: one line per group, then the network's figures.
-pub fn summary<N: FromJson>(sim: &Simulation<N>) -> String {
+pub fn summary<N: Scalar>(sim: &Simulation<N>) -> String {
     let records = sim.records();
     let mut out = String::new();
     let (Some(first), Some(last)) = (records.first(), records.last()) else {

@@ -7,8 +7,9 @@ use deepnode_consensus::Params;
 use serde::Serialize;
 
 use crate::SimError;
+use crate::Simulation;
 use crate::curve::{consensus_curve, slope_at};
-use crate::engine::{EpochRecord, Simulation};
+use crate::metrics::EpochRecord;
 use crate::output::{create_dir, write_json};
 use crate::plot::{CurveWithPoints, Lines, save};
 use crate::scenario::{Emission, Group, ParamsSpec, Quality, Scenario, Strategy};
@@ -119,7 +120,7 @@ pub fn write_paper_figures(out: &Path) -> Result<(Vec<PathBuf>, String), SimErro
     let mut text = String::new();
 
     // Consensus curve, rho = 10, kappa = 0.5.
-    let curve = consensus_curve(&Params::<f64>::default(), 400)?;
+    let curve = consensus_curve(&Params::<f64>::default(), 400);
     let slope = slope_at(&curve, 200).unwrap_or(f64::NAN);
     let _ = writeln!(
         text,

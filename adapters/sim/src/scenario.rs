@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use deepnode_consensus::ControllerPolicy;
+use deepnode_consensus::{BondMode, ControllerPolicy, Params, Scalar};
 use serde::Deserialize;
 
 use crate::SimError;
@@ -48,16 +48,41 @@ pub struct ParamsSpec {
 }
 
 impl Default for ParamsSpec {
-    /// mechanism.md's defaults.
+    /// mechanism.md's defaults, as [`Params::default`] holds them.
     fn default() -> Self {
+        let d = Params::<f64>::default();
         ParamsSpec {
-            rho: 10.0,
-            kappa: 0.5,
-            self_share: 0.5,
-            ema_alpha: None,
-            mask_self_weights: false,
-            trust_threshold: 0.0,
-            min_allowed_weights: 1,
+            rho: d.rho,
+            kappa: d.kappa,
+            self_share: d.self_share,
+            ema_alpha: match d.bonds {
+                BondMode::Cumulative => None,
+                BondMode::Ema { alpha } => Some(alpha),
+            },
+            mask_self_weights: d.mask_self_weights,
+            trust_threshold: d.trust_threshold,
+            min_allowed_weights: d.min_allowed_weights,
+        }
+    }
+}
+
+impl ParamsSpec {
+    /// These params on backend `N` (reals to the nearest value of `N`), with `emission`.
+    pub fn to_params<N: Scalar>(&self, emission: u64) -> Params<N> {
+        Params {
+            rho: N::from_f64(self.rho),
+            kappa: N::from_f64(self.kappa),
+            self_share: N::from_f64(self.self_share),
+            emission,
+            bonds: match self.ema_alpha {
+                None => BondMode::Cumulative,
+                Some(alpha) => BondMode::Ema {
+                    alpha: N::from_f64(alpha),
+                },
+            },
+            mask_self_weights: self.mask_self_weights,
+            trust_threshold: N::from_f64(self.trust_threshold),
+            min_allowed_weights: self.min_allowed_weights,
         }
     }
 }
@@ -352,7 +377,7 @@ impl Scenario {
             trust_threshold: p.trust_threshold.unwrap_or(d.trust_threshold),
             min_allowed_weights: p.min_allowed_weights.unwrap_or(d.min_allowed_weights),
         };
-        check_params(&params).map_err(|(k, r)| bad(format!("params.{k}"), r.into()))?;
+        check_params(&params).map_err(|(k, r)| bad(k, r))?;
 
         let emission = match (raw.emission.fixed, raw.emission.rate) {
             (Some(units), None) => Emission::Fixed(units),
@@ -480,27 +505,17 @@ impl Scenario {
     }
 }
 
-/// Checks the ranges of mechanism.md (the consensus crate checks them again on every epoch).
-pub(crate) fn check_params(p: &ParamsSpec) -> Result<(), (&'static str, &'static str)> {
-    let unit = |x: f64| (0.0..=1.0).contains(&x);
-    if !(p.rho.is_finite() && p.rho > 0.0) {
-        return Err(("rho", "must be a finite number > 0"));
+/// The ranges of mechanism.md, checked by the consensus crate's own rule
+/// ([`deepnode_consensus::check_params`]) on the float values; `(key, reason)` on failure.
+fn check_params(p: &ParamsSpec) -> Result<(), (String, String)> {
+    match deepnode_consensus::check_params(&p.to_params::<f64>(0)) {
+        Ok(()) => Ok(()),
+        Err(deepnode_consensus::Error::ParamOutOfRange { name, range }) => {
+            let key = if name == "alpha" { "bonds.alpha" } else { name };
+            Err((format!("params.{key}"), format!("must be in {range}")))
+        }
+        Err(e) => Err(("params".into(), e.to_string())),
     }
-    if !unit(p.kappa) {
-        return Err(("kappa", "must be in [0, 1]"));
-    }
-    if !unit(p.self_share) {
-        return Err(("self_share", "must be in [0, 1]"));
-    }
-    if !(p.trust_threshold >= 0.0 && p.trust_threshold < 1.0) {
-        return Err(("trust_threshold", "must be in [0, 1)"));
-    }
-    if let Some(a) = p.ema_alpha
-        && !(a > 0.0 && a <= 1.0)
-    {
-        return Err(("bonds.alpha", "must be in (0, 1]"));
-    }
-    Ok(())
 }
 
 fn check_quality(q: QualityToml) -> Result<Quality, &'static str> {

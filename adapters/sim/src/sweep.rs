@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use deepnode_consensus::Fx;
 use serde::Serialize;
 
-use crate::engine::{EpochRecord, Simulation};
+use crate::Simulation;
+use crate::metrics::EpochRecord;
 use crate::output::{create_dir, write_json};
 use crate::plot::{Heatmap, save};
 use crate::scenario::{Emission, Group, ParamsSpec, Quality, Scenario, Strategy};
@@ -184,7 +185,7 @@ pub fn run_sweep(
     Ok(cells)
 }
 
-fn records<N: deepnode_conformance::contract::FromJson>(
+fn records<N: deepnode_consensus::Scalar>(
     scenario: Scenario,
 ) -> Result<Vec<EpochRecord>, SimError> {
     let mut sim = Simulation::<N>::new(scenario)?;

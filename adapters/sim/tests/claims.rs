@@ -18,7 +18,7 @@ fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-fn section_11_on<N: deepnode_conformance::contract::FromJson>(tolerance: f64) {
+fn section_11_on<N: deepnode_consensus::Scalar>(tolerance: f64) {
     for a in [0.55, 0.6, 0.7, 0.9] {
         let mut sim = Simulation::<N>::new(section_11(a, 12)).unwrap();
         sim.run(|_| {}).unwrap();
@@ -83,14 +83,8 @@ fn section_11_cabal_share_falls_every_epoch_fixed() {
 fn consensus_curve_has_slope_five_halves_at_trust_one_half() {
     // rho = 10, kappa = 0.5 are the defaults; dc/dt = rho/4 = 5/2 at t = kappa.
     for (name, curve) in [
-        (
-            "float",
-            consensus_curve(&Params::<f64>::default(), 400).unwrap(),
-        ),
-        (
-            "fixed",
-            consensus_curve(&Params::<Fx>::default(), 400).unwrap(),
-        ),
+        ("float", consensus_curve(&Params::<f64>::default(), 400)),
+        ("fixed", consensus_curve(&Params::<Fx>::default(), 400)),
     ] {
         assert_eq!(curve.len(), 401);
         let (t, c) = curve[200];

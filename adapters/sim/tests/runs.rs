@@ -3,11 +3,9 @@
 
 use std::path::PathBuf;
 
-use deepnode_conformance::parse_state;
 use deepnode_consensus::{Fx, epoch};
-use deepnode_sim::{
-    Backend, RunOptions, Scenario, Simulation, Strategy, render_state, run_scenario,
-};
+use deepnode_contract::{parse_state, render_state};
+use deepnode_sim::{Backend, RunOptions, Scenario, Simulation, Strategy, run_scenario};
 
 fn scenarios_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios")

@@ -3,8 +3,8 @@
 //! weights per second (ns per weight = 1e9 / that).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use deepnode_conformance::synthetic::network;
 use deepnode_consensus::{Fx, epoch};
+use deepnode_testkit::synthetic::network;
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("epoch");

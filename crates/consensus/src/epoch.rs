@@ -3,7 +3,7 @@
 use deepnode_types::{BondMode, Params, Uid, Weight};
 
 use crate::bonds::BondRowMut;
-use crate::validate::{check_params, check_row};
+use crate::validate::{check_params, check_row, consensus_of};
 use crate::{Error, Scalar};
 
 /// Caller-provided outputs of [`epoch_in_place`], each of length `n`.
@@ -115,7 +115,7 @@ where
         .zip(&*trust)
         .zip(&*rank)
     {
-        *c = params.rho.mul(t.sub(params.kappa)).sigmoid();
+        *c = consensus_of(params, t);
         *i = r.mul(*c);
         x_sum = x_sum.add(*i);
         loss = loss.add(r.mul(half.sub(*c)));

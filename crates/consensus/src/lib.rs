@@ -31,6 +31,6 @@ pub use deepnode_types::{EpochOutput, State};
 pub use epoch::{Outputs, epoch_in_place};
 pub use error::Error;
 pub use scalar::Scalar;
-pub use validate::{check_params, validate_row};
+pub use validate::{check_min_weights, check_params, consensus_of, validate_row};
 #[cfg(feature = "alloc")]
 pub use vec_api::{OutputBuffers, canonicalize, epoch};

@@ -46,6 +46,14 @@ pub trait Scalar: Copy + PartialOrd + Debug + FromRatio {
     fn sigmoid(self) -> Self;
     /// `floor(units * clamp(self, 0, 1))`, at most `units`.
     fn of_units(self, units: u64) -> u64;
+    /// The nearest value to `x` (for [`Fx`]: nearest grid point, ties to even, saturating;
+    /// NaN gives 0). For reading decimal inputs; never on the epoch path.
+    fn from_f64(x: f64) -> Self;
+    /// The nearest `f64` (ties to even), for reports.
+    fn to_f64(self) -> f64;
+    /// The exact value as raw fixed-point bits (`value * 2^64`), for a fixed-point backend;
+    /// `None` for float, whose `f64` is already exact.
+    fn fixed_bits(self) -> Option<i128>;
 }
 
 impl Scalar for Fx {
@@ -94,6 +102,15 @@ impl Scalar for Fx {
         // frac <= 2^64 and units < 2^64: the product is below 2^128.
         let minted = frac.saturating_mul(u128::from(units)) >> 64;
         u64::try_from(minted).unwrap_or(units)
+    }
+    fn from_f64(x: f64) -> Fx {
+        Fx::from_f64(x)
+    }
+    fn to_f64(self) -> f64 {
+        Fx::to_f64(self)
+    }
+    fn fixed_bits(self) -> Option<i128> {
+        Some(self.to_bits())
     }
 }
 
@@ -158,5 +175,14 @@ impl Scalar for f64 {
         };
         // `as` saturates; the product is at most `units`.
         ((units as f64 * frac) as u64).min(units)
+    }
+    fn from_f64(x: f64) -> f64 {
+        x
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn fixed_bits(self) -> Option<i128> {
+        None
     }
 }

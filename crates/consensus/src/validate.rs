@@ -68,6 +68,10 @@ pub(crate) fn check_row(
 /// Checks a weights row as a ledger receives it from node `owner` of `n`: uids in range and
 /// unique (any order), at most `max_len` entries, and at least `min_allowed_weights` non-zero
 /// entries (a masked self weight does not count).
+///
+/// Linear in the row's length when its uids are strictly increasing (how nodes, the simulator
+/// and the epoch hold rows); an unsorted row is checked for duplicates without allocating, in
+/// time quadratic in its length (bounded by `max_len`).
 pub fn validate_row<N: Scalar>(
     params: &Params<N>,
     owner: usize,
@@ -83,6 +87,7 @@ pub fn validate_row<N: Scalar>(
             max: max_len.min(n),
         });
     }
+    let sorted = row.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0));
     for (k, &(uid, _)) in row.iter().enumerate() {
         if usize::try_from(uid).map_or(true, |u| u >= n) {
             return Err(Error::UidOutOfRange {
@@ -92,8 +97,7 @@ pub fn validate_row<N: Scalar>(
                 n,
             });
         }
-        // Rows are short (bounded by max_len); a quadratic scan needs no allocation.
-        if row.iter().take(k).any(|&(u, _)| u == uid) {
+        if !sorted && row.iter().take(k).any(|&(u, _)| u == uid) {
             return Err(Error::DuplicateUid {
                 what: "weights",
                 row: owner,
@@ -101,6 +105,17 @@ pub fn validate_row<N: Scalar>(
             });
         }
     }
+    check_min_weights(params, owner, row)
+}
+
+/// The `min_allowed_weights` rule alone: `row` (of node `owner`) has at least
+/// `params.min_allowed_weights` non-zero entries, not counting a self weight when
+/// `mask_self_weights` is set. Linear in the row's length. [`validate_row`] applies it last.
+pub fn check_min_weights<N: Scalar>(
+    params: &Params<N>,
+    owner: usize,
+    row: &[(Uid, Weight)],
+) -> Result<(), Error> {
     let is_self = |u: Uid| params.mask_self_weights && usize::try_from(u) == Ok(owner);
     let nonzero = row.iter().filter(|&&(u, w)| w > 0 && !is_self(u)).count();
     if u32::try_from(nonzero).is_ok_and(|c| c >= params.min_allowed_weights) {
@@ -111,4 +126,10 @@ pub fn validate_row<N: Scalar>(
             min: params.min_allowed_weights,
         })
     }
+}
+
+/// The consensus curve of mechanism.md: `c(t) = sigmoid(rho (t - kappa))`, the consensus of a
+/// node whose trust is `t`. The epoch computes `c_j` with exactly this function.
+pub fn consensus_of<N: Scalar>(params: &Params<N>, trust: N) -> N {
+    params.rho.mul(trust.sub(params.kappa)).sigmoid()
 }

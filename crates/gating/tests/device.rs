@@ -27,11 +27,11 @@ impl Case {
         let d = rng.range(0, 24);
         let peers = rng.range(1, 80);
         let (x, w_gate) = if dyadic {
-            (rng.dyadic(rows * d), rng.dyadic(d * peers))
+            (rng.dyadic_f32(rows * d), rng.dyadic_f32(d * peers))
         } else {
-            (rng.vec(rows * d), rng.vec(d * peers))
+            (rng.vec_f32(rows * d), rng.vec_f32(d * peers))
         };
-        let w_noise = rng.vec(d * peers);
+        let w_noise = rng.vec_f32(d * peers);
         let eps = standard_normal(rng.next_u64(), rows * peers);
         Self {
             rows,
@@ -76,7 +76,7 @@ fn pick_k(rng: &mut Rng, peers: usize, case: usize) -> usize {
 #[test]
 fn gating_logits_matches_reference() {
     let Some(gpu) = gpu() else { return };
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     for (case, &rows) in ROWS.iter().cycle().take(24).enumerate() {
         let c = Case::random(&mut rng, rows, false);
         let noisy = case % 2 == 0;
@@ -113,7 +113,7 @@ fn nasty_logits(rng: &mut Rng, len: usize) -> Vec<f32> {
             3 => -0.0,
             4 => 0.0,
             5..=11 => rng.range(0, 4) as f32 - 2.0,
-            _ => 3.0 * rng.unit(),
+            _ => 3.0 * rng.unit_f32(),
         })
         .collect()
 }
@@ -123,7 +123,7 @@ fn nasty_logits(rng: &mut Rng, len: usize) -> Vec<f32> {
 #[test]
 fn top_k_softmax_matches_reference() {
     let Some(gpu) = gpu() else { return };
-    let mut rng = Rng(2);
+    let mut rng = Rng::new(2);
     for (case, &rows) in ROWS.iter().cycle().take(36).enumerate() {
         let peers = if case % 5 == 0 {
             rng.range(65, 300)
@@ -132,7 +132,7 @@ fn top_k_softmax_matches_reference() {
         };
         let k = pick_k(&mut rng, peers, case);
         let logits = match case % 4 {
-            0 => rng.vec(rows * peers),
+            0 => rng.vec_f32(rows * peers),
             1 => vec![0.5; rows * peers],
             _ => nasty_logits(&mut rng, rows * peers),
         };
@@ -187,7 +187,7 @@ fn top_k_softmax_tie_and_nan_rules() {
 #[test]
 fn gating_forward_matches_reference() {
     let Some(gpu) = gpu() else { return };
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     for (case, &rows) in ROWS.iter().cycle().take(24).enumerate() {
         let c = Case::random(&mut rng, rows, true);
         let k = pick_k(&mut rng, c.peers, case);
@@ -248,7 +248,7 @@ fn gating_forward_matches_reference() {
 /// A random selection (distinct peers per row, gates summing to 1).
 fn random_selection(rng: &mut Rng, rows: usize, peers: usize, k: usize) -> Selection {
     let logits = rng
-        .vec(rows * peers)
+        .vec_f32(rows * peers)
         .iter()
         .map(|v| 4.0 * v)
         .collect::<Vec<_>>();
@@ -259,13 +259,17 @@ fn random_selection(rng: &mut Rng, rows: usize, peers: usize, k: usize) -> Selec
 #[test]
 fn combine_matches_reference() {
     let Some(gpu) = gpu() else { return };
-    let mut rng = Rng(4);
+    let mut rng = Rng::new(4);
     for (case, &rows) in ROWS.iter().cycle().take(24).enumerate() {
         let peers = rng.range(1, 40);
         let k = pick_k(&mut rng, peers, case);
         let d_out = rng.range(1, 90);
         let sel = random_selection(&mut rng, rows, peers, k);
-        let responses: Vec<f32> = rng.vec(rows * k * d_out).iter().map(|v| 10.0 * v).collect();
+        let responses: Vec<f32> = rng
+            .vec_f32(rows * k * d_out)
+            .iter()
+            .map(|v| 10.0 * v)
+            .collect();
         let cpu = reference::combine(&sel, &responses, d_out).unwrap();
         let abs_sel = Selection {
             gates: abs(&sel.gates),
@@ -286,7 +290,7 @@ fn combine_matches_reference() {
 #[test]
 fn gate_mass_matches_reference() {
     let Some(gpu) = gpu() else { return };
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     for (case, &rows) in ROWS.iter().cycle().take(24).enumerate() {
         let peers = rng.range(1, 300);
         let k = pick_k(&mut rng, peers.min(20), case);
@@ -328,15 +332,15 @@ fn softmax_rows(logits: &[f32], classes: usize) -> Vec<f32> {
 #[test]
 fn fisher_scores_matches_reference() {
     let Some(gpu) = gpu() else { return };
-    let mut rng = Rng(6);
+    let mut rng = Rng::new(6);
     for (case, &rows) in ROWS.iter().cycle().take(24).enumerate() {
         let peers = rng.range(1, 100);
         let k = pick_k(&mut rng, peers.min(12), case);
         let (d_out, classes) = (rng.range(1, 40), rng.range(1, 12));
         let sel = random_selection(&mut rng, rows, peers, k);
-        let responses = rng.vec(rows * k * d_out);
-        let weights = rng.vec(classes * d_out);
-        let probs = softmax_rows(&rng.vec(rows * classes), classes);
+        let responses = rng.vec_f32(rows * k * d_out);
+        let weights = rng.vec_f32(classes * d_out);
+        let probs = softmax_rows(&rng.vec_f32(rows * classes), classes);
         let head = FisherHead {
             weights: &weights,
             probs: &probs,
@@ -376,7 +380,7 @@ fn fisher_scores_matches_reference() {
 #[test]
 fn load_balance_matches_reference() {
     let Some(gpu) = gpu() else { return };
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     for (case, &rows) in ROWS.iter().cycle().take(24).enumerate() {
         let noisy = case % 2 == 0;
         let c = Case::random(&mut rng, rows, !noisy);
@@ -439,16 +443,16 @@ fn load_balance_matches_reference() {
 #[test]
 fn non_finite_inputs_match_reference() {
     let Some(gpu) = gpu() else { return };
-    let mut rng = Rng(8);
+    let mut rng = Rng::new(8);
     let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
     for case in 0..12 {
         let rows = ROWS[case % ROWS.len()];
         let mut c = Case::random(&mut rng, rows, true);
         if c.d == 0 {
             c.d = 1;
-            c.x = rng.dyadic(rows);
-            c.w_gate = rng.dyadic(c.peers);
-            c.w_noise = rng.vec(c.peers);
+            c.x = rng.dyadic_f32(rows);
+            c.w_gate = rng.dyadic_f32(c.peers);
+            c.w_noise = rng.vec_f32(c.peers);
         }
         for _ in 0..3 {
             let at = rng.range(0, c.x.len() - 1);
@@ -476,7 +480,7 @@ fn non_finite_inputs_match_reference() {
         );
 
         let d_out = rng.range(1, 20);
-        let mut responses = rng.vec(rows * k * d_out);
+        let mut responses = rng.vec_f32(rows * k * d_out);
         let at = rng.range(0, responses.len() - 1);
         responses[at] = specials[rng.range(0, 2)];
         let mixed = reference::combine(&cpu, &responses, d_out).unwrap();
@@ -487,8 +491,8 @@ fn non_finite_inputs_match_reference() {
             |_| 1e-4 * 20.0,
         );
         let classes = 3;
-        let weights = rng.vec(classes * d_out);
-        let probs = softmax_rows(&rng.vec(rows * classes), classes);
+        let weights = rng.vec_f32(classes * d_out);
+        let probs = softmax_rows(&rng.vec_f32(rows * classes), classes);
         let head = FisherHead {
             weights: &weights,
             probs: &probs,
@@ -512,11 +516,11 @@ fn non_finite_inputs_match_reference() {
 fn chunked_calls_match_reference() {
     let Some(shared) = gpu() else { return };
     let mut gpu = deepnode_gating::Gpu::new().expect("an adapter exists: the shared one opened");
-    let mut rng = Rng(9);
+    let mut rng = Rng::new(9);
     let (rows, d, peers, k, d_out, classes) = (200, 8, 12, 3, 5, 4);
-    let x = rng.dyadic(rows * d);
-    let w_gate = rng.dyadic(d * peers);
-    let w_noise = rng.vec(d * peers);
+    let x = rng.dyadic_f32(rows * d);
+    let w_gate = rng.dyadic_f32(d * peers);
+    let w_noise = rng.vec_f32(d * peers);
     let eps = standard_normal(9, rows * peers);
     let input = GateInput {
         x: &x,
@@ -557,7 +561,7 @@ fn chunked_calls_match_reference() {
     assert_close("chunked load", &lb.load, &lb_cpu.load, |i| {
         1e-5 * rows as f32 + 1e-4 * lb_cpu.load[i]
     });
-    let responses = rng.vec(rows * k * d_out);
+    let responses = rng.vec_f32(rows * k * d_out);
     assert_close(
         "chunked combine",
         &gpu.combine(&sel, &responses, d_out).unwrap(),
@@ -571,8 +575,8 @@ fn chunked_calls_match_reference() {
         &mass,
         mag_tol(&mass, 1e-5),
     );
-    let weights = rng.vec(classes * d_out);
-    let probs = softmax_rows(&rng.vec(rows * classes), classes);
+    let weights = rng.vec_f32(classes * d_out);
+    let probs = softmax_rows(&rng.vec_f32(rows * classes), classes);
     let head = FisherHead {
         weights: &weights,
         probs: &probs,

@@ -24,40 +24,8 @@ pub fn gpu() -> Option<&'static Gpu> {
     .as_ref()
 }
 
-/// SplitMix64: a small seeded generator, so every failure names a reproducible case.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
-    }
-
-    /// Uniform in `[-1, 1)`.
-    pub fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    pub fn vec(&mut self, len: usize) -> Vec<f32> {
-        (0..len).map(|_| self.unit()).collect()
-    }
-
-    /// Multiples of 1/4 in [-2, 2]: products and short sums are exact in f32, so dot products
-    /// agree bit for bit whatever the order or fusing, and ties are frequent.
-    pub fn dyadic(&mut self, len: usize) -> Vec<f32> {
-        (0..len)
-            .map(|_| self.range(0, 16) as f32 * 0.25 - 2.0)
-            .collect()
-    }
-}
+/// The seeded generator of every test and bench: every failure names a reproducible case.
+pub use deepnode_testkit::Rng;
 
 /// The class of a non-finite value, or `None` for a finite one.
 fn class(v: f32) -> Option<&'static str> {

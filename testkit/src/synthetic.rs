@@ -3,24 +3,14 @@
 use deepnode_consensus::{Params, State, Uid, Weight};
 use deepnode_types::FromRatio;
 
-/// A xorshift64 stream: cheap, reproducible, good enough to place weights.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+use crate::Rng;
 
 /// A network of `n` nodes whose rows hold `min(k, n)` distinct peers with weights in
 /// `1..=65535`, sorted by uid; stakes below 10^12; default params; no bonds.
 pub fn network<N: FromRatio + Copy>(n: usize, k: usize, seed: u64) -> State<N> {
-    let mut rng = XorShift(seed | 1);
-    let stake = (0..n).map(|_| rng.next() % 1_000_000_000_000).collect();
-    let weight = |rng: &mut XorShift| (rng.next() % 65535) as Weight + 1;
+    let mut rng = Rng::new(seed);
+    let stake = (0..n).map(|_| rng.below(1_000_000_000_000)).collect();
+    let weight = |rng: &mut Rng| rng.below(65535) as Weight + 1;
     let weights = (0..n)
         .map(|_| {
             if k >= n {
@@ -29,7 +19,7 @@ pub fn network<N: FromRatio + Copy>(n: usize, k: usize, seed: u64) -> State<N> {
                 // Draw until k distinct uids (k < n); cost O(k log k), not O(n), per row.
                 let mut row: Vec<(Uid, Weight)> = Vec::with_capacity(k);
                 while row.len() < k {
-                    let j = (rng.next() % n as u64) as Uid;
+                    let j = rng.below(n as u64) as Uid;
                     if let Err(at) = row.binary_search_by_key(&j, |e| e.0) {
                         row.insert(at, (j, weight(&mut rng)));
                     }

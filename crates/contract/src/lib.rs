@@ -1,0 +1,232 @@
+#![doc = include_str!("../README.md")]
+
+use core::fmt;
+use core::str::FromStr;
+
+use deepnode_consensus::{BondMode, EpochOutput, Params, Scalar, State};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// The numeric backend an epoch runs on; both call the same consensus crate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// 64.64 fixed point ([`deepnode_consensus::Fx`]), bit-exact: the on-chain path.
+    Fixed,
+    /// `f64`: fast, for simulation.
+    Float,
+}
+
+impl Backend {
+    /// `"fixed"` or `"float"`: the contract's `"backend"` value and the CLI's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Fixed => "fixed",
+            Backend::Float => "float",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A backend name that is neither `fixed` nor `float`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backend `{0}` (expected `fixed` or `float`)")]
+pub struct UnknownBackend(pub String);
+
+impl FromStr for Backend {
+    type Err = UnknownBackend;
+    fn from_str(s: &str) -> Result<Backend, UnknownBackend> {
+        match s {
+            "fixed" => Ok(Backend::Fixed),
+            "float" => Ok(Backend::Float),
+            other => Err(UnknownBackend(other.to_owned())),
+        }
+    }
+}
+
+/// Why a JSON state could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContractError {
+    /// Not JSON, or not of the contract's shape (serde's message names the field and place).
+    #[error("invalid state JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A number that must be finite is not (e.g. `1e400`).
+    #[error("invalid state JSON: {0} must be a finite number")]
+    NotFinite(&'static str),
+}
+
+/// The contract's `params` object as read, before conversion to a backend: every field
+/// optional (mechanism.md's defaults), unknown keys refused. Other documents that carry
+/// params (a ledger's genesis) embed it and convert it with [`ParamsDoc::to_params`].
+#[derive(Deserialize, Default, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ParamsDoc {
+    rho: Option<f64>,
+    kappa: Option<f64>,
+    self_share: Option<f64>,
+    emission: Option<u64>,
+    bonds: Option<BondsJson>,
+    mask_self_weights: Option<bool>,
+    trust_threshold: Option<f64>,
+    min_allowed_weights: Option<u32>,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
+enum BondsJson {
+    Cumulative,
+    Ema { alpha: f64 },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateJson {
+    #[serde(default)]
+    params: ParamsDoc,
+    stake: Vec<u64>,
+    #[serde(default)]
+    weights: Vec<Vec<(u32, u16)>>,
+    #[serde(default)]
+    bonds: Vec<Vec<(u32, f64)>>,
+}
+
+impl ParamsDoc {
+    /// These params for backend `N`: absent fields take mechanism.md's defaults
+    /// ([`Params::default`]), reals go to the nearest value of `N` ([`Scalar::from_f64`]).
+    /// Ranges are not checked here: [`deepnode_consensus::check_params`] owns that rule.
+    pub fn to_params<N: Scalar>(&self) -> Result<Params<N>, ContractError> {
+        let p = self;
+        let defaults = Params::<N>::default();
+        let bonds = match p.bonds {
+            None | Some(BondsJson::Cumulative) => BondMode::Cumulative,
+            Some(BondsJson::Ema { alpha }) => BondMode::Ema {
+                alpha: real(Some(alpha), "params.bonds.alpha", N::ZERO)?,
+            },
+        };
+        Ok(Params {
+            rho: real(p.rho, "params.rho", defaults.rho)?,
+            kappa: real(p.kappa, "params.kappa", defaults.kappa)?,
+            self_share: real(p.self_share, "params.self_share", defaults.self_share)?,
+            emission: p.emission.unwrap_or(defaults.emission),
+            bonds,
+            mask_self_weights: p.mask_self_weights.unwrap_or(defaults.mask_self_weights),
+            trust_threshold: real(
+                p.trust_threshold,
+                "params.trust_threshold",
+                defaults.trust_threshold,
+            )?,
+            min_allowed_weights: p
+                .min_allowed_weights
+                .unwrap_or(defaults.min_allowed_weights),
+        })
+    }
+}
+
+/// `x` as `N`, `default` when absent; a non-finite number is refused, naming `name`.
+fn real<N: Scalar>(x: Option<f64>, name: &'static str, default: N) -> Result<N, ContractError> {
+    match x {
+        None => Ok(default),
+        Some(v) if v.is_finite() => Ok(N::from_f64(v)),
+        Some(_) => Err(ContractError::NotFinite(name)),
+    }
+}
+
+/// Reads a state in the contract's JSON form for backend `N`.
+pub fn parse_state<N: Scalar>(text: &str) -> Result<State<N>, ContractError> {
+    let raw: StateJson = serde_json::from_str(text)?;
+    let params = raw.params.to_params()?;
+    let bonds = raw
+        .bonds
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|(u, v)| real(Some(v), "a bond value", N::ZERO).map(|v| (u, v)))
+                .collect()
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(State {
+        params,
+        stake: raw.stake,
+        weights: raw.weights,
+        bonds,
+    })
+}
+
+/// A state in the contract's input form: every param, `stake`, `weights` and `bonds`. Reals
+/// are written as the nearest JSON number ([`Scalar::to_f64`]), so a fixed-point state reads
+/// back at the nearest grid point of each value; exact while every real is on the `f64` grid.
+pub fn render_state<N: Scalar>(state: &State<N>) -> Value {
+    let p = &state.params;
+    let bonds = match p.bonds {
+        BondMode::Cumulative => json!({"mode": "cumulative"}),
+        BondMode::Ema { alpha } => json!({"mode": "ema", "alpha": alpha.to_f64()}),
+    };
+    json!({
+        "params": {
+            "rho": p.rho.to_f64(),
+            "kappa": p.kappa.to_f64(),
+            "self_share": p.self_share.to_f64(),
+            "emission": p.emission,
+            "bonds": bonds,
+            "mask_self_weights": p.mask_self_weights,
+            "trust_threshold": p.trust_threshold.to_f64(),
+            "min_allowed_weights": p.min_allowed_weights,
+        },
+        "stake": state.stake,
+        "weights": state.weights,
+        "bonds": state.bonds.iter().map(|row| {
+            row.iter().map(|&(u, v)| json!([u, v.to_f64()])).collect::<Vec<_>>()
+        }).collect::<Vec<_>>(),
+    })
+}
+
+/// The contract's output: `{"rank", "trust", "consensus", "incentive", "dividends": [number],
+/// "loss": number, "emission": [u64 minted], "stake": [u64], "bonds": [[[uid, number]]]}`,
+/// plus `"backend"` and, for the fixed path, `"bits"`: the same reals as decimal strings of
+/// their `i128` bits.
+pub fn render_output<N: Scalar>(backend: Backend, out: &EpochOutput<N>) -> Value {
+    let reals = |v: &[N]| v.iter().map(|x| json!(x.to_f64())).collect::<Vec<_>>();
+    let bonds = |f: &dyn Fn(N) -> Value| {
+        out.bonds
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|&(u, v)| json!([u, f(v)]))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut obj = Map::new();
+    obj.insert("backend".into(), json!(backend.name()));
+    obj.insert("rank".into(), json!(reals(&out.rank)));
+    obj.insert("trust".into(), json!(reals(&out.trust)));
+    obj.insert("consensus".into(), json!(reals(&out.consensus)));
+    obj.insert("incentive".into(), json!(reals(&out.incentive)));
+    obj.insert("dividends".into(), json!(reals(&out.dividends)));
+    obj.insert("loss".into(), json!(out.loss.to_f64()));
+    obj.insert("emission".into(), json!(out.minted));
+    obj.insert("stake".into(), json!(out.stake));
+    obj.insert("bonds".into(), json!(bonds(&|v| json!(v.to_f64()))));
+    let exact = |x: N| x.fixed_bits().map(|b| b.to_string());
+    if exact(out.loss).is_some() {
+        let bits = |v: &[N]| v.iter().map(|&x| json!(exact(x))).collect::<Vec<_>>();
+        obj.insert(
+            "bits".into(),
+            json!({
+                "rank": bits(&out.rank),
+                "trust": bits(&out.trust),
+                "consensus": bits(&out.consensus),
+                "incentive": bits(&out.incentive),
+                "dividends": bits(&out.dividends),
+                "loss": exact(out.loss),
+                "bonds": bonds(&|v| json!(exact(v))),
+            }),
+        );
+    }
+    Value::Object(obj)
+}
