@@ -175,7 +175,63 @@ pub fn gini(values: &[u64]) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use deepnode_consensus::{Params, epoch_in_place};
+
     use super::*;
+    use crate::scenario::{Quality, Strategy};
+
+    #[test]
+    fn a_record_is_a_function_of_the_input_and_the_outputs() {
+        let group = |name: &str, count| Group {
+            name: name.into(),
+            count,
+            stake: 100,
+            quality: Quality::Constant(1.0),
+            strategy: Strategy::Selfish,
+            active_at_start: true,
+        };
+        let groups = [group("a", 2), group("b", 1)];
+        let input = State::<f64> {
+            params: Params {
+                emission: 1000,
+                min_allowed_weights: 1,
+                ..Params::default()
+            },
+            stake: vec![300, 100, 0],
+            weights: vec![vec![(1, 1)], vec![(0, 1)], vec![]],
+            bonds: vec![Vec::new(); 3],
+        };
+        let population = Population {
+            groups: &groups,
+            group_of: &[0, 0, 1],
+            ranges: &[0..2, 2..3],
+            active: &[true, true, false],
+        };
+        let mut out = OutputBuffers::new(3);
+        let mut bonds = input.bonds.clone();
+        let loss = epoch_in_place(
+            &input.params,
+            &input.stake,
+            &input.weights,
+            &mut bonds,
+            out.outputs(),
+        )
+        .unwrap();
+        let record = epoch_record(7, &input, &population, 1, &out, loss);
+        assert_eq!(record, epoch_record(7, &input, &population, 1, &out, loss));
+        assert_eq!(
+            (record.epoch, record.emission, record.rejected_rows),
+            (7, 1000, 1)
+        );
+        assert_eq!(record.minted, out.minted.iter().sum::<u64>());
+        assert_eq!(record.total_stake, 400 + record.minted);
+        assert_eq!(record.mean_weights_per_row, 1.0);
+        let (a, b) = (&record.groups[0], &record.groups[1]);
+        assert_eq!((a.active, b.active), (2, 0));
+        assert_eq!((a.stake_share, b.stake_share), (1.0, 0.0));
+        assert!((a.incentive_share - 1.0).abs() < 1e-12 && b.incentive_share == 0.0);
+        assert_eq!(a.hold_stake, 0);
+    }
 
     #[test]
     fn gini_of_known_distributions() {

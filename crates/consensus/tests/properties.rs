@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use deepnode_consensus::{BondMode, EpochOutput, Fx, Params, Scalar, State, epoch};
+use deepnode_consensus::{BondMode, EpochOutput, Fx, Params, Scalar, State, consensus_of, epoch};
 use proptest::prelude::*;
 
 /// A backend-neutral random state: params on a 2^-20 grid, so both backends read them exactly.
@@ -20,41 +20,22 @@ struct Case {
     bonds: Vec<Vec<(u32, f64)>>,
 }
 
-trait Backend: Scalar {
-    fn of(x: f64) -> Self;
-    fn f(self) -> f64;
-}
-impl Backend for Fx {
-    fn of(x: f64) -> Fx {
-        Fx::from_f64(x)
-    }
-    fn f(self) -> f64 {
-        self.to_f64()
-    }
-}
-impl Backend for f64 {
-    fn of(x: f64) -> f64 {
-        x
-    }
-    fn f(self) -> f64 {
-        self
-    }
-}
-
 impl Case {
-    fn state<N: Backend>(&self) -> State<N> {
+    fn state<N: Scalar>(&self) -> State<N> {
         State {
             params: Params {
-                rho: N::of(self.rho),
-                kappa: N::of(self.kappa),
-                self_share: N::of(self.self_share),
+                rho: N::from_f64(self.rho),
+                kappa: N::from_f64(self.kappa),
+                self_share: N::from_f64(self.self_share),
                 emission: self.emission,
                 bonds: match self.alpha {
                     None => BondMode::Cumulative,
-                    Some(a) => BondMode::Ema { alpha: N::of(a) },
+                    Some(a) => BondMode::Ema {
+                        alpha: N::from_f64(a),
+                    },
                 },
                 mask_self_weights: self.mask,
-                trust_threshold: N::of(self.threshold),
+                trust_threshold: N::from_f64(self.threshold),
                 min_allowed_weights: 1,
             },
             stake: self.stake.clone(),
@@ -62,7 +43,7 @@ impl Case {
             bonds: self
                 .bonds
                 .iter()
-                .map(|r| r.iter().map(|&(u, v)| (u, N::of(v))).collect())
+                .map(|r| r.iter().map(|&(u, v)| (u, N::from_f64(v))).collect())
                 .collect(),
         }
     }
@@ -140,12 +121,12 @@ fn case() -> impl Strategy<Value = Case> {
         )
 }
 
-fn sum<N: Backend>(v: &[N]) -> f64 {
-    v.iter().map(|x| x.f()).sum()
+fn sum<N: Scalar>(v: &[N]) -> f64 {
+    v.iter().map(|x| x.to_f64()).sum()
 }
 
 /// The invariants every epoch output must satisfy, for either backend.
-fn invariants<N: Backend>(case: &Case, out: &EpochOutput<N>) -> Result<(), TestCaseError> {
+fn invariants<N: Scalar>(case: &Case, out: &EpochOutput<N>) -> Result<(), TestCaseError> {
     let inc = sum(&out.incentive);
     prop_assert!(
         inc == 0.0 || (inc - 1.0).abs() < 1e-9,
@@ -168,7 +149,7 @@ fn invariants<N: Backend>(case: &Case, out: &EpochOutput<N>) -> Result<(), TestC
         prop_assert_eq!(new, old.saturating_add(m));
     }
     for c in &out.consensus {
-        let c = c.f();
+        let c = c.to_f64();
         prop_assert!((0.0..=1.0).contains(&c));
     }
     Ok(())
@@ -193,10 +174,20 @@ macro_rules! backend_suite {
                     rho in grid(1, 20 << 20), kappa in grid(0, 1 << 20),
                     a in grid(0, 1 << 20), b in grid(0, 1 << 20),
                 ) {
-                    let c = |t: f64| <$n>::of(rho).mul(<$n>::of(t).sub(<$n>::of(kappa))).sigmoid();
+                    let params = Params { rho: <$n>::from_f64(rho), kappa: <$n>::from_f64(kappa), ..Params::default() };
+                    let c = |t: f64| consensus_of(&params, <$n>::from_f64(t));
                     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
                     prop_assert!(c(lo) <= c(hi));
                     prop_assert!(c(lo) > <$n>::ZERO && c(hi) < <$n>::ONE);
+                }
+
+                #[test]
+                fn epoch_consensus_is_the_curve_of_its_trust(case in case()) {
+                    let state = case.state::<$n>();
+                    let out = epoch(&state).expect("valid state");
+                    for (j, (&t, &c)) in out.trust.iter().zip(&out.consensus).enumerate() {
+                        prop_assert_eq!(consensus_of(&state.params, t), c, "node {}", j);
+                    }
                 }
 
                 #[test]
@@ -229,7 +220,7 @@ macro_rules! backend_suite {
                     moved.bonds = bonds;
                     let a = epoch(&case.state::<$n>()).expect("valid state");
                     let b = epoch(&moved.state::<$n>()).expect("valid state");
-                    let close = |x: $n, y: $n| (x.f() - y.f()).abs() <= 1e-12;
+                    let close = |x: $n, y: $n| (x.to_f64() - y.to_f64()).abs() <= 1e-12;
                     for i in 0..n {
                         let j = p(i as u32) as usize;
                         prop_assert!(close(a.rank[i], b.rank[j]));

@@ -230,3 +230,62 @@ pub fn render_output<N: Scalar>(backend: Backend, out: &EpochOutput<N>) -> Value
     }
     Value::Object(obj)
 }
+
+#[cfg(test)]
+mod tests {
+    use deepnode_consensus::Fx;
+
+    use super::*;
+
+    #[test]
+    fn backends_parse_their_names_and_nothing_else() {
+        for b in [Backend::Fixed, Backend::Float] {
+            assert_eq!(b.name().parse::<Backend>(), Ok(b));
+            assert_eq!(b.to_string(), b.name());
+        }
+        assert_eq!(
+            "Fixed".parse::<Backend>(),
+            Err(UnknownBackend("Fixed".into()))
+        );
+    }
+
+    #[test]
+    fn absent_params_take_the_defaults_on_both_backends() {
+        let doc = ParamsDoc::default();
+        assert_eq!(doc.to_params::<Fx>().unwrap(), Params::<Fx>::default());
+        assert_eq!(doc.to_params::<f64>().unwrap(), Params::<f64>::default());
+        let doc: ParamsDoc =
+            serde_json::from_str(r#"{"kappa": 0.25, "bonds": {"mode": "ema", "alpha": 0.5}}"#)
+                .unwrap();
+        let p = doc.to_params::<Fx>().unwrap();
+        assert_eq!(p.kappa, Fx::from_ratio(1, 4));
+        assert_eq!(
+            p.bonds,
+            BondMode::Ema {
+                alpha: Fx::from_ratio(1, 2)
+            }
+        );
+        assert_eq!(p.rho, Params::<Fx>::default().rho);
+    }
+
+    #[test]
+    fn bad_states_name_what_is_wrong() {
+        let e = parse_state::<f64>(r#"{"stake": [1], "params": {"rho": 1e400}}"#).unwrap_err();
+        assert!(e.to_string().contains("invalid state JSON"), "{e}");
+        let e = parse_state::<f64>(r#"{"stake": [1], "bonds": [[[0, 1e999]]]}"#).unwrap_err();
+        assert!(e.to_string().contains("invalid state JSON"), "{e}");
+        let e = parse_state::<Fx>(r#"{"stake": [1], "params": {"rh0": 1}}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `rh0`"), "{e}");
+    }
+
+    #[test]
+    fn fixed_output_carries_exact_bits_and_float_none() {
+        let fixed = parse_state::<Fx>(r#"{"stake": [3, 1], "weights": [[[1, 1]]]}"#).unwrap();
+        let out = deepnode_consensus::epoch(&fixed).unwrap();
+        let json = render_output(Backend::Fixed, &out);
+        assert_eq!(json["bits"]["loss"], out.loss.to_bits().to_string());
+        let float = parse_state::<f64>(r#"{"stake": [3, 1], "weights": [[[1, 1]]]}"#).unwrap();
+        let out = deepnode_consensus::epoch(&float).unwrap();
+        assert!(render_output(Backend::Float, &out).get("bits").is_none());
+    }
+}
