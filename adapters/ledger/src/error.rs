@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+#[cfg(feature = "rpc")]
 use std::time::Duration;
 
 use deepnode_consensus::Uid;
@@ -166,6 +167,7 @@ pub enum LedgerError {
     #[error("genesis: {0}")]
     Genesis(#[from] GenesisError),
     /// A JSON-RPC call failed (client side) or the server could not start.
+    #[cfg(feature = "rpc")]
     #[error("rpc: {0}")]
     Rpc(#[from] RpcError),
     /// A wallet file is missing, malformed or unsafe.
@@ -392,6 +394,7 @@ pub enum UsageError {
 }
 
 /// Why a JSON-RPC exchange failed ([`LedgerError::Rpc`]).
+#[cfg(feature = "rpc")]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {

@@ -8,6 +8,7 @@ mod extrinsic;
 #[doc(hidden)]
 pub mod fuzzing;
 mod genesis;
+#[cfg(feature = "rpc")]
 pub mod rpc;
 mod state;
 mod store;
@@ -16,6 +17,7 @@ mod wallet;
 
 pub use block::{Block, Event, Header, Receipts};
 pub use chain::{Chain, VerifyReport, verify};
+#[cfg(feature = "rpc")]
 pub use error::RpcError;
 pub use error::{
     Corruption, EndpointError, GenesisError, LedgerError, MalformedError, ParseIdError, Record,
@@ -23,6 +25,7 @@ pub use error::{
 };
 pub use extrinsic::{AccountId, Call, Extrinsic, H256, MAX_ENDPOINT_BYTES, MAX_EXTRINSIC_BYTES};
 pub use genesis::parse_genesis;
+#[cfg(feature = "rpc")]
 pub use rpc::{Client, LedgerNode};
 pub use state::{Account, ChainConfig, Genesis, LedgerState, Neuron, NeuronStats};
 pub use store::{DB_FILE, Store};

@@ -4,6 +4,7 @@
 //! its RPC views were split into typed structs (commit df94867, `serde_json::json!` views), so
 //! it pins the wire format: key order, number formatting and nulls. Regenerate only on purpose
 //! with `DEEPNODE_BLESS=1 cargo test -p deepnode-ledger --test replies`.
+#![cfg(feature = "rpc")]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

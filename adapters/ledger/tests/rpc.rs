@@ -1,5 +1,6 @@
 //! Through the real JSON-RPC server on loopback: each kind of bad extrinsic is refused with a
 //! clear error and changes nothing; good ones are committed; heads stream over WebSocket.
+#![cfg(feature = "rpc")]
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use deepnode_ledger::{
 };
 use jsonrpsee::core::client::SubscriptionClientT;
 use jsonrpsee::rpc_params;
-use jsonrpsee::ws_client::WsClientBuilder;
+use jsonrpsee_ws_client::WsClientBuilder;
 use parity_scale_codec::Encode;
 use serde_json::Value;
 

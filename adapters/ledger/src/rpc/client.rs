@@ -1,11 +1,12 @@
-//! A JSON-RPC client for the ledger (HTTP), used by the wallet commands and the tests.
+//! A JSON-RPC client for the ledger over plain HTTP (the server is loopback only, so the client
+//! carries no TLS), used by the wallet commands and the tests.
 
 use std::time::{Duration, Instant};
 
 use jsonrpsee::core::client::ClientT;
 use jsonrpsee::core::params::ArrayParams;
-use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use jsonrpsee::rpc_params;
+use jsonrpsee_http_client::{HttpClient, HttpClientBuilder};
 use serde_json::Value;
 
 use super::MAX_REQUEST_BYTES;

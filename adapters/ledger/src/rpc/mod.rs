@@ -1,6 +1,6 @@
 //! JSON-RPC 2.0 over HTTP and WebSocket (one jsonrpsee server, one port): the server
 //! ([`LedgerNode`], with the block producer) and the HTTP [`Client`], which share only this
-//! module's wire rules (the request bound, the error codes).
+//! module's wire rules (the request bound, the error codes). Behind the `rpc` feature.
 //!
 //! | method | params | result |
 //! |---|---|---|
