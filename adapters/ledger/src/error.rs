@@ -10,6 +10,7 @@ use std::time::Duration;
 use deepnode_consensus::Uid;
 
 use crate::block::Event;
+#[cfg(feature = "rpc")]
 use crate::extrinsic::H256;
 
 /// Why an extrinsic was refused. A refused extrinsic changes nothing (not even a nonce).
