@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::exit::Failure;
 use clap::{Args, Subcommand};
 use deepnode_ledger::{
-    AccountId, Call, Chain, Client, LedgerError, LedgerNode, Wallet, parse_genesis, verify,
+    AccountId, Call, Chain, Client, GenesisError, LedgerError, LedgerNode, UsageError, Wallet,
+    parse_genesis, verify,
 };
 
 /// Where the wallet commands find a node unless told otherwise.
@@ -178,12 +179,15 @@ fn run_node(
     block_ms: u64,
 ) -> Result<(), LedgerError> {
     if block_ms == 0 {
-        return Err(LedgerError::Usage("--block-ms must be at least 1".into()));
+        return Err(UsageError::ZeroBlockMs.into());
     }
     let genesis = genesis
         .map(|p| {
             std::fs::read_to_string(p)
-                .map_err(|e| LedgerError::Genesis(format!("{}: {e}", p.display())))
+                .map_err(|error| GenesisError::Read {
+                    path: p.to_path_buf(),
+                    error,
+                })
                 .and_then(|t| parse_genesis(&t))
         })
         .transpose()?;
@@ -207,18 +211,21 @@ fn run_node(
 
 /// Runs `deepnode wallet ...`.
 pub fn run_wallet(cmd: WalletCmd) -> Result<(), Failure> {
-    finish(match cmd {
-        WalletCmd::New { file } => Wallet::generate().and_then(|w| {
-            w.save(&file)?;
-            println!("{}", w.account());
-            Ok(())
-        }),
-        WalletCmd::Show { file } => Wallet::load(&file).map(|w| println!("{}", w.account())),
-    })
+    finish(
+        match cmd {
+            WalletCmd::New { file } => Wallet::generate().and_then(|w| {
+                w.save(&file)?;
+                println!("{}", w.account());
+                Ok(())
+            }),
+            WalletCmd::Show { file } => Wallet::load(&file).map(|w| println!("{}", w.account())),
+        }
+        .map_err(LedgerError::from),
+    )
 }
 
 fn parse_entry(s: &str) -> Result<(u32, u16), LedgerError> {
-    let bad = || LedgerError::Usage(format!("weights entry {s:?}: expected UID:WEIGHT"));
+    let bad = || UsageError::WeightsEntry(s.to_string());
     let (u, w) = s.split_once(':').ok_or_else(bad)?;
     Ok((u.parse().map_err(|_| bad())?, w.parse().map_err(|_| bad())?))
 }
@@ -234,7 +241,10 @@ pub fn run_tx(args: TxArgs) -> Result<(), Failure> {
             TxCmd::Transfer { to, amount } => Call::Transfer {
                 to: to
                     .parse::<AccountId>()
-                    .map_err(|e| LedgerError::Usage(format!("receiver {to}: {e}")))?,
+                    .map_err(|error| UsageError::Receiver {
+                        to: to.clone(),
+                        error,
+                    })?,
                 amount,
             },
             TxCmd::Weights { uid, entries } => Call::SetWeights {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use deepnode_ledger::rpc::{epoch_input_json, submit_hex};
+use deepnode_ledger::view::epoch_input_json;
 use deepnode_ledger::{AccountId, Call, Chain, Client, Extrinsic, Genesis, H256, Wallet};
 use jsonrpsee::rpc_params;
 use serde_json::Value;
@@ -200,7 +200,7 @@ fn ledger_epoch_equals_deepnode_epoch() {
     let s = chain.state();
     assert_eq!(s.epochs, 1);
     let bits = |name: &str, i: usize| cli["bits"][name][i].as_str().expect("bits").to_string();
-    for (i, n) in s.nodes.iter().enumerate() {
+    for (i, n) in s.neurons.iter().enumerate() {
         let l = &n.last;
         for (name, x) in [
             ("rank", l.rank),
@@ -219,7 +219,7 @@ fn ledger_epoch_equals_deepnode_epoch() {
             .collect();
         assert_eq!(Value::Array(row), cli["bits"]["bonds"][i], "bonds[{i}]");
     }
-    let minted: u64 = s.nodes.iter().map(|n| n.last.emission).sum();
+    let minted: u64 = s.neurons.iter().map(|n| n.last.emission).sum();
     assert!(minted > 0);
 }
 
@@ -268,7 +268,7 @@ fn kill_9_under_load_loses_nothing_committed() {
                             amount: 1 + sent % 7,
                         },
                     );
-                    pending.push(client.submit_hex(submit_hex(&ext)).await.expect("accepted"));
+                    pending.push(client.submit_hex(ext.to_hex()).await.expect("accepted"));
                     sent += 1;
                 }
                 let head = client

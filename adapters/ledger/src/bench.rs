@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use parity_scale_codec::Encode;
 
+use crate::error::{UsageError, VerifyFailure};
 use crate::{AccountId, Call, Chain, Extrinsic, Genesis, LedgerError, Wallet};
 
 /// The measured figures.
@@ -100,9 +101,7 @@ fn wallet(i: u32) -> Wallet {
 /// Runs all three measurements.
 pub fn run(extrinsics: usize, nodes: u32, k: u32) -> Result<BenchReport, LedgerError> {
     if extrinsics == 0 || nodes == 0 {
-        return Err(LedgerError::Usage(
-            "bench: --extrinsics and --nodes must be at least 1".into(),
-        ));
+        return Err(UsageError::ZeroBench.into());
     }
     let (throughput_time, commit_time) = throughput(extrinsics)?;
     let (block_apply, block_produce) = block_of(1000)?;
@@ -217,14 +216,16 @@ fn epoch_at(n: u32, k: u32) -> Result<(Duration, Duration), LedgerError> {
         ))?;
     }
     chain.produce_block(0)?;
-    let mut probe = chain.pending().clone();
+    // The pool is empty: the epoch block starts from the committed state.
+    let mut probe = chain.state().clone();
+    probe.block += 1;
     let t = Instant::now();
     let events = probe.end_block();
     let epoch = t.elapsed();
     if !matches!(events.as_slice(), [crate::Event::Epoch { .. }]) {
         return Err(LedgerError::Verify {
             block: probe.block,
-            reason: format!("bench expected an epoch, got {events:?}"),
+            reason: VerifyFailure::NoEpoch(events),
         });
     }
     let t = Instant::now();

@@ -1,331 +1,388 @@
-//! The wire types: accounts, calls, signed extrinsics, blocks and receipts (all SCALE).
+//! The chain: committed state, a pool of accepted extrinsics applied to a pending state, block
+//! production, and replay from genesis (`verify`).
 
-use core::fmt;
-use core::str::FromStr;
+use std::path::Path;
 
-use blake2::{Blake2b256, Digest};
-use deepnode_consensus::{Fx, Uid, Weight};
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use parity_scale_codec::{Decode, DecodeAll, Encode};
+use parity_scale_codec::Encode;
 
-use crate::TxError;
+use crate::block::{Block, Event, Header, Receipts};
+use crate::error::{Corruption, GenesisError, UsageError, VerifyFailure};
+use crate::extrinsic::{AccountId, Extrinsic, H256};
+use crate::state::{Genesis, LedgerState};
+use crate::store::Store;
+use crate::{LedgerError, TxError};
 
-/// Largest encoded extrinsic accepted, in bytes (a dense row of 4096 weights is 24 KiB).
-pub const MAX_EXTRINSIC_BYTES: usize = 64 * 1024;
-/// Largest endpoint a node may publish, in bytes.
-pub const MAX_ENDPOINT_BYTES: usize = 256;
-/// Domain tag that starts every signed payload (versioned: a new format gets a new tag).
-const SIGNING_DOMAIN: &[u8] = b"deepnode-ledger/extrinsic/v1";
+/// A running ledger over its store.
+///
+/// Extrinsics are checked against the pending state (the committed state plus the pool,
+/// at the next block number), so acceptance means the next block will include them with
+/// exactly the effects checked. The pool is not persisted: a crash loses accepted but
+/// uncommitted extrinsics, never committed ones.
+///
+/// The pending state is a copy of the committed one made when the first extrinsic of a block
+/// arrives (RPC reads the committed state meanwhile); producing the block moves it into place,
+/// so a block costs at most one copy of the state, and one encoding of it (hashed into the
+/// header and written to the store).
+pub struct Chain {
+    store: Store,
+    genesis_hash: H256,
+    head: Header,
+    state: LedgerState,
+    /// The committed state plus the pool, at block `head + 1`; `None` while the pool is empty.
+    pending: Option<LedgerState>,
+    pool: Vec<Extrinsic>,
+    pool_receipts: Vec<Vec<Event>>,
+}
 
-/// A 32-byte BLAKE2b-256 digest (block, state and extrinsic hashes).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Encode, Decode)]
-pub struct H256(pub [u8; 32]);
-
-impl H256 {
-    /// BLAKE2b-256 of `bytes`.
-    pub fn digest(bytes: &[u8]) -> H256 {
-        H256(Blake2b256::digest(bytes).into())
+/// Block 0 of a genesis: no extrinsics, timestamp 0, so its hash depends only on the genesis.
+fn genesis_block(state: &LedgerState) -> Block {
+    Block {
+        header: Header {
+            number: 0,
+            parent: H256::default(),
+            state_root: state.root(),
+            extrinsics_root: H256::digest(&Vec::<Extrinsic>::new().encode()),
+            timestamp_ms: 0,
+        },
+        extrinsics: Vec::new(),
     }
 }
 
-/// An account: an ed25519 public key.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Encode, Decode)]
-pub struct AccountId(pub [u8; 32]);
-
-macro_rules! hex_display {
-    ($t:ty) => {
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "0x{}", hex::encode(self.0))
+impl Chain {
+    /// Opens the ledger in `dir`. A new directory is initialised from `genesis` (the default
+    /// when `None`); an existing one resumes from its last committed block, and a `genesis`
+    /// given for it must equal the stored one.
+    pub fn open(dir: &Path, genesis: Option<&Genesis>) -> Result<Chain, LedgerError> {
+        let store = Store::open(dir)?;
+        match store.genesis()? {
+            None => {
+                let g = genesis.cloned().unwrap_or_default();
+                let state = LedgerState::genesis(&g)?;
+                store.init(&g, &genesis_block(&state), &state)?;
+            }
+            Some(stored) => {
+                if genesis.is_some_and(|g| *g != stored) {
+                    return Err(GenesisError::Mismatch.into());
+                }
             }
         }
-        impl fmt::Debug for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Display::fmt(self, f)
+        let genesis_hash = store
+            .block(0)?
+            .ok_or(Corruption::NoGenesisBlock)?
+            .header
+            .hash();
+        let head = store.head_header()?;
+        let state = store.state()?;
+        if state.root() != head.state_root || state.block != head.number {
+            return Err(Corruption::StateNotAtHead.into());
+        }
+        Ok(Chain {
+            store,
+            genesis_hash,
+            head,
+            state,
+            pending: None,
+            pool: Vec::new(),
+            pool_receipts: Vec::new(),
+        })
+    }
+
+    /// The chain id that extrinsics sign: the hash of block 0.
+    pub fn genesis_hash(&self) -> H256 {
+        self.genesis_hash
+    }
+
+    /// The last committed header.
+    pub fn head(&self) -> &Header {
+        &self.head
+    }
+
+    /// The state after the last committed block.
+    pub fn state(&self) -> &LedgerState {
+        &self.state
+    }
+
+    /// The next nonce of `who`, counting the extrinsics in the pool.
+    pub fn pending_nonce(&self, who: &AccountId) -> u64 {
+        self.pending.as_ref().unwrap_or(&self.state).nonce(who)
+    }
+
+    /// The store (read access for RPC).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Extrinsics waiting for the next block.
+    pub fn pool_len(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Decodes, verifies and accepts an encoded extrinsic.
+    pub fn submit(&mut self, bytes: &[u8]) -> Result<H256, TxError> {
+        let ext = Extrinsic::decode_checked(bytes, &self.genesis_hash)?;
+        self.submit_verified(ext)
+    }
+
+    /// Accepts an extrinsic whose signature was checked ([`Extrinsic::decode_checked`]):
+    /// applies it to the pending state, or refuses it and changes nothing.
+    pub fn submit_verified(&mut self, ext: Extrinsic) -> Result<H256, TxError> {
+        let max = usize::try_from(self.state.config.max_block_extrinsics).unwrap_or(usize::MAX);
+        if self.pool.len() >= max {
+            return Err(TxError::PoolFull(max));
+        }
+        let pending = self.pending.get_or_insert_with(|| next_block(&self.state));
+        let events = pending.apply(&ext)?;
+        let hash = ext.hash();
+        self.pool.push(ext);
+        self.pool_receipts.push(events);
+        Ok(hash)
+    }
+
+    /// Produces, commits and returns the next block: the pool's extrinsics (already applied),
+    /// then the end of block (an epoch every `tempo` blocks). The block, its receipts and the
+    /// new state are committed in one transaction before anything in memory changes.
+    pub fn produce_block(&mut self, timestamp_ms: u64) -> Result<&Header, LedgerError> {
+        // The pending state becomes the block's state: moved, not copied. A block with no
+        // extrinsic starts from a copy of the committed state.
+        let mut next = match self.pending.take() {
+            Some(pending) => pending,
+            None => next_block(&self.state),
+        };
+        let end = next.end_block();
+        let encoded = next.encode();
+        let extrinsics = std::mem::take(&mut self.pool);
+        let header = Header {
+            number: next.block,
+            parent: self.head.hash(),
+            state_root: H256::digest(&encoded),
+            extrinsics_root: H256::digest(&extrinsics.encode()),
+            timestamp_ms,
+        };
+        let block = Block { header, extrinsics };
+        let receipts = Receipts {
+            extrinsics: std::mem::take(&mut self.pool_receipts),
+            end,
+        };
+        if let Err(e) = self.store.commit_encoded(&block, &receipts, &encoded) {
+            // Nothing was committed: put the pool back so the extrinsics are not lost.
+            self.pool = block.extrinsics;
+            self.restore_pending();
+            return Err(e);
+        }
+        self.head = block.header;
+        self.state = next;
+        Ok(&self.head)
+    }
+
+    /// Rebuilds the pending state from the committed one and the pool, after a failed commit
+    /// consumed it (the end of block may have run an epoch on it).
+    fn restore_pending(&mut self) {
+        self.pool_receipts.clear();
+        if self.pool.is_empty() {
+            return;
+        }
+        let mut pending = next_block(&self.state);
+        // The same extrinsics on the same state apply as they did when accepted; one that did
+        // not (impossible: `apply` is deterministic) would leave the pool, not corrupt it.
+        let mut kept = Vec::with_capacity(self.pool.len());
+        for ext in std::mem::take(&mut self.pool) {
+            if let Ok(events) = pending.apply(&ext) {
+                kept.push(ext);
+                self.pool_receipts.push(events);
             }
         }
-        impl FromStr for $t {
-            type Err = String;
-            /// 64 hex digits, with or without `0x`.
-            fn from_str(s: &str) -> Result<Self, String> {
-                let mut out = [0u8; 32];
-                hex::decode_to_slice(s.strip_prefix("0x").unwrap_or(s), &mut out)
-                    .map_err(|e| format!("expected 32 bytes as hex: {e}"))?;
-                Ok(Self(out))
-            }
+        self.pool = kept;
+        self.pending = Some(pending);
+    }
+}
+
+/// A copy of `state` at the next block number: where the next block's extrinsics apply.
+fn next_block(state: &LedgerState) -> LedgerState {
+    let mut next = state.clone();
+    next.block = state.block + 1;
+    next
+}
+
+/// What a successful [`verify`] checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Blocks replayed, genesis included.
+    pub blocks: u64,
+    /// Extrinsics re-verified and re-applied.
+    pub extrinsics: u64,
+    /// Epochs re-run.
+    pub epochs: u64,
+    /// The head's number.
+    pub head: u64,
+}
+
+/// Replays the chain in `dir` from genesis: checks every signature, re-applies every
+/// extrinsic and epoch, and compares parent hashes, extrinsic roots, receipts and the state
+/// root of every block, then the stored head state.
+pub fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
+    if !dir.join(crate::store::DB_FILE).exists() {
+        return Err(UsageError::NoDatabase(dir.to_path_buf()).into());
+    }
+    let store = Store::open(dir)?;
+    let genesis = store.genesis()?.ok_or(Corruption::NoGenesis)?;
+    let mut state = LedgerState::genesis(&genesis)?;
+    let fail = |block: u64, reason: VerifyFailure| LedgerError::Verify { block, reason };
+    let g = store.block(0)?.ok_or(fail(0, VerifyFailure::Missing))?;
+    if g != genesis_block(&state) {
+        return Err(fail(0, VerifyFailure::GenesisBlock));
+    }
+    let genesis_hash = g.header.hash();
+    let mut parent = genesis_hash;
+    let head = store.head()?;
+    let mut extrinsics = 0u64;
+    for number in 1..=head {
+        let block = store
+            .block(number)?
+            .ok_or(fail(number, VerifyFailure::Missing))?;
+        let receipts = store
+            .receipts(number)?
+            .ok_or(fail(number, VerifyFailure::ReceiptsMissing))?;
+        let h = &block.header;
+        if h.number != number || h.parent != parent {
+            return Err(fail(number, VerifyFailure::Parent));
         }
-    };
-}
-hex_display!(H256);
-hex_display!(AccountId);
-
-impl From<&SigningKey> for AccountId {
-    fn from(key: &SigningKey) -> AccountId {
-        AccountId(key.verifying_key().to_bytes())
-    }
-}
-
-/// What an extrinsic asks for. Every call that names a `uid` must be signed by the node's
-/// owner.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
-pub enum Call {
-    /// Register a new node owned by the signer (see the crate docs for uid assignment).
-    Register,
-    /// Move `amount` from the signer's free balance to node `uid`'s stake.
-    AddStake {
-        /// The node.
-        uid: Uid,
-        /// Raw units.
-        amount: u64,
-    },
-    /// Move `amount` from node `uid`'s stake back to the signer's free balance.
-    RemoveStake {
-        /// The node.
-        uid: Uid,
-        /// Raw units.
-        amount: u64,
-    },
-    /// Move `amount` of free balance to account `to`.
-    Transfer {
-        /// The receiver.
-        to: AccountId,
-        /// Raw units.
-        amount: u64,
-    },
-    /// Replace node `uid`'s weights row (validated, rate limited).
-    SetWeights {
-        /// The node.
-        uid: Uid,
-        /// `(uid, raw weight)` entries, any order, uids unique.
-        weights: Vec<(Uid, Weight)>,
-    },
-    /// Publish node `uid`'s network endpoint (UTF-8, at most [`MAX_ENDPOINT_BYTES`]).
-    Serve {
-        /// The node.
-        uid: Uid,
-        /// E.g. `"127.0.0.1:7000"`.
-        endpoint: Vec<u8>,
-    },
-}
-
-/// A signed call: `signature` covers the chain's genesis hash, `signer`, `nonce` and `call`.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
-pub struct Extrinsic {
-    /// The account acting.
-    pub signer: AccountId,
-    /// The signer's next nonce (0 for a fresh account).
-    pub nonce: u64,
-    /// What to do.
-    pub call: Call,
-    /// ed25519 over [`Extrinsic::payload`].
-    pub signature: [u8; 64],
-}
-
-impl Extrinsic {
-    /// The signed bytes: a domain tag, the genesis hash (no replay across chains), then the
-    /// SCALE encoding of `(signer, nonce, call)`.
-    pub fn payload(genesis: &H256, signer: &AccountId, nonce: u64, call: &Call) -> Vec<u8> {
-        let mut out = Vec::with_capacity(SIGNING_DOMAIN.len() + 32 + 48);
-        out.extend_from_slice(SIGNING_DOMAIN);
-        out.extend_from_slice(&genesis.0);
-        (signer, nonce, call).encode_to(&mut out);
-        out
-    }
-
-    /// Signs `call` with `key` for the chain whose genesis hash is `genesis`.
-    pub fn sign(key: &SigningKey, genesis: &H256, nonce: u64, call: Call) -> Extrinsic {
-        let signer = AccountId::from(key);
-        let signature = key
-            .sign(&Extrinsic::payload(genesis, &signer, nonce, &call))
-            .to_bytes();
-        Extrinsic {
-            signer,
-            nonce,
-            call,
-            signature,
+        if h.extrinsics_root != H256::digest(&block.extrinsics.encode()) {
+            return Err(fail(number, VerifyFailure::ExtrinsicsRoot));
         }
-    }
-
-    /// Checks the signature (strict ed25519: no malleable or small-order forms).
-    pub fn verify(&self, genesis: &H256) -> Result<(), TxError> {
-        let key = VerifyingKey::from_bytes(&self.signer.0).map_err(|_| TxError::BadKey)?;
-        let payload = Extrinsic::payload(genesis, &self.signer, self.nonce, &self.call);
-        key.verify_strict(&payload, &Signature::from_bytes(&self.signature))
-            .map_err(|_| TxError::BadSignature)
-    }
-
-    /// Decodes exactly one extrinsic from `bytes` (no trailing bytes) and checks its size
-    /// and signature. Stateless: nonce and call are checked when it is applied.
-    pub fn decode_checked(bytes: &[u8], genesis: &H256) -> Result<Extrinsic, TxError> {
-        if bytes.len() > MAX_EXTRINSIC_BYTES {
-            return Err(TxError::TooLarge {
-                len: bytes.len(),
-                max: MAX_EXTRINSIC_BYTES,
-            });
+        state.block = number;
+        let mut events = Vec::with_capacity(block.extrinsics.len());
+        for (k, ext) in block.extrinsics.iter().enumerate() {
+            ext.verify(&genesis_hash)
+                .and_then(|()| state.apply(ext))
+                .map(|ev| events.push(ev))
+                .map_err(|error| fail(number, VerifyFailure::Extrinsic { index: k, error }))?;
         }
-        let ext = Extrinsic::decode_all(&mut &bytes[..])
-            .map_err(|e| TxError::Malformed(e.to_string()))?;
-        ext.verify(genesis)?;
-        Ok(ext)
+        let end = state.end_block();
+        if receipts
+            != (Receipts {
+                extrinsics: events,
+                end,
+            })
+        {
+            return Err(fail(number, VerifyFailure::Receipts));
+        }
+        if state.root() != h.state_root {
+            return Err(fail(number, VerifyFailure::StateRoot));
+        }
+        extrinsics += block.extrinsics.len() as u64;
+        parent = h.hash();
     }
-
-    /// BLAKE2b-256 of the encoding: the extrinsic's id.
-    pub fn hash(&self) -> H256 {
-        H256::digest(&self.encode())
+    if store.state()? != state {
+        return Err(fail(head, VerifyFailure::HeadState));
     }
-}
-
-/// A block header. `state_root` commits to the whole ledger state after the block.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
-pub struct Header {
-    /// Height; genesis is 0.
-    pub number: u64,
-    /// Hash of the previous header (zero for genesis).
-    pub parent: H256,
-    /// BLAKE2b-256 of the SCALE-encoded state after this block (epoch included).
-    pub state_root: H256,
-    /// BLAKE2b-256 of the SCALE-encoded extrinsic list.
-    pub extrinsics_root: H256,
-    /// Wall-clock time of production, milliseconds since the Unix epoch (informative only:
-    /// no state transition reads it).
-    pub timestamp_ms: u64,
-}
-
-impl Header {
-    /// BLAKE2b-256 of the encoded header: the block hash.
-    pub fn hash(&self) -> H256 {
-        H256::digest(&self.encode())
-    }
-}
-
-/// A block: its header and its extrinsics, in order of application.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
-pub struct Block {
-    /// The header.
-    pub header: Header,
-    /// The extrinsics.
-    pub extrinsics: Vec<Extrinsic>,
-}
-
-/// Something that happened while applying a block.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
-pub enum Event {
-    /// A node was registered at `uid`; `replaced` is the previous owner when the set was full
-    /// (its stake, `returned`, went back to that owner's free balance).
-    Registered {
-        /// The uid assigned.
-        uid: Uid,
-        /// The new owner.
-        owner: AccountId,
-        /// The evicted node's owner, if any.
-        replaced: Option<AccountId>,
-        /// Stake returned to the evicted owner.
-        returned: u64,
-    },
-    /// Stake moved from free balance to a node.
-    StakeAdded {
-        /// The node.
-        uid: Uid,
-        /// Raw units.
-        amount: u64,
-    },
-    /// Stake moved from a node to free balance.
-    StakeRemoved {
-        /// The node.
-        uid: Uid,
-        /// Raw units.
-        amount: u64,
-    },
-    /// Free balance moved between accounts.
-    Transferred {
-        /// Sender.
-        from: AccountId,
-        /// Receiver.
-        to: AccountId,
-        /// Raw units.
-        amount: u64,
-    },
-    /// A weights row was accepted.
-    WeightsSet {
-        /// The node.
-        uid: Uid,
-        /// Entries in the row.
-        len: u32,
-    },
-    /// A node published its endpoint.
-    Served {
-        /// The node.
-        uid: Uid,
-    },
-    /// An epoch ran at the end of the block.
-    Epoch {
-        /// Epochs run so far, this one included.
-        index: u64,
-        /// Consensus loss `L`.
-        loss: Fx,
-        /// Units minted in total.
-        minted: u64,
-        /// `min_allowed_weights` set by the controller for the next epoch.
-        min_allowed_weights: u32,
-    },
-    /// An epoch was due but the consensus crate refused the state (its message).
-    EpochFailed {
-        /// `deepnode_consensus::Error`'s message.
-        reason: String,
-    },
-}
-
-/// The events of one block: per extrinsic, then the end of block (epoch).
-#[derive(Clone, Debug, PartialEq, Eq, Default, Encode, Decode)]
-pub struct Receipts {
-    /// `extrinsics[k]` holds the events of extrinsic `k`.
-    pub extrinsics: Vec<Vec<Event>>,
-    /// Events of the end of the block.
-    pub end: Vec<Event>,
+    Ok(VerifyReport {
+        blocks: head + 1,
+        extrinsics,
+        epochs: state.epochs,
+        head,
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use ed25519_dalek::SigningKey;
+
     use super::*;
+    use crate::extrinsic::Call;
 
     fn key(b: u8) -> SigningKey {
         SigningKey::from_bytes(&[b; 32])
     }
 
     #[test]
-    fn signed_extrinsic_round_trips_and_verifies() {
-        let g = H256([7; 32]);
-        let ext = Extrinsic::sign(
-            &key(1),
-            &g,
-            3,
-            Call::SetWeights {
-                uid: 2,
-                weights: vec![(0, 5), (1, 9)],
-            },
-        );
-        let bytes = ext.encode();
-        assert_eq!(Extrinsic::decode_checked(&bytes, &g), Ok(ext.clone()));
-        assert_eq!(
-            Extrinsic::decode_checked(&bytes, &H256([8; 32])),
-            Err(TxError::BadSignature),
-            "another chain's extrinsic does not verify"
-        );
-        let mut trailing = bytes.clone();
-        trailing.push(0);
-        assert!(matches!(
-            Extrinsic::decode_checked(&trailing, &g),
-            Err(TxError::Malformed(_))
-        ));
-        let mut tampered = ext;
-        tampered.nonce = 4;
-        assert_eq!(tampered.verify(&g), Err(TxError::BadSignature));
+    fn blocks_survive_reopen_and_verify_replays_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut g = Genesis::default();
+        g.config.tempo = 2;
+        g.endowments = vec![(AccountId::from(&key(1)), 10_000)];
+        let hash = {
+            let mut chain = Chain::open(dir.path(), Some(&g)).expect("open");
+            let gh = chain.genesis_hash();
+            let calls = [
+                Call::Register,
+                Call::AddStake {
+                    uid: 0,
+                    amount: 500,
+                },
+                Call::SetWeights {
+                    uid: 0,
+                    weights: vec![(0, 1)],
+                },
+            ];
+            for (nonce, call) in calls.into_iter().enumerate() {
+                let ext = Extrinsic::sign(&key(1), &gh, nonce as u64, call);
+                chain.submit(&ext.encode()).expect("accepted");
+            }
+            chain.produce_block(1).expect("block 1");
+            chain.produce_block(2).expect("block 2 runs the epoch");
+            assert_eq!(chain.state().epochs, 1);
+            assert!(chain.state().neurons[0].stake > 500, "minted");
+            chain.head().hash()
+        };
+        let chain = Chain::open(dir.path(), None).expect("reopen");
+        assert_eq!(chain.head().hash(), hash);
+        drop(chain);
+        let report = verify(dir.path()).expect("verifies");
+        assert_eq!((report.head, report.extrinsics, report.epochs), (2, 3, 1));
     }
 
     #[test]
-    fn hex_forms_parse_back() {
-        let a = AccountId::from(&key(9));
-        assert_eq!(a.to_string().parse::<AccountId>(), Ok(a));
-        assert!("0x12".parse::<AccountId>().is_err());
+    fn verify_finds_a_tampered_block() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let g = Genesis {
+            endowments: vec![(AccountId::from(&key(1)), 100)],
+            ..Genesis::default()
+        };
+        let mut chain = Chain::open(dir.path(), Some(&g)).expect("open");
+        let to = AccountId([3; 32]);
+        let ext = Extrinsic::sign(
+            &key(1),
+            &chain.genesis_hash(),
+            0,
+            Call::Transfer { to, amount: 5 },
+        );
+        chain.submit_verified(ext).expect("accepted");
+        chain.produce_block(1).expect("block 1");
+        chain.produce_block(2).expect("block 2");
+        drop(chain);
+        verify(dir.path()).expect("untouched chain verifies");
+        let store = Store::open(dir.path()).expect("store");
+        let mut block = store.block(1).expect("read").expect("block 1");
+        let receipts = store.receipts(1).expect("read").expect("receipts");
+        let state = store.state().expect("state");
+        let Call::Transfer { amount, .. } = &mut block.extrinsics[0].call else {
+            unreachable!("block 1 holds the transfer")
+        };
+        *amount = 6;
+        store.commit(&block, &receipts, &state).expect("rewrite");
+        drop(store);
+        let err = verify(dir.path()).expect_err("tampering is found");
+        assert!(
+            matches!(
+                &err,
+                LedgerError::Verify {
+                    block: 1,
+                    reason: VerifyFailure::ExtrinsicsRoot
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn another_genesis_on_an_existing_directory_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(Chain::open(dir.path(), None).expect("open"));
+        let mut g = Genesis::default();
+        g.config.tempo = 7;
+        assert!(matches!(
+            Chain::open(dir.path(), Some(&g)),
+            Err(LedgerError::Genesis(GenesisError::Mismatch))
+        ));
     }
 }

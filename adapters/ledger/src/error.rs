@@ -1,7 +1,17 @@
 //! The errors of the crate: why an extrinsic is refused ([`TxError`]) and why a ledger
-//! operation failed ([`LedgerError`]).
+//! operation failed ([`LedgerError`]), each cause a typed variant (the sub-enums below say
+//! which genesis, store, replay, wallet, argument or RPC check failed).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+#[cfg(feature = "rpc")]
+use std::time::Duration;
 
 use deepnode_consensus::Uid;
+
+use crate::block::Event;
+#[cfg(feature = "rpc")]
+use crate::extrinsic::H256;
 
 /// Why an extrinsic was refused. A refused extrinsic changes nothing (not even a nonce).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -17,7 +27,7 @@ pub enum TxError {
     },
     /// The bytes are not one SCALE-encoded extrinsic (or not hex).
     #[error("malformed extrinsic: {0}")]
-    Malformed(String),
+    Malformed(MalformedError),
     /// The signer field is not a valid ed25519 public key.
     #[error("signer is not a valid ed25519 public key")]
     BadKey,
@@ -79,10 +89,55 @@ pub enum TxError {
     },
     /// The endpoint is empty, too long, not UTF-8 or holds control characters.
     #[error("invalid endpoint: {0}")]
-    BadEndpoint(&'static str),
+    BadEndpoint(EndpointError),
     /// The pool holds as many extrinsics as one block may.
     #[error("transaction pool is full ({0} extrinsics)")]
     PoolFull(usize),
+}
+
+/// Why the bytes of a submitted extrinsic do not decode.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MalformedError {
+    /// The text is not hex.
+    #[error("not hex: {0}")]
+    NotHex(hex::FromHexError),
+    /// The bytes are not exactly one SCALE `Extrinsic` (truncated, trailing bytes, an unknown
+    /// call index...).
+    #[error("{0}")]
+    Scale(parity_scale_codec::Error),
+}
+
+// `hex::FromHexError` compares a char and indices only, so its `PartialEq` is an equivalence
+// (it just does not derive `Eq`).
+impl Eq for MalformedError {}
+impl Eq for ParseIdError {}
+
+/// Why an endpoint is refused (`serve`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// No bytes.
+    #[error("empty")]
+    Empty,
+    /// More than [`crate::MAX_ENDPOINT_BYTES`] bytes.
+    #[error("longer than 256 bytes")]
+    TooLong,
+    /// Not UTF-8.
+    #[error("not UTF-8")]
+    NotUtf8,
+    /// Holds a control character (a newline would forge lines in logs and tables).
+    #[error("control characters")]
+    ControlCharacters,
+}
+
+/// Why a text is not a 32-byte id ([`crate::AccountId`], [`crate::H256`]).
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseIdError {
+    /// Not 64 hex digits after an optional `0x`.
+    #[error("expected 32 bytes as hex: {0}")]
+    Hex(hex::FromHexError),
 }
 
 /// Why a ledger operation failed.
@@ -94,7 +149,7 @@ pub enum LedgerError {
     Storage(Box<redb::Error>),
     /// Stored bytes do not decode, or the store is inconsistent.
     #[error("corrupt store: {0}")]
-    Corrupt(String),
+    Corrupt(#[from] Corruption),
     /// An extrinsic was refused.
     #[error("rejected: {0}")]
     Rejected(#[from] TxError),
@@ -104,23 +159,285 @@ pub enum LedgerError {
         /// The block number.
         block: u64,
         /// What differs.
-        reason: String,
+        reason: VerifyFailure,
     },
     /// A file or socket operation failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// The genesis file is invalid or disagrees with the store.
     #[error("genesis: {0}")]
-    Genesis(String),
+    Genesis(#[from] GenesisError),
     /// A JSON-RPC call failed (client side) or the server could not start.
+    #[cfg(feature = "rpc")]
     #[error("rpc: {0}")]
-    Rpc(String),
+    Rpc(#[from] RpcError),
     /// A wallet file is missing, malformed or unsafe.
     #[error("wallet: {0}")]
-    Wallet(String),
+    Wallet(#[from] WalletError),
     /// A command-line argument is invalid.
     #[error("{0}")]
-    Usage(String),
+    Usage(#[from] UsageError),
+}
+
+/// A stored record, named in [`Corruption::Decode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Record {
+    /// The genesis.
+    Genesis,
+    /// The state after the head block.
+    State,
+    /// A block.
+    Block,
+    /// A block's receipts.
+    Receipts,
+}
+
+impl core::fmt::Display for Record {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Record::Genesis => "genesis",
+            Record::State => "state",
+            Record::Block => "block",
+            Record::Receipts => "receipts",
+        })
+    }
+}
+
+/// How the store is inconsistent ([`LedgerError::Corrupt`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Corruption {
+    /// A stored record does not decode.
+    #[error("{record}: {error}")]
+    Decode {
+        /// Which record.
+        record: Record,
+        /// The codec's reason.
+        error: parity_scale_codec::Error,
+    },
+    /// The genesis record is missing from a store that has blocks.
+    #[error("no genesis")]
+    NoGenesis,
+    /// Block 0 is missing.
+    #[error("no genesis block")]
+    NoGenesisBlock,
+    /// The state record is missing.
+    #[error("no state")]
+    NoState,
+    /// The blocks table is empty.
+    #[error("no blocks")]
+    NoBlocks,
+    /// The highest block number has no block.
+    #[error("head block {0} missing")]
+    HeadMissing(u64),
+    /// The stored state's root or number is not the head header's.
+    #[error("stored state does not match the head block")]
+    StateNotAtHead,
+    /// A block holds more than `u32::MAX` extrinsics (the index stores `u32`).
+    #[error("block too long")]
+    BlockTooLong,
+}
+
+/// What replay from genesis found different ([`LedgerError::Verify`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyFailure {
+    /// The block is missing.
+    #[error("missing")]
+    Missing,
+    /// The block's receipts are missing.
+    #[error("receipts missing")]
+    ReceiptsMissing,
+    /// Block 0 is not the block of the stored genesis.
+    #[error("genesis block does not match the genesis")]
+    GenesisBlock,
+    /// The header's number or parent hash is not the previous block's.
+    #[error("wrong number or parent hash")]
+    Parent,
+    /// The header's extrinsics root is not the hash of its extrinsics.
+    #[error("extrinsics root mismatch")]
+    ExtrinsicsRoot,
+    /// A stored extrinsic fails its signature or no longer applies.
+    #[error("extrinsic {index}: {error}")]
+    Extrinsic {
+        /// Its index in the block.
+        index: usize,
+        /// Why.
+        error: TxError,
+    },
+    /// The stored receipts differ from the replay's events.
+    #[error("receipts differ from replay")]
+    Receipts,
+    /// The header's state root differs from the replayed state's.
+    #[error("state root mismatch")]
+    StateRoot,
+    /// The stored head state differs from the replayed one.
+    #[error("stored head state differs from replay")]
+    HeadState,
+    /// `deepnode ledger bench` expected its block to run an epoch (these are its events).
+    #[error("bench expected an epoch, got {0:?}")]
+    NoEpoch(Vec<Event>),
+}
+
+/// Why a genesis is refused ([`LedgerError::Genesis`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GenesisError {
+    /// The genesis file cannot be read.
+    #[error("{}: {error}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The reason.
+        error: std::io::Error,
+    },
+    /// The file is not the genesis JSON (syntax, unknown field, wrong type).
+    #[error("{0}")]
+    Json(serde_json::Error),
+    /// `params` is not valid in the `deepnode epoch` contract.
+    #[error("params: {0}")]
+    Params(deepnode_contract::ContractError),
+    /// An endowment's account is not 32 bytes of hex.
+    #[error("endowment {account}: {error}")]
+    Endowment {
+        /// The text given.
+        account: String,
+        /// Why it does not parse.
+        error: ParseIdError,
+    },
+    /// `tempo` is 0.
+    #[error("tempo must be at least 1")]
+    ZeroTempo,
+    /// The mechanism's parameters are refused by `deepnode_consensus::check_params`.
+    #[error("{0}")]
+    InvalidParams(deepnode_consensus::Error),
+    /// One account's endowments sum past `u64::MAX`.
+    #[error("endowments overflow u64")]
+    EndowmentOverflow,
+    /// The data directory already holds a chain with a different genesis.
+    #[error("the data directory holds a chain with another genesis")]
+    Mismatch,
+}
+
+/// Why a key file cannot be used ([`LedgerError::Wallet`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalletError {
+    /// The operating system gave no randomness for a new key.
+    #[error("no system randomness: {0}")]
+    NoRandomness(getrandom::Error),
+    /// The file cannot be created, read or written (it exists, is missing, ...).
+    #[error("{}: {error}", .path.display())]
+    Io {
+        /// The key file.
+        path: PathBuf,
+        /// The reason.
+        error: std::io::Error,
+    },
+    /// The file is not a key file's JSON.
+    #[error("{}: {error}", .path.display())]
+    Json {
+        /// The key file.
+        path: PathBuf,
+        /// The reason.
+        error: serde_json::Error,
+    },
+    /// Others may read or write the file (`mode & 0o077 != 0`).
+    #[error("{}: permissions {mode:o} are too open; use 0600", .path.display())]
+    TooOpen {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits (`mode & 0o777`).
+        mode: u32,
+    },
+    /// The secret is not 32 bytes of hex.
+    #[error("{}: secret is not 32 bytes of hex", .path.display())]
+    BadSecret {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// The account written in the file is not the secret's public key.
+    #[error("{}: account does not match the secret", .path.display())]
+    AccountMismatch {
+        /// The key file.
+        path: PathBuf,
+    },
+}
+
+/// Which command-line argument is invalid ([`LedgerError::Usage`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// `--listen` names an address other than loopback (the server has no authentication).
+    #[error("--listen {0}: only loopback addresses are served")]
+    NotLoopback(SocketAddr),
+    /// `--block-ms 0`.
+    #[error("--block-ms must be at least 1")]
+    ZeroBlockMs,
+    /// `ledger bench` with `--extrinsics 0` or `--nodes 0`.
+    #[error("bench: --extrinsics and --nodes must be at least 1")]
+    ZeroBench,
+    /// `ledger verify --data DIR` where DIR holds no ledger database.
+    #[error("{}: no ledger database here", .0.display())]
+    NoDatabase(PathBuf),
+    /// A weights entry is not `UID:WEIGHT` (the text given).
+    #[error("weights entry {0:?}: expected UID:WEIGHT")]
+    WeightsEntry(String),
+    /// A transfer's receiver is not an account.
+    #[error("receiver {to}: {error}")]
+    Receiver {
+        /// The text given.
+        to: String,
+        /// Why it does not parse.
+        error: ParseIdError,
+    },
+}
+
+/// Why a JSON-RPC exchange failed ([`LedgerError::Rpc`]).
+#[cfg(feature = "rpc")]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// The server refused the call: its error code and message.
+    #[error("{message} (code {code})")]
+    Refused {
+        /// The JSON-RPC error code (see [`crate::rpc::tx_error_code`]).
+        code: i32,
+        /// The server's message.
+        message: String,
+    },
+    /// The call did not complete (connection, timeout, a reply that is not JSON-RPC).
+    #[error("{0}")]
+    Client(jsonrpsee::core::client::Error),
+    /// A reply lacks a field the method promises.
+    #[error("{method}: no {field}")]
+    MissingField {
+        /// The method called.
+        method: &'static str,
+        /// The field.
+        field: &'static str,
+    },
+    /// A reply's hash or account is not 32 bytes of hex.
+    #[error("{0}")]
+    BadId(ParseIdError),
+    /// An extrinsic was not committed within the wait.
+    #[error("{hash} not committed after {timeout:?}")]
+    NotCommitted {
+        /// The extrinsic.
+        hash: H256,
+        /// How long it was waited for.
+        timeout: Duration,
+    },
+    /// The server's methods could not be registered (a duplicate name).
+    #[error("{0}")]
+    Register(jsonrpsee::core::RegisterMethodError),
+    /// The block producer thread panicked.
+    #[error("block producer panicked")]
+    ProducerPanicked,
+    /// The block producer thread ended without an error to report.
+    #[error("block producer stopped")]
+    ProducerStopped,
 }
 
 /// Maps every redb error type into [`LedgerError::Storage`].

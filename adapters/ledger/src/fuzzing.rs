@@ -191,7 +191,7 @@ mod tests {
         }
         assert_eq!(epochs, 1);
         assert!(replaced, "the fourth registration replaced a node");
-        assert_eq!(s.nodes.len(), 3);
+        assert_eq!(s.neurons.len(), 3);
     }
 
     /// The committed seed (`fuzz/corpus/extrinsic/seed-0`) is [`seed`]'s output; regenerate

@@ -12,7 +12,8 @@
 use deepnode_consensus::{ControllerPolicy, Fx};
 use serde::Deserialize;
 
-use crate::{AccountId, ChainConfig, Genesis, LedgerError};
+use crate::error::GenesisError;
+use crate::{AccountId, ChainConfig, Genesis};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,22 +40,24 @@ struct GenesisJson {
 }
 
 /// Reads a genesis file's text.
-pub fn parse_genesis(text: &str) -> Result<Genesis, LedgerError> {
-    let bad = |m: String| LedgerError::Genesis(m);
-    let j: GenesisJson = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+pub fn parse_genesis(text: &str) -> Result<Genesis, GenesisError> {
+    let j: GenesisJson = serde_json::from_str(text).map_err(GenesisError::Json)?;
     let d = ChainConfig::default();
     let params = j
         .params
         .unwrap_or_default()
         .to_params::<Fx>()
-        .map_err(|e| bad(format!("params: {e}")))?;
+        .map_err(GenesisError::Params)?;
     let endowments = j
         .endowments
         .iter()
         .map(|(who, amount)| {
             who.parse::<AccountId>()
                 .map(|a| (a, *amount))
-                .map_err(|e| bad(format!("endowment {who}: {e}")))
+                .map_err(|error| GenesisError::Endowment {
+                    account: who.clone(),
+                    error,
+                })
         })
         .collect::<Result<_, _>>()?;
     Ok(Genesis {
@@ -95,7 +98,17 @@ mod tests {
             (77, Fx::from_ratio(1, 4))
         );
         assert_eq!(g.endowments, vec![(AccountId([1; 32]), 9)]);
-        assert!(parse_genesis(r#"{"tempo": 5, "typo": 1}"#).is_err());
-        assert!(parse_genesis(r#"{"endowments": [["0x12", 1]]}"#).is_err());
+        assert!(matches!(
+            parse_genesis(r#"{"tempo": 5, "typo": 1}"#),
+            Err(GenesisError::Json(_))
+        ));
+        assert!(matches!(
+            parse_genesis(r#"{"endowments": [["0x12", 1]]}"#),
+            Err(GenesisError::Endowment { .. })
+        ));
+        // `params` is the contract's own ParamsDoc: a bad field is refused where it is read.
+        let e = parse_genesis(r#"{"params": {"kappa": "x"}}"#).unwrap_err();
+        assert!(matches!(e, GenesisError::Json(_)), "{e}");
+        assert!(parse_genesis(r#"{"params": {"kapa": 0.5}}"#).is_err());
     }
 }

@@ -1,27 +1,32 @@
 #![doc = include_str!("../README.md")]
 
 pub mod bench;
+mod block;
 mod chain;
-mod client;
 mod error;
+mod extrinsic;
 #[doc(hidden)]
 pub mod fuzzing;
 mod genesis;
-mod node;
+#[cfg(feature = "rpc")]
 pub mod rpc;
 mod state;
 mod store;
+pub mod view;
 mod wallet;
 
-pub use chain::{
-    AccountId, Block, Call, Event, Extrinsic, H256, Header, MAX_ENDPOINT_BYTES,
-    MAX_EXTRINSIC_BYTES, Receipts,
+pub use block::{Block, Event, Header, Receipts};
+pub use chain::{Chain, VerifyReport, verify};
+#[cfg(feature = "rpc")]
+pub use error::RpcError;
+pub use error::{
+    Corruption, EndpointError, GenesisError, LedgerError, MalformedError, ParseIdError, Record,
+    TxError, UsageError, VerifyFailure, WalletError,
 };
-pub use client::Client;
-pub use error::{LedgerError, TxError};
+pub use extrinsic::{AccountId, Call, Extrinsic, H256, MAX_ENDPOINT_BYTES, MAX_EXTRINSIC_BYTES};
 pub use genesis::parse_genesis;
-pub use node::{Chain, VerifyReport, verify};
-pub use rpc::LedgerNode;
-pub use state::{Account, ChainConfig, Genesis, LedgerState, Node, NodeStats};
+#[cfg(feature = "rpc")]
+pub use rpc::{Client, LedgerNode};
+pub use state::{Account, ChainConfig, Genesis, LedgerState, Neuron, NeuronStats};
 pub use store::{DB_FILE, Store};
 pub use wallet::Wallet;

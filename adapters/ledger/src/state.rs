@@ -9,7 +9,9 @@ use deepnode_types::{BondRow, WeightRow};
 use parity_scale_codec::{Decode, Encode};
 
 use crate::TxError;
-use crate::chain::{AccountId, Call, Event, Extrinsic, H256, MAX_ENDPOINT_BYTES};
+use crate::block::Event;
+use crate::error::{EndpointError, GenesisError};
+use crate::extrinsic::{AccountId, Call, Extrinsic, H256, MAX_ENDPOINT_BYTES};
 
 /// Chain rules fixed at genesis.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -67,9 +69,9 @@ pub struct Account {
     pub nonce: u64,
 }
 
-/// A node's outputs from the last epoch it took part in.
+/// A neuron's outputs from the last epoch it took part in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Encode, Decode)]
-pub struct NodeStats {
+pub struct NeuronStats {
     /// Rank `r`.
     pub rank: Fx,
     /// Trust `t`.
@@ -84,9 +86,9 @@ pub struct NodeStats {
     pub emission: u64,
 }
 
-/// A registered node.
+/// A neuron: a registered node's entry at its uid (owner, stake, endpoint, last outputs).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
-pub struct Node {
+pub struct Neuron {
     /// The only account that may act for it.
     pub owner: AccountId,
     /// `stake[i]` of mechanism.md, raw units.
@@ -98,7 +100,7 @@ pub struct Node {
     /// Its published network endpoint (UTF-8; empty until served).
     pub endpoint: Vec<u8>,
     /// Its outputs from the last epoch.
-    pub last: NodeStats,
+    pub last: NeuronStats,
 }
 
 /// The whole ledger state; its SCALE encoding is hashed into every header.
@@ -116,8 +118,8 @@ pub struct LedgerState {
     pub epochs: u64,
     /// Free balances and nonces.
     pub accounts: BTreeMap<AccountId, Account>,
-    /// Nodes by uid.
-    pub nodes: Vec<Node>,
+    /// Neurons by uid.
+    pub neurons: Vec<Neuron>,
     /// `weights[uid]`, sorted by uid.
     pub weights: Vec<WeightRow>,
     /// `bonds[uid]`, sorted by uid.
@@ -126,18 +128,18 @@ pub struct LedgerState {
 
 impl LedgerState {
     /// The state at block 0.
-    pub fn genesis(g: &Genesis) -> Result<LedgerState, String> {
+    pub fn genesis(g: &Genesis) -> Result<LedgerState, GenesisError> {
         if g.config.tempo == 0 {
-            return Err("tempo must be at least 1".into());
+            return Err(GenesisError::ZeroTempo);
         }
-        deepnode_consensus::check_params(&g.params).map_err(|e| e.to_string())?;
+        deepnode_consensus::check_params(&g.params).map_err(GenesisError::InvalidParams)?;
         let mut accounts = BTreeMap::new();
         for &(who, amount) in &g.endowments {
             let acc: &mut Account = accounts.entry(who).or_default();
             acc.free = acc
                 .free
                 .checked_add(amount)
-                .ok_or("endowments overflow u64")?;
+                .ok_or(GenesisError::EndowmentOverflow)?;
         }
         let controller = ControllerState {
             min_allowed_weights: g.params.min_allowed_weights,
@@ -150,7 +152,7 @@ impl LedgerState {
             controller,
             epochs: 0,
             accounts,
-            nodes: Vec::new(),
+            neurons: Vec::new(),
             weights: Vec::new(),
             bonds: Vec::new(),
         })
@@ -164,7 +166,7 @@ impl LedgerState {
     /// Free plus staked units over every account and node (minting is the only source).
     pub fn total_issuance(&self) -> u128 {
         let free: u128 = self.accounts.values().map(|a| u128::from(a.free)).sum();
-        let staked: u128 = self.nodes.iter().map(|n| u128::from(n.stake)).sum();
+        let staked: u128 = self.neurons.iter().map(|n| u128::from(n.stake)).sum();
         free + staked
     }
 
@@ -184,78 +186,14 @@ impl LedgerState {
             });
         }
         let who = ext.signer;
-        // Every branch validates fully before its first write.
+        // Every call validates fully before its first write.
         let events = match &ext.call {
             Call::Register => self.register(who)?,
-            &Call::AddStake { uid, amount } => {
-                let i = self.owned(who, uid)?;
-                let free = self.free(&who);
-                if amount == 0 {
-                    return Err(TxError::ZeroAmount);
-                }
-                if free < amount {
-                    return Err(TxError::InsufficientBalance {
-                        have: free,
-                        need: amount,
-                    });
-                }
-                let stake = self.nodes[i]
-                    .stake
-                    .checked_add(amount)
-                    .ok_or(TxError::Overflow)?;
-                self.nodes[i].stake = stake;
-                self.accounts.entry(who).or_default().free = free - amount;
-                vec![Event::StakeAdded { uid, amount }]
-            }
-            &Call::RemoveStake { uid, amount } => {
-                let i = self.owned(who, uid)?;
-                let have = self.nodes[i].stake;
-                if amount == 0 {
-                    return Err(TxError::ZeroAmount);
-                }
-                if have < amount {
-                    return Err(TxError::InsufficientStake { have, need: amount });
-                }
-                let free = self
-                    .free(&who)
-                    .checked_add(amount)
-                    .ok_or(TxError::Overflow)?;
-                self.nodes[i].stake = have - amount;
-                self.accounts.entry(who).or_default().free = free;
-                vec![Event::StakeRemoved { uid, amount }]
-            }
-            &Call::Transfer { to, amount } => {
-                let free = self.free(&who);
-                if amount == 0 {
-                    return Err(TxError::ZeroAmount);
-                }
-                if free < amount {
-                    return Err(TxError::InsufficientBalance {
-                        have: free,
-                        need: amount,
-                    });
-                }
-                if to != who {
-                    let credited = self
-                        .free(&to)
-                        .checked_add(amount)
-                        .ok_or(TxError::Overflow)?;
-                    self.accounts.entry(who).or_default().free = free - amount;
-                    self.accounts.entry(to).or_default().free = credited;
-                }
-                vec![Event::Transferred {
-                    from: who,
-                    to,
-                    amount,
-                }]
-            }
+            &Call::AddStake { uid, amount } => self.add_stake(who, uid, amount)?,
+            &Call::RemoveStake { uid, amount } => self.remove_stake(who, uid, amount)?,
+            &Call::Transfer { to, amount } => self.transfer(who, to, amount)?,
             Call::SetWeights { uid, weights } => self.set_weights(who, *uid, weights)?,
-            Call::Serve { uid, endpoint } => {
-                let i = self.owned(who, *uid)?;
-                check_endpoint(endpoint)?;
-                self.nodes[i].endpoint.clone_from(endpoint);
-                vec![Event::Served { uid: *uid }]
-            }
+            Call::Serve { uid, endpoint } => self.serve(who, *uid, endpoint)?,
         };
         self.accounts.entry(who).or_default().nonce = expected + 1;
         Ok(events)
@@ -265,10 +203,91 @@ impl LedgerState {
         self.accounts.get(who).map_or(0, |a| a.free)
     }
 
+    /// `who`'s free balance after paying `amount` (checks only, writes nothing): refuses a
+    /// zero amount and more than the free balance.
+    fn debit(&self, who: &AccountId, amount: u64) -> Result<u64, TxError> {
+        let free = self.free(who);
+        if amount == 0 {
+            return Err(TxError::ZeroAmount);
+        }
+        free.checked_sub(amount)
+            .ok_or(TxError::InsufficientBalance {
+                have: free,
+                need: amount,
+            })
+    }
+
+    /// `who`'s free balance after receiving `amount` (checks only, writes nothing).
+    fn credit(&self, who: &AccountId, amount: u64) -> Result<u64, TxError> {
+        self.free(who).checked_add(amount).ok_or(TxError::Overflow)
+    }
+
+    /// [`Call::AddStake`]: free balance to the stake of a neuron `who` owns.
+    fn add_stake(&mut self, who: AccountId, uid: Uid, amount: u64) -> Result<Vec<Event>, TxError> {
+        let i = self.owned(who, uid)?;
+        let free = self.debit(&who, amount)?;
+        let stake = self.neurons[i]
+            .stake
+            .checked_add(amount)
+            .ok_or(TxError::Overflow)?;
+        self.neurons[i].stake = stake;
+        self.accounts.entry(who).or_default().free = free;
+        Ok(vec![Event::StakeAdded { uid, amount }])
+    }
+
+    /// [`Call::RemoveStake`]: stake of a neuron `who` owns back to its free balance.
+    fn remove_stake(
+        &mut self,
+        who: AccountId,
+        uid: Uid,
+        amount: u64,
+    ) -> Result<Vec<Event>, TxError> {
+        let i = self.owned(who, uid)?;
+        let have = self.neurons[i].stake;
+        if amount == 0 {
+            return Err(TxError::ZeroAmount);
+        }
+        if have < amount {
+            return Err(TxError::InsufficientStake { have, need: amount });
+        }
+        let free = self.credit(&who, amount)?;
+        self.neurons[i].stake = have - amount;
+        self.accounts.entry(who).or_default().free = free;
+        Ok(vec![Event::StakeRemoved { uid, amount }])
+    }
+
+    /// [`Call::Transfer`]: free balance from `who` to `to` (to oneself: checked, no change).
+    fn transfer(
+        &mut self,
+        who: AccountId,
+        to: AccountId,
+        amount: u64,
+    ) -> Result<Vec<Event>, TxError> {
+        let free = self.debit(&who, amount)?;
+        if to != who {
+            let credited = self.credit(&to, amount)?;
+            self.accounts.entry(who).or_default().free = free;
+            self.accounts.entry(to).or_default().free = credited;
+        }
+        Ok(vec![Event::Transferred {
+            from: who,
+            to,
+            amount,
+        }])
+    }
+
+    /// [`Call::Serve`]: publishes the endpoint of a neuron `who` owns.
+    fn serve(&mut self, who: AccountId, uid: Uid, endpoint: &[u8]) -> Result<Vec<Event>, TxError> {
+        let i = self.owned(who, uid)?;
+        check_endpoint(endpoint)?;
+        endpoint.clone_into(&mut self.neurons[i].endpoint);
+        Ok(vec![Event::Served { uid }])
+    }
+
     /// The index of node `uid` if `who` owns it.
     fn owned(&self, who: AccountId, uid: Uid) -> Result<usize, TxError> {
         let i = usize::try_from(uid).map_err(|_| TxError::NoSuchNode(uid))?;
-        match self.nodes.get(i) {
+        match self.neurons.get(i) {
             None => Err(TxError::NoSuchNode(uid)),
             Some(n) if n.owner != who => Err(TxError::NotOwner(uid)),
             Some(_) => Ok(i),
@@ -281,20 +300,20 @@ impl LedgerState {
     /// balance, and its weights, bonds and the entries of every other row that name it are
     /// cleared, so the newcomer inherits nothing.
     fn register(&mut self, who: AccountId) -> Result<Vec<Event>, TxError> {
-        let fresh = Node {
+        let fresh = Neuron {
             owner: who,
             stake: 0,
             registered_at: self.block,
             weights_block: None,
             endpoint: Vec::new(),
-            last: NodeStats::default(),
+            last: NeuronStats::default(),
         };
         let cap = usize::try_from(self.config.max_nodes).unwrap_or(usize::MAX);
-        if self.nodes.len() < cap {
-            let uid = Uid::try_from(self.nodes.len()).map_err(|_| TxError::RegistryFull {
+        if self.neurons.len() < cap {
+            let uid = Uid::try_from(self.neurons.len()).map_err(|_| TxError::RegistryFull {
                 max: self.config.max_nodes,
             })?;
-            self.nodes.push(fresh);
+            self.neurons.push(fresh);
             self.weights.push(Vec::new());
             self.bonds.push(Vec::new());
             return Ok(vec![Event::Registered {
@@ -307,7 +326,7 @@ impl LedgerState {
         let block = self.block;
         let immunity = self.config.immunity_period;
         let victim = self
-            .nodes
+            .neurons
             .iter()
             .enumerate()
             .filter(|(_, n)| block.saturating_sub(n.registered_at) >= immunity)
@@ -316,18 +335,15 @@ impl LedgerState {
             .ok_or(TxError::RegistryFull {
                 max: self.config.max_nodes,
             })?;
-        let old = &self.nodes[victim];
+        let old = &self.neurons[victim];
         let (old_owner, returned) = (old.owner, old.stake);
-        let credited = self
-            .free(&old_owner)
-            .checked_add(returned)
-            .ok_or(TxError::Overflow)?;
+        let credited = self.credit(&old_owner, returned)?;
         // The victim index is below max_nodes, which fits a Uid because every uid was one.
         let uid = Uid::try_from(victim).map_err(|_| TxError::RegistryFull {
             max: self.config.max_nodes,
         })?;
         self.accounts.entry(old_owner).or_default().free = credited;
-        self.nodes[victim] = fresh;
+        self.neurons[victim] = fresh;
         self.weights[victim].clear();
         self.bonds[victim].clear();
         for row in &mut self.weights {
@@ -344,6 +360,7 @@ impl LedgerState {
         }])
     }
 
+    /// [`Call::SetWeights`]: validates, sorts and stores the row of a neuron `who` owns.
     fn set_weights(
         &mut self,
         who: AccountId,
@@ -351,19 +368,19 @@ impl LedgerState {
         row: &[(Uid, u16)],
     ) -> Result<Vec<Event>, TxError> {
         let i = self.owned(who, uid)?;
-        if let Some(last) = self.nodes[i].weights_block {
+        if let Some(last) = self.neurons[i].weights_block {
             let next = last.saturating_add(self.config.weights_rate_limit);
             if self.block < next {
                 return Err(TxError::RateLimited { last, next });
             }
         }
-        let n = self.nodes.len();
+        let n = self.neurons.len();
         let max_len = usize::try_from(self.config.max_weights_len).unwrap_or(usize::MAX);
         validate_row(&self.params, i, row, n, max_len).map_err(TxError::InvalidWeights)?;
         let sorted = canonicalize("weights", i, row, n).map_err(TxError::InvalidWeights)?;
         let len = u32::try_from(sorted.len()).unwrap_or(u32::MAX);
         self.weights[i] = sorted;
-        self.nodes[i].weights_block = Some(self.block);
+        self.neurons[i].weights_block = Some(self.block);
         Ok(vec![Event::WeightsSet { uid, len }])
     }
 
@@ -371,7 +388,7 @@ impl LedgerState {
     /// shared consensus crate on the fixed-point path, mints, and lets the controller move
     /// `min_allowed_weights` from the loss.
     pub fn end_block(&mut self) -> Vec<Event> {
-        if self.block == 0 || self.block % self.config.tempo != 0 || self.nodes.is_empty() {
+        if self.block == 0 || self.block % self.config.tempo != 0 || self.neurons.is_empty() {
             return Vec::new();
         }
         let input = self.epoch_input();
@@ -387,9 +404,9 @@ impl LedgerState {
                 }];
             }
         };
-        for (i, node) in self.nodes.iter_mut().enumerate() {
-            node.stake = out.stake[i];
-            node.last = NodeStats {
+        for (i, neuron) in self.neurons.iter_mut().enumerate() {
+            neuron.stake = out.stake[i];
+            neuron.last = NeuronStats {
                 rank: out.rank[i],
                 trust: out.trust[i],
                 consensus: out.consensus[i],
@@ -415,7 +432,7 @@ impl LedgerState {
     fn epoch_input(&mut self) -> State<Fx> {
         State {
             params: self.params,
-            stake: self.nodes.iter().map(|n| n.stake).collect(),
+            stake: self.neurons.iter().map(|n| n.stake).collect(),
             weights: std::mem::take(&mut self.weights),
             bonds: std::mem::take(&mut self.bonds),
         }
@@ -425,7 +442,7 @@ impl LedgerState {
     pub fn to_consensus_state(&self) -> State<Fx> {
         State {
             params: self.params,
-            stake: self.nodes.iter().map(|n| n.stake).collect(),
+            stake: self.neurons.iter().map(|n| n.stake).collect(),
             weights: self.weights.clone(),
             bonds: self.bonds.clone(),
         }
@@ -433,15 +450,16 @@ impl LedgerState {
 }
 
 fn check_endpoint(e: &[u8]) -> Result<(), TxError> {
+    let bad = TxError::BadEndpoint;
     if e.is_empty() {
-        return Err(TxError::BadEndpoint("empty"));
+        return Err(bad(EndpointError::Empty));
     }
     if e.len() > MAX_ENDPOINT_BYTES {
-        return Err(TxError::BadEndpoint("longer than 256 bytes"));
+        return Err(bad(EndpointError::TooLong));
     }
-    let s = std::str::from_utf8(e).map_err(|_| TxError::BadEndpoint("not UTF-8"))?;
+    let s = std::str::from_utf8(e).map_err(|_| bad(EndpointError::NotUtf8))?;
     if s.chars().any(char::is_control) {
-        return Err(TxError::BadEndpoint("control characters"));
+        return Err(bad(EndpointError::ControlCharacters));
     }
     Ok(())
 }
@@ -517,7 +535,7 @@ mod tests {
         .expect("unstake");
         let to = AccountId::from(&key(9));
         run(&mut s, 1, Call::Transfer { to, amount: 500 }).expect("transfer");
-        assert_eq!((s.nodes[0].stake, s.free(&to)), (500, 500));
+        assert_eq!((s.neurons[0].stake, s.free(&to)), (500, 500));
         assert_eq!(s.free(&AccountId::from(&key(1))), 0);
         assert_eq!(s.total_issuance(), 4_000);
     }
@@ -609,12 +627,12 @@ mod tests {
             matches!(ev.as_slice(), [Event::Epoch { index: 1, .. }]),
             "{ev:?}"
         );
-        let minted: u64 = s.nodes.iter().map(|n| n.last.emission).sum();
+        let minted: u64 = s.neurons.iter().map(|n| n.last.emission).sum();
         assert!(minted > 0 && minted <= s.params.emission);
         assert_eq!(s.total_issuance(), before + u128::from(minted));
-        assert!(s.nodes[2].last.rank < s.nodes[0].last.rank);
+        assert!(s.neurons[2].last.rank < s.neurons[0].last.rank);
         s.block = 3;
-        let stake2 = s.nodes[2].stake;
+        let stake2 = s.neurons[2].stake;
         let ev = run(&mut s, 4, Call::Register).expect("replaces");
         assert_eq!(
             ev,
@@ -627,7 +645,7 @@ mod tests {
         );
         assert!(s.weights.iter().all(|r| r.iter().all(|&(j, _)| j != 2)));
         assert!(s.bonds.iter().all(|r| r.iter().all(|&(j, _)| j != 2)));
-        assert_eq!(s.nodes[2].stake, 0);
+        assert_eq!(s.neurons[2].stake, 0);
         // The newcomer is immune for one block: a fifth registration finds nobody to evict
         // except uids 0 and 1, whose rank is higher but who are past immunity.
         s.config.immunity_period = 10;
@@ -645,10 +663,18 @@ mod tests {
             uid: 0,
             endpoint: e.to_vec(),
         };
-        assert!(run(&mut s, 1, serve(b"")).is_err());
-        assert!(run(&mut s, 1, serve(&[0xff])).is_err());
-        assert!(run(&mut s, 1, serve(&[b'a'; 257])).is_err());
+        let bad = |e| Err(TxError::BadEndpoint(e));
+        assert_eq!(run(&mut s, 1, serve(b"")), bad(EndpointError::Empty));
+        assert_eq!(run(&mut s, 1, serve(&[0xff])), bad(EndpointError::NotUtf8));
+        assert_eq!(
+            run(&mut s, 1, serve(&[b'a'; 257])),
+            bad(EndpointError::TooLong)
+        );
+        assert_eq!(
+            run(&mut s, 1, serve(b"a\nb")),
+            bad(EndpointError::ControlCharacters)
+        );
         run(&mut s, 1, serve(b"127.0.0.1:7000")).expect("serve");
-        assert_eq!(s.nodes[0].endpoint, b"127.0.0.1:7000");
+        assert_eq!(s.neurons[0].endpoint, b"127.0.0.1:7000");
     }
 }

@@ -8,8 +8,9 @@ use parity_scale_codec::{Decode, Encode};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::LedgerError;
-use crate::chain::{Block, H256, Header, Receipts};
-use crate::error::storage;
+use crate::block::{Block, Header, Receipts};
+use crate::error::{Corruption, Record, storage};
+use crate::extrinsic::H256;
 use crate::state::{Genesis, LedgerState};
 
 /// Block number -> SCALE `Block`.
@@ -29,8 +30,8 @@ pub struct Store {
     db: Database,
 }
 
-fn decode<T: Decode>(what: &str, bytes: &[u8]) -> Result<T, LedgerError> {
-    T::decode(&mut &bytes[..]).map_err(|e| LedgerError::Corrupt(format!("{what}: {e}")))
+fn decode<T: Decode>(record: Record, bytes: &[u8]) -> Result<T, LedgerError> {
+    T::decode(&mut &bytes[..]).map_err(|error| Corruption::Decode { record, error }.into())
 }
 
 impl Store {
@@ -55,7 +56,7 @@ impl Store {
             Err(e) => return Err(storage(e)),
         };
         let got = table.get("genesis").map_err(storage)?;
-        got.map(|v| decode("genesis", v.value())).transpose()
+        got.map(|v| decode(Record::Genesis, v.value())).transpose()
     }
 
     /// The state after the head block.
@@ -63,8 +64,8 @@ impl Store {
         let tx = self.db.begin_read().map_err(storage)?;
         let table = tx.open_table(META).map_err(storage)?;
         let got = table.get("state").map_err(storage)?;
-        let v = got.ok_or_else(|| LedgerError::Corrupt("no state".into()))?;
-        decode("state", v.value())
+        let v = got.ok_or(Corruption::NoState)?;
+        decode(Record::State, v.value())
     }
 
     /// The highest committed block number.
@@ -73,7 +74,7 @@ impl Store {
         let table = tx.open_table(BLOCKS).map_err(storage)?;
         let last = table.last().map_err(storage)?;
         last.map(|(k, _)| k.value())
-            .ok_or_else(|| LedgerError::Corrupt("no blocks".into()))
+            .ok_or_else(|| Corruption::NoBlocks.into())
     }
 
     /// Block `number`, if committed.
@@ -81,7 +82,7 @@ impl Store {
         let tx = self.db.begin_read().map_err(storage)?;
         let table = tx.open_table(BLOCKS).map_err(storage)?;
         let got = table.get(number).map_err(storage)?;
-        got.map(|v| decode("block", v.value())).transpose()
+        got.map(|v| decode(Record::Block, v.value())).transpose()
     }
 
     /// Block `number`'s receipts, if committed.
@@ -89,7 +90,7 @@ impl Store {
         let tx = self.db.begin_read().map_err(storage)?;
         let table = tx.open_table(RECEIPTS).map_err(storage)?;
         let got = table.get(number).map_err(storage)?;
-        got.map(|v| decode("receipts", v.value())).transpose()
+        got.map(|v| decode(Record::Receipts, v.value())).transpose()
     }
 
     /// Where a committed extrinsic is: `(block, index)`.
@@ -120,7 +121,7 @@ impl Store {
             meta.insert("genesis", genesis.encode().as_slice())
                 .map_err(storage)?;
         }
-        Self::put(&tx, block, &Receipts::default(), state)?;
+        Self::put(&tx, block, &Receipts::default(), &state.encode())?;
         tx.commit().map_err(storage)
     }
 
@@ -131,6 +132,17 @@ impl Store {
         receipts: &Receipts,
         state: &LedgerState,
     ) -> Result<(), LedgerError> {
+        self.commit_encoded(block, receipts, &state.encode())
+    }
+
+    /// [`Store::commit`] with the state already SCALE-encoded (the producer hashes the same
+    /// bytes into the header, so the state is encoded once a block).
+    pub(crate) fn commit_encoded(
+        &self,
+        block: &Block,
+        receipts: &Receipts,
+        state: &[u8],
+    ) -> Result<(), LedgerError> {
         let tx = self.db.begin_write().map_err(storage)?;
         Self::put(&tx, block, receipts, state)?;
         tx.commit().map_err(storage)
@@ -140,7 +152,7 @@ impl Store {
         tx: &redb::WriteTransaction,
         block: &Block,
         receipts: &Receipts,
-        state: &LedgerState,
+        state: &[u8],
     ) -> Result<(), LedgerError> {
         let number = block.header.number;
         tx.open_table(BLOCKS)
@@ -154,14 +166,13 @@ impl Store {
         {
             let mut index = tx.open_table(TX_INDEX).map_err(storage)?;
             for (k, ext) in block.extrinsics.iter().enumerate() {
-                let k =
-                    u32::try_from(k).map_err(|_| LedgerError::Corrupt("block too long".into()))?;
+                let k = u32::try_from(k).map_err(|_| Corruption::BlockTooLong)?;
                 index.insert(&ext.hash().0, (number, k)).map_err(storage)?;
             }
         }
         tx.open_table(META)
             .map_err(storage)?
-            .insert("state", state.encode().as_slice())
+            .insert("state", state)
             .map_err(storage)?;
         Ok(())
     }
@@ -171,6 +182,6 @@ impl Store {
         let head = self.head()?;
         self.block(head)?
             .map(|b| b.header)
-            .ok_or_else(|| LedgerError::Corrupt(format!("head block {head} missing")))
+            .ok_or_else(|| Corruption::HeadMissing(head).into())
     }
 }

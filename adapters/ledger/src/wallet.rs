@@ -6,7 +6,8 @@ use std::path::Path;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
-use crate::{AccountId, LedgerError};
+use crate::AccountId;
+use crate::error::WalletError;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,16 +21,25 @@ pub struct Wallet {
     key: SigningKey,
 }
 
-fn err(path: &Path, msg: impl std::fmt::Display) -> LedgerError {
-    LedgerError::Wallet(format!("{}: {msg}", path.display()))
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WalletError + '_ {
+    move |error| WalletError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+fn json(path: &Path) -> impl FnOnce(serde_json::Error) -> WalletError + '_ {
+    move |error| WalletError::Json {
+        path: path.to_path_buf(),
+        error,
+    }
 }
 
 impl Wallet {
     /// A fresh key from the operating system's random source.
-    pub fn generate() -> Result<Wallet, LedgerError> {
+    pub fn generate() -> Result<Wallet, WalletError> {
         let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed)
-            .map_err(|e| LedgerError::Wallet(format!("no system randomness: {e}")))?;
+        getrandom::fill(&mut seed).map_err(WalletError::NoRandomness)?;
         Ok(Wallet::from_seed(seed))
     }
 
@@ -51,12 +61,12 @@ impl Wallet {
     }
 
     /// Writes a new key file readable by its owner only (0600); refuses to overwrite.
-    pub fn save(&self, path: &Path) -> Result<(), LedgerError> {
+    pub fn save(&self, path: &Path) -> Result<(), WalletError> {
         let body = serde_json::to_string_pretty(&KeyFile {
             account: self.account().to_string(),
             secret: hex::encode(self.key.to_bytes()),
         })
-        .map_err(|e| err(path, e))?;
+        .map_err(json(path))?;
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -64,37 +74,40 @@ impl Wallet {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut file = opts.open(path).map_err(|e| err(path, e))?;
+        let mut file = opts.open(path).map_err(io(path))?;
         file.write_all(body.as_bytes())
             .and_then(|()| file.sync_all())
-            .map_err(|e| err(path, e))
+            .map_err(io(path))
     }
 
     /// Reads a key file; refuses one that others can read or write (mode & 0o077 != 0) and
     /// one whose account does not match its secret.
-    pub fn load(path: &Path) -> Result<Wallet, LedgerError> {
+    pub fn load(path: &Path) -> Result<Wallet, WalletError> {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(path)
-                .map_err(|e| err(path, e))?
+                .map_err(io(path))?
                 .permissions()
                 .mode();
             if mode & 0o077 != 0 {
-                return Err(err(
-                    path,
-                    format_args!("permissions {:o} are too open; use 0600", mode & 0o777),
-                ));
+                return Err(WalletError::TooOpen {
+                    path: path.to_path_buf(),
+                    mode: mode & 0o777,
+                });
             }
         }
-        let text = std::fs::read_to_string(path).map_err(|e| err(path, e))?;
-        let file: KeyFile = serde_json::from_str(&text).map_err(|e| err(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let file: KeyFile = serde_json::from_str(&text).map_err(json(path))?;
         let mut seed = [0u8; 32];
-        hex::decode_to_slice(&file.secret, &mut seed)
-            .map_err(|_| err(path, "secret is not 32 bytes of hex"))?;
+        hex::decode_to_slice(&file.secret, &mut seed).map_err(|_| WalletError::BadSecret {
+            path: path.to_path_buf(),
+        })?;
         let wallet = Wallet::from_seed(seed);
         if wallet.account().to_string() != file.account {
-            return Err(err(path, "account does not match the secret"));
+            return Err(WalletError::AccountMismatch {
+                path: path.to_path_buf(),
+            });
         }
         Ok(wallet)
     }
@@ -110,7 +123,10 @@ mod tests {
         let path = dir.path().join("key.json");
         let w = Wallet::generate().expect("random");
         w.save(&path).expect("save");
-        assert!(w.save(&path).is_err(), "never overwrites");
+        assert!(
+            matches!(w.save(&path), Err(WalletError::Io { .. })),
+            "never overwrites"
+        );
         assert_eq!(Wallet::load(&path).expect("load").account(), w.account());
         #[cfg(unix)]
         {
@@ -119,7 +135,10 @@ mod tests {
             assert_eq!(meta.permissions().mode() & 0o777, 0o600);
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
             assert!(
-                Wallet::load(&path).is_err(),
+                matches!(
+                    Wallet::load(&path),
+                    Err(WalletError::TooOpen { mode: 0o644, .. })
+                ),
                 "a readable key file is refused"
             );
         }

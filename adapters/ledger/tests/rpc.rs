@@ -1,16 +1,17 @@
 //! Through the real JSON-RPC server on loopback: each kind of bad extrinsic is refused with a
 //! clear error and changes nothing; good ones are committed; heads stream over WebSocket.
+#![cfg(feature = "rpc")]
 
 use std::time::Duration;
 
-use deepnode_ledger::rpc::{submit_hex, tx_error_code};
+use deepnode_ledger::rpc::tx_error_code;
 use deepnode_ledger::{
     AccountId, Call, Chain, Client, Extrinsic, Genesis, H256, LedgerNode, MAX_EXTRINSIC_BYTES,
-    TxError, Wallet,
+    MalformedError, TxError, Wallet,
 };
 use jsonrpsee::core::client::SubscriptionClientT;
 use jsonrpsee::rpc_params;
-use jsonrpsee::ws_client::WsClientBuilder;
+use jsonrpsee_ws_client::WsClientBuilder;
 use parity_scale_codec::Encode;
 use serde_json::Value;
 
@@ -124,7 +125,7 @@ async fn bad_extrinsics_are_refused_with_no_state_change() {
     forged.signer = a.account();
     refused(
         &net,
-        submit_hex(&forged),
+        forged.to_hex(),
         code(TxError::BadSignature),
         "bad signature",
     )
@@ -134,7 +135,7 @@ async fn bad_extrinsics_are_refused_with_no_state_change() {
     flipped.signature[5] ^= 1;
     refused(
         &net,
-        submit_hex(&flipped),
+        flipped.to_hex(),
         code(TxError::BadSignature),
         "bad signature",
     )
@@ -143,7 +144,7 @@ async fn bad_extrinsics_are_refused_with_no_state_change() {
     let other = Extrinsic::sign(a.key(), &H256([9; 32]), 2, Call::Register);
     refused(
         &net,
-        submit_hex(&other),
+        other.to_hex(),
         code(TxError::BadSignature),
         "bad signature",
     )
@@ -153,7 +154,7 @@ async fn bad_extrinsics_are_refused_with_no_state_change() {
     let first = Extrinsic::sign(a.key(), &g, 0, Call::Register);
     refused(
         &net,
-        submit_hex(&first),
+        first.to_hex(),
         code(TxError::BadNonce {
             expected: 0,
             got: 0,
@@ -164,7 +165,7 @@ async fn bad_extrinsics_are_refused_with_no_state_change() {
     let ahead = Extrinsic::sign(a.key(), &g, 7, Call::Register);
     refused(
         &net,
-        submit_hex(&ahead),
+        ahead.to_hex(),
         code(TxError::BadNonce {
             expected: 0,
             got: 0,
@@ -190,7 +191,7 @@ async fn bad_extrinsics_are_refused_with_no_state_change() {
         let ext = Extrinsic::sign(b.key(), &g, nb, call);
         refused(
             &net,
-            submit_hex(&ext),
+            ext.to_hex(),
             code(TxError::NotOwner(0)),
             "owned by another account",
         )
@@ -200,7 +201,9 @@ async fn bad_extrinsics_are_refused_with_no_state_change() {
     // Malformed SCALE: truncated, trailing byte, unknown call index, not hex.
     let good =
         Extrinsic::sign(a.key(), &g, next(&a).await.expect("nonce"), Call::Register).encode();
-    let malformed = code(TxError::Malformed(String::new()));
+    let malformed = code(TxError::Malformed(MalformedError::NotHex(
+        hex::FromHexError::OddLength,
+    )));
     let hexed = |b: &[u8]| format!("0x{}", hex::encode(b));
     refused(&net, hexed(&good[..good.len() - 1]), malformed, "malformed").await;
     let mut trailing = good.clone();
@@ -220,7 +223,7 @@ async fn bad_extrinsics_are_refused_with_no_state_change() {
     assert!(big.encode().len() > MAX_EXTRINSIC_BYTES);
     refused(
         &net,
-        submit_hex(&big),
+        big.to_hex(),
         code(TxError::TooLarge { len: 0, max: 0 }),
         "at most 65536",
     )
@@ -243,7 +246,7 @@ async fn bad_extrinsics_are_refused_with_no_state_change() {
                 weights: row,
             },
         );
-        refused(&net, submit_hex(&ext), invalid, needle).await;
+        refused(&net, ext.to_hex(), invalid, needle).await;
     }
     // A valid row is accepted once; the second within the rate limit is refused.
     let h = c
@@ -268,7 +271,7 @@ async fn bad_extrinsics_are_refused_with_no_state_change() {
     );
     refused(
         &net,
-        submit_hex(&again),
+        again.to_hex(),
         code(TxError::RateLimited { last: 0, next: 0 }),
         "rate limit",
     )
@@ -286,7 +289,7 @@ async fn bad_extrinsics_are_refused_with_no_state_change() {
     );
     refused(
         &net,
-        submit_hex(&broke),
+        broke.to_hex(),
         code(TxError::InsufficientBalance { have: 0, need: 0 }),
         "insufficient balance",
     )

@@ -1,14 +1,16 @@
-//! A JSON-RPC client for the ledger (HTTP), used by the wallet commands and the tests.
+//! A JSON-RPC client for the ledger over plain HTTP (the server is loopback only, so the client
+//! carries no TLS), used by the wallet commands and the tests.
 
 use std::time::{Duration, Instant};
 
 use jsonrpsee::core::client::ClientT;
 use jsonrpsee::core::params::ArrayParams;
-use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use jsonrpsee::rpc_params;
+use jsonrpsee_http_client::{HttpClient, HttpClientBuilder};
 use serde_json::Value;
 
-use crate::rpc::{MAX_REQUEST_BYTES, submit_hex};
+use super::MAX_REQUEST_BYTES;
+use crate::error::RpcError;
 use crate::{AccountId, Call, Extrinsic, H256, LedgerError};
 
 /// A connection to a ledger node's RPC endpoint.
@@ -16,14 +18,24 @@ pub struct Client {
     http: HttpClient,
 }
 
-/// A refused call: the server's error code and message.
+/// A refused call keeps the server's error code and message.
 fn rpc(e: jsonrpsee::core::client::Error) -> LedgerError {
     match e {
-        jsonrpsee::core::client::Error::Call(obj) => {
-            LedgerError::Rpc(format!("{} (code {})", obj.message(), obj.code()))
-        }
-        other => LedgerError::Rpc(other.to_string()),
+        jsonrpsee::core::client::Error::Call(obj) => RpcError::Refused {
+            code: obj.code(),
+            message: obj.message().to_string(),
+        },
+        other => RpcError::Client(other),
     }
+    .into()
+}
+
+/// Parses a reply's hash.
+fn id(v: &Value) -> Result<H256, LedgerError> {
+    Ok(v.as_str()
+        .unwrap_or_default()
+        .parse()
+        .map_err(RpcError::BadId)?)
 }
 
 impl Client {
@@ -44,11 +56,7 @@ impl Client {
 
     /// The chain id extrinsics sign.
     pub async fn genesis_hash(&self) -> Result<H256, LedgerError> {
-        let v = self.call("ledger_genesisHash", rpc_params![]).await?;
-        v.as_str()
-            .unwrap_or_default()
-            .parse()
-            .map_err(LedgerError::Rpc)
+        id(&self.call("ledger_genesisHash", rpc_params![]).await?)
     }
 
     /// The next nonce of `who`, counting extrinsics already in the pool.
@@ -56,18 +64,15 @@ impl Client {
         let v = self
             .call("ledger_account", rpc_params![who.to_string()])
             .await?;
-        v["pending_nonce"]
-            .as_u64()
-            .ok_or_else(|| LedgerError::Rpc("ledger_account: no pending_nonce".into()))
+        Ok(v["pending_nonce"].as_u64().ok_or(RpcError::MissingField {
+            method: "ledger_account",
+            field: "pending_nonce",
+        })?)
     }
 
     /// Submits an encoded extrinsic (hex); returns its hash.
     pub async fn submit_hex(&self, hex: String) -> Result<H256, LedgerError> {
-        let v = self.call("ledger_submit", rpc_params![hex]).await?;
-        v.as_str()
-            .unwrap_or_default()
-            .parse()
-            .map_err(LedgerError::Rpc)
+        id(&self.call("ledger_submit", rpc_params![hex]).await?)
     }
 
     /// Signs `call` with `key` at the signer's next nonce and submits it.
@@ -78,7 +83,7 @@ impl Client {
     ) -> Result<H256, LedgerError> {
         let genesis = self.genesis_hash().await?;
         let nonce = self.pending_nonce(AccountId::from(key)).await?;
-        self.submit_hex(submit_hex(&Extrinsic::sign(key, &genesis, nonce, call)))
+        self.submit_hex(Extrinsic::sign(key, &genesis, nonce, call).to_hex())
             .await
     }
 
@@ -93,9 +98,11 @@ impl Client {
                 return Ok(b);
             }
             if start.elapsed() > timeout {
-                return Err(LedgerError::Rpc(format!(
-                    "{hash} not committed after {timeout:?}"
-                )));
+                return Err(RpcError::NotCommitted {
+                    hash: *hash,
+                    timeout,
+                }
+                .into());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

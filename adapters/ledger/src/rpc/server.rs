@@ -1,0 +1,271 @@
+//! The JSON-RPC server: one function per method over the shared chain, and [`LedgerNode`],
+//! which runs the server and the block producer.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use deepnode_consensus::{Uid, Weight};
+use jsonrpsee::core::{RegisterMethodError, SubscriptionResult};
+use jsonrpsee::server::{
+    PendingSubscriptionSink, Server, ServerConfig, ServerHandle, SubscriptionMessage,
+};
+use jsonrpsee::types::{ErrorObjectOwned, Extensions, Params};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use super::producer::produce;
+use super::{MAX_REQUEST_BYTES, tx_error_code};
+use crate::error::{RpcError, UsageError};
+use crate::state::LedgerState;
+use crate::view::{
+    AccountView, BlockView, ExtrinsicAt, HeaderView, MetagraphView, bonds_view, epoch_input_json,
+};
+use crate::{AccountId, Chain, Extrinsic, H256, LedgerError, TxError};
+
+/// What the RPC handlers and the producer share.
+pub(super) struct Shared {
+    chain: Mutex<Chain>,
+    genesis: H256,
+    /// Each new head, for `ledger_subscribeNewHeads`.
+    pub(super) heads: broadcast::Sender<HeaderView>,
+}
+
+impl Shared {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Chain> {
+        // A panic while holding the lock leaves the chain as it was before the failed call
+        // (every mutation validates first); keep serving.
+        self.chain.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running ledger node: the RPC server and the block producer.
+pub struct LedgerNode {
+    addr: SocketAddr,
+    server: ServerHandle,
+    stop: Arc<AtomicBool>,
+    producer: Option<std::thread::JoinHandle<Result<(), LedgerError>>>,
+}
+
+impl LedgerNode {
+    /// Starts serving `chain` on `listen` (loopback only) and producing a block every
+    /// `interval`. Call from within a tokio runtime.
+    pub async fn start(
+        chain: Chain,
+        listen: SocketAddr,
+        interval: Duration,
+    ) -> Result<LedgerNode, LedgerError> {
+        if !listen.ip().is_loopback() {
+            return Err(UsageError::NotLoopback(listen).into());
+        }
+        let (heads, _) = broadcast::channel(64);
+        let shared = Arc::new(Shared {
+            genesis: chain.genesis_hash(),
+            chain: Mutex::new(chain),
+            heads,
+        });
+        let config = ServerConfig::builder()
+            .max_request_body_size(MAX_REQUEST_BYTES)
+            .build();
+        let server = Server::builder().set_config(config).build(listen).await?;
+        let addr = server.local_addr()?;
+        let module = module(shared.clone()).map_err(RpcError::Register)?;
+        let server = server.start(module);
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("block-producer".into())
+                .spawn(move || produce(&shared, interval, &stop))?
+        };
+        Ok(LedgerNode {
+            addr,
+            server,
+            stop,
+            producer: Some(producer),
+        })
+    }
+
+    /// The bound address (`http://` and `ws://` on the same port).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits until the producer stops on an error (a storage failure) and returns it.
+    pub async fn wait_failure(&mut self) -> LedgerError {
+        loop {
+            if self.producer.as_ref().is_none_or(|p| p.is_finished()) {
+                return match self.producer.take().map(std::thread::JoinHandle::join) {
+                    Some(Ok(Err(e))) => e,
+                    _ => RpcError::ProducerStopped.into(),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops producing (after the block in progress is committed) and stops the server.
+    pub async fn stop(mut self) -> Result<(), LedgerError> {
+        self.stop.store(true, Ordering::SeqCst);
+        let res = match self.producer.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(RpcError::ProducerPanicked.into()),
+            None => Ok(()),
+        };
+        let _ = self.server.stop();
+        self.server.clone().stopped().await;
+        res
+    }
+}
+
+/// A method's reply: its result, or a JSON-RPC error object.
+type Reply<T> = Result<T, ErrorObjectOwned>;
+
+/// The context every method gets.
+type Ctx = Arc<Shared>;
+
+fn module(shared: Ctx) -> Result<jsonrpsee::RpcModule<Ctx>, RegisterMethodError> {
+    let mut m = jsonrpsee::RpcModule::new(shared);
+    m.register_method("ledger_genesisHash", genesis_hash)?;
+    m.register_method("ledger_head", head)?;
+    m.register_method("ledger_submit", submit)?;
+    m.register_method("ledger_extrinsic", extrinsic)?;
+    m.register_method("ledger_account", account)?;
+    m.register_method("ledger_metagraph", metagraph)?;
+    m.register_method("ledger_epochInput", epoch_input)?;
+    m.register_method("ledger_block", block)?;
+    m.register_method("ledger_weights", weights)?;
+    m.register_method("ledger_bonds", bonds)?;
+    m.register_subscription(
+        "ledger_subscribeNewHeads",
+        "ledger_newHead",
+        "ledger_unsubscribeNewHeads",
+        |_, pending, s, _| subscribe_new_heads(pending, s),
+    )?;
+    Ok(m)
+}
+
+/// `ledger_genesisHash`.
+fn genesis_hash(_: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<String> {
+    Ok(s.genesis.to_string())
+}
+
+/// `ledger_head`.
+fn head(_: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<HeaderView> {
+    Ok(HeaderView::from(s.lock().head()))
+}
+
+/// `ledger_submit`: the signature is checked before taking the lock, so checks run in
+/// parallel; only nonce and call are checked under it.
+fn submit(p: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<String> {
+    let text: String = param(&p)?;
+    let ext = Extrinsic::from_hex(&text, &s.genesis).map_err(|e| refused(&e))?;
+    let hash = s.lock().submit_verified(ext).map_err(|e| refused(&e))?;
+    Ok(hash.to_string())
+}
+
+/// `ledger_extrinsic`.
+fn extrinsic(p: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<Option<ExtrinsicAt>> {
+    let hash: H256 = id_param(&p)?;
+    let at = s.lock().store().locate(&hash).map_err(|e| internal(&e))?;
+    Ok(at.map(|(block, index)| ExtrinsicAt { block, index }))
+}
+
+/// `ledger_account`.
+fn account(p: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<AccountView> {
+    let who: AccountId = id_param(&p)?;
+    let chain = s.lock();
+    Ok(AccountView::new(
+        chain.state(),
+        &who,
+        chain.pending_nonce(&who),
+    ))
+}
+
+/// `ledger_metagraph`.
+fn metagraph(_: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<MetagraphView> {
+    Ok(MetagraphView::new(s.lock().state()))
+}
+
+/// `ledger_epochInput`.
+fn epoch_input(_: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<Value> {
+    Ok(epoch_input_json(&s.lock()))
+}
+
+/// `ledger_block`: `null` for a block not (yet) committed.
+fn block(p: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<Option<BlockView>> {
+    let number: u64 = param(&p)?;
+    let chain = s.lock();
+    let Some(block) = chain.store().block(number).map_err(|e| internal(&e))? else {
+        return Ok(None);
+    };
+    let receipts = chain.store().receipts(number).map_err(|e| internal(&e))?;
+    Ok(Some(BlockView::new(&block, &receipts.unwrap_or_default())))
+}
+
+/// `ledger_weights`.
+fn weights(p: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<Vec<(Uid, Weight)>> {
+    with_neuron(&p, s, |state, i| state.weights[i].clone())
+}
+
+/// `ledger_bonds`.
+fn bonds(p: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<Vec<(Uid, f64, String)>> {
+    with_neuron(&p, s, |state, i| bonds_view(&state.bonds[i]))
+}
+
+/// `ledger_subscribeNewHeads`: a slow subscriber skips heads rather than stalling the
+/// producer.
+async fn subscribe_new_heads(pending: PendingSubscriptionSink, s: Arc<Ctx>) -> SubscriptionResult {
+    let mut rx = s.heads.subscribe();
+    let sink = pending.accept().await?;
+    loop {
+        match rx.recv().await {
+            Ok(head) => {
+                let msg: SubscriptionMessage = serde_json::value::to_raw_value(&head)?.into();
+                sink.send(msg).await?;
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        }
+    }
+}
+
+/// The one positional parameter.
+fn param<T: serde::de::DeserializeOwned>(p: &Params<'_>) -> Reply<T> {
+    p.one::<T>().map_err(|e| invalid_params(e.message()))
+}
+
+/// The one positional parameter, a 32-byte id in hex.
+fn id_param<T: std::str::FromStr<Err = crate::error::ParseIdError>>(p: &Params<'_>) -> Reply<T> {
+    param::<String>(p)?.parse::<T>().map_err(invalid_params)
+}
+
+/// Reads the uid parameter and runs `f` on the committed state and that neuron's index;
+/// an unknown uid is refused as [`TxError::NoSuchNode`].
+fn with_neuron<T>(
+    p: &Params<'_>,
+    s: &Shared,
+    f: impl FnOnce(&LedgerState, usize) -> T,
+) -> Reply<T> {
+    let uid: Uid = param(p)?;
+    let chain = s.lock();
+    let state = chain.state();
+    let i = usize::try_from(uid)
+        .ok()
+        .filter(|&i| i < state.neurons.len())
+        .ok_or_else(|| refused(&TxError::NoSuchNode(uid)))?;
+    Ok(f(state, i))
+}
+
+fn refused(e: &TxError) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(tx_error_code(e), e.to_string(), None::<()>)
+}
+
+fn invalid_params(msg: impl std::fmt::Display) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(-32602, format!("invalid params: {msg}"), None::<()>)
+}
+
+fn internal(e: &LedgerError) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(-32603, e.to_string(), None::<()>)
+}
