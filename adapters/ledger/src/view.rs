@@ -306,8 +306,9 @@ pub struct AccountView {
     pub nonce: u64,
     /// Next nonce counting the pool.
     pub pending_nonce: u64,
-    /// Stake summed over the neurons it owns.
-    pub stake: u64,
+    /// Stake summed over the neurons it owns, exactly: each node's stake is a `u64`, the sum
+    /// of several may not be (the JSON number carries every digit).
+    pub stake: u128,
 }
 
 impl AccountView {
@@ -322,7 +323,7 @@ impl AccountView {
                 .neurons
                 .iter()
                 .filter(|n| n.owner == *who)
-                .map(|n| n.stake)
+                .map(|n| u128::from(n.stake))
                 .sum(),
         }
     }
@@ -447,4 +448,33 @@ pub fn bonds_view(row: &[(Uid, Fx)]) -> Vec<(Uid, f64, String)> {
 /// the first epoch); `params` reals are printed as the nearest `f64`.
 pub fn epoch_input_json(chain: &Chain) -> Value {
     deepnode_contract::render_state(&chain.state().to_consensus_state())
+}
+
+#[cfg(test)]
+mod account_tests {
+    use super::*;
+    use crate::state::{Genesis, Neuron, NeuronStats};
+
+    /// Issue 15, item 6: two nodes of one account with stakes 2^64-21 and 1,000 summed to 979
+    /// in u64.
+    #[test]
+    fn account_stake_is_summed_without_wrapping() {
+        let who = AccountId([5; 32]);
+        let mut state = LedgerState::genesis(&Genesis::default()).expect("genesis");
+        for stake in [u64::MAX - 20, 1_000] {
+            state.neurons.push(Neuron {
+                owner: who,
+                stake,
+                registered_at: 0,
+                weights_block: None,
+                endpoint: Vec::new(),
+                last: NeuronStats::default(),
+            });
+        }
+        let view = AccountView::new(&state, &who, 0);
+        let exact = u128::from(u64::MAX) - 20 + 1_000;
+        assert_eq!(view.stake, exact);
+        let json = serde_json::to_string(&view).expect("json");
+        assert!(json.contains(&format!("\"stake\":{exact}")), "{json}");
+    }
 }
