@@ -324,3 +324,63 @@ async fn check(client: &Client, heads: &[(u64, String)], committed: &[(H256, u64
         assert_eq!(at["block"].as_u64(), Some(*block), "extrinsic {h} survived");
     }
 }
+
+/// Issue 15, items 3, 4, 7, 8 through the binary: a damaged or empty database, a refused
+/// genesis and a FIFO wallet each end in one line on stderr, the right exit code and no file
+/// changed or left behind.
+#[test]
+fn damaged_files_and_bad_inputs_give_one_line_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("chain");
+    let data_s = data.to_str().expect("utf-8 path");
+    drop(Chain::open(&data, None).expect("a chain"));
+    let db = data.join(deepnode_ledger::DB_FILE);
+    let bytes = std::fs::read(&db).expect("read");
+    let one_line = |out: &Output, code: i32, needle: &str| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.contains(needle), "{needle} in {err}");
+    };
+    for cut in [4096, bytes.len() / 2, 0] {
+        std::fs::write(&db, &bytes[..cut]).expect("truncate");
+        for args in [
+            &["ledger", "verify", "--data", data_s][..],
+            &["ledger", "run", "--listen", "127.0.0.1:0", "--data", data_s][..],
+        ] {
+            one_line(&deepnode(args), 1, "ledger.redb");
+            assert_eq!(
+                std::fs::read(&db).expect("read").len(),
+                cut,
+                "file unchanged"
+            );
+        }
+    }
+    let genesis = genesis_file(
+        dir.path(),
+        &serde_json::json!({"controller": {"step": 1, "cap": 2, "floor": 3, "relax_after": 1}}),
+    );
+    let fresh = dir.path().join("fresh");
+    let out = deepnode(&[
+        "ledger",
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        fresh.to_str().expect("utf-8"),
+        "--genesis",
+        genesis.to_str().expect("utf-8"),
+    ]);
+    one_line(&out, 2, "floor 3 is above its cap 2");
+    assert!(!fresh.join(deepnode_ledger::DB_FILE).exists());
+    let fifo = dir.path().join("fifo.key");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let out = deepnode(&["wallet", "show", fifo.to_str().expect("utf-8")]);
+    one_line(&out, 2, "not a regular file");
+}

@@ -6,10 +6,10 @@ use std::path::Path;
 use parity_scale_codec::Encode;
 
 use crate::block::{Block, Event, Header, Receipts};
-use crate::error::{Corruption, GenesisError, UsageError, VerifyFailure};
+use crate::error::{Corruption, Damage, GenesisError, UsageError, VerifyFailure};
 use crate::extrinsic::{AccountId, Extrinsic, H256};
 use crate::state::{Genesis, LedgerState};
-use crate::store::Store;
+use crate::store::{DB_FILE, Store};
 use crate::{LedgerError, TxError};
 
 /// A running ledger over its store.
@@ -53,19 +53,51 @@ impl Chain {
     /// when `None`); an existing one resumes from its last committed block, and a `genesis`
     /// given for it must equal the stored one.
     pub fn open(dir: &Path, genesis: Option<&Genesis>) -> Result<Chain, LedgerError> {
-        let store = Store::open(dir)?;
-        match store.genesis()? {
-            None => {
+        let path = dir.join(DB_FILE);
+        // A new chain's genesis is checked before its file is created, so a refused genesis
+        // leaves nothing behind.
+        let fresh = match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let g = genesis.cloned().unwrap_or_default();
                 let state = LedgerState::genesis(&g)?;
-                store.init(&g, &genesis_block(&state), &state)?;
+                Some((g, state))
             }
-            Some(stored) => {
+            _ => None,
+        };
+        let store = Store::open(dir)?;
+        let inconsistent = |e: LedgerError| match e {
+            LedgerError::Corrupt(c) => LedgerError::Damaged {
+                path: path.clone(),
+                damage: Damage::Inconsistent(c),
+            },
+            other => other,
+        };
+        match (store.genesis().map_err(inconsistent)?, fresh) {
+            (None, Some((g, state))) if store.created() => {
+                if let Err(e) = store.init(&g, &genesis_block(&state), &state) {
+                    drop(store);
+                    // Nothing was committed: the file is ours and empty.
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e);
+                }
+            }
+            (None, _) => {
+                return Err(LedgerError::Damaged {
+                    path,
+                    damage: Damage::NoLedger,
+                });
+            }
+            (Some(stored), _) => {
                 if genesis.is_some_and(|g| *g != stored) {
                     return Err(GenesisError::Mismatch.into());
                 }
             }
         }
+        Self::resume(store).map_err(inconsistent)
+    }
+
+    /// The chain at the store's head; the stored state must be the head header's.
+    fn resume(store: Store) -> Result<Chain, LedgerError> {
         let genesis_hash = store
             .block(0)?
             .ok_or(Corruption::NoGenesisBlock)?
@@ -73,7 +105,7 @@ impl Chain {
             .hash();
         let head = store.head_header()?;
         let state = store.state()?;
-        if state.root() != head.state_root || state.block != head.number {
+        if state.block != head.number || state.root() != head.state_root {
             return Err(Corruption::StateNotAtHead.into());
         }
         Ok(Chain {
@@ -220,11 +252,15 @@ pub struct VerifyReport {
 /// extrinsic and epoch, and compares parent hashes, extrinsic roots, receipts and the state
 /// root of every block, then the stored head state.
 pub fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
-    if !dir.join(crate::store::DB_FILE).exists() {
+    if std::fs::symlink_metadata(dir.join(DB_FILE)).is_err() {
         return Err(UsageError::NoDatabase(dir.to_path_buf()).into());
     }
-    let store = Store::open(dir)?;
-    let genesis = store.genesis()?.ok_or(Corruption::NoGenesis)?;
+    // Read only: verify never writes the file, not even redb's crash repair.
+    let store = Store::open_read_only(dir)?;
+    let genesis = store.genesis()?.ok_or_else(|| LedgerError::Damaged {
+        path: store.path().to_path_buf(),
+        damage: Damage::NoLedger,
+    })?;
     let mut state = LedgerState::genesis(&genesis)?;
     let fail = |block: u64, reason: VerifyFailure| LedgerError::Verify { block, reason };
     let g = store.block(0)?.ok_or(fail(0, VerifyFailure::Missing))?;

@@ -150,6 +150,15 @@ pub enum LedgerError {
     /// Stored bytes do not decode, or the store is inconsistent.
     #[error("corrupt store: {0}")]
     Corrupt(#[from] Corruption),
+    /// The database file cannot be used as it is (empty, foreign, damaged, in use): refused
+    /// before anything is written to it.
+    #[error("{}: {damage}", .path.display())]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it.
+        damage: Damage,
+    },
     /// An extrinsic was refused.
     #[error("rejected: {0}")]
     Rejected(#[from] TxError),
@@ -239,6 +248,35 @@ pub enum Corruption {
     BlockTooLong,
 }
 
+/// What is wrong with a database file ([`LedgerError::Damaged`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Damage {
+    /// Not a regular file (a directory, a FIFO, a device).
+    #[error("not a regular file")]
+    NotAFile,
+    /// The file exists and is empty: not a new chain (only a missing file is).
+    #[error("file is empty, not a ledger database (remove it to start a new chain)")]
+    Empty,
+    /// The file does not start with redb's magic number.
+    #[error("not a redb database file")]
+    Foreign,
+    /// A redb file that holds no ledger (no genesis record).
+    #[error("a redb database that holds no ledger")]
+    NoLedger,
+    /// Another process (a running node) has the file open.
+    #[error("the database is in use by another process (a running node?)")]
+    InUse,
+    /// redb cannot read the file: truncated, extended, or pages that fail their checksums
+    /// (redb's reason).
+    #[error("damaged database: {0}")]
+    Unreadable(String),
+    /// The file reads, but its records are inconsistent (a head whose state root does not
+    /// match the stored state, a record that does not decode...).
+    #[error("damaged database: {0}")]
+    Inconsistent(Corruption),
+}
+
 /// What replay from genesis found different ([`LedgerError::Verify`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -312,9 +350,23 @@ pub enum GenesisError {
     /// The mechanism's parameters are refused by `deepnode_consensus::check_params`.
     #[error("{0}")]
     InvalidParams(deepnode_consensus::Error),
-    /// One account's endowments sum past `u64::MAX`.
-    #[error("endowments overflow u64")]
-    EndowmentOverflow,
+    /// An account is endowed twice.
+    #[error("account {0} is endowed twice")]
+    DuplicateEndowment(crate::AccountId),
+    /// All endowments together (the total issuance) exceed `u64::MAX`.
+    #[error("total issuance exceeds u64::MAX ({0})")]
+    IssuanceOverflow(u128),
+    /// The controller's `floor` is above its `cap`: no `min_allowed_weights` satisfies both.
+    #[error("controller floor {floor} is above its cap {cap}")]
+    FloorAboveCap {
+        /// The floor.
+        floor: u32,
+        /// The cap.
+        cap: u32,
+    },
+    /// The file, or one of its sections, is not a JSON object (an array, a number...).
+    #[error("{0} must be a JSON object")]
+    NotAnObject(&'static str),
     /// The data directory already holds a chain with a different genesis.
     #[error("the data directory holds a chain with another genesis")]
     Mismatch,
@@ -355,6 +407,13 @@ pub enum WalletError {
     #[error("{}: secret is not 32 bytes of hex", .path.display())]
     BadSecret {
         /// The key file.
+        path: PathBuf,
+    },
+    /// The path is not a regular file (a FIFO, a directory, a device): reading it could block
+    /// forever or never end.
+    #[error("{}: not a regular file", .path.display())]
+    NotAFile {
+        /// The path given.
         path: PathBuf,
     },
     /// The account written in the file is not the secret's public key.

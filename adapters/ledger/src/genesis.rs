@@ -13,7 +13,7 @@ use deepnode_consensus::{ControllerPolicy, Fx};
 use serde::Deserialize;
 
 use crate::error::GenesisError;
-use crate::{AccountId, ChainConfig, Genesis};
+use crate::{AccountId, ChainConfig, Genesis, LedgerState};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,9 +39,21 @@ struct GenesisJson {
     endowments: Vec<(String, u64)>,
 }
 
-/// Reads a genesis file's text.
+/// Reads a genesis file's text and checks it as [`LedgerState::genesis`] does (duplicate
+/// endowments, total issuance, the controller's bounds), so a refused genesis is refused
+/// before any file is created.
 pub fn parse_genesis(text: &str) -> Result<Genesis, GenesisError> {
-    let j: GenesisJson = serde_json::from_str(text).map_err(GenesisError::Json)?;
+    // serde reads a struct from a JSON array too (fields by position): insist on objects.
+    let v: serde_json::Value = serde_json::from_str(text).map_err(GenesisError::Json)?;
+    if !v.is_object() {
+        return Err(GenesisError::NotAnObject("the genesis"));
+    }
+    for section in ["controller", "params"] {
+        if v.get(section).is_some_and(|s| !s.is_object()) {
+            return Err(GenesisError::NotAnObject(section));
+        }
+    }
+    let j = GenesisJson::deserialize(v).map_err(GenesisError::Json)?;
     let d = ChainConfig::default();
     let params = j
         .params
@@ -60,7 +72,7 @@ pub fn parse_genesis(text: &str) -> Result<Genesis, GenesisError> {
                 })
         })
         .collect::<Result<_, _>>()?;
-    Ok(Genesis {
+    let genesis = Genesis {
         config: ChainConfig {
             tempo: j.tempo.unwrap_or(d.tempo),
             max_nodes: j.max_nodes.unwrap_or(d.max_nodes),
@@ -77,7 +89,9 @@ pub fn parse_genesis(text: &str) -> Result<Genesis, GenesisError> {
         },
         params,
         endowments,
-    })
+    };
+    LedgerState::genesis(&genesis)?;
+    Ok(genesis)
 }
 
 #[cfg(test)]
@@ -110,5 +124,51 @@ mod tests {
         let e = parse_genesis(r#"{"params": {"kappa": "x"}}"#).unwrap_err();
         assert!(matches!(e, GenesisError::Json(_)), "{e}");
         assert!(parse_genesis(r#"{"params": {"kapa": 0.5}}"#).is_err());
+    }
+
+    /// Issue 15, item 7: each of these was accepted.
+    #[test]
+    fn thin_genesis_checks_refuse_bad_files() {
+        let a = format!("0x{}", "01".repeat(32));
+        let b = format!("0x{}", "02".repeat(32));
+        let e = parse_genesis(&format!(r#"{{"endowments": [["{a}", 5], ["{a}", 6]]}}"#));
+        assert!(
+            matches!(e, Err(GenesisError::DuplicateEndowment(_))),
+            "{e:?}"
+        );
+        let max = u64::MAX;
+        let e = parse_genesis(&format!(
+            r#"{{"endowments": [["{a}", {max}], ["{b}", 1]]}}"#
+        ));
+        assert!(matches!(e, Err(GenesisError::IssuanceOverflow(_))), "{e:?}");
+        let e =
+            parse_genesis(r#"{"controller": {"step": 1, "cap": 4, "floor": 5, "relax_after": 1}}"#);
+        assert!(
+            matches!(e, Err(GenesisError::FloorAboveCap { floor: 5, cap: 4 })),
+            "{e:?}"
+        );
+        let e = parse_genesis("[5, 4096]");
+        assert!(matches!(e, Err(GenesisError::NotAnObject(_))), "{e:?}");
+        let e = parse_genesis(r#"{"controller": [1, 64, 1, 16]}"#);
+        assert!(matches!(e, Err(GenesisError::NotAnObject(_))), "{e:?}");
+        for e in [
+            GenesisError::IssuanceOverflow(1),
+            GenesisError::NotAnObject("x"),
+        ] {
+            assert!(!e.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn a_refused_genesis_leaves_no_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut g = Genesis::default();
+        g.config.controller.floor = g.config.controller.cap + 1;
+        let data = dir.path().join("chain");
+        assert!(crate::Chain::open(&data, Some(&g)).is_err());
+        assert!(
+            !data.join(crate::DB_FILE).exists(),
+            "no database left behind"
+        );
     }
 }

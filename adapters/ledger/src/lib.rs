@@ -20,8 +20,8 @@ pub use chain::{Chain, VerifyReport, verify};
 #[cfg(feature = "rpc")]
 pub use error::RpcError;
 pub use error::{
-    Corruption, EndpointError, GenesisError, LedgerError, MalformedError, ParseIdError, Record,
-    TxError, UsageError, VerifyFailure, WalletError,
+    Corruption, Damage, EndpointError, GenesisError, LedgerError, MalformedError, ParseIdError,
+    Record, TxError, UsageError, VerifyFailure, WalletError,
 };
 pub use extrinsic::{AccountId, Call, Extrinsic, H256, MAX_ENDPOINT_BYTES, MAX_EXTRINSIC_BYTES};
 pub use genesis::parse_genesis;

@@ -133,13 +133,32 @@ impl LedgerState {
             return Err(GenesisError::ZeroTempo);
         }
         deepnode_consensus::check_params(&g.params).map_err(GenesisError::InvalidParams)?;
+        let c = &g.config.controller;
+        if c.floor > c.cap {
+            return Err(GenesisError::FloorAboveCap {
+                floor: c.floor,
+                cap: c.cap,
+            });
+        }
         let mut accounts = BTreeMap::new();
+        let mut issuance = 0u128;
         for &(who, amount) in &g.endowments {
-            let acc: &mut Account = accounts.entry(who).or_default();
-            acc.free = acc
-                .free
-                .checked_add(amount)
-                .ok_or(GenesisError::EndowmentOverflow)?;
+            issuance += u128::from(amount);
+            if accounts
+                .insert(
+                    who,
+                    Account {
+                        free: amount,
+                        ..Account::default()
+                    },
+                )
+                .is_some()
+            {
+                return Err(GenesisError::DuplicateEndowment(who));
+            }
+        }
+        if issuance > u128::from(u64::MAX) {
+            return Err(GenesisError::IssuanceOverflow(issuance));
         }
         let controller = ControllerState {
             min_allowed_weights: g.params.min_allowed_weights,

@@ -80,16 +80,20 @@ impl Wallet {
             .map_err(io(path))
     }
 
-    /// Reads a key file; refuses one that others can read or write (mode & 0o077 != 0) and
-    /// one whose account does not match its secret.
+    /// Reads a key file; refuses one that is not a regular file (a FIFO would block), one
+    /// that others can read or write (mode & 0o077 != 0) and one whose account does not match
+    /// its secret (compared as an account, so upper- or lower-case hex).
     pub fn load(path: &Path) -> Result<Wallet, WalletError> {
+        let meta = std::fs::metadata(path).map_err(io(path))?;
+        if !meta.is_file() {
+            return Err(WalletError::NotAFile {
+                path: path.to_path_buf(),
+            });
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path)
-                .map_err(io(path))?
-                .permissions()
-                .mode();
+            let mode = meta.permissions().mode();
             if mode & 0o077 != 0 {
                 return Err(WalletError::TooOpen {
                     path: path.to_path_buf(),
@@ -104,7 +108,7 @@ impl Wallet {
             path: path.to_path_buf(),
         })?;
         let wallet = Wallet::from_seed(seed);
-        if wallet.account().to_string() != file.account {
+        if file.account.parse::<AccountId>().ok() != Some(wallet.account()) {
             return Err(WalletError::AccountMismatch {
                 path: path.to_path_buf(),
             });
@@ -142,5 +146,46 @@ mod tests {
                 "a readable key file is refused"
             );
         }
+    }
+
+    /// Issue 15, item 8: a FIFO blocked `wallet show` forever; upper-case hex was "does not
+    /// match".
+    #[test]
+    fn fifos_are_refused_and_accounts_compare_case_insensitively() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        #[cfg(unix)]
+        {
+            let fifo = dir.path().join("fifo.key");
+            let made = std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .expect("mkfifo runs");
+            assert!(made.success());
+            assert!(matches!(
+                Wallet::load(&fifo),
+                Err(WalletError::NotAFile { .. })
+            ));
+            assert!(matches!(
+                Wallet::load(dir.path()),
+                Err(WalletError::NotAFile { .. })
+            ));
+        }
+        let w = Wallet::from_seed([7; 32]);
+        let path = dir.path().join("upper.key");
+        w.save(&path).expect("save");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lower = w.account().to_string();
+        let upper = format!("0x{}", lower[2..].to_uppercase());
+        std::fs::write(&path, text.replace(&lower, &upper)).expect("write");
+        assert_eq!(
+            Wallet::load(&path).expect("upper case").account(),
+            w.account()
+        );
+        let other = Wallet::from_seed([8; 32]).account().to_string();
+        std::fs::write(&path, text.replace(&lower, &other)).expect("write");
+        assert!(matches!(
+            Wallet::load(&path),
+            Err(WalletError::AccountMismatch { .. })
+        ));
     }
 }
