@@ -16,8 +16,30 @@
 //! | `ledger_subscribeNewHeads` | | notifications `ledger_newHead` with each header |
 //!
 //! The replies are the types of [`crate::view`]. A refused extrinsic is an error object with
-//! code `-32000 - k` (k per [`TxError`] variant, see [`tx_error_code`]) and the reason as its
-//! message; bad params are `-32602`. An extrinsic's text form is [`Extrinsic::to_hex`]
+//! code `-33000 - k` (k per [`TxError`] variant, see [`tx_error_code`]) and the reason as its
+//! message; bad params are `-32602`. JSON-RPC reserves `-32768..=-32000` and jsonrpsee uses
+//! codes in it of its own (`-32006` too many subscriptions, `-32007` request too big, `-32011`
+//! batch response too large...), so the ledger's codes lie outside it:
+//!
+//! | code | meaning |
+//! |---|---|
+//! | -33001 | extrinsic too large |
+//! | -33002 | malformed (not hex, not one SCALE extrinsic) |
+//! | -33003 | signer is not an ed25519 key |
+//! | -33004 | bad signature |
+//! | -33005 | wrong nonce |
+//! | -33006 | no node with this uid (also `ledger_weights` / `ledger_bonds`) |
+//! | -33007 | uid owned by another account |
+//! | -33008 | zero amount |
+//! | -33009 | insufficient balance |
+//! | -33010 | insufficient stake |
+//! | -33011 | balance overflow |
+//! | -33012 | node set full, every node immune |
+//! | -33013 | invalid weights |
+//! | -33014 | weights rate limit |
+//! | -33015 | invalid endpoint |
+//! | -33016 | pool full |
+//! | -32602, -32603, -32601, -32700, -32600 | JSON-RPC's own: bad params, internal, no method, parse, invalid request | An extrinsic's text form is [`Extrinsic::to_hex`]
 //! (`crate::Extrinsic`).
 //!
 //! [`Extrinsic::to_hex`]: crate::Extrinsic::to_hex
@@ -35,9 +57,12 @@ use crate::{MAX_EXTRINSIC_BYTES, TxError};
 /// an oversized extrinsic reaches the ledger and gets its own error.
 pub const MAX_REQUEST_BYTES: u32 = 4 * MAX_EXTRINSIC_BYTES as u32 + 4096;
 
-/// The JSON-RPC error code of a refused extrinsic.
+/// The first of the ledger's error codes, below JSON-RPC's reserved `-32768..=-32000`.
+pub const TX_ERROR_BASE: i32 = -33000;
+
+/// The JSON-RPC error code of a refused extrinsic: `TX_ERROR_BASE - k` (the table above).
 pub fn tx_error_code(e: &TxError) -> i32 {
-    -32000
+    TX_ERROR_BASE
         - match e {
             TxError::TooLarge { .. } => 1,
             TxError::Malformed(_) => 2,
@@ -56,4 +81,38 @@ pub fn tx_error_code(e: &TxError) -> i32 {
             TxError::BadEndpoint(_) => 15,
             TxError::PoolFull(_) => 16,
         }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15, item 5: -32001..-32016 overlapped jsonrpsee's own codes.
+    #[test]
+    fn ledger_codes_are_outside_the_reserved_range_and_distinct() {
+        let errors = [
+            TxError::TooLarge { len: 1, max: 0 },
+            TxError::Malformed(crate::MalformedError::Scale("x".into())),
+            TxError::BadKey,
+            TxError::BadSignature,
+            TxError::BadNonce {
+                expected: 0,
+                got: 1,
+            },
+            TxError::NoSuchNode(0),
+            TxError::NotOwner(0),
+            TxError::ZeroAmount,
+            TxError::InsufficientBalance { have: 0, need: 1 },
+            TxError::InsufficientStake { have: 0, need: 1 },
+            TxError::Overflow,
+            TxError::RegistryFull { max: 1 },
+            TxError::InvalidWeights(deepnode_consensus::Error::NoNodes),
+            TxError::RateLimited { last: 0, next: 1 },
+            TxError::BadEndpoint(crate::EndpointError::Empty),
+            TxError::PoolFull(1),
+        ];
+        let codes: Vec<i32> = errors.iter().map(tx_error_code).collect();
+        assert_eq!(codes, (1..=16).map(|k| -33000 - k).collect::<Vec<_>>());
+        assert!(codes.iter().all(|c| !(-32768..=-32000).contains(c)));
+    }
 }
