@@ -57,6 +57,21 @@ use crate::{MAX_EXTRINSIC_BYTES, TxError};
 /// an oversized extrinsic reaches the ledger and gets its own error.
 pub const MAX_REQUEST_BYTES: u32 = 4 * MAX_EXTRINSIC_BYTES as u32 + 4096;
 
+/// The most calls in one JSON-RPC batch; a longer batch gets one error reply (`-32010`,
+/// jsonrpsee's "batch too large") and none of its calls run.
+pub const MAX_BATCH_LEN: u32 = 64;
+
+/// The largest reply (a batch's replies together): 16 MiB, six times `ledger_epochInput` of
+/// 4,096 nodes with 64 weights each. A larger reply is replaced by the error `-32008`
+/// (response too big).
+pub const MAX_RESPONSE_BYTES: u32 = 16 << 20;
+
+/// Replies a WebSocket connection may have waiting for its client to read; when full, the
+/// server reads nothing more from that connection until the client reads. With
+/// [`MAX_RESPONSE_BYTES`] this bounds one connection's buffered replies at 64 MiB, and a
+/// client that never reads at what it sent before the buffer filled.
+pub const MESSAGE_BUFFER: u32 = 4;
+
 /// The first of the ledger's error codes, below JSON-RPC's reserved `-32768..=-32000`.
 pub const TX_ERROR_BASE: i32 = -33000;
 

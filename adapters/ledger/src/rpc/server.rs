@@ -9,14 +9,15 @@ use std::time::Duration;
 use deepnode_consensus::{Uid, Weight};
 use jsonrpsee::core::{RegisterMethodError, SubscriptionResult};
 use jsonrpsee::server::{
-    PendingSubscriptionSink, Server, ServerConfig, ServerHandle, SubscriptionMessage,
+    BatchRequestConfig, PendingSubscriptionSink, Server, ServerConfig, ServerHandle,
+    SubscriptionMessage,
 };
 use jsonrpsee::types::{ErrorObjectOwned, Extensions, Params};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::producer::produce;
-use super::{MAX_REQUEST_BYTES, tx_error_code};
+use super::{MAX_BATCH_LEN, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MESSAGE_BUFFER, tx_error_code};
 use crate::error::{RpcError, UsageError};
 use crate::state::LedgerState;
 use crate::view::{
@@ -67,6 +68,9 @@ impl LedgerNode {
         });
         let config = ServerConfig::builder()
             .max_request_body_size(MAX_REQUEST_BYTES)
+            .max_response_body_size(MAX_RESPONSE_BYTES)
+            .set_batch_request_config(BatchRequestConfig::Limit(MAX_BATCH_LEN))
+            .set_message_buffer_capacity(MESSAGE_BUFFER)
             .build();
         let server = Server::builder().set_config(config).build(listen).await?;
         let addr = server.local_addr()?;

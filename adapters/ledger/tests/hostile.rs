@@ -1,0 +1,178 @@
+//! Hostile clients on loopback (issue 15): a WebSocket client that floods batches and never
+//! reads. Each test is bounded in time and stops by itself.
+#![cfg(feature = "rpc")]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use deepnode_ledger::{Call, Chain, Extrinsic, Genesis, LedgerNode, Wallet};
+
+fn wallet(b: u8) -> Wallet {
+    Wallet::from_seed([b; 32])
+}
+
+/// A node with three registered nodes, a block every 100 ms.
+async fn node(dir: &std::path::Path) -> LedgerNode {
+    let mut g = Genesis::default();
+    g.config.tempo = 1_000;
+    g.endowments = (1..=3).map(|b| (wallet(b).account(), 1_000_000)).collect();
+    let mut chain = Chain::open(dir, Some(&g)).expect("open");
+    let id = chain.genesis_hash();
+    for b in 1..=3 {
+        let ext = Extrinsic::sign(wallet(b).key(), &id, 0, Call::Register);
+        chain.submit_verified(ext).expect("register");
+    }
+    chain.produce_block(1).expect("block 1");
+    LedgerNode::start(
+        chain,
+        "127.0.0.1:0".parse().expect("addr"),
+        Duration::from_millis(100),
+    )
+    .await
+    .expect("start")
+}
+
+/// This process's resident memory in KiB (`VmRSS`).
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// A raw WebSocket connection (handshake done), so the test controls what is read.
+fn ws_connect(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .expect("handshake");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).expect("handshake reply");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+/// One masked text frame (client frames must be masked; the mask here is fixed).
+fn ws_frame(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x11u8, 0x22, 0x33, 0x44];
+    let mut f = vec![0x81u8];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(k, b)| b ^ mask[k % 4]));
+    f
+}
+
+/// Issue 15, item 1: one client sends frames of 3,300-call `ledger_metagraph` batches
+/// (about 250 KB each) and never reads the replies. Before the fix the node grew by about
+/// 7 MB a frame until the socket closed; now batches are bounded and the server stops reading
+/// once its per-connection buffer is full, so memory stays flat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_cannot_grow_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = node(dir.path()).await;
+    let addr = node.addr();
+    let batch = format!(
+        "[{}]",
+        (0..3_300)
+            .map(|k| format!(r#"{{"jsonrpc":"2.0","id":{k},"method":"ledger_metagraph"}}"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let frame = ws_frame(batch.as_bytes());
+    let before = rss_kib();
+    let grown = tokio::task::spawn_blocking(move || {
+        let mut s = ws_connect(addr);
+        s.set_write_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        let start = Instant::now();
+        let mut sent = 0;
+        // Bounded: 40 frames or 8 s; a write that blocks means the server stopped reading.
+        while sent < 40 && start.elapsed() < Duration::from_secs(8) {
+            if s.write_all(&frame).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        // Let the server work through what it read.
+        std::thread::sleep(Duration::from_millis(1_500));
+        let grown = rss_kib().saturating_sub(before);
+        eprintln!("never-reading client: {sent} frames sent, RSS grew {grown} KiB");
+        drop(s);
+        grown
+    })
+    .await
+    .expect("client");
+    node.stop().await.expect("stop");
+    assert!(grown < 16 * 1024, "RSS grew {grown} KiB under one client");
+}
+
+/// One HTTP/1.1 POST; returns the body.
+fn post(addr: SocketAddr, body: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("read");
+    reply
+        .split_once("\r\n\r\n")
+        .expect("http reply")
+        .1
+        .to_string()
+}
+
+/// Issue 15, item 1: a batch longer than `MAX_BATCH_LEN` is refused as a whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = node(dir.path()).await;
+    let addr = node.addr();
+    let batch = |n: u32| {
+        format!(
+            "[{}]",
+            (0..n)
+                .map(|k| format!(r#"{{"jsonrpc":"2.0","id":{k},"method":"ledger_head"}}"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    let max = deepnode_ledger::rpc::MAX_BATCH_LEN;
+    let (ok, too_long) =
+        tokio::task::spawn_blocking(move || (post(addr, &batch(max)), post(addr, &batch(max + 1))))
+            .await
+            .expect("client");
+    assert_eq!(ok.matches("\"result\"").count(), max as usize);
+    assert!(too_long.contains("-32010"), "{too_long}");
+    node.stop().await.expect("stop");
+}
