@@ -176,3 +176,134 @@ async fn batches_are_bounded() {
     assert!(too_long.contains("-32010"), "{too_long}");
     node.stop().await.expect("stop");
 }
+
+/// A connection to `addr` from the loopback address `from` (127.0.0.2 plays another host).
+async fn connect_from(from: [u8; 4], addr: SocketAddr) -> Option<tokio::net::TcpStream> {
+    let s = tokio::net::TcpSocket::new_v4().ok()?;
+    s.bind(SocketAddr::from((from, 0))).ok()?;
+    s.connect(addr).await.ok()
+}
+
+/// Issue 15, item 2: 100 idle WebSockets and 100 HTTP POSTs that declare 1,000 bytes and send
+/// one, all from one address, locked every other client out (HTTP 429) for as long as they
+/// stayed open. Now one address gets at most `max_per_ip` connections, so honest submissions
+/// from another address go through meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_clients_do_not_lock_others_out() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = node(dir.path()).await;
+    let addr = node.addr();
+    let mut hostile = Vec::new();
+    for k in 0..200 {
+        let Some(mut s) = connect_from([127, 0, 0, 2], addr).await else {
+            continue;
+        };
+        let head = if k % 2 == 0 {
+            format!(
+                "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+        } else {
+            format!(
+                "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1000\r\n\r\n["
+            )
+        };
+        let _ = s.write_all(head.as_bytes()).await;
+        hostile.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = deepnode_ledger::Client::new(&format!("http://{addr}")).expect("client");
+    let w = wallet(1);
+    let mut latencies = Vec::new();
+    for _ in 0..20 {
+        let start = Instant::now();
+        client
+            .send(w.key(), Call::AddStake { uid: 0, amount: 1 })
+            .await
+            .expect("an honest submission is accepted beside hostile clients");
+        latencies.push(start.elapsed());
+    }
+    latencies.sort();
+    eprintln!(
+        "honest send beside 100 idle WS + 100 slow POSTs: p50 {:?}, max {:?}",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+    drop(hostile);
+    node.stop().await.expect("stop");
+}
+
+/// Issue 15, item 2: a POST whose body never completes, and a connection that never sends its
+/// headers, are closed after the request and header timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_and_silent_connections_time_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chain = Chain::open(dir.path(), None).expect("open");
+    let limits = deepnode_ledger::rpc::Limits {
+        header_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let node = LedgerNode::start_with_limits(
+        chain,
+        "127.0.0.1:0".parse().expect("addr"),
+        Duration::from_millis(100),
+        limits,
+    )
+    .await
+    .expect("start");
+    let addr = node.addr();
+    let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(
+        format!("POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n[")
+            .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let start = Instant::now();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut reply))
+        .await
+        .expect("the slow POST is closed")
+        .expect("read");
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    let mut none = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut none))
+        .await
+        .expect("the silent connection is closed")
+        .ok();
+    assert!(start.elapsed() < Duration::from_secs(3));
+    // A page elsewhere cannot drive the RPC (item 10): foreign Host or Origin is refused.
+    for extra in [
+        "Host: evil.example\r\n".to_string(),
+        format!("Host: {addr}\r\nOrigin: http://evil.example\r\n"),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"ledger_head"}"#;
+        s.write_all(
+            format!("POST / HTTP/1.1\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
+        let mut reply = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut reply))
+            .await
+            .expect("answered")
+            .expect("read");
+        assert!(
+            String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 403"),
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+    node.stop().await.expect("stop");
+}

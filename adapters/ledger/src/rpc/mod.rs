@@ -45,10 +45,12 @@
 //! [`Extrinsic::to_hex`]: crate::Extrinsic::to_hex
 
 mod client;
+mod listener;
 mod producer;
 mod server;
 
 pub use client::Client;
+pub use listener::Limits;
 pub use server::LedgerNode;
 
 use crate::{MAX_EXTRINSIC_BYTES, TxError};

@@ -9,13 +9,14 @@ use std::time::Duration;
 use deepnode_consensus::{Uid, Weight};
 use jsonrpsee::core::{RegisterMethodError, SubscriptionResult};
 use jsonrpsee::server::{
-    BatchRequestConfig, PendingSubscriptionSink, Server, ServerConfig, ServerHandle,
-    SubscriptionMessage,
+    BatchRequestConfig, PendingSubscriptionSink, PingConfig, Server, ServerConfig, ServerHandle,
+    SubscriptionMessage, stop_channel,
 };
 use jsonrpsee::types::{ErrorObjectOwned, Extensions, Params};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use super::listener::{Limits, accept_loop, bind};
 use super::producer::produce;
 use super::{MAX_BATCH_LEN, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MESSAGE_BUFFER, tx_error_code};
 use crate::error::{RpcError, UsageError};
@@ -51,11 +52,21 @@ pub struct LedgerNode {
 
 impl LedgerNode {
     /// Starts serving `chain` on `listen` (loopback only) and producing a block every
-    /// `interval`. Call from within a tokio runtime.
+    /// `interval`, under the default [`Limits`]. Call from within a tokio runtime.
     pub async fn start(
         chain: Chain,
         listen: SocketAddr,
         interval: Duration,
+    ) -> Result<LedgerNode, LedgerError> {
+        Self::start_with_limits(chain, listen, interval, Limits::default()).await
+    }
+
+    /// [`LedgerNode::start`] under the connection rules `limits`.
+    pub async fn start_with_limits(
+        chain: Chain,
+        listen: SocketAddr,
+        interval: Duration,
+        limits: Limits,
     ) -> Result<LedgerNode, LedgerError> {
         if !listen.ip().is_loopback() {
             return Err(UsageError::NotLoopback(listen).into());
@@ -71,11 +82,27 @@ impl LedgerNode {
             .max_response_body_size(MAX_RESPONSE_BYTES)
             .set_batch_request_config(BatchRequestConfig::Limit(MAX_BATCH_LEN))
             .set_message_buffer_capacity(MESSAGE_BUFFER)
+            // The accept loop enforces the connection limits; this only must not bind first.
+            .max_connections(u32::try_from(limits.max_connections).unwrap_or(u32::MAX))
+            .enable_ws_ping(
+                PingConfig::new()
+                    .ping_interval(limits.ws_inactive / 3)
+                    .inactive_limit(limits.ws_inactive)
+                    .max_failures(1),
+            )
             .build();
-        let server = Server::builder().set_config(config).build(listen).await?;
-        let addr = server.local_addr()?;
+        let builder = Server::builder().set_config(config).to_service_builder();
+        let listener = bind(listen).await?;
+        let addr = listener.local_addr()?;
         let module = module(shared.clone()).map_err(RpcError::Register)?;
-        let server = server.start(module);
+        let (stop_handle, server) = stop_channel();
+        tokio::spawn(accept_loop(
+            listener,
+            builder,
+            module.into(),
+            stop_handle,
+            limits,
+        ));
         let stop = Arc::new(AtomicBool::new(false));
         let producer = {
             let stop = stop.clone();
