@@ -77,7 +77,8 @@ pub struct TxArgs {
     /// The node's RPC URL.
     #[arg(long, default_value = DEFAULT_RPC)]
     rpc: String,
-    /// Wait until the extrinsic is in a committed block.
+    /// Wait until the extrinsic is in a committed block (without it, an accepted extrinsic is
+    /// only pending: a node crash before its block is committed loses it).
     #[arg(long)]
     wait: bool,
     #[command(subcommand)]
@@ -268,7 +269,9 @@ pub fn run_tx(args: TxArgs) -> Result<(), Failure> {
                     .await?;
                 println!("{hash} committed in block {block}");
             } else {
-                println!("{hash}");
+                println!(
+                    "{hash} pending: accepted, not durable until its block is committed (--wait waits)"
+                );
             }
             Ok(())
         })

@@ -288,6 +288,17 @@ impl BlockView {
     }
 }
 
+/// An accepted extrinsic (`ledger_submit`): `{"hash": "0x..", "status": "pending"}`. Accepted
+/// is not durable: the pool is not persisted, so a crash before its block is committed loses
+/// it. `ledger_extrinsic` (or `deepnode tx --wait`) says when it is committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Submitted {
+    /// The extrinsic's hash.
+    pub hash: String,
+    /// Always `"pending"`: in the pool, not yet in a committed block.
+    pub status: &'static str,
+}
+
 /// Where a committed extrinsic is (`ledger_extrinsic`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct ExtrinsicAt {

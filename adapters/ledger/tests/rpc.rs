@@ -386,3 +386,30 @@ async fn non_loopback_listen_is_refused() {
     .await;
     assert!(res.is_err_and(|e| e.to_string().contains("loopback")));
 }
+
+/// Issue 15, item 10: an accepted extrinsic is pending (not durable) until its block is
+/// committed, and the reply says so; `wait_committed` waits for the committed block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_says_pending_until_committed() {
+    let net = start().await;
+    let ext = Extrinsic::sign(wallet(1).key(), &net.genesis, 0, Call::Register);
+    let reply = net
+        .client
+        .call("ledger_submit", rpc_params![ext.to_hex()])
+        .await
+        .expect("accepted");
+    assert_eq!(reply["status"], "pending", "{reply}");
+    assert_eq!(reply["hash"], ext.hash().to_string());
+    let block = net
+        .client
+        .wait_committed(&ext.hash(), WAIT)
+        .await
+        .expect("committed");
+    let at = net
+        .client
+        .call("ledger_extrinsic", rpc_params![ext.hash().to_string()])
+        .await
+        .expect("located");
+    assert_eq!(at["block"], block);
+    net.node.stop().await.expect("stop");
+}

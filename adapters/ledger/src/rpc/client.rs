@@ -70,9 +70,10 @@ impl Client {
         })?)
     }
 
-    /// Submits an encoded extrinsic (hex); returns its hash.
+    /// Submits an encoded extrinsic (hex); returns its hash. Accepted means pending: it is
+    /// durable only once its block is committed ([`Client::wait_committed`]).
     pub async fn submit_hex(&self, hex: String) -> Result<H256, LedgerError> {
-        id(&self.call("ledger_submit", rpc_params![hex]).await?)
+        id(&self.call("ledger_submit", rpc_params![hex]).await?["hash"])
     }
 
     /// Signs `call` with `key` at the signer's next nonce and submits it.

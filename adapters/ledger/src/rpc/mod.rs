@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `ledger_genesisHash` | | `"0x.."`: the chain id extrinsics sign |
 //! | `ledger_head` | | the last committed header |
-//! | `ledger_submit` | `"0x<SCALE extrinsic>"` | `"0x<extrinsic hash>"`, or an error (below) |
+//! | `ledger_submit` | `"0x<SCALE extrinsic>"` | `{"hash": "0x..", "status": "pending"}`, or an error (below); pending = in the pool, lost by a crash before its block is committed |
 //! | `ledger_extrinsic` | `"0x<hash>"` | `{"block", "index"}` once committed, else `null` |
 //! | `ledger_account` | `"0x<account>"` | `{"free", "stake", "nonce", "pending_nonce"}` |
 //! | `ledger_metagraph` | | per uid: key, stake, rank, trust, consensus, incentive, ... |

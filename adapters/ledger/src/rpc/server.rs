@@ -22,7 +22,8 @@ use super::{MAX_BATCH_LEN, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MESSAGE_BUFFER
 use crate::error::{RpcError, UsageError};
 use crate::state::LedgerState;
 use crate::view::{
-    AccountView, BlockView, ExtrinsicAt, HeaderView, MetagraphView, bonds_view, epoch_input_json,
+    AccountView, BlockView, ExtrinsicAt, HeaderView, MetagraphView, Submitted, bonds_view,
+    epoch_input_json,
 };
 use crate::{AccountId, Chain, Extrinsic, H256, LedgerError, TxError};
 
@@ -188,12 +189,16 @@ fn head(_: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<HeaderView> {
 }
 
 /// `ledger_submit`: the signature is checked before taking the lock, so checks run in
-/// parallel; only nonce and call are checked under it.
-fn submit(p: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<String> {
+/// parallel; only nonce and call are checked under it. The reply says `pending`: accepted,
+/// not durable until its block is committed.
+fn submit(p: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<Submitted> {
     let text: String = param(&p)?;
     let ext = Extrinsic::from_hex(&text, &s.genesis).map_err(|e| refused(&e))?;
     let hash = s.lock().submit_verified(ext).map_err(|e| refused(&e))?;
-    Ok(hash.to_string())
+    Ok(Submitted {
+        hash: hash.to_string(),
+        status: "pending",
+    })
 }
 
 /// `ledger_extrinsic`.
