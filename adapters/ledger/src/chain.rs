@@ -2,6 +2,7 @@
 //! production, and replay from genesis (`verify`).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use parity_scale_codec::Encode;
 
@@ -24,10 +25,11 @@ use crate::{LedgerError, TxError};
 /// so a block costs at most one copy of the state, and one encoding of it (hashed into the
 /// header and written to the store).
 pub struct Chain {
-    store: Store,
+    store: Arc<Store>,
     genesis_hash: H256,
     head: Header,
-    state: LedgerState,
+    /// Shared with readers ([`Chain::snapshot`]): replaced, never mutated, after a commit.
+    state: Arc<LedgerState>,
     /// The committed state plus the pool, at block `head + 1`; `None` while the pool is empty.
     pending: Option<LedgerState>,
     pool: Vec<Extrinsic>,
@@ -109,10 +111,10 @@ impl Chain {
             return Err(Corruption::StateNotAtHead.into());
         }
         Ok(Chain {
-            store,
+            store: Arc::new(store),
             genesis_hash,
             head,
-            state,
+            state: Arc::new(state),
             pending: None,
             pool: Vec::new(),
             pool_receipts: Vec::new(),
@@ -136,12 +138,19 @@ impl Chain {
 
     /// The next nonce of `who`, counting the extrinsics in the pool.
     pub fn pending_nonce(&self, who: &AccountId) -> u64 {
-        self.pending.as_ref().unwrap_or(&self.state).nonce(who)
+        self.pending.as_ref().unwrap_or(&*self.state).nonce(who)
     }
 
     /// The store (read access for RPC).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The last committed head and state, shared rather than copied: readers keep them
+    /// while later blocks commit (the RPC serves reads from this, never under the chain's
+    /// lock), and the store, whose reads see committed transactions only.
+    pub fn snapshot(&self) -> (Header, Arc<LedgerState>, Arc<Store>) {
+        (self.head.clone(), self.state.clone(), self.store.clone())
     }
 
     /// Extrinsics waiting for the next block.
@@ -202,7 +211,7 @@ impl Chain {
             return Err(e);
         }
         self.head = block.header;
-        self.state = next;
+        self.state = Arc::new(next);
         Ok(&self.head)
     }
 

@@ -458,7 +458,12 @@ pub fn bonds_view(row: &[(Uid, Fx)]) -> Vec<(Uid, f64, String)> {
 /// ([`deepnode_contract::render_state`]). Exact while every bond is an `f64` (always before
 /// the first epoch); `params` reals are printed as the nearest `f64`.
 pub fn epoch_input_json(chain: &Chain) -> Value {
-    deepnode_contract::render_state(&chain.state().to_consensus_state())
+    epoch_input_of(chain.state())
+}
+
+/// [`epoch_input_json`] of a committed state (what the RPC serves from its snapshot).
+pub fn epoch_input_of(state: &LedgerState) -> Value {
+    deepnode_contract::render_state(&state.to_consensus_state())
 }
 
 #[cfg(test)]

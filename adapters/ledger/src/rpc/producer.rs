@@ -34,7 +34,9 @@ pub(super) fn produce(
         next += interval;
         let head = {
             let mut chain = shared.lock();
-            HeaderView::from(chain.produce_block(now_ms())?)
+            let head = HeaderView::from(chain.produce_block(now_ms())?);
+            shared.publish(&chain);
+            head
         };
         // No subscriber is not an error.
         let _ = shared.heads.send(head);

@@ -1,9 +1,10 @@
 //! The JSON-RPC server: one function per method over the shared chain, and [`LedgerNode`],
 //! which runs the server and the block producer.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use deepnode_consensus::{Uid, Weight};
@@ -23,23 +24,71 @@ use crate::error::{RpcError, UsageError};
 use crate::state::LedgerState;
 use crate::view::{
     AccountView, BlockView, ExtrinsicAt, HeaderView, MetagraphView, Submitted, bonds_view,
-    epoch_input_json,
+    epoch_input_of,
 };
-use crate::{AccountId, Chain, Extrinsic, H256, LedgerError, TxError};
+use crate::{AccountId, Chain, Extrinsic, H256, Header, LedgerError, Store, TxError};
+
+/// The last committed block as readers see it: replaced whole after each commit, so a read
+/// never waits on a commit and never holds the chain's lock (issue 15, item 9).
+pub(super) struct Snapshot {
+    head: Header,
+    state: Arc<LedgerState>,
+}
 
 /// What the RPC handlers and the producer share.
 pub(super) struct Shared {
+    /// Taken by `ledger_submit` (one extrinsic's checks) and by the producer (a block).
     chain: Mutex<Chain>,
+    /// Taken only to clone or replace the `Arc`.
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// The store, for block and extrinsic reads (redb reads see committed transactions).
+    store: Arc<Store>,
+    /// Each account's next nonce counting the pool, for accounts with extrinsics in it;
+    /// cleared after each commit (the snapshot then holds them).
+    pool_nonces: Mutex<HashMap<AccountId, u64>>,
     genesis: H256,
     /// Each new head, for `ledger_subscribeNewHeads`.
     pub(super) heads: broadcast::Sender<HeaderView>,
 }
 
+/// Locks `m`; a panic while it was held left its data as it was before the failed call
+/// (every mutation validates first), so keep serving.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Shared {
+    fn new(chain: Chain, heads: broadcast::Sender<HeaderView>) -> Shared {
+        let (head, state, store) = chain.snapshot();
+        Shared {
+            genesis: chain.genesis_hash(),
+            chain: Mutex::new(chain),
+            snapshot: RwLock::new(Arc::new(Snapshot { head, state })),
+            store,
+            pool_nonces: Mutex::new(HashMap::new()),
+            heads,
+        }
+    }
+
     pub(super) fn lock(&self) -> MutexGuard<'_, Chain> {
-        // A panic while holding the lock leaves the chain as it was before the failed call
-        // (every mutation validates first); keep serving.
-        self.chain.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.chain)
+    }
+
+    /// The last committed block.
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Publishes `chain`'s new head to readers; called by the producer after a commit, with
+    /// the chain locked (so no extrinsic enters the pool meanwhile).
+    pub(super) fn publish(&self, chain: &Chain) {
+        let (head, state, _) = chain.snapshot();
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Snapshot { head, state });
+        lock(&self.pool_nonces).clear();
     }
 }
 
@@ -73,11 +122,7 @@ impl LedgerNode {
             return Err(UsageError::NotLoopback(listen).into());
         }
         let (heads, _) = broadcast::channel(64);
-        let shared = Arc::new(Shared {
-            genesis: chain.genesis_hash(),
-            chain: Mutex::new(chain),
-            heads,
-        });
+        let shared = Arc::new(Shared::new(chain, heads));
         let config = ServerConfig::builder()
             .max_request_body_size(MAX_REQUEST_BYTES)
             .max_response_body_size(MAX_RESPONSE_BYTES)
@@ -185,7 +230,7 @@ fn genesis_hash(_: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<String> {
 
 /// `ledger_head`.
 fn head(_: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<HeaderView> {
-    Ok(HeaderView::from(s.lock().head()))
+    Ok(HeaderView::from(&s.snapshot().head))
 }
 
 /// `ledger_submit`: the signature is checked before taking the lock, so checks run in
@@ -194,7 +239,13 @@ fn head(_: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<HeaderView> {
 fn submit(p: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<Submitted> {
     let text: String = param(&p)?;
     let ext = Extrinsic::from_hex(&text, &s.genesis).map_err(|e| refused(&e))?;
-    let hash = s.lock().submit_verified(ext).map_err(|e| refused(&e))?;
+    let signer = ext.signer;
+    let hash = {
+        let mut chain = s.lock();
+        let hash = chain.submit_verified(ext).map_err(|e| refused(&e))?;
+        lock(&s.pool_nonces).insert(signer, chain.pending_nonce(&signer));
+        hash
+    };
     Ok(Submitted {
         hash: hash.to_string(),
         status: "pending",
@@ -204,39 +255,42 @@ fn submit(p: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<Submitted> {
 /// `ledger_extrinsic`.
 fn extrinsic(p: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<Option<ExtrinsicAt>> {
     let hash: H256 = id_param(&p)?;
-    let at = s.lock().store().locate(&hash).map_err(|e| internal(&e))?;
+    let at = s.store.locate(&hash).map_err(|e| internal(&e))?;
     Ok(at.map(|(block, index)| ExtrinsicAt { block, index }))
 }
 
 /// `ledger_account`.
 fn account(p: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<AccountView> {
     let who: AccountId = id_param(&p)?;
-    let chain = s.lock();
+    // The pool's nonce first: `publish` replaces the snapshot before it clears the pool's
+    // nonces, so a cleared entry means the snapshot read next already counts them.
+    let pooled = lock(&s.pool_nonces).get(&who).copied();
+    let snap = s.snapshot();
+    let committed = snap.state.nonce(&who);
     Ok(AccountView::new(
-        chain.state(),
+        &snap.state,
         &who,
-        chain.pending_nonce(&who),
+        pooled.map_or(committed, |n| n.max(committed)),
     ))
 }
 
 /// `ledger_metagraph`.
 fn metagraph(_: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<MetagraphView> {
-    Ok(MetagraphView::new(s.lock().state()))
+    Ok(MetagraphView::new(&s.snapshot().state))
 }
 
 /// `ledger_epochInput`.
 fn epoch_input(_: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<Value> {
-    Ok(epoch_input_json(&s.lock()))
+    Ok(epoch_input_of(&s.snapshot().state))
 }
 
 /// `ledger_block`: `null` for a block not (yet) committed.
 fn block(p: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<Option<BlockView>> {
     let number: u64 = param(&p)?;
-    let chain = s.lock();
-    let Some(block) = chain.store().block(number).map_err(|e| internal(&e))? else {
+    let Some(block) = s.store.block(number).map_err(|e| internal(&e))? else {
         return Ok(None);
     };
-    let receipts = chain.store().receipts(number).map_err(|e| internal(&e))?;
+    let receipts = s.store.receipts(number).map_err(|e| internal(&e))?;
     Ok(Some(BlockView::new(&block, &receipts.unwrap_or_default())))
 }
 
@@ -285,8 +339,8 @@ fn with_neuron<T>(
     f: impl FnOnce(&LedgerState, usize) -> T,
 ) -> Reply<T> {
     let uid: Uid = param(p)?;
-    let chain = s.lock();
-    let state = chain.state();
+    let snap = s.snapshot();
+    let state = &snap.state;
     let i = usize::try_from(uid)
         .ok()
         .filter(|&i| i < state.neurons.len())
@@ -304,4 +358,40 @@ fn invalid_params(msg: impl std::fmt::Display) -> ErrorObjectOwned {
 
 fn internal(e: &LedgerError) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(-32603, e.to_string(), None::<()>)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Issue 15, item 9: every read used to take the chain's lock, which the producer holds
+    /// through commit and fsync; now reads are served from the last committed snapshot, so a
+    /// read completes while the lock is held.
+    #[test]
+    fn reads_do_not_wait_on_the_chain_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chain = Chain::open(dir.path(), None).expect("open");
+        let (heads, _) = broadcast::channel(1);
+        let ctx: Ctx = Arc::new(Shared::new(chain, heads));
+        let held = ctx.lock();
+        let (tx, rx) = mpsc::channel();
+        let reader = {
+            let ctx = ctx.clone();
+            std::thread::spawn(move || {
+                let ext = Extensions::new();
+                let who = format!("[\"{}\"]", AccountId([1; 32]));
+                let ok = head(Params::new(None), &ctx, &ext).is_ok()
+                    && metagraph(Params::new(None), &ctx, &ext).is_ok()
+                    && epoch_input(Params::new(None), &ctx, &ext).is_ok()
+                    && account(Params::new(Some(&who)), &ctx, &ext).is_ok()
+                    && block(Params::new(Some("[0]")), &ctx, &ext).is_ok();
+                let _ = tx.send(ok);
+            })
+        };
+        let got = rx.recv_timeout(Duration::from_secs(10));
+        drop(held);
+        reader.join().expect("reader");
+        assert_eq!(got, Ok(true), "reads completed while the chain was locked");
+    }
 }

@@ -1,0 +1,207 @@
+//! A bounded soak on loopback (issue 15): hostile clients (four `ledger_epochInput` pollers,
+//! a WebSocket client flooding `ledger_head` batches it never reads, idle connections from
+//! another address) beside an honest submitter. Memory stays flat, blocks stay on time, every honest
+//! submission is accepted; the figures are printed (`--nocapture`).
+#![cfg(feature = "rpc")]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use deepnode_ledger::{AccountId, Call, Chain, Client, Extrinsic, Genesis, LedgerNode, Wallet};
+use jsonrpsee::rpc_params;
+
+const NODES: u32 = 256;
+const K: u32 = 64;
+const BLOCK: Duration = Duration::from_millis(200);
+const RUN: Duration = Duration::from_secs(4);
+
+fn wallet(i: u32) -> Wallet {
+    let mut seed = [7u8; 32];
+    seed[..4].copy_from_slice(&i.to_le_bytes());
+    Wallet::from_seed(seed)
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// `NODES` nodes with `K` weights each; the honest submitter is `wallet(NODES)`.
+fn build(dir: &std::path::Path) -> Chain {
+    let mut g = Genesis::default();
+    g.config.tempo = 100_000;
+    g.config.max_nodes = NODES;
+    g.config.max_block_extrinsics = NODES * 2;
+    g.endowments = (0..=NODES)
+        .map(|i| (wallet(i).account(), 1_000_000))
+        .collect();
+    let mut chain = Chain::open(dir, Some(&g)).expect("open");
+    let id = chain.genesis_hash();
+    for i in 0..NODES {
+        let ext = Extrinsic::sign(wallet(i).key(), &id, 0, Call::Register);
+        chain.submit_verified(ext).expect("register");
+    }
+    chain.produce_block(1).expect("block 1");
+    for i in 0..NODES {
+        let weights = (0..K).map(|j| ((i + j) % NODES, 1 + j as u16)).collect();
+        let ext = Extrinsic::sign(
+            wallet(i).key(),
+            &id,
+            1,
+            Call::SetWeights { uid: i, weights },
+        );
+        chain.submit_verified(ext).expect("weights");
+    }
+    chain.produce_block(2).expect("block 2");
+    chain
+}
+
+fn ws_flood(addr: SocketAddr, stop: Arc<AtomicBool>) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return;
+    };
+    let _ = write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let mut b = [0u8; 1];
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut b).is_ok() {
+        head.push(b[0]);
+    }
+    let batch = format!(
+        "[{}]",
+        (0..64)
+            .map(|k| format!(r#"{{"jsonrpc":"2.0","id":{k},"method":"ledger_head"}}"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81u8, 0x80 | 127];
+    frame.extend_from_slice(&(batch.len() as u64).to_be_bytes());
+    frame.extend_from_slice(&mask);
+    frame.extend(batch.bytes().enumerate().map(|(k, c)| c ^ mask[k % 4]));
+    let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+    while !stop.load(Ordering::SeqCst) {
+        if s.write_all(&frame).is_err() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_clients_beside_honest_submitters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = Instant::now();
+    let chain = build(dir.path());
+    eprintln!("soak: built {NODES} nodes in {:?}", t.elapsed());
+    let id = chain.genesis_hash();
+    let node = LedgerNode::start(chain, "127.0.0.1:0".parse().expect("addr"), BLOCK)
+        .await
+        .expect("start");
+    let addr = node.addr();
+    let url = format!("http://{addr}");
+    let client = Client::new(&url).expect("client");
+    let head0 = client
+        .call("ledger_head", rpc_params![])
+        .await
+        .expect("head")["number"]
+        .as_u64()
+        .expect("number");
+    let rss0 = rss_kib();
+    let t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut pollers = Vec::new();
+    for _ in 0..4 {
+        let (url, stop) = (url.clone(), stop.clone());
+        pollers.push(tokio::spawn(async move {
+            let c = Client::new(&url).expect("client");
+            let mut n = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                if c.call("ledger_epochInput", rpc_params![]).await.is_ok() {
+                    n += 1;
+                }
+            }
+            n
+        }));
+    }
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || ws_flood(addr, stop))
+    };
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        let s = tokio::net::TcpSocket::new_v4().expect("socket");
+        if s.bind(SocketAddr::from(([127, 0, 0, 2], 0))).is_ok() {
+            if let Ok(c) = s.connect(addr).await {
+                idle.push(c);
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    eprintln!("soak: hostile clients started");
+    // The honest submitter: transfers at its own nonces, timing ledger_submit alone.
+    let honest = wallet(NODES);
+    let to = AccountId([9; 32]);
+    let start = Instant::now();
+    let mut lat = Vec::new();
+    let mut nonce = 0;
+    let mut max_rss = rss0;
+    while start.elapsed() < RUN {
+        let ext = Extrinsic::sign(honest.key(), &id, nonce, Call::Transfer { to, amount: 1 });
+        let t = Instant::now();
+        client
+            .submit_hex(ext.to_hex())
+            .await
+            .expect("an honest submission is accepted");
+        lat.push(t.elapsed());
+        nonce += 1;
+        max_rss = max_rss.max(rss_kib());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = start.elapsed();
+    let head1 = client
+        .call("ledger_head", rpc_params![])
+        .await
+        .expect("head")["number"]
+        .as_u64()
+        .expect("number");
+    stop.store(true, Ordering::SeqCst);
+    let mut polls = 0;
+    for p in pollers {
+        polls += p.await.expect("poller");
+    }
+    flood.join().expect("flood");
+    drop(idle);
+    lat.sort();
+    let pct = |q: usize| lat[(lat.len() * q / 100).min(lat.len() - 1)];
+    let blocks = head1 - head0;
+    let expected = (t0.elapsed().as_millis() / BLOCK.as_millis()) as u64;
+    eprintln!(
+        "soak: {} honest submits in {elapsed:?}, p50 {:?} p99 {:?}; {polls} epochInput polls; \
+         {blocks} blocks of ~{expected} expected; RSS {} -> max {} KiB",
+        lat.len(),
+        pct(50),
+        pct(99),
+        rss0,
+        max_rss
+    );
+    node.stop().await.expect("stop");
+    assert!(
+        blocks * 2 >= expected,
+        "blocks late: {blocks} of {expected}"
+    );
+    assert!(
+        max_rss < rss0 + 256 * 1024,
+        "memory grew {} KiB",
+        max_rss - rss0
+    );
+}
