@@ -9,9 +9,12 @@ use fixed::types::I64F64;
 /// The representable grid is `k * 2^-64` for `k` in `i128`. Every quantity of the epoch is a
 /// multiple of that grid; conformance/SPEC.md gives the rounding of each operation. The raw bits
 /// are the wire format (`codec`: the SCALE encoding of the `i128`).
+///
+/// The inner `fixed` value is private: its operators panic or wrap on overflow, so `Fx` offers
+/// only total operations (saturating, checked, or exact by construction).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[repr(transparent)]
-pub struct Fx(pub I64F64);
+pub struct Fx(I64F64);
 
 impl Fx {
     /// 0.
@@ -75,6 +78,42 @@ impl Fx {
     /// The nearest `f64` (ties to even).
     pub fn to_f64(self) -> f64 {
         self.0.to_num::<f64>()
+    }
+
+    /// `self + rhs`, saturating at the range of `Fx` (exact when it fits).
+    #[must_use]
+    pub fn saturating_add(self, rhs: Fx) -> Fx {
+        Fx(self.0.saturating_add(rhs.0))
+    }
+
+    /// `self - rhs`, saturating at the range of `Fx` (exact when it fits).
+    #[must_use]
+    pub fn saturating_sub(self, rhs: Fx) -> Fx {
+        Fx(self.0.saturating_sub(rhs.0))
+    }
+
+    /// `self * rhs` rounded toward negative infinity (the exact product's bits shifted right by
+    /// 64), saturating at the range of `Fx`.
+    #[must_use]
+    pub fn saturating_mul(self, rhs: Fx) -> Fx {
+        Fx(self.0.saturating_mul(rhs.0))
+    }
+
+    /// `self / rhs` rounded toward zero (floor for operands of one sign), saturating at the
+    /// range of `Fx`.
+    ///
+    /// Division by zero saturates too: to the largest value for `self >= 0`, to the smallest
+    /// (`-2^63`) for `self < 0`. Never panics.
+    #[must_use]
+    pub fn saturating_div(self, rhs: Fx) -> Fx {
+        if rhs.0 == I64F64::ZERO {
+            return if self.0 < I64F64::ZERO {
+                Fx(I64F64::MIN)
+            } else {
+                Fx::MAX
+            };
+        }
+        Fx(self.0.saturating_div(rhs.0))
     }
 }
 
@@ -184,6 +223,31 @@ mod tests {
             super::frac_of(u128::MAX - 1, u128::MAX),
             u128::from(u64::MAX)
         );
+    }
+
+    #[test]
+    fn saturating_ops_are_total() {
+        let third = Fx::from_ratio(1, 3);
+        let min = Fx::from_bits(i128::MIN);
+        assert_eq!(Fx::ONE.saturating_add(Fx::ONE), Fx::from_ratio(2, 1));
+        assert_eq!(Fx::MAX.saturating_add(Fx::ONE), Fx::MAX);
+        assert_eq!(Fx::ZERO.saturating_sub(Fx::ONE), Fx::from_bits(-(1 << 64)));
+        assert_eq!(min.saturating_sub(Fx::ONE), min);
+        // 1/3 * 1/3 = 0x1c71..c71c.7: the exact product's low bits are dropped (floor).
+        assert_eq!(third.saturating_mul(third).to_bits(), 0x1c71_c71c_71c7_1c71);
+        assert_eq!(Fx::MAX.saturating_mul(Fx::from_ratio(2, 1)), Fx::MAX);
+        assert_eq!(Fx::ONE.saturating_div(Fx::from_ratio(3, 1)), third);
+        assert_eq!(Fx::MAX.saturating_div(Fx::from_ratio(1, 2)), Fx::MAX);
+        // Toward zero for a negative quotient: -1/3 is -(1/3 floored), not its floor.
+        assert_eq!(
+            Fx::from_bits(-(1 << 64))
+                .saturating_div(Fx::from_ratio(3, 1))
+                .to_bits(),
+            -third.to_bits()
+        );
+        assert_eq!(Fx::ONE.saturating_div(Fx::ZERO), Fx::MAX);
+        assert_eq!(Fx::ZERO.saturating_div(Fx::ZERO), Fx::MAX);
+        assert_eq!(min.saturating_div(Fx::ZERO), min);
     }
 
     #[test]
