@@ -20,8 +20,9 @@ for target in "$host" wasm32-unknown-unknown thumbv7em-none-eabihf; do
     flags=(--release --target "$target")
     [ "$variant" = no-alloc ] && flags+=(--no-default-features)
     echo "no-std-check: $target, $variant"
-    cargo build -q "${flags[@]}"
-    lib="target/$target/release/libdeepnode_no_std_check.a"
+    lib=$(cargo build -q "${flags[@]}" --message-format=json-render-diagnostics \
+      | grep -o '"[^"]*/libdeepnode_no_std_check\.a"' | tail -1 | tr -d '"')
+    [ -n "$lib" ] || fail "$target, $variant: cargo named no archive"
     syms=$("$nm" --defined-only -C "$lib" 2>/dev/null)
     grep -q ' T deepnode_check_epoch$' <<<"$syms" || fail "$lib: deepnode_check_epoch not defined"
     grep -q ' T deepnode_consensus::epoch::epoch_in_place' <<<"$syms" \
