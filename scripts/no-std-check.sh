@@ -25,6 +25,7 @@ for target in "$host" wasm32-unknown-unknown thumbv7em-none-eabihf; do
     [ -n "$lib" ] || fail "$target, $variant: cargo named no archive"
     syms=$("$nm" --defined-only -C "$lib" 2>/dev/null)
     grep -q ' T deepnode_check_epoch$' <<<"$syms" || fail "$lib: deepnode_check_epoch not defined"
+    grep -q ' T deepnode_check_wire$' <<<"$syms" || fail "$lib: deepnode_check_wire not defined"
     grep -q ' T deepnode_consensus::epoch::epoch_in_place' <<<"$syms" \
       || fail "$lib: epoch_in_place not compiled in"
     if [ "$variant" = no-alloc ]; then

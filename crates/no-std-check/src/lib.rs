@@ -54,6 +54,20 @@ pub extern "C" fn deepnode_check_epoch() -> i128 {
     }
 }
 
+/// The peer wire's header codec and limits (no allocation on any path).
+#[unsafe(no_mangle)]
+pub extern "C" fn deepnode_check_wire(bytes: &[u8; deepnode_wire::HEADER_LEN]) -> bool {
+    let limits = deepnode_wire::Limits {
+        max_payload: 1 << 20,
+        max_batch: 8,
+        max_seq: 64,
+        dim: 32,
+        max_features: 16,
+        max_image_elems: 192,
+    };
+    deepnode_wire::Header::decode(bytes).is_ok_and(|h| limits.check(&h).is_ok())
+}
+
 /// The scalar's total operations, linked without an allocator.
 #[unsafe(no_mangle)]
 pub extern "C" fn deepnode_check_scalar() -> bool {
