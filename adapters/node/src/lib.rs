@@ -3,6 +3,7 @@
 mod conn;
 mod error;
 mod model;
+mod query;
 mod tensor;
 pub mod transport;
 
@@ -15,6 +16,7 @@ use tokio::task::JoinHandle;
 pub use conn::{Admission, AdmitAll, Connection, ServeConfig, now_ms};
 pub use error::NodeError;
 pub use model::{EchoBias, Model, RandomProjection};
+pub use query::{Answer, Backoff, RowError, fan_out, weights_row};
 pub use tensor::Tensor;
 pub use transport::{AccountKey, NoiseTcp, Transport};
 

@@ -154,7 +154,7 @@ async fn a_large_backward_does_not_block_a_forward() {
     big_limits.limits.max_seq = 1 << 16;
     let b = serving(2, projection(), Arc::new(AdmitAll), big_limits.clone()).await;
     let a = node(1, projection(), Arc::new(AdmitAll), big_limits);
-    let conn = Arc::new(a.dial(b, account(2)).await.unwrap());
+    let conn = a.dial(b, account(2)).await.unwrap();
     // 8 x 65,536 tokens (4 MiB) and their 16 MiB gradient: about 330 chunks.
     let seq = 1u32 << 16;
     let inputs = Tensor::from_i64(&[8, seq], &vec![1; 8 * seq as usize]).unwrap();
@@ -343,7 +343,7 @@ async fn a_flooding_peer_gets_busy_and_others_are_still_served() {
     let b = serving(2, slow, Arc::new(AdmitAll), config(2, 8)).await;
     let flooder = node(1, projection(), Arc::new(AdmitAll), config(4, 16));
     let honest = node(3, projection(), Arc::new(AdmitAll), config(4, 16));
-    let f = Arc::new(flooder.dial(b, account(2)).await.unwrap());
+    let f = flooder.dial(b, account(2)).await.unwrap();
     let h = honest.dial(b, account(2)).await.unwrap();
     let flood: Vec<_> = (0..30)
         .map(|_| {
@@ -451,4 +451,59 @@ async fn a_replayed_frame_ends_the_session() {
         .await
         .unwrap_err();
     assert!(matches!(e, NodeError::Closed | NodeError::Timeout), "{e}");
+}
+
+#[tokio::test]
+async fn a_fan_out_fills_failed_slots_with_the_stand_in_and_backs_off() {
+    let slow = Arc::new(Slow(Duration::from_millis(500), AtomicUsize::new(0)));
+    let a = node(1, projection(), Arc::new(AdmitAll), config(4, 16));
+    let mut peers = Vec::new();
+    for seed in 2..=4u8 {
+        let addr = serving(seed, projection(), Arc::new(AdmitAll), config(4, 16)).await;
+        peers.push((u32::from(seed), a.dial(addr, account(seed)).await.unwrap()));
+    }
+    let addr = serving(5, slow, Arc::new(AdmitAll), config(4, 16)).await;
+    peers.push((5, a.dial(addr, account(5)).await.unwrap()));
+    let mut backoff = std::collections::HashMap::new();
+    let zeros = |_| Tensor::zeros(&[2, 4, DIM]);
+    let started = std::time::Instant::now();
+    let answers = deepnode_node::fan_out(
+        &peers,
+        &mut backoff,
+        Modality::Text,
+        &text(),
+        Duration::from_millis(200),
+        zeros,
+    )
+    .await
+    .unwrap();
+    // Partial results after the deadline, not after the slowest peer.
+    assert!(started.elapsed() < Duration::from_millis(450));
+    let expected = RandomProjection::new(3, DIM)
+        .forward(Modality::Text, &text())
+        .unwrap();
+    for (uid, answer) in &answers {
+        match (uid, answer) {
+            (5, deepnode_node::Answer::StandIn(t, NodeError::Timeout)) => {
+                assert_eq!(t, &Tensor::zeros(&[2, 4, DIM]).unwrap())
+            }
+            (2..=4, deepnode_node::Answer::Peer(t)) => assert_eq!(t, &expected),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(backoff[&5].wait(), Duration::from_millis(100));
+    assert_eq!(backoff[&2].wait(), Duration::ZERO);
+    // While it backs off, the slow peer is not even asked.
+    let answers = deepnode_node::fan_out(
+        &peers,
+        &mut backoff,
+        Modality::Text,
+        &text(),
+        Duration::from_millis(200),
+        zeros,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(answers[3].1, deepnode_node::Answer::StandIn(..)));
+    assert_eq!(backoff[&5].wait(), Duration::from_millis(200));
 }
