@@ -21,7 +21,6 @@ use deepnode_wire::{Limits, Modality};
 use ed25519_dalek::SigningKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 const MIB: usize = 1 << 20;
 
@@ -53,12 +52,8 @@ fn node(seed: u8, dim: u32) -> Arc<Node> {
         max_features: 1024,
         max_image_elems: 3 * 64 * 64,
     };
-    let config = ServeConfig {
-        limits,
-        per_peer: 256,
-        global: Arc::new(Semaphore::new(1024)),
-        max_open_messages: 512,
-    };
+    let mut config = ServeConfig::new(limits, 256, 1024);
+    config.max_open_messages = 512;
     let key = SigningKey::from_bytes(&[seed; 32]);
     let t = NoiseTcp::new(key, [0; 32], Duration::from_secs(5)).expect("noise keys");
     Arc::new(Node::new(

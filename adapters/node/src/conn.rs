@@ -32,6 +32,15 @@ impl Admission for AdmitAll {
     }
 }
 
+/// Requests this node served and refused, over all its connections.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Requests that reached the model and succeeded.
+    pub served: AtomicU64,
+    /// Requests refused with a status (or whose model failed).
+    pub refused: AtomicU64,
+}
+
 /// What a node serves and how much at once.
 #[derive(Clone)]
 pub struct ServeConfig {
@@ -45,6 +54,22 @@ pub struct ServeConfig {
     /// Partly received messages one peer may have open at once; past it, the connection is
     /// closed (a peer that opens messages and never finishes them).
     pub max_open_messages: usize,
+    /// Counts served and refused requests (shared by every connection of a node).
+    pub counters: Arc<Counters>,
+}
+
+impl ServeConfig {
+    /// `limits`, at most `per_peer` requests at once per peer and `total` in all, 64 open
+    /// messages per peer, fresh counters.
+    pub fn new(limits: Limits, per_peer: usize, total: usize) -> ServeConfig {
+        ServeConfig {
+            limits,
+            per_peer,
+            global: Arc::new(Semaphore::new(total)),
+            max_open_messages: 64,
+            counters: Arc::default(),
+        }
+    }
 }
 
 /// A live session with one peer.
@@ -482,7 +507,8 @@ impl Reader {
         };
         let model = Arc::clone(&self.model);
         let out = self.out.clone();
-        tokio::spawn(serve(model, out, h, body, (p1, p2)));
+        let counters = Arc::clone(&self.config.counters);
+        tokio::spawn(serve(model, out, h, body, (p1, p2), counters));
     }
 
     fn resolve(&self, id: u64, result: Result<Tensor, NodeError>) {
@@ -496,6 +522,7 @@ impl Reader {
     }
 
     async fn refuse(&self, id: u64, modality: Modality, status: Status) {
+        self.config.counters.refused.fetch_add(1, Ordering::Relaxed);
         let data = message(&Header::error(id, modality, status), &[]);
         let _ = self
             .out
@@ -515,6 +542,7 @@ async fn serve(
     h: Header,
     mut body: Vec<u8>,
     permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    counters: Arc<Counters>,
 ) {
     let reply = |header: Header, body: &[&[u8]]| Outgoing {
         id: h.request_id,
@@ -550,6 +578,12 @@ async fn serve(
     })
     .await
     .unwrap_or_else(|e| Err(NodeError::Model(format!("model panicked: {e}"))));
+    let counter = if result.is_ok() {
+        &counters.served
+    } else {
+        &counters.refused
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
     let msg = match (h.kind, result) {
         (Kind::Forward, Ok(Some(t))) => match Header::request(
             Kind::Response,

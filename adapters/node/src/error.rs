@@ -36,6 +36,9 @@ pub enum NodeError {
     /// A tensor's bytes do not fit its shape and dtype, or it holds NaN or infinity.
     #[error("tensor: {0}")]
     Tensor(&'static str),
+    /// The ledger refused a call or could not be reached.
+    #[error("ledger: {0}")]
+    Ledger(String),
     /// The model refused or failed.
     #[error("model: {0}")]
     Model(String),

@@ -2,6 +2,7 @@
 
 mod conn;
 mod error;
+pub mod life;
 mod model;
 mod query;
 mod tensor;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use conn::{Admission, AdmitAll, Connection, ServeConfig, now_ms};
+pub use conn::{Admission, AdmitAll, Connection, Counters, ServeConfig, now_ms};
 pub use error::NodeError;
 pub use model::{EchoBias, Model, RandomProjection};
 pub use query::{Answer, Backoff, RowError, fan_out, weights_row};

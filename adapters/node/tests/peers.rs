@@ -14,7 +14,6 @@ use deepnode_wire::{DType, HEADER_LEN, Header, Kind, Limits, Modality, Shape, St
 use ed25519_dalek::SigningKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 const DIM: u32 = 8;
 const GENESIS: [u8; 32] = [7; 32];
@@ -32,12 +31,7 @@ fn limits() -> Limits {
 }
 
 fn config(per_peer: usize, global: usize) -> ServeConfig {
-    ServeConfig {
-        limits: limits(),
-        per_peer,
-        global: Arc::new(Semaphore::new(global)),
-        max_open_messages: 64,
-    }
+    ServeConfig::new(limits(), per_peer, global)
 }
 
 fn key(seed: u8) -> SigningKey {
