@@ -132,7 +132,11 @@ async fn network(n: u8, limit: Duration) {
             node.uid
         );
         assert!(!node.endpoint.is_empty());
-        assert!(node.stake >= 1000, "stake {} below what the node added", node.stake);
+        assert!(
+            node.stake >= 1000,
+            "stake {} below what the node added",
+            node.stake
+        );
     }
     // Gradients reached the echo models: their bias moved off zero.
     for e in echoes {
