@@ -466,3 +466,63 @@ async fn set_weights(
         .map_err(ledger)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use deepnode_ledger::view::{MetagraphView, NeuronView, StatsBits};
+
+    use super::*;
+
+    fn neuron(uid: usize, key: [u8; 32], stake: u64) -> NeuronView {
+        NeuronView {
+            bits: StatsBits {
+                consensus: "0".into(),
+                dividends: "0".into(),
+                incentive: "0".into(),
+                rank: "0".into(),
+                trust: "0".into(),
+            },
+            consensus: 0.0,
+            dividends: 0.0,
+            emission: 0,
+            endpoint: String::new(),
+            incentive: 0.0,
+            key: deepnode_ledger::AccountId(key).to_string(),
+            rank: 0.0,
+            registered_at: 0,
+            stake,
+            trust: 0.0,
+            uid,
+            weights_block: None,
+        }
+    }
+
+    #[test]
+    fn admission_follows_the_metagraph_and_the_stake_floor() {
+        let a = MetagraphAdmission::new(100);
+        let mut mg = MetagraphView {
+            block: 1,
+            epochs: 0,
+            max_weights_len: 8,
+            min_allowed_weights: 1,
+            n: 3,
+            nodes: vec![
+                neuron(0, [1; 32], 50),
+                neuron(1, [1; 32], 150),
+                neuron(2, [2; 32], 99),
+            ],
+            tempo: 10,
+            weights_rate_limit: 1,
+        };
+        assert!(!a.admit(&[1; 32]), "nobody before the first metagraph");
+        a.update(&mg);
+        // An account counts with its largest neuron.
+        assert!(a.admit(&[1; 32]));
+        assert!(!a.admit(&[2; 32]), "under the floor");
+        assert!(!a.admit(&[3; 32]), "not in the metagraph");
+        // Deregistered: gone at the next refresh.
+        mg.nodes.truncate(1);
+        a.update(&mg);
+        assert!(!a.admit(&[1; 32]));
+    }
+}
