@@ -99,6 +99,19 @@ impl Model for Slow {
     }
 }
 
+/// The header of a TEXT forward of token shape `dims`.
+fn text_header(dims: &[u32], id: u64, deadline_ms: u64) -> Header {
+    Header::request(
+        Kind::Forward,
+        Modality::Text,
+        DType::I64,
+        Shape::new(dims).unwrap(),
+        id,
+        deadline_ms,
+    )
+    .unwrap()
+}
+
 fn raw(h: &Header, body_len: usize) -> Vec<u8> {
     let mut b = [0u8; HEADER_LEN];
     h.encode(&mut b);
@@ -216,15 +229,7 @@ async fn malformed_and_oversized_requests_get_a_status() {
     let conn = a.dial(b, account(2)).await.unwrap();
 
     // A declared 4 GiB body (its shape matches): refused by the cap, the body never sent.
-    let huge = Header::request(
-        Kind::Forward,
-        Modality::Text,
-        DType::I64,
-        Shape::new(&[8, 1 << 26]).unwrap(),
-        100,
-        0,
-    )
-    .unwrap();
+    let huge = text_header(&[8, 1 << 26], 100, 0);
     assert_eq!(huge.payload_len, 4 << 30);
     let e = conn
         .request_raw(100, raw(&huge, 0), SECOND)
@@ -233,15 +238,7 @@ async fn malformed_and_oversized_requests_get_a_status() {
     assert!(matches!(e, NodeError::Refused(Status::TooLarge)), "{e}");
 
     // A length that does not match the shape: malformed.
-    let mut lie = Header::request(
-        Kind::Forward,
-        Modality::Text,
-        DType::I64,
-        Shape::new(&[2, 4]).unwrap(),
-        101,
-        0,
-    )
-    .unwrap();
+    let mut lie = text_header(&[2, 4], 101, 0);
     lie.payload_len = 9;
     let e = conn
         .request_raw(101, raw(&lie, 0), SECOND)
@@ -250,30 +247,14 @@ async fn malformed_and_oversized_requests_get_a_status() {
     assert!(matches!(e, NodeError::Refused(Status::Malformed)), "{e}");
 
     // Another wire version.
-    let good = Header::request(
-        Kind::Forward,
-        Modality::Text,
-        DType::I64,
-        Shape::new(&[2, 4]).unwrap(),
-        102,
-        0,
-    )
-    .unwrap();
+    let good = text_header(&[2, 4], 102, 0);
     let mut bytes = raw(&good, 64);
     bytes[4] = 2;
     let e = conn.request_raw(102, bytes, SECOND).await.unwrap_err();
     assert!(matches!(e, NodeError::Refused(Status::BadVersion)), "{e}");
 
     // A shape outside the limits, and a modality the model does not serve.
-    let wide = Header::request(
-        Kind::Forward,
-        Modality::Text,
-        DType::I64,
-        Shape::new(&[9, 4]).unwrap(),
-        103,
-        0,
-    )
-    .unwrap();
+    let wide = text_header(&[9, 4], 103, 0);
     let e = conn
         .request_raw(103, raw(&wide, 9 * 4 * 8), SECOND)
         .await
@@ -303,15 +284,7 @@ async fn malformed_and_oversized_requests_get_a_status() {
     assert!(matches!(e, NodeError::Refused(Status::NotFinite)), "{e}");
 
     // An expired deadline is answered without running the model.
-    let late = Header::request(
-        Kind::Forward,
-        Modality::Text,
-        DType::I64,
-        Shape::new(&[2, 4]).unwrap(),
-        104,
-        1,
-    )
-    .unwrap();
+    let late = text_header(&[2, 4], 104, 1);
     let e = conn
         .request_raw(104, raw(&late, 64), SECOND)
         .await
