@@ -288,7 +288,8 @@ impl Header {
     }
 
     /// A Backward: inputs of `shape` and `dtype`, then a gradient `[B, S, dim]` of
-    /// `grad_dtype` (B and S are the inputs' first two dimensions).
+    /// `grad_dtype` (B and S are the inputs' first two dimensions). `None` when `B` or `S` is
+    /// 0 (the gradient's width could not be read back) or the size overflows `u64`.
     pub fn backward(
         modality: Modality,
         dtype: DType,
@@ -298,6 +299,9 @@ impl Header {
         request_id: u64,
         deadline_ms: u64,
     ) -> Option<Header> {
+        if grad_shape(&shape, 1)?.elems()? == 0 {
+            return None;
+        }
         let mut h = Header::request(
             Kind::Backward,
             modality,

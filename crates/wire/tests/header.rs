@@ -46,15 +46,16 @@ fn any_header() -> impl Strategy<Value = Header> {
         prop::sample::select(Status::ALL),
         1u32..64,
     )
-        .prop_map(
+        .prop_filter_map(
+            "a Backward needs B, S >= 1",
             |(kind, modality, dtype, g, dims, id, deadline, status, dim)| {
-                let shape = Shape::new(&dims).unwrap();
+                let shape = Shape::new(&dims)?;
                 match kind {
                     Kind::Backward => {
-                        Header::backward(modality, dtype, shape, g, dim, id, deadline).unwrap()
+                        Header::backward(modality, dtype, shape, g, dim, id, deadline)
                     }
-                    Kind::Error => Header::error(id, modality, status),
-                    k => Header::request(k, modality, dtype, shape, id, deadline).unwrap(),
+                    Kind::Error => Some(Header::error(id, modality, status)),
+                    k => Header::request(k, modality, dtype, shape, id, deadline),
                 }
             },
         )
@@ -95,6 +96,15 @@ proptest! {
         c.encode(&mut b);
         prop_assert_eq!(ChunkHeader::decode(&b), Ok(c));
     }
+}
+
+#[test]
+fn a_backward_needs_a_batch_and_a_sequence() {
+    let empty = Shape::new(&[0, 4]).unwrap();
+    assert_eq!(
+        Header::backward(Modality::Text, DType::I64, empty, DType::F32, 8, 1, 0),
+        None
+    );
 }
 
 #[test]
