@@ -1,10 +1,51 @@
 #!/usr/bin/env bash
-# The test command of README.md: everything CI checks, in one local command.
-# Needs: a Rust toolchain (nightly for fuzzing, else stable with `-s none`), cargo-fuzz,
-# python3 with mpmath, and a Vulkan driver (lavapipe) for the GPU crate; .ci/run installs them.
+# The test command of README.md: everything CI checks, in one local command. On a fresh Debian
+# machine with rustup, python3 and node it first installs what the checks need; each install
+# runs only when its tool is missing, so a prepared machine goes straight to the checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
+
+step "setup (installs only what is missing)"
+export DEBIAN_FRONTEND=noninteractive
+sudo_cmd=()
+[ "$(id -u)" = 0 ] || ! command -v sudo >/dev/null || sudo_cmd=(sudo)
+apt_updated=
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+      || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  if ! command -v apt-get >/dev/null; then
+    echo "setup: no apt-get; install ${missing[*]} by hand" >&2
+    return 1
+  fi
+  echo "setup: apt-get install ${missing[*]}"
+  [ -n "$apt_updated" ] || { "${sudo_cmd[@]}" apt-get update -qq && apt_updated=1; }
+  "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+# lavapipe: a software Vulkan adapter for the wgpu tests (no GPU, no display).
+if command -v dpkg-query >/dev/null; then
+  apt_install mesa-vulkan-drivers libvulkan1
+fi
+# mpmath: the independent Python reference of the conformance vectors.
+if ! python3 -c "import mpmath" 2>/dev/null; then
+  echo "setup: mpmath"
+  python3 -m pip install -q mpmath 2>/dev/null || apt_install python3-mpmath
+fi
+# clippy, rustfmt; llvm-tools for the no_std symbol check; the no_std and wasm targets.
+components=$(rustup component list --installed)
+for c in clippy rustfmt llvm-tools; do
+  grep -q "^$c" <<<"$components" || rustup component add "$c"
+done
+targets=$(rustup target list --installed)
+for t in wasm32-unknown-unknown thumbv7em-none-eabihf wasm32-wasip1; do
+  grep -qx "$t" <<<"$targets" || rustup target add "$t"
+done
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+command -v node >/dev/null || { echo "setup: node (>= 18) is needed for the WASI run" >&2; exit 1; }
 
 step "fmt"
 cargo fmt --all -- --check
@@ -18,15 +59,20 @@ cargo test --workspace
 step "conformance vectors through the CLI"
 cargo run -q -p deepnode-cli -- conformance conformance/vectors
 
+step "conformance vectors on wasm32-wasip1 (32-bit), under Node's WASI"
+wasm=$(cargo build -q -p deepnode-conformance --example run_vectors --target wasm32-wasip1 \
+  --message-format=json-render-diagnostics | sed -n 's/.*"executable":"\([^"]*\.wasm\)".*/\1/p')
+node scripts/wasi-run.mjs "$wasm" conformance/vectors
+
 step "expectations regenerate identically from the independent reference"
 python3 conformance/reference/epoch.py --check
 
-step "no_std link check"
-(cd crates/no-std-check && cargo build --release)
+step "no_std link check: with and without alloc; host, wasm32, thumbv7em"
+./scripts/no-std-check.sh
 
 step "fuzz smoke run (${FUZZ_SECONDS:=30}s per target)"
 if cargo +nightly --version >/dev/null 2>&1; then fuzz=(cargo +nightly fuzz run); else fuzz=(cargo fuzz run -s none); fi
-for target in epoch codec extrinsic; do
+for target in epoch codec extrinsic wire; do
   work=$(mktemp -d)
   cp fuzz/corpus/"$target"/* "$work"/
   (cd fuzz && "${fuzz[@]}" "$target" "$work" -- -max_total_time="$FUZZ_SECONDS")

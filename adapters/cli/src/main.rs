@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod bench;
 mod exit;
 mod ledger_cli;
+mod node_cli;
 mod sim;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -64,6 +65,9 @@ enum Command {
     Tx(ledger_cli::TxArgs),
     /// Print a ledger node's metagraph as a table.
     Metagraph(ledger_cli::MetagraphArgs),
+    /// Run a client node: serve a model to peers, query them, set weights on the ledger.
+    #[command(subcommand)]
+    Node(node_cli::NodeCmd),
 }
 
 /// `--backend fixed|float`: clap's list of values, parsed by the contract's [`Backend`].
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         Command::Wallet(cmd) => ledger_cli::run_wallet(cmd),
         Command::Tx(args) => ledger_cli::run_tx(args),
         Command::Metagraph(args) => ledger_cli::run_metagraph(args),
+        Command::Node(cmd) => node_cli::run_node(cmd),
         Command::Conformance { dir } => conformance(&dir),
     })
 }

@@ -480,6 +480,14 @@ pub enum RpcError {
     /// A reply's hash or account is not 32 bytes of hex.
     #[error("{0}")]
     BadId(ParseIdError),
+    /// A reply is not of the method's documented shape.
+    #[error("{method}: unexpected reply: {reason}")]
+    BadReply {
+        /// The method called.
+        method: &'static str,
+        /// What did not fit.
+        reason: String,
+    },
     /// An extrinsic was not committed within the wait.
     #[error("{hash} not committed after {timeout:?}")]
     NotCommitted {

@@ -9,7 +9,7 @@
 //! layout; `tests/replies.rs` pins them.
 
 use deepnode_consensus::{Fx, Uid, Weight};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Chain;
@@ -341,7 +341,7 @@ impl AccountView {
 }
 
 /// The exact bits of a neuron's last outputs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsBits {
     /// Consensus `c`.
     pub consensus: String,
@@ -356,7 +356,7 @@ pub struct StatsBits {
 }
 
 /// One neuron of the metagraph.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NeuronView {
     /// The exact bits of the reals below.
     pub bits: StatsBits,
@@ -413,13 +413,16 @@ impl NeuronView {
     }
 }
 
-/// The metagraph of the committed state (`ledger_metagraph`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// The metagraph of the committed state (`ledger_metagraph`); clients read it back with
+/// `Deserialize` (the node's discovery).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MetagraphView {
     /// The block of the state.
     pub block: u64,
     /// Epochs run so far.
     pub epochs: u64,
+    /// Most entries in a weights row.
+    pub max_weights_len: u32,
     /// The controller's current value.
     pub min_allowed_weights: u32,
     /// Number of neurons.
@@ -428,6 +431,8 @@ pub struct MetagraphView {
     pub nodes: Vec<NeuronView>,
     /// Blocks per epoch.
     pub tempo: u64,
+    /// A neuron may set weights at most once per this many blocks.
+    pub weights_rate_limit: u64,
 }
 
 impl MetagraphView {
@@ -436,6 +441,7 @@ impl MetagraphView {
         MetagraphView {
             block: state.block,
             epochs: state.epochs,
+            max_weights_len: state.config.max_weights_len,
             min_allowed_weights: state.params.min_allowed_weights,
             n: state.neurons.len(),
             nodes: state
@@ -445,6 +451,7 @@ impl MetagraphView {
                 .map(|(uid, n)| NeuronView::new(uid, n))
                 .collect(),
             tempo: state.config.tempo,
+            weights_rate_limit: state.config.weights_rate_limit,
         }
     }
 }

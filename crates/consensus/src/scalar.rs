@@ -65,17 +65,17 @@ impl Scalar for Fx {
         Fx::from_ratio(u128::from(stake), total)
     }
     fn add(self, rhs: Fx) -> Fx {
-        Fx(self.0.saturating_add(rhs.0))
+        self.saturating_add(rhs)
     }
     fn sub(self, rhs: Fx) -> Fx {
-        Fx(self.0.saturating_sub(rhs.0))
+        self.saturating_sub(rhs)
     }
     fn mul(self, rhs: Fx) -> Fx {
-        Fx(self.0.saturating_mul(rhs.0))
+        self.saturating_mul(rhs)
     }
     fn div(self, rhs: Fx) -> Fx {
         // Division by 0 saturates; callers never divide by 0 (each call site says why).
-        Fx(self.0.saturating_div(rhs.0))
+        self.saturating_div(rhs)
     }
     type Factor = u128;
     fn factor(self, row_sum: u64) -> u128 {

@@ -9,9 +9,12 @@ use fixed::types::I64F64;
 /// The representable grid is `k * 2^-64` for `k` in `i128`. Every quantity of the epoch is a
 /// multiple of that grid; conformance/SPEC.md gives the rounding of each operation. The raw bits
 /// are the wire format (`codec`: the SCALE encoding of the `i128`).
+///
+/// The inner `fixed` value is private: its operators panic or wrap on overflow, so `Fx` offers
+/// only total operations (saturating, checked, or exact by construction).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[repr(transparent)]
-pub struct Fx(pub I64F64);
+pub struct Fx(I64F64);
 
 impl Fx {
     /// 0.
@@ -34,15 +37,15 @@ impl Fx {
     /// `floor(num / den * 2^64) * 2^-64`, or `None` when `den == 0` or the quotient exceeds
     /// [`Fx::MAX`].
     pub fn checked_from_ratio(num: u128, den: u128) -> Option<Fx> {
-        if den == 0 {
-            return None;
-        }
-        let int = num / den;
-        let rem = num % den;
+        // `checked_div`/`checked_rem` are `None` exactly when `den == 0`.
+        let int = num.checked_div(den)?;
+        let rem = num.checked_rem(den)?;
         if int >> 63 != 0 {
             return None;
         }
-        // rem < den, so rem * 2^64 / den < 2^64; split to keep every step inside u128.
+        // int < 2^63, so `int << 64` keeps every bit and stays below 2^127; frac < 2^64 fills
+        // the low half. rem < den, so rem * 2^64 / den < 2^64: long division keeps every step
+        // inside u128.
         let frac = frac_of(rem, den);
         let bits = (int << 64) | frac;
         i128::try_from(bits).ok().map(Fx::from_bits)
@@ -76,9 +79,48 @@ impl Fx {
     pub fn to_f64(self) -> f64 {
         self.0.to_num::<f64>()
     }
+
+    /// `self + rhs`, saturating at the range of `Fx` (exact when it fits).
+    #[must_use]
+    pub fn saturating_add(self, rhs: Fx) -> Fx {
+        Fx(self.0.saturating_add(rhs.0))
+    }
+
+    /// `self - rhs`, saturating at the range of `Fx` (exact when it fits).
+    #[must_use]
+    pub fn saturating_sub(self, rhs: Fx) -> Fx {
+        Fx(self.0.saturating_sub(rhs.0))
+    }
+
+    /// `self * rhs` rounded toward negative infinity (the exact product's bits shifted right by
+    /// 64), saturating at the range of `Fx`.
+    #[must_use]
+    pub fn saturating_mul(self, rhs: Fx) -> Fx {
+        Fx(self.0.saturating_mul(rhs.0))
+    }
+
+    /// `self / rhs` rounded toward zero (floor for operands of one sign), saturating at the
+    /// range of `Fx`.
+    ///
+    /// Division by zero saturates too: to the largest value for `self >= 0`, to the smallest
+    /// (`-2^63`) for `self < 0`. Never panics.
+    #[must_use]
+    pub fn saturating_div(self, rhs: Fx) -> Fx {
+        if rhs.0 == I64F64::ZERO {
+            return if self.0 < I64F64::ZERO {
+                Fx(I64F64::MIN)
+            } else {
+                Fx::MAX
+            };
+        }
+        Fx(self.0.saturating_div(rhs.0))
+    }
 }
 
 /// `floor(rem * 2^64 / den)` for `rem < den`, without overflowing `u128`.
+///
+/// The precondition `rem < den` is the caller's (`rem` is a remainder of `den`); under it no
+/// step below wraps, and the result is below 2^64.
 fn frac_of(rem: u128, den: u128) -> u128 {
     // Long division, one bit at a time: 64 steps of a shift and a compare. `r < den` holds
     // before each step, so `2r + 1` is below `2 den`; when `den` exceeds 2^127 the doubled
@@ -86,12 +128,17 @@ fn frac_of(rem: u128, den: u128) -> u128 {
     let mut r = rem;
     let mut q: u128 = 0;
     for _ in 0..64 {
-        q <<= 1;
-        if r >= den - r {
-            r -= den - r;
-            q |= 1;
+        // r < den, so `den - r` is in 1..=den and does not wrap.
+        let gap = den.wrapping_sub(r);
+        if r >= gap {
+            // 2r >= den: the next bit is 1 and the new remainder is `2r - den = r - gap`,
+            // which is below `r` (gap >= 1), hence below den; no wrap since r >= gap.
+            r = r.wrapping_sub(gap);
+            q = (q << 1) | 1;
         } else {
+            // 2r < den <= u128::MAX: doubling keeps every bit, and the new r stays below den.
             r <<= 1;
+            q <<= 1;
         }
     }
     q
@@ -155,6 +202,52 @@ mod tests {
         assert_eq!(Fx::from_ratio(1, 0), Fx::ZERO);
         assert_eq!(Fx::from_ratio(1 << 70, 1), Fx::MAX);
         assert_eq!(Fx::checked_from_ratio(1 << 70, 1), None);
+    }
+
+    #[test]
+    fn long_division_matches_wide_division() {
+        // Where `rem * 2^64` fits in u128 (den <= 2^64), plain division is the oracle.
+        let mut x: u128 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..2000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let den = (x >> 64).max(1);
+            let rem = (x & u128::from(u64::MAX)) % den;
+            assert_eq!(super::frac_of(rem, den), (rem << 64) / den, "{rem} / {den}");
+        }
+        // den above 2^127, where doubling the remainder would overflow: just over 1/2 floors
+        // to 2^-1, and (2^128 - 2) / (2^128 - 1) to 1 - 2^-64.
+        assert_eq!(super::frac_of(1 << 127, u128::MAX), 1 << 63);
+        assert_eq!(
+            super::frac_of(u128::MAX - 1, u128::MAX),
+            u128::from(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn saturating_ops_are_total() {
+        let third = Fx::from_ratio(1, 3);
+        let min = Fx::from_bits(i128::MIN);
+        assert_eq!(Fx::ONE.saturating_add(Fx::ONE), Fx::from_ratio(2, 1));
+        assert_eq!(Fx::MAX.saturating_add(Fx::ONE), Fx::MAX);
+        assert_eq!(Fx::ZERO.saturating_sub(Fx::ONE), Fx::from_bits(-(1 << 64)));
+        assert_eq!(min.saturating_sub(Fx::ONE), min);
+        // 1/3 * 1/3 = 0x1c71..c71c.7: the exact product's low bits are dropped (floor).
+        assert_eq!(third.saturating_mul(third).to_bits(), 0x1c71_c71c_71c7_1c71);
+        assert_eq!(Fx::MAX.saturating_mul(Fx::from_ratio(2, 1)), Fx::MAX);
+        assert_eq!(Fx::ONE.saturating_div(Fx::from_ratio(3, 1)), third);
+        assert_eq!(Fx::MAX.saturating_div(Fx::from_ratio(1, 2)), Fx::MAX);
+        // Toward zero for a negative quotient: -1/3 is -(1/3 floored), not its floor.
+        assert_eq!(
+            Fx::from_bits(-(1 << 64))
+                .saturating_div(Fx::from_ratio(3, 1))
+                .to_bits(),
+            -third.to_bits()
+        );
+        assert_eq!(Fx::ONE.saturating_div(Fx::ZERO), Fx::MAX);
+        assert_eq!(Fx::ZERO.saturating_div(Fx::ZERO), Fx::MAX);
+        assert_eq!(min.saturating_div(Fx::ZERO), min);
     }
 
     #[test]

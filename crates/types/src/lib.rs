@@ -1,5 +1,12 @@
 #![doc = include_str!("../README.md")]
 #![no_std]
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::float_arithmetic
+)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

@@ -70,6 +70,18 @@ impl Client {
         })?)
     }
 
+    /// The metagraph of the committed state.
+    pub async fn metagraph(&self) -> Result<crate::view::MetagraphView, LedgerError> {
+        let v = self.call("ledger_metagraph", rpc_params![]).await?;
+        serde_json::from_value(v).map_err(|e| {
+            RpcError::BadReply {
+                method: "ledger_metagraph",
+                reason: e.to_string(),
+            }
+            .into()
+        })
+    }
+
     /// Submits an encoded extrinsic (hex); returns its hash. Accepted means pending: it is
     /// durable only once its block is committed ([`Client::wait_committed`]).
     pub async fn submit_hex(&self, hex: String) -> Result<H256, LedgerError> {

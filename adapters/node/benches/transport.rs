@@ -1,0 +1,208 @@
+//! `cargo bench -p deepnode-node --bench transport`: the node's wire on loopback, each figure
+//! against its baseline in the same run.
+//!
+//! 1. Round trip of 1 MiB request + 1 MiB response: plain TCP (an echo server) against the
+//!    node's encrypted forward (Noise AES-GCM, chunked wire, a model that answers at once),
+//!    alternated round by round.
+//! 2. Small forward requests (TEXT [1, 8] -> [1, 8, 64]) served per second by one node, 64 in
+//!    flight over one connection.
+//! 3. p50/p99 latency of a fan-out of that request to 16 peers.
+//!
+//! `DEEPNODE_BENCH_QUICK=1` runs fewer rounds.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deepnode_node::{
+    AdmitAll, Answer, Model, Node, NodeError, NoiseTcp, ServeConfig, Tensor, fan_out,
+};
+use deepnode_wire::{Limits, Modality};
+use ed25519_dalek::SigningKey;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const MIB: usize = 1 << 20;
+
+/// Answers every forward with zeros `[B, S, dim]` (no compute: the bench measures the wire).
+struct Zeros(u32);
+
+impl Model for Zeros {
+    fn dim(&self) -> u32 {
+        self.0
+    }
+    fn serves(&self, _: Modality) -> bool {
+        true
+    }
+    fn forward(&self, _: Modality, x: &Tensor) -> Result<Tensor, NodeError> {
+        let d = x.shape.dims();
+        Tensor::zeros(&[d[0], d[1], self.0])
+    }
+    fn backward(&self, _: Modality, _: &Tensor, _: &Tensor) -> Result<(), NodeError> {
+        Ok(())
+    }
+}
+
+fn node(seed: u8, dim: u32) -> Arc<Node> {
+    let limits = Limits {
+        max_payload: 4 * MIB as u64,
+        max_batch: 64,
+        max_seq: 4096,
+        dim,
+        max_features: 1024,
+        max_image_elems: 3 * 64 * 64,
+    };
+    let mut config = ServeConfig::new(limits, 256, 1024);
+    config.max_open_messages = 512;
+    let key = SigningKey::from_bytes(&[seed; 32]);
+    let t = NoiseTcp::new(key, [0; 32], Duration::from_secs(5)).expect("noise keys");
+    Arc::new(Node::new(
+        Arc::new(t),
+        Arc::new(Zeros(dim)),
+        Arc::new(AdmitAll),
+        config,
+    ))
+}
+
+fn account(seed: u8) -> [u8; 32] {
+    SigningKey::from_bytes(&[seed; 32])
+        .verifying_key()
+        .to_bytes()
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn echo_server() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; MIB];
+                while s.read_exact(&mut buf).await.is_ok() {
+                    if s.write_all(&buf).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = std::env::var("DEEPNODE_BENCH_QUICK").is_ok();
+    let rounds = if quick { 20 } else { 100 };
+    let any = "127.0.0.1:0".parse().expect("address");
+
+    // 1. 1 MiB each way.
+    let mut plain = TcpStream::connect(echo_server().await)
+        .await
+        .expect("connect");
+    plain.set_nodelay(true).expect("nodelay");
+    let (naddr, _) = node(2, 256).listen(any).await.expect("listen");
+    let conn = node(1, 256).dial(naddr, account(2)).await.expect("dial");
+    let request = Tensor::from_f32(&[1, 1024, 256], &vec![0.5; 1024 * 256]).expect("tensor");
+    let mut buf = vec![1u8; MIB];
+    let (mut tcp, mut noise) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        // Alternate the two so that drift on a shared machine hits both alike.
+        let t = Instant::now();
+        plain.write_all(&buf).await.expect("write");
+        plain.read_exact(&mut buf).await.expect("read");
+        tcp.push(t.elapsed());
+        let t = Instant::now();
+        let out = conn
+            .forward(Modality::Tensor, &request, Duration::from_secs(5))
+            .await
+            .expect("forward");
+        noise.push(t.elapsed());
+        assert_eq!(out.bytes.len(), MIB);
+    }
+    let (tcp, noise) = (pct(&mut tcp, 0.5), pct(&mut noise, 0.5));
+    let gbps = |d: Duration| 2.0 * MIB as f64 / d.as_secs_f64() / 1e9;
+    println!("1 MiB request + 1 MiB response, median of {rounds}:");
+    for (name, d) in [("plain TCP", tcp), ("node (Noise)", noise)] {
+        println!(
+            "  {name:<14} {:>8.3} ms  {:>5.2} GB/s",
+            d.as_secs_f64() * 1e3,
+            gbps(d)
+        );
+    }
+    println!(
+        "  node / plain   {:>8.2} (throughput ratio; target >= 0.75)",
+        tcp.as_secs_f64() / noise.as_secs_f64()
+    );
+
+    // 2. Small requests served per second by one node.
+    let (saddr, _) = node(3, 64).listen(any).await.expect("listen");
+    let client = node(4, 64).dial(saddr, account(3)).await.expect("dial");
+    let small = Tensor::from_i64(&[1, 8], &[1; 8]).expect("tensor");
+    let per_worker = if quick { 80 } else { 600 };
+    let started = Instant::now();
+    let workers: Vec<_> = (0..64)
+        .map(|_| {
+            let c = Arc::clone(&client);
+            let x = small.clone();
+            tokio::spawn(async move {
+                for _ in 0..per_worker {
+                    c.forward(Modality::Text, &x, Duration::from_secs(5))
+                        .await
+                        .expect("forward");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.expect("worker");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let total = 64 * per_worker;
+    println!("small forwards (TEXT [1, 8] -> [1, 8, 64]), 64 in flight on one connection:");
+    println!(
+        "  {:.0} requests/s ({total} in {secs:.2} s)",
+        f64::from(total) / secs
+    );
+
+    // 3. Fan-out to 16 peers.
+    let hub = node(5, 64);
+    let mut peers = Vec::new();
+    for seed in 10..26u8 {
+        let (a, _) = node(seed, 64).listen(any).await.expect("listen");
+        peers.push((
+            u32::from(seed),
+            hub.dial(a, account(seed)).await.expect("dial"),
+        ));
+    }
+    let mut backoff = std::collections::HashMap::new();
+    let mut lat = Vec::new();
+    for _ in 0..rounds * 5 {
+        let t = Instant::now();
+        let zeros = |_| Tensor::zeros(&[1, 8, 64]);
+        let answers = fan_out(
+            &peers,
+            &mut backoff,
+            Modality::Text,
+            &small,
+            Duration::from_secs(5),
+            zeros,
+        )
+        .await
+        .expect("fan-out");
+        lat.push(t.elapsed());
+        assert!(answers.iter().all(|(_, a)| matches!(a, Answer::Peer(_))));
+    }
+    let n = lat.len();
+    let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
+    println!("fan-out of TEXT [1, 8] to 16 peers, {n} rounds:");
+    println!(
+        "  p50 {:.3} ms  p99 {:.3} ms",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+}

@@ -1,0 +1,608 @@
+//! One session with a peer, both ways: it serves the peer's requests with the local
+//! [`Model`] and carries this node's requests to the peer. Messages travel as chunks
+//! ([`deepnode_wire::ChunkHeader`]) that the writer interleaves round-robin, so a large backward
+//! does not hold up a small forward.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use deepnode_wire::{
+    CHUNK_HEADER_LEN, ChunkHeader, FIRST, HEADER_LEN, Header, Kind, LAST, Limits, MAX_CHUNK_DATA,
+    Modality, REPLY, Status, WireError,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+use crate::transport::{AccountKey, FrameRead, FrameWrite, Session};
+use crate::{Model, NodeError, Tensor};
+
+/// Who may call this node: checked on every request, before its body is read.
+pub trait Admission: Send + Sync + 'static {
+    /// Whether `account` may be served now (in the metagraph, at or above the stake floor).
+    fn admit(&self, account: &AccountKey) -> bool;
+}
+
+/// Admits everyone (tests, private networks).
+pub struct AdmitAll;
+
+impl Admission for AdmitAll {
+    fn admit(&self, _: &AccountKey) -> bool {
+        true
+    }
+}
+
+/// Requests this node served and refused, over all its connections.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Requests that reached the model and succeeded.
+    pub served: AtomicU64,
+    /// Requests refused with a status (or whose model failed).
+    pub refused: AtomicU64,
+}
+
+/// What a node serves and how much at once.
+#[derive(Clone)]
+pub struct ServeConfig {
+    /// Shapes and sizes accepted, requests and responses alike.
+    pub limits: Limits,
+    /// Requests served at once for one peer; past it, Busy.
+    pub per_peer: usize,
+    /// Requests served at once in total (shared by every connection through
+    /// [`ServeConfig::global`]); past it, Busy.
+    pub global: Arc<Semaphore>,
+    /// Partly received messages one peer may have open at once; past it, the connection is
+    /// closed (a peer that opens messages and never finishes them).
+    pub max_open_messages: usize,
+    /// Counts served and refused requests (shared by every connection of a node).
+    pub counters: Arc<Counters>,
+}
+
+impl ServeConfig {
+    /// `limits`, at most `per_peer` requests at once per peer and `total` in all, 64 open
+    /// messages per peer, fresh counters.
+    pub fn new(limits: Limits, per_peer: usize, total: usize) -> ServeConfig {
+        ServeConfig {
+            limits,
+            per_peer,
+            global: Arc::new(Semaphore::new(total)),
+            max_open_messages: 64,
+            counters: Arc::default(),
+        }
+    }
+}
+
+/// A live session with one peer.
+pub struct Connection {
+    peer: AccountKey,
+    out: mpsc::Sender<Outgoing>,
+    pending: Pending,
+    next_id: AtomicU64,
+    dim: u32,
+    limits: Limits,
+}
+
+/// Requests awaiting a reply; `None` once the session is over, so new requests fail at once.
+type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Result<Tensor, NodeError>>>>>>;
+
+struct Outgoing {
+    id: u64,
+    reply: bool,
+    data: Vec<u8>,
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Connection {
+    /// Starts serving `session` with `model` under `admission` and `config`; the returned
+    /// handle sends this node's requests over the same session. The session ends when the peer
+    /// closes it, breaks the protocol, or every handle is dropped.
+    pub fn start(
+        session: Session,
+        model: Arc<dyn Model>,
+        admission: Arc<dyn Admission>,
+        config: ServeConfig,
+    ) -> Arc<Connection> {
+        let (tx, rx) = mpsc::channel(256);
+        let conn = Arc::new(Connection {
+            peer: session.peer,
+            out: tx.clone(),
+            pending: Arc::new(Mutex::new(Some(HashMap::new()))),
+            next_id: AtomicU64::new(1),
+            dim: model.dim(),
+            limits: config.limits,
+        });
+        tokio::spawn(write_loop(session.writer, rx));
+        let reader = Reader {
+            peer: session.peer,
+            out: tx,
+            pending: Arc::clone(&conn.pending),
+            model,
+            admission,
+            per_peer: Arc::new(Semaphore::new(config.per_peer)),
+            config,
+            open: HashMap::new(),
+        };
+        let pending = Arc::clone(&conn.pending);
+        tokio::spawn(async move {
+            let _ = reader.run(session.reader).await;
+            // The session is over: every waiting request fails now, not at its deadline.
+            if let Ok(mut p) = pending.lock() {
+                *p = None;
+            }
+        });
+        conn
+    }
+
+    /// The peer's account.
+    pub fn peer(&self) -> AccountKey {
+        self.peer
+    }
+
+    /// Whether the session is still open.
+    pub fn is_open(&self) -> bool {
+        !self.out.is_closed() && self.pending.lock().is_ok_and(|p| p.is_some())
+    }
+
+    /// Sends `inputs` of `modality` to the peer's model and waits at most `timeout` for its
+    /// `[B, S, D]` response (checked against this node's limits).
+    pub async fn forward(
+        &self,
+        modality: Modality,
+        inputs: &Tensor,
+        timeout: Duration,
+    ) -> Result<Tensor, NodeError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let deadline = deadline_after(timeout);
+        let header = Header::request(
+            Kind::Forward,
+            modality,
+            inputs.dtype,
+            inputs.shape,
+            id,
+            deadline,
+        )
+        .ok_or(NodeError::Tensor("too large"))?;
+        self.request_raw(id, message(&header, &[&inputs.bytes]), timeout)
+            .await
+    }
+
+    /// Sends the gradient `grad` (`[B, S, D]`) of this node's loss with respect to the peer's
+    /// response to `inputs`, fire and forget: the peer drops it past `timeout`.
+    pub async fn backward(
+        &self,
+        modality: Modality,
+        inputs: &Tensor,
+        grad: &Tensor,
+        timeout: Duration,
+    ) -> Result<(), NodeError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let header = Header::backward(
+            modality,
+            inputs.dtype,
+            inputs.shape,
+            grad.dtype,
+            self.dim,
+            id,
+            deadline_after(timeout),
+        )
+        .ok_or(NodeError::Tensor("too large"))?;
+        if grad.shape.dims().get(2) != Some(&self.dim) {
+            return Err(NodeError::Tensor("gradient is not [B, S, D]"));
+        }
+        self.limits.check(&header)?;
+        tokio::time::timeout(
+            timeout,
+            self.send(id, false, &header, &[&inputs.bytes, &grad.bytes]),
+        )
+        .await
+        .map_err(|_| NodeError::Timeout)?
+    }
+
+    /// Sends raw bytes as request `id` (a header, then a body, possibly malformed) and waits
+    /// at most `timeout` for the reply; for tests of hostile callers.
+    #[doc(hidden)]
+    pub async fn request_raw(
+        &self,
+        id: u64,
+        data: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Tensor, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        match self.pending.lock().as_deref_mut() {
+            Ok(Some(p)) => p.insert(id, tx),
+            _ => return Err(NodeError::Closed),
+        };
+        let result = tokio::time::timeout(timeout, async {
+            self.out
+                .send(Outgoing {
+                    id,
+                    reply: false,
+                    data,
+                })
+                .await
+                .map_err(|_| NodeError::Closed)?;
+            rx.await.map_err(|_| NodeError::Closed)?
+        })
+        .await
+        .unwrap_or(Err(NodeError::Timeout));
+        if let Ok(Some(p)) = self.pending.lock().as_deref_mut() {
+            p.remove(&id);
+        }
+        result
+    }
+
+    async fn send(
+        &self,
+        id: u64,
+        reply: bool,
+        header: &Header,
+        body: &[&[u8]],
+    ) -> Result<(), NodeError> {
+        self.out
+            .send(Outgoing {
+                id,
+                reply,
+                data: message(header, body),
+            })
+            .await
+            .map_err(|_| NodeError::Closed)
+    }
+}
+
+fn deadline_after(timeout: Duration) -> u64 {
+    now_ms().saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn message(header: &Header, body: &[&[u8]]) -> Vec<u8> {
+    let mut h = [0u8; HEADER_LEN];
+    header.encode(&mut h);
+    let len = body
+        .iter()
+        .map(|b| b.len())
+        .sum::<usize>()
+        .saturating_add(HEADER_LEN);
+    let mut data = Vec::with_capacity(len);
+    data.extend_from_slice(&h);
+    for b in body {
+        data.extend_from_slice(b);
+    }
+    data
+}
+
+/// Sends queued messages as chunks, one chunk per message in turn.
+async fn write_loop(mut writer: Box<dyn FrameWrite>, mut rx: mpsc::Receiver<Outgoing>) {
+    let mut active: VecDeque<(Outgoing, usize)> = VecDeque::new();
+    let mut chunk = Vec::with_capacity(CHUNK_HEADER_LEN + MAX_CHUNK_DATA);
+    loop {
+        if active.is_empty() {
+            match rx.recv().await {
+                Some(m) => active.push_back((m, 0)),
+                None => return,
+            }
+        }
+        while let Ok(m) = rx.try_recv() {
+            active.push_back((m, 0));
+        }
+        let Some((m, pos)) = active.pop_front() else {
+            continue;
+        };
+        let n = (m.data.len() - pos).min(MAX_CHUNK_DATA);
+        let mut flags = if m.reply { REPLY } else { 0 };
+        if pos == 0 {
+            flags |= FIRST;
+        }
+        if pos + n == m.data.len() {
+            flags |= LAST;
+        }
+        let mut h = [0u8; CHUNK_HEADER_LEN];
+        ChunkHeader {
+            request_id: m.id,
+            flags,
+            len: n as u16,
+        }
+        .encode(&mut h);
+        chunk.clear();
+        chunk.extend_from_slice(&h);
+        chunk.extend_from_slice(&m.data[pos..pos + n]);
+        if writer.send(&chunk).await.is_err() {
+            return;
+        }
+        if flags & LAST == 0 {
+            active.push_back((m, pos + n));
+        }
+    }
+}
+
+/// A message being received.
+struct Open {
+    header: Option<Header>,
+    body: Vec<u8>,
+    /// Refused or unwanted: its remaining chunks are read and dropped.
+    discard: bool,
+}
+
+struct Reader {
+    peer: AccountKey,
+    out: mpsc::Sender<Outgoing>,
+    pending: Pending,
+    model: Arc<dyn Model>,
+    admission: Arc<dyn Admission>,
+    per_peer: Arc<Semaphore>,
+    config: ServeConfig,
+    open: HashMap<(u64, bool), Open>,
+}
+
+impl Reader {
+    async fn run(mut self, mut frames: Box<dyn FrameRead>) -> Result<(), NodeError> {
+        let mut frame = Vec::new();
+        while frames.recv(&mut frame).await? {
+            self.chunk(&frame).await?;
+        }
+        Ok(())
+    }
+
+    async fn chunk(&mut self, frame: &[u8]) -> Result<(), NodeError> {
+        let (head, data) = frame
+            .split_first_chunk::<CHUNK_HEADER_LEN>()
+            .ok_or_else(|| NodeError::Protocol("frame shorter than a chunk header".into()))?;
+        let c = ChunkHeader::decode(head)?;
+        if usize::from(c.len) != data.len() {
+            return Err(NodeError::Protocol(
+                "chunk length does not match its frame".into(),
+            ));
+        }
+        let key = (c.request_id, c.flags & REPLY != 0);
+        if c.flags & FIRST != 0 {
+            if self.open.contains_key(&key) || self.open.len() >= self.config.max_open_messages {
+                return Err(NodeError::Protocol(
+                    "too many open messages, or a reused id".into(),
+                ));
+            }
+            let (h, rest) = data
+                .split_first_chunk::<HEADER_LEN>()
+                .ok_or_else(|| NodeError::Protocol("first chunk shorter than a header".into()))?;
+            let open = self.first(key.1, c.request_id, h).await;
+            self.open.insert(key, open);
+            self.append(key, rest)?;
+        } else {
+            self.append(key, data)?;
+        }
+        if c.flags & LAST != 0 {
+            let open = self
+                .open
+                .remove(&key)
+                .ok_or_else(|| NodeError::Protocol("last chunk of no message".into()))?;
+            if let (false, Some(h)) = (open.discard, open.header) {
+                if u64::try_from(open.body.len()).ok() != Some(h.payload_len) {
+                    return Err(NodeError::Protocol(
+                        "message shorter than its header says".into(),
+                    ));
+                }
+                self.complete(key.1, h, open.body).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, key: (u64, bool), data: &[u8]) -> Result<(), NodeError> {
+        let open = self
+            .open
+            .get_mut(&key)
+            .ok_or_else(|| NodeError::Protocol("chunk of no open message".into()))?;
+        if open.discard {
+            return Ok(());
+        }
+        let declared = open.header.map_or(0, |h| h.payload_len);
+        let len = open.body.len().saturating_add(data.len());
+        if u64::try_from(len).map_or(true, |l| l > declared) {
+            return Err(NodeError::Protocol(
+                "message longer than its header says".into(),
+            ));
+        }
+        open.body.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// Reads a message's header and decides, before any body byte, whether to keep it.
+    async fn first(&mut self, reply: bool, id: u64, bytes: &[u8; HEADER_LEN]) -> Open {
+        let discard = Open {
+            header: None,
+            body: Vec::new(),
+            discard: true,
+        };
+        let header = match Header::decode(bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                if !reply {
+                    let status = if matches!(e, WireError::Version(_)) {
+                        Status::BadVersion
+                    } else {
+                        Status::Malformed
+                    };
+                    self.refuse(id, Modality::Tensor, status).await;
+                }
+                return discard;
+            }
+        };
+        if reply {
+            let wanted = self
+                .pending
+                .lock()
+                .is_ok_and(|p| p.as_ref().is_some_and(|p| p.contains_key(&id)));
+            let valid = match header.kind {
+                Kind::Response => self.config.limits.check(&header).is_ok(),
+                Kind::Error => true,
+                _ => false,
+            };
+            if !wanted || !valid {
+                if wanted {
+                    self.resolve(
+                        id,
+                        Err(NodeError::Protocol("invalid response header".into())),
+                    );
+                }
+                return discard;
+            }
+        } else {
+            let status = if !matches!(header.kind, Kind::Forward | Kind::Backward) {
+                Some(Status::Malformed)
+            } else if !self.admission.admit(&self.peer) {
+                Some(Status::Unauthorized)
+            } else if !self.model.serves(header.modality) {
+                Some(Status::UnservedModality)
+            } else {
+                match self.config.limits.check(&header) {
+                    Ok(()) => None,
+                    Err(WireError::TooLarge { .. }) => Some(Status::TooLarge),
+                    Err(_) => Some(Status::BadShape),
+                }
+            };
+            if let Some(status) = status {
+                if header.kind == Kind::Forward {
+                    self.refuse(id, header.modality, status).await;
+                }
+                return discard;
+            }
+        }
+        // The cap was checked: the allocation is bounded by `limits.max_payload`.
+        let cap = usize::try_from(header.payload_len).unwrap_or(0);
+        Open {
+            header: Some(header),
+            body: Vec::with_capacity(cap),
+            discard: false,
+        }
+    }
+
+    async fn complete(&mut self, reply: bool, h: Header, body: Vec<u8>) {
+        if reply {
+            let result = match h.kind {
+                Kind::Response => Tensor::new(h.dtype, h.shape, body),
+                _ => Err(NodeError::Refused(h.status)),
+            };
+            self.resolve(h.request_id, result);
+            return;
+        }
+        if h.deadline_ms != 0 && now_ms() > h.deadline_ms {
+            if h.kind == Kind::Forward {
+                self.refuse(h.request_id, h.modality, Status::DeadlineExpired)
+                    .await;
+            }
+            return;
+        }
+        let permits = (
+            Arc::clone(&self.per_peer).try_acquire_owned(),
+            Arc::clone(&self.config.global).try_acquire_owned(),
+        );
+        let (Ok(p1), Ok(p2)) = permits else {
+            if h.kind == Kind::Forward {
+                self.refuse(h.request_id, h.modality, Status::Busy).await;
+            }
+            return;
+        };
+        let model = Arc::clone(&self.model);
+        let out = self.out.clone();
+        let counters = Arc::clone(&self.config.counters);
+        tokio::spawn(serve(model, out, h, body, (p1, p2), counters));
+    }
+
+    fn resolve(&self, id: u64, result: Result<Tensor, NodeError>) {
+        let tx = match self.pending.lock().as_deref_mut() {
+            Ok(Some(p)) => p.remove(&id),
+            _ => None,
+        };
+        if let Some(tx) = tx {
+            let _ = tx.send(result);
+        }
+    }
+
+    async fn refuse(&self, id: u64, modality: Modality, status: Status) {
+        self.config.counters.refused.fetch_add(1, Ordering::Relaxed);
+        let data = message(&Header::error(id, modality, status), &[]);
+        let _ = self
+            .out
+            .send(Outgoing {
+                id,
+                reply: true,
+                data,
+            })
+            .await;
+    }
+}
+
+/// Runs one admitted request on the model (off the async threads) and replies to a Forward.
+async fn serve(
+    model: Arc<dyn Model>,
+    out: mpsc::Sender<Outgoing>,
+    h: Header,
+    mut body: Vec<u8>,
+    permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    counters: Arc<Counters>,
+) {
+    let reply = |header: Header, body: &[&[u8]]| Outgoing {
+        id: h.request_id,
+        reply: true,
+        data: message(&header, body),
+    };
+    let inputs_len = usize::try_from(h.shape.bytes(h.dtype).unwrap_or(0)).unwrap_or(0);
+    let grad = body.split_off(inputs_len.min(body.len()));
+    let inputs = Tensor::new(h.dtype, h.shape, body);
+    let status_of = |e: &NodeError| match e {
+        NodeError::Tensor(_) => Status::NotFinite,
+        _ => Status::ModelFailed,
+    };
+    let result = tokio::task::spawn_blocking(move || -> Result<Option<Tensor>, NodeError> {
+        let _permits = permits;
+        let inputs = inputs?;
+        if !inputs.is_finite() {
+            return Err(NodeError::Tensor("inputs hold NaN or infinity"));
+        }
+        match h.kind {
+            Kind::Forward => model.forward(h.modality, &inputs).map(Some),
+            _ => {
+                let dim = h.grad_dim().unwrap_or(0);
+                let dims = [h.shape.dims()[0], h.shape.dims()[1], dim];
+                let shape = deepnode_wire::Shape::new(&dims).ok_or(NodeError::Tensor("shape"))?;
+                let grad = Tensor::new(h.grad_dtype.unwrap_or(h.dtype), shape, grad)?;
+                if !grad.is_finite() {
+                    return Err(NodeError::Tensor("gradient holds NaN or infinity"));
+                }
+                model.backward(h.modality, &inputs, &grad).map(|()| None)
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err(NodeError::Model(format!("model panicked: {e}"))));
+    let counter = if result.is_ok() {
+        &counters.served
+    } else {
+        &counters.refused
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    let msg = match (h.kind, result) {
+        (Kind::Forward, Ok(Some(t))) => match Header::request(
+            Kind::Response,
+            h.modality,
+            t.dtype,
+            t.shape,
+            h.request_id,
+            0,
+        ) {
+            Some(rh) => reply(rh, &[&t.bytes]),
+            None => reply(
+                Header::error(h.request_id, h.modality, Status::ModelFailed),
+                &[],
+            ),
+        },
+        (Kind::Forward, Err(e)) => {
+            reply(Header::error(h.request_id, h.modality, status_of(&e)), &[])
+        }
+        _ => return,
+    };
+    let _ = out.send(msg).await;
+}

@@ -1,0 +1,88 @@
+#![doc = include_str!("../README.md")]
+
+mod conn;
+mod error;
+pub mod life;
+mod model;
+mod query;
+mod tensor;
+pub mod transport;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use conn::{Admission, AdmitAll, Connection, Counters, ServeConfig, now_ms};
+pub use error::NodeError;
+pub use model::{EchoBias, Model, RandomProjection};
+pub use query::{Answer, Backoff, RowError, fan_out, weights_row};
+pub use tensor::Tensor;
+pub use transport::{AccountKey, NoiseTcp, Transport};
+
+/// A node's serving side and its dialer: one transport, one model, one admission policy.
+pub struct Node {
+    transport: Arc<dyn Transport>,
+    model: Arc<dyn Model>,
+    admission: Arc<dyn Admission>,
+    config: ServeConfig,
+}
+
+impl Node {
+    /// A node serving `model` over `transport` to the callers `admission` lets in.
+    pub fn new(
+        transport: Arc<dyn Transport>,
+        model: Arc<dyn Model>,
+        admission: Arc<dyn Admission>,
+        config: ServeConfig,
+    ) -> Node {
+        Node {
+            transport,
+            model,
+            admission,
+            config,
+        }
+    }
+
+    /// Accepts peers on `addr` (port 0 picks one) in a background task; returns the bound
+    /// address and the task. A peer whose handshake fails is dropped; others are unaffected.
+    pub async fn listen(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+    ) -> Result<(SocketAddr, JoinHandle<()>), NodeError> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let node = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let node = Arc::clone(&node);
+                tokio::spawn(async move {
+                    if let Ok(session) = node.transport.accept(stream).await {
+                        node.start(session);
+                    }
+                });
+            }
+        });
+        Ok((local, task))
+    }
+
+    /// Dials the peer at `addr`, which must prove it holds `account`.
+    pub async fn dial(
+        &self,
+        addr: SocketAddr,
+        account: AccountKey,
+    ) -> Result<Arc<Connection>, NodeError> {
+        let session = self.transport.dial(addr, account).await?;
+        Ok(self.start(session))
+    }
+
+    fn start(&self, session: transport::Session) -> Arc<Connection> {
+        Connection::start(
+            session,
+            Arc::clone(&self.model),
+            Arc::clone(&self.admission),
+            self.config.clone(),
+        )
+    }
+}

@@ -1,0 +1,528 @@
+//! A node's life on a network: register and serve its endpoint on the ledger, keep one
+//! connection to every peer of the metagraph, query peers, score them, send them gradients,
+//! and set weights within the ledger's rules.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use deepnode_consensus::{Fx, Params, Uid};
+use deepnode_ledger::view::MetagraphView;
+use deepnode_ledger::{Call, Client, LedgerError, Wallet};
+use deepnode_wire::Modality;
+use tokio::sync::watch;
+
+use crate::query::{Answer, Backoff, RowError, fan_out, weights_row};
+use crate::transport::AccountKey;
+use crate::{Admission, Connection, Model, Node, NodeError, NoiseTcp, ServeConfig, Tensor};
+
+/// How a node runs.
+#[derive(Clone)]
+pub struct RunConfig {
+    /// The ledger's JSON-RPC URL.
+    pub rpc: String,
+    /// Where to accept peers (port 0 picks one); the bound address is served on the ledger.
+    pub listen: SocketAddr,
+    /// The modality of this node's queries.
+    pub modality: Modality,
+    /// Stake to hold on this node's neuron (added from the wallet's balance when below).
+    pub stake: u64,
+    /// Callers whose neurons hold less stake are refused.
+    pub stake_floor: u64,
+    /// Peers per query.
+    pub k: usize,
+    /// Batch `[B, S]` of each query (TEXT: random bytes; TENSOR: random features of width 16).
+    pub batch: (u32, u32),
+    /// Time between queries.
+    pub query_every: Duration,
+    /// Deadline of each query and of each dial.
+    pub timeout: Duration,
+    /// Limits and concurrency of serving.
+    pub serve: ServeConfig,
+    /// Seed of the query inputs.
+    pub seed: u64,
+}
+
+/// What a running node reports (the CLI's status line).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Status {
+    /// This node's uid, once registered.
+    pub uid: Option<Uid>,
+    /// The ledger block last seen.
+    pub block: u64,
+    /// Peers in the metagraph with an endpoint.
+    pub peers: usize,
+    /// Of those, peers with an open connection.
+    pub peers_up: usize,
+    /// Requests this node served.
+    pub served: u64,
+    /// Requests this node refused (or whose model failed).
+    pub refused: u64,
+    /// Peer answers this node received.
+    pub answers: u64,
+    /// Peer queries that failed (stand-in used).
+    pub failed: u64,
+    /// Block of this node's last accepted weights row.
+    pub weights_block: Option<u64>,
+    /// Why the last weights row was not set, if it was not.
+    pub last_row_error: Option<String>,
+}
+
+/// Admits callers whose account owns a neuron with at least `floor` stake, as of the last
+/// metagraph the node read.
+pub struct MetagraphAdmission {
+    floor: u64,
+    stake: RwLock<HashMap<AccountKey, u64>>,
+}
+
+impl MetagraphAdmission {
+    /// Nobody admitted until [`MetagraphAdmission::update`].
+    pub fn new(floor: u64) -> MetagraphAdmission {
+        MetagraphAdmission {
+            floor,
+            stake: RwLock::default(),
+        }
+    }
+
+    /// Takes each account's largest neuron stake from `mg`.
+    pub fn update(&self, mg: &MetagraphView) {
+        let mut map = HashMap::new();
+        for n in &mg.nodes {
+            if let Ok(key) = parse_key(&n.key) {
+                let s = map.entry(key).or_insert(0u64);
+                *s = (*s).max(n.stake);
+            }
+        }
+        if let Ok(mut m) = self.stake.write() {
+            *m = map;
+        }
+    }
+}
+
+impl Admission for MetagraphAdmission {
+    fn admit(&self, account: &AccountKey) -> bool {
+        self.stake
+            .read()
+            .is_ok_and(|m| m.get(account).is_some_and(|&s| s >= self.floor))
+    }
+}
+
+fn parse_key(hex: &str) -> Result<AccountKey, NodeError> {
+    hex.parse::<deepnode_ledger::AccountId>()
+        .map(|a| a.0)
+        .map_err(|e| NodeError::Ledger(format!("metagraph key {hex}: {e}")))
+}
+
+fn ledger(e: LedgerError) -> NodeError {
+    NodeError::Ledger(e.to_string())
+}
+
+/// A connected peer.
+struct Peer {
+    key: AccountKey,
+    endpoint: String,
+    conn: Arc<Connection>,
+}
+
+/// Runs a node until `stop` turns true: registers `wallet` if needed, holds `cfg.stake`, serves
+/// `model` on `cfg.listen` and that endpoint on the ledger, then every `cfg.query_every`
+/// refreshes the metagraph (dialing new or moved peers, dropping gone ones), queries up to
+/// `cfg.k` peers, scores their answers (a useful answer: finite and not all zero, counts 1),
+/// sends each answering peer the gradient of the disagreement loss
+/// `1/2 sum_j |f_j - mean|^2`, and sets weights from the scores whenever the ledger's rate
+/// limit allows. Reports on `status`.
+pub async fn run(
+    wallet: &Wallet,
+    model: Arc<dyn Model>,
+    cfg: RunConfig,
+    status: watch::Sender<Status>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), NodeError> {
+    let client = Client::new(&cfg.rpc).map_err(ledger)?;
+    let genesis = client.genesis_hash().await.map_err(ledger)?;
+    let transport = NoiseTcp::new(wallet.key().clone(), genesis.0, cfg.timeout)?;
+    let me = transport.account();
+    let admission = Arc::new(MetagraphAdmission::new(cfg.stake_floor));
+    let counters = Arc::clone(&cfg.serve.counters);
+    let node = Arc::new(Node::new(
+        Arc::new(transport),
+        Arc::clone(&model),
+        admission.clone(),
+        cfg.serve.clone(),
+    ));
+    let (addr, _listener) = node.listen(cfg.listen).await?;
+    let uid = join(&client, wallet, &cfg, &addr.to_string()).await?;
+    let mut st = Status {
+        uid: Some(uid),
+        ..Status::default()
+    };
+    let mut peers: HashMap<Uid, Peer> = HashMap::new();
+    let mut backoff: HashMap<Uid, Backoff> = HashMap::new();
+    let mut scores: HashMap<Uid, f64> = HashMap::new();
+    let mut rng = cfg.seed ^ u64::from(uid).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut ticker = tokio::time::interval(cfg.query_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let mg = metagraph(&client).await?;
+        admission.update(&mg);
+        st.block = mg.block;
+        st.weights_block = mg.nodes.get(uid as usize).and_then(|n| n.weights_block);
+        refresh(&node, &mg, me, uid, &mut peers, &mut backoff, cfg.timeout).await;
+        st.peers = mg
+            .nodes
+            .iter()
+            .filter(|n| n.uid != uid as usize && !n.endpoint.is_empty())
+            .count();
+        st.peers_up = peers.values().filter(|p| p.conn.is_open()).count();
+        if let Some((x, answers)) = query(&cfg, &peers, &mut backoff, &scores, &mut rng).await? {
+            for (j, a) in &answers {
+                match a {
+                    Answer::Peer(t) => {
+                        st.answers += 1;
+                        if t.is_finite() && t.to_f32().iter().any(|&x| x != 0.0) {
+                            *scores.entry(*j).or_insert(0.0) += 1.0;
+                        }
+                    }
+                    Answer::StandIn(..) => st.failed += 1,
+                }
+            }
+            send_gradients(&cfg, &peers, &x, &answers).await;
+        }
+        let due = st
+            .weights_block
+            .is_none_or(|b| mg.block >= b.saturating_add(mg.weights_rate_limit));
+        if due && !scores.is_empty() {
+            match set_weights(&client, wallet, &mg, uid, &scores).await {
+                Ok(()) => {
+                    st.last_row_error = None;
+                    scores.clear();
+                }
+                Err(e) => st.last_row_error = Some(e.to_string()),
+            }
+        }
+        st.served = counters.served.load(Ordering::Relaxed);
+        st.refused = counters.refused.load(Ordering::Relaxed);
+        status.send_replace(st.clone());
+    }
+}
+
+async fn metagraph(client: &Client) -> Result<MetagraphView, NodeError> {
+    client.metagraph().await.map_err(ledger)
+}
+
+/// Registers (if the account owns no neuron), tops the stake up to `cfg.stake` and serves
+/// `endpoint`; each step waits for its block. Returns the uid.
+async fn join(
+    client: &Client,
+    wallet: &Wallet,
+    cfg: &RunConfig,
+    endpoint: &str,
+) -> Result<Uid, NodeError> {
+    let me = wallet.account().to_string();
+    let find = |mg: &MetagraphView| {
+        mg.nodes
+            .iter()
+            .find(|n| n.key == me)
+            .map(|n| (n.uid, n.stake, n.endpoint.clone()))
+    };
+    let wait = Duration::from_secs(30);
+    let mut mg = metagraph(client).await?;
+    if find(&mg).is_none() {
+        let h = client
+            .send(wallet.key(), Call::Register)
+            .await
+            .map_err(ledger)?;
+        client.wait_committed(&h, wait).await.map_err(ledger)?;
+        mg = metagraph(client).await?;
+    }
+    let (uid, stake, served) =
+        find(&mg).ok_or_else(|| NodeError::Ledger("registration did not take effect".into()))?;
+    let uid = Uid::try_from(uid).map_err(|_| NodeError::Ledger("uid out of range".into()))?;
+    if stake < cfg.stake {
+        let call = Call::AddStake {
+            uid,
+            amount: cfg.stake - stake,
+        };
+        let h = client.send(wallet.key(), call).await.map_err(ledger)?;
+        client.wait_committed(&h, wait).await.map_err(ledger)?;
+    }
+    if served != endpoint {
+        let call = Call::Serve {
+            uid,
+            endpoint: endpoint.as_bytes().to_vec(),
+        };
+        let h = client.send(wallet.key(), call).await.map_err(ledger)?;
+        client.wait_committed(&h, wait).await.map_err(ledger)?;
+    }
+    Ok(uid)
+}
+
+/// Dials metagraph peers not yet connected (or whose key or endpoint changed, or whose
+/// connection closed), all at once under `timeout`; drops peers gone from the metagraph.
+async fn refresh(
+    node: &Arc<Node>,
+    mg: &MetagraphView,
+    me: AccountKey,
+    uid: Uid,
+    peers: &mut HashMap<Uid, Peer>,
+    backoff: &mut HashMap<Uid, Backoff>,
+    timeout: Duration,
+) {
+    let mut wanted = HashMap::new();
+    for n in &mg.nodes {
+        let (Ok(j), Ok(key)) = (Uid::try_from(n.uid), parse_key(&n.key)) else {
+            continue;
+        };
+        if j != uid && key != me && n.endpoint.parse::<SocketAddr>().is_ok() {
+            wanted.insert(j, (key, n.endpoint.clone()));
+        }
+    }
+    peers.retain(|j, p| {
+        wanted
+            .get(j)
+            .is_some_and(|(k, e)| *k == p.key && *e == p.endpoint)
+            && p.conn.is_open()
+    });
+    let now = Instant::now();
+    let dials: Vec<_> = wanted
+        .into_iter()
+        .filter(|(j, _)| !peers.contains_key(j) && backoff.get(j).is_none_or(|b| b.ready(now)))
+        .map(|(j, (key, endpoint))| {
+            let node = Arc::clone(node);
+            tokio::spawn(async move {
+                let addr: Result<SocketAddr, _> = endpoint.parse();
+                let conn = match addr {
+                    Ok(a) => tokio::time::timeout(timeout, node.dial(a, key))
+                        .await
+                        .unwrap_or(Err(NodeError::Timeout)),
+                    Err(_) => Err(NodeError::Protocol("bad endpoint".into())),
+                };
+                (j, key, endpoint, conn)
+            })
+        })
+        .collect();
+    for d in dials {
+        let Ok((j, key, endpoint, conn)) = d.await else {
+            continue;
+        };
+        let b = backoff
+            .entry(j)
+            .or_insert_with(|| Backoff::new(Duration::from_millis(200), Duration::from_secs(30)));
+        match conn {
+            Ok(conn) => {
+                b.succeeded();
+                peers.insert(
+                    j,
+                    Peer {
+                        key,
+                        endpoint,
+                        conn,
+                    },
+                );
+            }
+            Err(_) => b.failed(Instant::now()),
+        }
+    }
+}
+
+/// The next draw of the SplitMix64 stream `state`.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Random inputs of `cfg.modality`, drawn from `rng`.
+fn inputs(cfg: &RunConfig, rng: &mut u64) -> Result<Tensor, NodeError> {
+    let mut next = || splitmix(rng);
+    let (b, s) = cfg.batch;
+    let len = b as usize * s as usize;
+    match cfg.modality {
+        Modality::Text => Tensor::from_i64(
+            &[b, s],
+            &(0..len).map(|_| (next() % 256) as i64).collect::<Vec<_>>(),
+        ),
+        _ => {
+            let x: Vec<f32> = (0..len * 16)
+                .map(|_| (next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+                .collect();
+            Tensor::from_f32(&[b, s, 16], &x)
+        }
+    }
+}
+
+/// Queries `k` connected peers with fresh random inputs: the `k - 1` with the highest scores
+/// (then the lowest uids) and one drawn from the others; returns the inputs and the answers,
+/// `None` when no peer is connected.
+async fn query(
+    cfg: &RunConfig,
+    peers: &HashMap<Uid, Peer>,
+    backoff: &mut HashMap<Uid, Backoff>,
+    scores: &HashMap<Uid, f64>,
+    rng: &mut u64,
+) -> Result<Option<(Tensor, Vec<(Uid, Answer)>)>, NodeError> {
+    let mut ranked: Vec<(Uid, f64)> = peers
+        .iter()
+        .filter(|(_, p)| p.conn.is_open())
+        .map(|(&j, _)| (j, scores.get(&j).copied().unwrap_or(0.0)))
+        .collect();
+    if ranked.is_empty() {
+        return Ok(None);
+    }
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    // The best k - 1 by score, and one more drawn from the rest, so that every peer is tried
+    // now and then and can earn a score.
+    let mut chosen: Vec<Uid> = ranked
+        .iter()
+        .take(cfg.k.saturating_sub(1))
+        .map(|e| e.0)
+        .collect();
+    let rest = ranked.get(chosen.len()..).unwrap_or_default();
+    if let Some(len) = u64::try_from(rest.len()).ok().filter(|&l| l > 0) {
+        let pick = usize::try_from(splitmix(rng) % len).unwrap_or(0);
+        chosen.extend(rest.get(pick).map(|e| e.0));
+    }
+    let chosen: Vec<(Uid, Arc<Connection>)> = chosen
+        .into_iter()
+        .filter_map(|j| peers.get(&j).map(|p| (j, Arc::clone(&p.conn))))
+        .collect();
+    let x = inputs(cfg, rng)?;
+    let (b, s) = cfg.batch;
+    let dim = cfg.serve.limits.dim;
+    let zeros = |_| Tensor::zeros(&[b, s, dim]);
+    let answers = fan_out(&chosen, backoff, cfg.modality, &x, cfg.timeout, zeros).await?;
+    Ok(Some((x, answers)))
+}
+
+/// Sends every answering peer `dL/df_j = f_j - mean` of `L = 1/2 sum_j |f_j - mean|^2`
+/// (the mean over the answers taken as a constant), fire and forget.
+async fn send_gradients(
+    cfg: &RunConfig,
+    peers: &HashMap<Uid, Peer>,
+    x: &Tensor,
+    answers: &[(Uid, Answer)],
+) {
+    let outs: Vec<(Uid, Vec<f32>)> = answers
+        .iter()
+        .filter_map(|(j, a)| match a {
+            Answer::Peer(t) => Some((*j, t.to_f32())),
+            Answer::StandIn(..) => None,
+        })
+        .collect();
+    let Some(len) = outs.first().map(|o| o.1.len()) else {
+        return;
+    };
+    if outs.iter().any(|o| o.1.len() != len) {
+        return;
+    }
+    let mut mean = vec![0f32; len];
+    for (_, o) in &outs {
+        for (m, v) in mean.iter_mut().zip(o) {
+            *m += v / outs.len() as f32;
+        }
+    }
+    let (b, s) = cfg.batch;
+    let dims = [b, s, cfg.serve.limits.dim];
+    for (j, o) in outs {
+        let grad: Vec<f32> = o.iter().zip(&mean).map(|(v, m)| v - m).collect();
+        if let (Some(p), Ok(g)) = (peers.get(&j), Tensor::from_f32(&dims, &grad)) {
+            let _ = p.conn.backward(cfg.modality, x, &g, cfg.timeout).await;
+        }
+    }
+}
+
+async fn set_weights(
+    client: &Client,
+    wallet: &Wallet,
+    mg: &MetagraphView,
+    uid: Uid,
+    scores: &HashMap<Uid, f64>,
+) -> Result<(), NodeError> {
+    let params = Params::<Fx> {
+        min_allowed_weights: mg.min_allowed_weights,
+        ..Params::default()
+    };
+    let list: Vec<(Uid, f64)> = scores.iter().map(|(&j, &s)| (j, s)).collect();
+    let row = weights_row(&list, &params, uid, mg.n, mg.max_weights_len as usize)
+        .map_err(|e: RowError| NodeError::Ledger(e.to_string()))?;
+    let h = client
+        .send(wallet.key(), Call::SetWeights { uid, weights: row })
+        .await
+        .map_err(ledger)?;
+    client
+        .wait_committed(&h, Duration::from_secs(30))
+        .await
+        .map_err(ledger)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use deepnode_ledger::view::{MetagraphView, NeuronView, StatsBits};
+
+    use super::*;
+
+    fn neuron(uid: usize, key: [u8; 32], stake: u64) -> NeuronView {
+        NeuronView {
+            bits: StatsBits {
+                consensus: "0".into(),
+                dividends: "0".into(),
+                incentive: "0".into(),
+                rank: "0".into(),
+                trust: "0".into(),
+            },
+            consensus: 0.0,
+            dividends: 0.0,
+            emission: 0,
+            endpoint: String::new(),
+            incentive: 0.0,
+            key: deepnode_ledger::AccountId(key).to_string(),
+            rank: 0.0,
+            registered_at: 0,
+            stake,
+            trust: 0.0,
+            uid,
+            weights_block: None,
+        }
+    }
+
+    #[test]
+    fn admission_follows_the_metagraph_and_the_stake_floor() {
+        let a = MetagraphAdmission::new(100);
+        let mut mg = MetagraphView {
+            block: 1,
+            epochs: 0,
+            max_weights_len: 8,
+            min_allowed_weights: 1,
+            n: 3,
+            nodes: vec![
+                neuron(0, [1; 32], 50),
+                neuron(1, [1; 32], 150),
+                neuron(2, [2; 32], 99),
+            ],
+            tempo: 10,
+            weights_rate_limit: 1,
+        };
+        assert!(!a.admit(&[1; 32]), "nobody before the first metagraph");
+        a.update(&mg);
+        // An account counts with its largest neuron.
+        assert!(a.admit(&[1; 32]));
+        assert!(!a.admit(&[2; 32]), "under the floor");
+        assert!(!a.admit(&[3; 32]), "not in the metagraph");
+        // Deregistered: gone at the next refresh.
+        mg.nodes.truncate(1);
+        a.update(&mg);
+        assert!(!a.admit(&[1; 32]));
+    }
+}

@@ -1,0 +1,158 @@
+//! Nodes on a real ledger (in-process, JSON-RPC on loopback): they register, serve their
+//! endpoints, find each other in the metagraph, exchange forward and backward tensors and set
+//! weights that the ledger accepts.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deepnode_ledger::{Chain, Client, Genesis, LedgerNode, Wallet};
+use deepnode_node::life::{RunConfig, Status, run};
+use deepnode_node::{EchoBias, Model, RandomProjection, ServeConfig};
+use deepnode_wire::{Limits, Modality};
+use tokio::sync::watch;
+
+const DIM: u32 = 16;
+
+struct Net {
+    ledger: LedgerNode,
+    client: Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn ledger(nodes: u8) -> Net {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut g = Genesis::default();
+    g.config.tempo = 5;
+    g.config.weights_rate_limit = 2;
+    g.params.min_allowed_weights = 1;
+    // The default controller may raise min_allowed_weights to 64, more than a small network
+    // has peers; here it stays at 1.
+    g.config.controller.cap = 1;
+    g.endowments = (1..=nodes)
+        .map(|b| (Wallet::from_seed([b; 32]).account(), 1_000_000))
+        .collect();
+    let chain = Chain::open(dir.path(), Some(&g)).expect("open");
+    let ledger = LedgerNode::start(
+        chain,
+        "127.0.0.1:0".parse().expect("addr"),
+        Duration::from_millis(50),
+    )
+    .await
+    .expect("ledger");
+    let client = Client::new(&format!("http://{}", ledger.addr())).expect("client");
+    Net {
+        ledger,
+        client,
+        _dir: dir,
+    }
+}
+
+fn config(rpc: &str, seed: u64) -> RunConfig {
+    let limits = Limits {
+        max_payload: 1 << 20,
+        max_batch: 8,
+        max_seq: 64,
+        dim: DIM,
+        max_features: 16,
+        max_image_elems: 3 * 8 * 8,
+    };
+    RunConfig {
+        rpc: rpc.to_owned(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        modality: Modality::Text,
+        stake: 1000,
+        stake_floor: 1,
+        k: 4,
+        batch: (2, 8),
+        query_every: Duration::from_millis(60),
+        timeout: Duration::from_secs(2),
+        serve: ServeConfig::new(limits, 8, 64),
+        seed,
+    }
+}
+
+/// Starts `n` nodes (wallets 1..=n; with more than two, even ones echo a learned bias) and runs
+/// them until every
+/// node has an accepted weights row and answered queries, or `limit` passes.
+async fn network(n: u8, limit: Duration) {
+    let net = ledger(n).await;
+    let rpc = format!("http://{}", net.ledger.addr());
+    let (stop_tx, stop) = watch::channel(false);
+    let mut statuses = Vec::new();
+    let mut echoes = Vec::new();
+    let mut tasks = Vec::new();
+    for b in 1..=n {
+        let model: Arc<dyn Model> = if b % 2 == 0 && n > 2 {
+            let e = Arc::new(EchoBias::new(DIM, 0.1));
+            echoes.push(Arc::clone(&e));
+            e
+        } else {
+            Arc::new(RandomProjection::new(u64::from(b), DIM))
+        };
+        let (tx, rx) = watch::channel(Status::default());
+        statuses.push(rx);
+        let cfg = config(&rpc, u64::from(b));
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            run(&Wallet::from_seed([b; 32]), model, cfg, tx, stop).await
+        }));
+    }
+    let started = Instant::now();
+    let done = |s: &Status| {
+        s.weights_block.is_some()
+            && s.answers > 0
+            && s.served > 0
+            && s.peers_up + 1 == usize::from(n)
+    };
+    while !statuses.iter().all(|s| done(&s.borrow())) {
+        assert!(
+            started.elapsed() < limit,
+            "not every node got there in {limit:?}: {:#?}",
+            statuses
+                .iter()
+                .map(|s| s.borrow().clone())
+                .collect::<Vec<_>>()
+        );
+        for t in &tasks {
+            assert!(!t.is_finished(), "a node stopped early");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_tx.send(true).expect("stop");
+    for t in tasks {
+        t.await.expect("join").expect("node ran cleanly");
+    }
+    // The ledger holds every node's row, each naming only other registered nodes.
+    let mg = net.client.metagraph().await.expect("metagraph");
+    assert_eq!(mg.n, usize::from(n));
+    for node in &mg.nodes {
+        assert!(
+            node.weights_block.is_some(),
+            "uid {} set no weights",
+            node.uid
+        );
+        assert!(!node.endpoint.is_empty());
+        assert!(
+            node.stake >= 1000,
+            "stake {} below what the node added",
+            node.stake
+        );
+    }
+    // Gradients reached the echo models: their bias moved off zero.
+    for e in echoes {
+        assert!(
+            e.bias().iter().any(|&b| b != 0.0),
+            "no gradient reached an echo model"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_find_each_other_and_set_weights() {
+    network(2, Duration::from_secs(40)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_nodes_find_each_other_and_set_weights() {
+    network(8, Duration::from_secs(60)).await;
+}
