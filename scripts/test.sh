@@ -46,6 +46,9 @@ for t in wasm32-unknown-unknown thumbv7em-none-eabihf wasm32-wasip1; do
 done
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 command -v node >/dev/null || { echo "setup: node (>= 18) is needed for the WASI run" >&2; exit 1; }
+# libtorch 2.13 (from the PyPI wheels) into .libtorch/ and the fortunes text, for
+# adapters/torch: the workspace-wide clippy, tests and docs below include that crate.
+./scripts/libtorch.sh
 
 step "fmt"
 cargo fmt --all -- --check
@@ -53,7 +56,7 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "tests (workspace, GPU crate on the available Vulkan adapter)"
+step "tests (workspace, GPU crate on the available Vulkan adapter, torch crate on libtorch)"
 cargo test --workspace
 
 step "conformance vectors through the CLI"

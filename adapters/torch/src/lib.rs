@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+
+pub mod convert;
+pub mod data;
+pub mod encoder;
+mod error;
+pub mod gating;
+pub mod local;
+pub mod served;
+
+pub use encoder::{Encoder, EncoderConfig};
+pub use error::TorchError;
+pub use local::{FisherBackend, LocalConfig, LocalModel, Mixture, StepReport};
+pub use served::{ServeConfig, TorchModel};

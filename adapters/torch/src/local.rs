@@ -1,0 +1,557 @@
+//! The node's own training: its encoder and the mixture `G(x)` of its peers feed a byte-level
+//! next-token head; the gating layer routes, peers get `dL/df_j(x)`, Fisher scores accumulate
+//! over the epoch, and a small student learns to stand in for the peers.
+
+use std::path::Path;
+
+use deepnode_gating::{FisherHead, Gpu, reference, standard_normal};
+use deepnode_node::Tensor as NodeTensor;
+use deepnode_wire::Modality;
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+use crate::TorchError;
+use crate::convert::{is_float, to_node, to_tch, tokens_to_node};
+use crate::encoder::{Encoder, EncoderConfig};
+use crate::gating::{self, Balance, Gate, Logits};
+
+/// Sizes and rates of a [`LocalModel`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocalConfig {
+    /// The node's own encoder (the same architecture it serves).
+    pub encoder: EncoderConfig,
+    /// The student's encoder (smaller: it only has to imitate `G(x)`).
+    pub student: EncoderConfig,
+    /// Number of peers the gate chooses among.
+    pub peers: usize,
+    /// Peers asked per position (`1 <= k <= peers`).
+    pub k: usize,
+    /// Adam step of the node's model and of the student.
+    pub lr: f64,
+    /// Weight of `CV(Importance)^2 + CV(Load)^2` in the loss.
+    pub balance_weight: f64,
+    /// Whether training uses the noisy gate (evaluation never does).
+    pub noise: bool,
+    /// Seed of the initial parameters and of the gate noise (`standard_normal(seed + step)`).
+    pub seed: u64,
+}
+
+impl Default for LocalConfig {
+    /// The default model of the README's figures: `D = 32`, 8 peers, `k = 2`.
+    fn default() -> Self {
+        LocalConfig {
+            encoder: EncoderConfig::default(),
+            student: EncoderConfig {
+                hidden: 16,
+                ..EncoderConfig::default()
+            },
+            peers: 8,
+            k: 2,
+            lr: 3e-3,
+            balance_weight: 0.01,
+            noise: true,
+            seed: 1,
+        }
+    }
+}
+
+/// What stands for `G(x)` in an evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mixture {
+    /// The peers' responses, mixed by the gate.
+    Peers,
+    /// The distilled student `dist(x)`.
+    Student,
+    /// Zeros (no peers at all).
+    Zeros,
+}
+
+/// Which implementation computed the gating crate's Fisher scores.
+pub enum FisherBackend {
+    /// `deepnode_gating::reference` on the CPU.
+    Cpu,
+    /// The wgpu kernels.
+    Gpu(Box<Gpu>),
+}
+
+impl FisherBackend {
+    /// The GPU where `Gpu::new()` finds an adapter, else the CPU reference.
+    pub fn detect() -> FisherBackend {
+        Gpu::new().map_or(FisherBackend::Cpu, |g| FisherBackend::Gpu(Box::new(g)))
+    }
+
+    /// Fisher scores of the gating crate for `sel`, `responses` `[rows, k, d]`, `head`.
+    pub fn scores(
+        &self,
+        sel: &deepnode_gating::Selection,
+        responses: &[f32],
+        d: usize,
+        head: &FisherHead<'_>,
+    ) -> Result<Vec<f32>, TorchError> {
+        Ok(match self {
+            FisherBackend::Cpu => reference::fisher_scores(sel, responses, d, head)?,
+            FisherBackend::Gpu(gpu) => gpu.fisher_scores(sel, responses, d, head)?,
+        })
+    }
+}
+
+/// A batch routed by the gate: the node's encoding and the chosen peers.
+#[derive(Debug)]
+pub struct Routed {
+    /// Input bytes `[B, S]`.
+    pub inputs: Tensor,
+    /// Next bytes `[B, S]`.
+    pub targets: Tensor,
+    /// The node's own encoding `[B, S, D]` (the gate's input).
+    pub own: Tensor,
+    /// The gate's logits.
+    pub logits: Logits,
+    /// The gate: `k` peers per position.
+    pub gate: Gate,
+    /// Every peer chosen by at least one position, ascending: the peers to query.
+    pub chosen: Vec<usize>,
+}
+
+/// The loss of a routed batch and its parts.
+#[derive(Debug)]
+pub struct Loss {
+    /// Cross-entropy plus the weighted balance terms (what training minimizes).
+    pub total: Tensor,
+    /// Mean next-byte cross-entropy (nats).
+    pub cross_entropy: Tensor,
+    /// Head logits `[rows, 256]`.
+    pub logits: Tensor,
+    /// The slots' responses `[rows, k, D]`.
+    pub slots: Tensor,
+    /// The load-balancing terms.
+    pub balance: Balance,
+}
+
+/// One training step's results.
+#[derive(Debug)]
+pub struct StepReport {
+    /// Next-byte cross-entropy of the batch before the step (nats).
+    pub loss: f64,
+    /// The student's `KL(p_G || p_dist)` before its step.
+    pub distill: f64,
+    /// `(peer, dL/df_j(x))` for each peer that answered, `[B, S, D]`, ready for Backward.
+    pub grads: Vec<(usize, NodeTensor)>,
+    /// Peers whose answer was missing or refused (shape, dtype, NaN): zeros stood in.
+    pub missing: Vec<usize>,
+    /// This batch's Fisher scores per peer (gating crate, mean over positions).
+    pub fisher: Vec<f32>,
+}
+
+/// The node's own model: encoder, gating layer over `peers`, head, and the student.
+///
+/// The head's logits are `W_o h(x) + b + A G(x)`, linear in `G`, so removing peer `j`
+/// changes them by exactly `u = A g_j f_j(x)`: the gating crate's Fisher form with
+/// `FisherHead { weights: A }` is the exact `u^T (diag p - p p^T) u`.
+pub struct LocalModel {
+    config: LocalConfig,
+    vs: nn::VarStore,
+    encoder: Encoder,
+    w_gate: Tensor,
+    w_noise: Tensor,
+    own_w: Tensor,
+    own_b: Tensor,
+    mix_w: Tensor,
+    opt: nn::Optimizer,
+    student_vs: nn::VarStore,
+    student: Encoder,
+    student_opt: nn::Optimizer,
+    step: u64,
+    fisher_sum: Vec<f64>,
+    fisher_rows: u64,
+    backend: FisherBackend,
+}
+
+impl LocalModel {
+    /// A fresh model (parameters from `config.seed`), Fisher scores on the CPU reference.
+    pub fn new(config: LocalConfig) -> Result<LocalModel, TorchError> {
+        if config.k == 0 || config.k > config.peers {
+            return Err(TorchError::Config("k must be in 1..=peers"));
+        }
+        if config.student.dim != config.encoder.dim {
+            return Err(TorchError::Config(
+                "the student's dim must equal the encoder's",
+            ));
+        }
+        tch::set_num_threads(1);
+        tch::manual_seed(config.seed as i64);
+        let (d, p) = (config.encoder.dim, config.peers as i64);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let encoder = Encoder::new(&(&root / "encoder"), config.encoder)?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let w_gate = root.var(
+            "w_gate",
+            &[d, p],
+            nn::Init::Randn {
+                mean: 0.0,
+                stdev: scale,
+            },
+        );
+        let w_noise = root.var("w_noise", &[d, p], nn::Init::Const(0.0));
+        let init = nn::Init::Randn {
+            mean: 0.0,
+            stdev: scale,
+        };
+        let own_w = root.var("own_w", &[256, d], init);
+        let own_b = root.var("own_b", &[256], nn::Init::Const(0.0));
+        let mix_w = root.var("mix_w", &[256, d], init);
+        let opt = nn::Adam::default().build(&vs, config.lr)?;
+        let student_vs = nn::VarStore::new(Device::Cpu);
+        let student = Encoder::new(&(student_vs.root() / "student"), config.student)?;
+        let student_opt = nn::Adam::default().build(&student_vs, config.lr)?;
+        Ok(LocalModel {
+            fisher_sum: vec![0.0; config.peers],
+            fisher_rows: 0,
+            config,
+            vs,
+            encoder,
+            w_gate,
+            w_noise,
+            own_w,
+            own_b,
+            mix_w,
+            opt,
+            student_vs,
+            student,
+            student_opt,
+            step: 0,
+            backend: FisherBackend::Cpu,
+        })
+    }
+
+    /// Computes Fisher scores with `backend` from now on.
+    pub fn set_fisher_backend(&mut self, backend: FisherBackend) {
+        self.backend = backend;
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> LocalConfig {
+        self.config
+    }
+
+    /// Training steps taken (restored by [`LocalModel::load`]).
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Splits `batch` `[B, S + 1]` into inputs and targets, encodes, and gates: with the
+    /// seeded noise (`standard_normal(seed + step)`) when `noisy`, noise-free otherwise.
+    pub fn route(&self, batch: &Tensor, noisy: bool) -> Result<Routed, TorchError> {
+        let size = batch.size();
+        if size.len() != 2 || size[1] < 2 {
+            return Err(TorchError::Shape {
+                what: "batch",
+                got: size,
+                expected: "[B, S + 1] bytes".into(),
+            });
+        }
+        let seq = size[1] - 1;
+        let inputs = batch.narrow(1, 0, seq);
+        let targets = batch.narrow(1, 1, seq);
+        let own = self.encoder.forward(Modality::Text, &inputs)?;
+        let rows = size[0] * seq;
+        let x = own.reshape([rows, self.config.encoder.dim]);
+        let eps = (noisy && self.config.noise).then(|| {
+            let peers = self.config.peers;
+            let e = standard_normal(
+                self.config.seed.wrapping_add(self.step),
+                rows as usize * peers,
+            );
+            Tensor::from_slice(&e).view([rows, peers as i64])
+        });
+        let logits = gating::logits(&x, &self.w_gate, &self.w_noise, eps.as_ref());
+        let gate = gating::top_k_softmax(&logits.noisy, self.config.k as i64)?;
+        let mut chosen: Vec<usize> = Vec::<i64>::try_from(gate.indices.contiguous().view(-1))?
+            .into_iter()
+            .map(|i| i as usize)
+            .collect();
+        chosen.sort_unstable();
+        chosen.dedup();
+        Ok(Routed {
+            inputs,
+            targets,
+            own,
+            logits,
+            gate,
+            chosen,
+        })
+    }
+
+    /// Head logits `W_o h + b + A G`, `[rows, 256]`, for `own` `[rows, D]` and `mixed`
+    /// `[rows, D]`; with `frozen`, the head's parameters are detached (the student's loss
+    /// trains the student only).
+    fn head(&self, own: &Tensor, mixed: &Tensor, frozen: bool) -> Tensor {
+        let pick = |t: &Tensor| {
+            if frozen {
+                t.detach()
+            } else {
+                t.shallow_clone()
+            }
+        };
+        own.matmul(&pick(&self.own_w).tr())
+            + pick(&self.own_b)
+            + mixed.matmul(&pick(&self.mix_w).tr())
+    }
+
+    /// The loss of a routed batch given every peer's response `[B, S, D]` (index = peer;
+    /// zeros for a peer not asked). Responses may be leaves that require grad (the remote
+    /// path) or attached to a peer's graph (end to end in one process).
+    pub fn loss(&self, routed: &Routed, responses: &[Tensor]) -> Result<Loss, TorchError> {
+        let d = self.config.encoder.dim;
+        if responses.len() != self.config.peers {
+            return Err(TorchError::Config("one response per peer"));
+        }
+        let rows = routed.targets.numel() as i64;
+        let flat: Vec<Tensor> = responses.iter().map(|r| r.reshape([rows, d])).collect();
+        let all = Tensor::stack(&flat, 1);
+        let k = self.config.k as i64;
+        let index = routed
+            .gate
+            .indices
+            .unsqueeze(-1)
+            .expand([rows, k, d], false);
+        let slots = all.gather(1, &index, false);
+        let mixed = gating::combine(&routed.gate.gates, &slots);
+        let own = routed.own.reshape([rows, d]);
+        let logits = self.head(&own, &mixed, false);
+        let cross_entropy = logits.cross_entropy_for_logits(&routed.targets.reshape([rows]));
+        let balance = gating::balance(&routed.logits, &routed.gate, k);
+        let total = &cross_entropy
+            + (&balance.cv2_importance + &balance.cv2_load) * self.config.balance_weight;
+        Ok(Loss {
+            total,
+            cross_entropy,
+            logits,
+            slots,
+            balance,
+        })
+    }
+
+    /// Checks a peer's answer: `[B, S, D]` floats, all finite; `None` when refused.
+    fn accept(&self, answer: Option<NodeTensor>, shape: [i64; 3]) -> Option<Tensor> {
+        let answer = answer?;
+        let dims: Vec<i64> = answer.shape.dims().iter().map(|&v| i64::from(v)).collect();
+        if dims != shape || !is_float(&answer) || !answer.is_finite() {
+            return None;
+        }
+        to_tch(&answer).ok()
+    }
+
+    /// One training step on `batch` `[B, S + 1]`: route (noisy), ask each chosen peer through
+    /// `query(peer, inputs)` (inputs `[B, S]` bytes as on the wire; `None` = no answer),
+    /// Fisher scores of the batch, Adam step of the node's model, one distillation step of
+    /// the student. Returns the gradients to send back.
+    pub fn step(
+        &mut self,
+        batch: &Tensor,
+        query: &mut dyn FnMut(usize, &NodeTensor) -> Option<NodeTensor>,
+    ) -> Result<StepReport, TorchError> {
+        let routed = self.route(batch, true)?;
+        let wire_inputs = tokens_to_node(&routed.inputs)?;
+        let size = routed.inputs.size();
+        let shape = [size[0], size[1], self.config.encoder.dim];
+        let mut responses: Vec<Tensor> = Vec::with_capacity(self.config.peers);
+        let mut answered = Vec::new();
+        let mut missing = Vec::new();
+        for peer in 0..self.config.peers {
+            if routed.chosen.binary_search(&peer).is_err() {
+                responses.push(Tensor::zeros(shape, (Kind::Float, Device::Cpu)));
+                continue;
+            }
+            match self.accept(query(peer, &wire_inputs), shape) {
+                Some(r) => {
+                    answered.push(peer);
+                    responses.push(r.set_requires_grad(true));
+                }
+                None => {
+                    missing.push(peer);
+                    responses.push(Tensor::zeros(shape, (Kind::Float, Device::Cpu)));
+                }
+            }
+        }
+        let loss = self.loss(&routed, &responses)?;
+        let fisher = self.fisher_gating(&routed, &loss)?;
+        let rows = routed.targets.numel() as u64;
+        for (sum, f) in self.fisher_sum.iter_mut().zip(&fisher) {
+            *sum += f64::from(*f) * rows as f64;
+        }
+        self.fisher_rows += rows;
+        self.opt.zero_grad();
+        loss.total.f_backward()?;
+        self.opt.step();
+        let mut grads = Vec::with_capacity(answered.len());
+        for peer in answered {
+            grads.push((peer, to_node(&responses[peer].grad())?));
+        }
+        let distill = self.distill(&routed, &loss.logits)?;
+        self.step += 1;
+        Ok(StepReport {
+            loss: loss.cross_entropy.double_value(&[]),
+            distill,
+            grads,
+            missing,
+            fisher,
+        })
+    }
+
+    /// One student step: `KL(softmax(head(h, G)) || softmax(head(h, dist(x))))` with the
+    /// head frozen and the teacher's logits detached.
+    fn distill(&mut self, routed: &Routed, teacher: &Tensor) -> Result<f64, TorchError> {
+        let d = self.config.encoder.dim;
+        let rows = routed.targets.numel() as i64;
+        let dist = self
+            .student
+            .forward(Modality::Text, &routed.inputs)?
+            .reshape([rows, d]);
+        let own = routed.own.detach().reshape([rows, d]);
+        let student = self.head(&own, &dist, true).log_softmax(1, Kind::Float);
+        let teacher = teacher.detach().log_softmax(1, Kind::Float);
+        let kl = (teacher.exp() * (&teacher - &student))
+            .sum_dim_intlist(1, false, Kind::Float)
+            .mean(Kind::Float);
+        self.student_opt.backward_step(&kl);
+        Ok(kl.double_value(&[]))
+    }
+
+    /// `dist(x)`, the student's stand-in for `G(x)`, `[B, S, D]`, for inputs `[B, S]`.
+    pub fn student_forward(&self, inputs: &Tensor) -> Result<Tensor, TorchError> {
+        tch::no_grad(|| self.student.forward(Modality::Text, inputs))
+    }
+
+    /// Mean next-byte cross-entropy on `batch` (noise-free gate, no update) with `mixture`
+    /// standing for `G(x)`; `query` is asked only for [`Mixture::Peers`].
+    pub fn evaluate(
+        &self,
+        batch: &Tensor,
+        mixture: Mixture,
+        query: &mut dyn FnMut(usize, &NodeTensor) -> Option<NodeTensor>,
+    ) -> Result<f64, TorchError> {
+        tch::no_grad(|| {
+            let routed = self.route(batch, false)?;
+            let d = self.config.encoder.dim;
+            let rows = routed.targets.numel() as i64;
+            let own = routed.own.reshape([rows, d]);
+            let targets = routed.targets.reshape([rows]);
+            let mixed = match mixture {
+                Mixture::Peers => {
+                    let wire_inputs = tokens_to_node(&routed.inputs)?;
+                    let size = routed.inputs.size();
+                    let shape = [size[0], size[1], d];
+                    let responses: Vec<Tensor> = (0..self.config.peers)
+                        .map(|peer| {
+                            let asked = routed.chosen.binary_search(&peer).is_ok();
+                            asked
+                                .then(|| self.accept(query(peer, &wire_inputs), shape))
+                                .flatten()
+                                .unwrap_or_else(|| Tensor::zeros(shape, (Kind::Float, Device::Cpu)))
+                        })
+                        .collect();
+                    return Ok(self
+                        .loss(&routed, &responses)?
+                        .cross_entropy
+                        .double_value(&[]));
+                }
+                Mixture::Student => self
+                    .student
+                    .forward(Modality::Text, &routed.inputs)?
+                    .reshape([rows, d]),
+                Mixture::Zeros => own.zeros_like(),
+            };
+            let logits = self.head(&own, &mixed, false);
+            Ok(logits.cross_entropy_for_logits(&targets).double_value(&[]))
+        })
+    }
+
+    /// This batch's Fisher scores per peer by the gating crate (on the configured backend)
+    /// from the torch gate, the slots' responses and `p = softmax(logits)`.
+    pub fn fisher_gating(&self, routed: &Routed, loss: &Loss) -> Result<Vec<f32>, TorchError> {
+        let sel = routed.gate.selection(self.config.peers)?;
+        let responses: Vec<f32> = Vec::try_from(loss.slots.detach().contiguous().view(-1))?;
+        let probs: Vec<f32> = Vec::try_from(
+            loss.logits
+                .detach()
+                .softmax(1, Kind::Float)
+                .contiguous()
+                .view(-1),
+        )?;
+        let weights: Vec<f32> = Vec::try_from(self.mix_w.detach().contiguous().view(-1))?;
+        let head = FisherHead {
+            weights: &weights,
+            probs: &probs,
+            classes: 256,
+        };
+        self.backend
+            .scores(&sel, &responses, self.config.encoder.dim as usize, &head)
+    }
+
+    /// The same scores in torch (f64), from their definition: for each slot, `u` = the head's
+    /// logits with `G(x)` minus those with `G(x) - g_j f_j(x)`, `score_j = mean_x u^T (diag p
+    /// - p p^T) u`. The check of [`LocalModel::fisher_gating`].
+    pub fn fisher_torch(&self, routed: &Routed, loss: &Loss) -> Result<Vec<f64>, TorchError> {
+        tch::no_grad(|| {
+            let d = self.config.encoder.dim;
+            let rows = routed.targets.numel() as i64;
+            let own = routed.own.detach().reshape([rows, d]).to_kind(Kind::Double);
+            let slots = loss.slots.detach().to_kind(Kind::Double);
+            let gates = routed.gate.gates.detach().to_kind(Kind::Double);
+            let mixed = gating::combine(&gates, &slots).to_kind(Kind::Double);
+            let (w, b, a) = (
+                self.own_w.detach().to_kind(Kind::Double),
+                self.own_b.detach().to_kind(Kind::Double),
+                self.mix_w.detach().to_kind(Kind::Double),
+            );
+            let head = |g: &Tensor| own.matmul(&w.tr()) + &b + g.matmul(&a.tr());
+            let full = head(&mixed);
+            let p = full.softmax(1, Kind::Double);
+            let mut scores = Tensor::zeros([self.config.peers as i64], (Kind::Double, Device::Cpu));
+            for s in 0..self.config.k as i64 {
+                let term = gates.narrow(1, s, 1) * slots.select(1, s);
+                let u = &full - head(&(&mixed - term));
+                let q = (&p * u.square()).sum_dim_intlist(1, false, Kind::Double)
+                    - (&p * &u).sum_dim_intlist(1, false, Kind::Double).square();
+                scores = scores.scatter_add(0, &routed.gate.indices.select(1, s), &q);
+            }
+            Ok(Vec::<f64>::try_from(scores / rows as f64)?)
+        })
+    }
+
+    /// The epoch's Fisher score per peer: the mean over every position trained on since the
+    /// last [`LocalModel::reset_epoch`] (zeros before any step).
+    pub fn epoch_scores(&self) -> Vec<f64> {
+        let rows = self.fisher_rows.max(1) as f64;
+        self.fisher_sum.iter().map(|s| s / rows).collect()
+    }
+
+    /// Starts a new epoch of Fisher scores.
+    pub fn reset_epoch(&mut self) {
+        self.fisher_sum.fill(0.0);
+        self.fisher_rows = 0;
+    }
+
+    /// Saves the model and the student into `dir` (`local.ot`, `student.ot`, `step`), so a
+    /// restarted node resumes (Adam's moments restart from zero).
+    pub fn save(&self, dir: &Path) -> Result<(), TorchError> {
+        std::fs::create_dir_all(dir)?;
+        self.vs.save(dir.join("local.ot"))?;
+        self.student_vs.save(dir.join("student.ot"))?;
+        std::fs::write(dir.join("step"), self.step.to_string())?;
+        Ok(())
+    }
+
+    /// Loads what [`LocalModel::save`] wrote, into a model of the same configuration.
+    pub fn load(&mut self, dir: &Path) -> Result<(), TorchError> {
+        self.vs.load(dir.join("local.ot"))?;
+        self.student_vs.load(dir.join("student.ot"))?;
+        let step = std::fs::read_to_string(dir.join("step"))?;
+        self.step = step
+            .trim()
+            .parse()
+            .map_err(|_| TorchError::Checkpoint("step is not a number"))?;
+        Ok(())
+    }
+}
