@@ -12,7 +12,7 @@ use deepnode_wire::{
     CHUNK_HEADER_LEN, ChunkHeader, FIRST, HEADER_LEN, Header, Kind, LAST, Limits, MAX_CHUNK_DATA,
     Modality, REPLY, Status, WireError,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::transport::{AccountKey, FrameRead, FrameWrite, Session};
 use crate::{Model, NodeError, Tensor};
@@ -101,12 +101,14 @@ pub fn now_ms() -> u64 {
 impl Connection {
     /// Starts serving `session` with `model` under `admission` and `config`; the returned
     /// handle sends this node's requests over the same session. The session ends when the peer
-    /// closes it, breaks the protocol, or every handle is dropped.
+    /// closes it, breaks the protocol, `closing` turns true (the node shuts down), or every
+    /// handle is dropped.
     pub fn start(
         session: Session,
         model: Arc<dyn Model>,
         admission: Arc<dyn Admission>,
         config: ServeConfig,
+        closing: watch::Receiver<bool>,
     ) -> Arc<Connection> {
         let (tx, rx) = mpsc::channel(256);
         let conn = Arc::new(Connection {
@@ -117,7 +119,7 @@ impl Connection {
             dim: model.dim(),
             limits: config.limits,
         });
-        tokio::spawn(write_loop(session.writer, rx));
+        tokio::spawn(write_loop(session.writer, rx, closing.clone()));
         let reader = Reader {
             peer: session.peer,
             out: tx,
@@ -130,7 +132,7 @@ impl Connection {
         };
         let pending = Arc::clone(&conn.pending);
         tokio::spawn(async move {
-            let _ = reader.run(session.reader).await;
+            let _ = reader.run(session.reader, closing).await;
             // The session is over: every waiting request fails now, not at its deadline.
             if let Ok(mut p) = pending.lock() {
                 *p = None;
@@ -276,14 +278,24 @@ fn message(header: &Header, body: &[&[u8]]) -> Vec<u8> {
 }
 
 /// Sends queued messages as chunks, one chunk per message in turn.
-async fn write_loop(mut writer: Box<dyn FrameWrite>, mut rx: mpsc::Receiver<Outgoing>) {
+async fn write_loop(
+    mut writer: Box<dyn FrameWrite>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    mut closing: watch::Receiver<bool>,
+) {
     let mut active: VecDeque<(Outgoing, usize)> = VecDeque::new();
     let mut chunk = Vec::with_capacity(CHUNK_HEADER_LEN + MAX_CHUNK_DATA);
     loop {
+        if *closing.borrow() {
+            return;
+        }
         if active.is_empty() {
-            match rx.recv().await {
-                Some(m) => active.push_back((m, 0)),
-                None => return,
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => active.push_back((m, 0)),
+                    None => return,
+                },
+                _ = closing.wait_for(|c| *c) => return,
             }
         }
         while let Ok(m) = rx.try_recv() {
@@ -339,12 +351,23 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(mut self, mut frames: Box<dyn FrameRead>) -> Result<(), NodeError> {
+    async fn run(
+        mut self,
+        mut frames: Box<dyn FrameRead>,
+        mut closing: watch::Receiver<bool>,
+    ) -> Result<(), NodeError> {
         let mut frame = Vec::new();
-        while frames.recv(&mut frame).await? {
+        loop {
+            tokio::select! {
+                more = frames.recv(&mut frame) => {
+                    if !more? {
+                        return Ok(());
+                    }
+                }
+                _ = closing.wait_for(|c| *c) => return Ok(()),
+            }
             self.chunk(&frame).await?;
         }
-        Ok(())
     }
 
     async fn chunk(&mut self, frame: &[u8]) -> Result<(), NodeError> {

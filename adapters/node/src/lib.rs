@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use conn::{Admission, AdmitAll, Connection, Counters, ServeConfig, now_ms};
@@ -27,6 +28,7 @@ pub struct Node {
     model: Arc<dyn Model>,
     admission: Arc<dyn Admission>,
     config: ServeConfig,
+    closing: watch::Sender<bool>,
 }
 
 impl Node {
@@ -42,7 +44,13 @@ impl Node {
             model,
             admission,
             config,
+            closing: watch::Sender::new(false),
         }
+    }
+
+    /// Stops accepting peers and closes every session of this node, accepted or dialed.
+    pub fn shutdown(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Accepts peers on `addr` (port 0 picks one) in a background task; returns the bound
@@ -54,8 +62,14 @@ impl Node {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let node = Arc::clone(self);
+        let mut closing = self.closing.subscribe();
         let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
+            loop {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = closing.wait_for(|c| *c) => return,
+                };
+                let Ok((stream, _)) = accepted else { return };
                 let node = Arc::clone(&node);
                 tokio::spawn(async move {
                     if let Ok(session) = node.transport.accept(stream).await {
@@ -83,6 +97,7 @@ impl Node {
             Arc::clone(&self.model),
             Arc::clone(&self.admission),
             self.config.clone(),
+            self.closing.subscribe(),
         )
     }
 }

@@ -119,6 +119,15 @@ fn ledger(e: LedgerError) -> NodeError {
     NodeError::Ledger(e.to_string())
 }
 
+/// Shuts its node down when dropped.
+struct ShutdownOnDrop(Arc<Node>);
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        self.0.shutdown();
+    }
+}
+
 /// A connected peer.
 struct Peer {
     key: AccountKey,
@@ -152,6 +161,8 @@ pub async fn run(
         admission.clone(),
         cfg.serve.clone(),
     ));
+    // However run ends (stop, error), the node stops serving and closes its sessions.
+    let _shutdown = ShutdownOnDrop(Arc::clone(&node));
     let (addr, _listener) = node.listen(cfg.listen).await?;
     let uid = join(&client, wallet, &cfg, &addr.to_string()).await?;
     let mut st = Status {

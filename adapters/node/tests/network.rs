@@ -156,3 +156,72 @@ async fn two_nodes_find_each_other_and_set_weights() {
 async fn eight_nodes_find_each_other_and_set_weights() {
     network(8, Duration::from_secs(60)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_moves_is_redialed_at_its_new_endpoint() {
+    let net = ledger(3).await;
+    let rpc = format!("http://{}", net.ledger.addr());
+    let start = |b: u8, listen: &str, stop: watch::Receiver<bool>| {
+        let (tx, rx) = watch::channel(Status::default());
+        let mut cfg = config(&rpc, u64::from(b));
+        cfg.listen = listen.parse().expect("addr");
+        let model: Arc<dyn Model> = Arc::new(RandomProjection::new(u64::from(b), DIM));
+        let task =
+            tokio::spawn(
+                async move { run(&Wallet::from_seed([b; 32]), model, cfg, tx, stop).await },
+            );
+        (task, rx)
+    };
+    let (stop_all, stop) = watch::channel(false);
+    let (_t1, s1) = start(1, "127.0.0.1:0", stop.clone());
+    let (_t2, s2) = start(2, "127.0.0.1:0", stop.clone());
+    let (stop_3, stop3) = watch::channel(false);
+    let (t3, s3) = start(3, "127.0.0.1:0", stop3);
+    let wait = |what: &'static str, cond: Box<dyn Fn() -> bool + Send>| async move {
+        let started = Instant::now();
+        while !cond() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "timed out waiting: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let (a, b, c) = (s1.clone(), s2.clone(), s3.clone());
+    wait(
+        "all three connected",
+        Box::new(move || [&a, &b, &c].iter().all(|s| s.borrow().peers_up == 2)),
+    )
+    .await;
+    let before = net.client.metagraph().await.expect("metagraph").nodes[2]
+        .endpoint
+        .clone();
+
+    // Node 3 stops: its peers see the connection close and drop it.
+    stop_3.send(true).expect("stop");
+    t3.await.expect("join").expect("ran cleanly");
+    let (a, b) = (s1.clone(), s2.clone());
+    wait(
+        "the others drop it",
+        Box::new(move || [&a, &b].iter().all(|s| s.borrow().peers_up == 1)),
+    )
+    .await;
+
+    // It comes back at another address (another loopback IP, so never the old port) and
+    // serves the new endpoint: the others redial it there.
+    let (_stop_3b, stop3b) = watch::channel(false);
+    let (_t3b, s3b) = start(3, "127.0.0.2:0", stop3b);
+    let (a, b, c) = (s1.clone(), s2.clone(), s3b.clone());
+    wait(
+        "redialed at the new endpoint",
+        Box::new(move || {
+            [&a, &b].iter().all(|s| s.borrow().peers_up == 2) && c.borrow().served > 0
+        }),
+    )
+    .await;
+    let after = net.client.metagraph().await.expect("metagraph").nodes[2]
+        .endpoint
+        .clone();
+    assert_ne!(before, after, "the node moved");
+    stop_all.send(true).expect("stop");
+}
