@@ -193,9 +193,17 @@ async fn a_peer_that_moves_is_redialed_at_its_new_endpoint() {
         Box::new(move || [&a, &b, &c].iter().all(|s| s.borrow().peers_up == 2)),
     )
     .await;
-    let before = net.client.metagraph().await.expect("metagraph").nodes[2]
-        .endpoint
-        .clone();
+    // Uids follow registration order, so node 3 is found by its key.
+    let key3 = Wallet::from_seed([3; 32]).account().to_string();
+    let endpoint3 = || async {
+        let mg = net.client.metagraph().await.expect("metagraph");
+        mg.nodes
+            .into_iter()
+            .find(|n| n.key == key3)
+            .expect("node 3 registered")
+            .endpoint
+    };
+    let before = endpoint3().await;
 
     // Node 3 stops: its peers see the connection close and drop it.
     stop_3.send(true).expect("stop");
@@ -211,6 +219,14 @@ async fn a_peer_that_moves_is_redialed_at_its_new_endpoint() {
     // serves the new endpoint: the others redial it there.
     let (_stop_3b, stop3b) = watch::channel(false);
     let (_t3b, s3b) = start(3, "127.0.0.2:0", stop3b);
+    let started = Instant::now();
+    while endpoint3().await == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the new endpoint was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (a, b, c) = (s1.clone(), s2.clone(), s3b.clone());
     wait(
         "redialed at the new endpoint",
@@ -219,9 +235,9 @@ async fn a_peer_that_moves_is_redialed_at_its_new_endpoint() {
         }),
     )
     .await;
-    let after = net.client.metagraph().await.expect("metagraph").nodes[2]
-        .endpoint
-        .clone();
-    assert_ne!(before, after, "the node moved");
+    assert!(
+        endpoint3().await.starts_with("127.0.0.2:"),
+        "served at its new address"
+    );
     stop_all.send(true).expect("stop");
 }
