@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use deepnode_ledger::{Call, Chain, Extrinsic, Genesis, LedgerNode, Wallet};
 
+mod common;
+use common::{post, rss_kib};
+
 fn wallet(b: u8) -> Wallet {
     Wallet::from_seed([b; 32])
 }
@@ -31,16 +34,6 @@ async fn node(dir: &std::path::Path) -> LedgerNode {
     )
     .await
     .expect("start")
-}
-
-/// This process's resident memory in KiB (`VmRSS`).
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
 }
 
 /// A raw WebSocket connection (handshake done), so the test controls what is read.
@@ -130,26 +123,6 @@ async fn a_client_that_never_reads_cannot_grow_memory() {
     .expect("client");
     node.stop().await.expect("stop");
     assert!(grown < 16 * 1024, "RSS grew {grown} KiB under one client");
-}
-
-/// One HTTP/1.1 POST; returns the body.
-fn post(addr: SocketAddr, body: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    write!(
-        s,
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).expect("read");
-    reply
-        .split_once("\r\n\r\n")
-        .expect("http reply")
-        .1
-        .to_string()
 }
 
 /// Issue 15, item 1: a batch longer than `MAX_BATCH_LEN` is refused as a whole.

@@ -6,13 +6,14 @@
 //! with `DEEPNODE_BLESS=1 cargo test -p deepnode-ledger --test replies`.
 #![cfg(feature = "rpc")]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use deepnode_ledger::{AccountId, Call, Chain, Extrinsic, Genesis, LedgerNode, Wallet};
 use parity_scale_codec::Encode;
+
+mod common;
+use common::post;
 
 fn wallet(b: u8) -> Wallet {
     Wallet::from_seed([b; 32])
@@ -82,23 +83,6 @@ fn build(dir: &std::path::Path) -> Chain {
     chain.produce_block(3_000).expect("block 3: eviction");
     chain.produce_block(4_000).expect("block 4: epoch");
     chain
-}
-
-/// One HTTP/1.1 POST; returns the body exactly as served.
-fn post(addr: SocketAddr, body: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    write!(
-        s,
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).expect("read");
-    let (_, body) = reply.split_once("\r\n\r\n").expect("http reply");
-    body.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use deepnode_ledger::{AccountId, Call, Chain, Client, Extrinsic, Genesis, LedgerNode, Wallet};
 use jsonrpsee::rpc_params;
 
+mod common;
+use common::rss_kib;
+
 const NODES: u32 = 256;
 const K: u32 = 64;
 const BLOCK: Duration = Duration::from_millis(200);
@@ -22,15 +25,6 @@ fn wallet(i: u32) -> Wallet {
     let mut seed = [7u8; 32];
     seed[..4].copy_from_slice(&i.to_le_bytes());
     Wallet::from_seed(seed)
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
 }
 
 /// `NODES` nodes with `K` weights each; the honest submitter is `wallet(NODES)`.
