@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod bench;
+mod devnet;
 mod exit;
 mod ledger_cli;
 mod node_cli;
@@ -65,6 +66,8 @@ enum Command {
     Tx(ledger_cli::TxArgs),
     /// Print a ledger node's metagraph as a table.
     Metagraph(ledger_cli::MetagraphArgs),
+    /// Run a ledger and N node processes on loopback for some epochs; write a report.
+    Devnet(devnet::DevnetArgs),
     /// Run a client node: serve a model to peers, query them, set weights on the ledger.
     #[command(subcommand)]
     Node(node_cli::NodeCmd),
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
         Command::Tx(args) => ledger_cli::run_tx(args),
         Command::Metagraph(args) => ledger_cli::run_metagraph(args),
         Command::Node(cmd) => node_cli::run_node(cmd),
+        Command::Devnet(args) => devnet::run(args),
         Command::Conformance { dir } => conformance(&dir),
     })
 }

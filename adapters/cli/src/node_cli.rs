@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use deepnode_ledger::Wallet;
-use deepnode_node::life::{RunConfig, Status, run};
-use deepnode_node::{EchoBias, Model, RandomProjection, ServeConfig};
+use deepnode_node::life::{RunConfig, Scoring, Status, run};
+use deepnode_node::{Constant, EchoBias, Model, Noise, RandomProjection, ServeConfig, Trainer};
 use deepnode_wire::{Limits, Modality};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
@@ -39,9 +39,25 @@ pub struct RunArgs {
     /// The modality of this node's queries.
     #[arg(long, value_enum, default_value_t = ModalityArg::Text)]
     modality: ModalityArg,
-    /// The model served (pure Rust; the libtorch models come with the training adapter).
+    /// The model served (`torch`: the training adapter's encoder; needs the `torch` feature).
     #[arg(long, value_enum, default_value_t = ModelArg::Projection)]
     model: ModelArg,
+    /// Where the weights row comes from (`trainer`: Fisher scores of `--train`).
+    #[arg(long, value_enum, default_value_t = ScoringArg::Usefulness)]
+    scoring: ScoringArg,
+    /// With `--scoring favor`: the accounts (hex) the row gives weight to, and nobody else.
+    #[arg(long, value_delimiter = ',')]
+    favor: Vec<String>,
+    /// Train on text shard `I/N` of the system text, querying peers through the gating layer
+    /// (the training adapter; needs the `torch` feature), e.g. `--train 0/4`.
+    #[arg(long)]
+    train: Option<String>,
+    /// With `--train`: the number of uids the gate chooses among.
+    #[arg(long, default_value_t = 8)]
+    slots: usize,
+    /// Append the status as one JSON line per second to this file (and once at exit).
+    #[arg(long)]
+    metrics: Option<PathBuf>,
     /// The network's representation width D.
     #[arg(long, default_value_t = 32)]
     dim: u32,
@@ -76,15 +92,68 @@ enum ModelArg {
     Projection,
     /// A learned bias moved by the gradients peers send.
     Echo,
+    /// Fresh random values on every call (a node that helps nobody).
+    Noise,
+    /// Zeros (a lazy node).
+    Zeros,
+    /// The training adapter's TEXT encoder (libtorch).
+    Torch,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum ScoringArg {
+    /// Each useful answer counts 1.
+    Usefulness,
+    /// The trainer's Fisher scores (needs `--train`).
+    Trainer,
+    /// Weight only the `--favor` accounts.
+    Favor,
+    /// Copy each neuron's consensus of the last epoch.
+    Consensus,
+    /// Set no weights.
+    None,
 }
 
 /// Runs `deepnode node ...`.
 pub fn run_node(cmd: NodeCmd) -> Result<(), Failure> {
     let NodeCmd::Run(args) = cmd;
     let wallet = Wallet::load(&args.wallet).map_err(Failure::input)?;
-    let model: Arc<dyn Model> = match args.model {
-        ModelArg::Projection => Arc::new(RandomProjection::new(args.seed, args.dim)),
-        ModelArg::Echo => Arc::new(EchoBias::new(args.dim, 0.1)),
+    let (model, trainer): (Arc<dyn Model>, Option<Box<dyn Trainer>>) = match &args.train {
+        // A learner serves its trained encoder (`--model` is the training adapter's).
+        Some(shard) => torch::learner(shard, args.slots, args.k, args.dim, args.seed)?,
+        None => (
+            match args.model {
+                ModelArg::Projection => Arc::new(RandomProjection::new(args.seed, args.dim)),
+                ModelArg::Echo => Arc::new(EchoBias::new(args.dim, 0.1)),
+                ModelArg::Noise => Arc::new(Noise::new(args.seed, args.dim, 1.0)),
+                ModelArg::Zeros => Arc::new(Constant::new(args.dim, 0.0)),
+                ModelArg::Torch => torch::served(args.seed, args.dim)?,
+            },
+            None,
+        ),
+    };
+    let scoring = match args.scoring {
+        ScoringArg::Usefulness => Scoring::Usefulness,
+        ScoringArg::Trainer if trainer.is_none() => {
+            return Err(Failure::input("--scoring trainer needs --train"));
+        }
+        ScoringArg::Trainer => Scoring::Trainer,
+        ScoringArg::Favor => Scoring::Favor(
+            args.favor
+                .iter()
+                .map(|k| {
+                    k.parse::<deepnode_ledger::AccountId>()
+                        .map(|a| a.0)
+                        .map_err(|e| Failure::input(format!("--favor {k}: {e}")))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        ScoringArg::Consensus => Scoring::CopyConsensus,
+        ScoringArg::None => Scoring::Nothing,
+    };
+    let mut metrics = match &args.metrics {
+        Some(path) => Some(Metrics::open(path)?),
+        None => None,
     };
     let limits = Limits {
         max_payload: 16 << 20,
@@ -109,6 +178,7 @@ pub fn run_node(cmd: NodeCmd) -> Result<(), Failure> {
         timeout: Duration::from_secs(2),
         serve: ServeConfig::new(limits, 8, 64),
         seed: args.seed,
+        scoring,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -118,7 +188,8 @@ pub fn run_node(cmd: NodeCmd) -> Result<(), Failure> {
     rt.block_on(async move {
         let (status_tx, mut status) = watch::channel(Status::default());
         let (stop_tx, stop) = watch::channel(false);
-        let node = tokio::spawn(async move { run(&wallet, model, cfg, status_tx, stop).await });
+        let node =
+            tokio::spawn(async move { run(&wallet, model, trainer, cfg, status_tx, stop).await });
         let show = Show::new();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(Failure::failed)?;
@@ -130,12 +201,19 @@ pub fn run_node(cmd: NodeCmd) -> Result<(), Failure> {
                     if changed.is_err() {
                         break;
                     }
-                    show.update(&status.borrow());
+                    let s = status.borrow().clone();
+                    show.update(&s);
+                    if let Some(m) = &mut metrics {
+                        m.record(&s, false)?;
+                    }
                 }
             }
         }
         let _ = stop_tx.send(true);
         show.finish();
+        if let Some(m) = &mut metrics {
+            m.record(&status.borrow(), true)?;
+        }
         node.await
             .map_err(Failure::failed)?
             .map_err(Failure::failed)
@@ -205,4 +283,153 @@ fn line(s: &Status) -> String {
         line.push_str(&format!("  ({e})"));
     }
     line
+}
+
+/// `--metrics`: the status as JSON lines, at most one a second.
+struct Metrics {
+    file: std::fs::File,
+    started: std::time::Instant,
+    last: Option<std::time::Instant>,
+}
+
+impl Metrics {
+    fn open(path: &std::path::Path) -> Result<Metrics, Failure> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
+        Ok(Metrics {
+            file,
+            started: std::time::Instant::now(),
+            last: None,
+        })
+    }
+
+    fn record(&mut self, s: &Status, force: bool) -> Result<(), Failure> {
+        use std::io::Write;
+        let now = std::time::Instant::now();
+        if !force && self.last.is_some_and(|t| now - t < Duration::from_secs(1)) {
+            return Ok(());
+        }
+        self.last = Some(now);
+        let progress = s.progress.clone().unwrap_or_default();
+        let valid: serde_json::Map<String, serde_json::Value> = progress
+            .valid
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+            .collect();
+        let line = serde_json::json!({
+            "t": self.started.elapsed().as_secs_f64(),
+            "uid": s.uid,
+            "block": s.block,
+            "peers": s.peers,
+            "peers_up": s.peers_up,
+            "served": s.served,
+            "refused": s.refused,
+            "answers": s.answers,
+            "failed": s.failed,
+            "rows_set": s.rows_set,
+            "rows_refused": s.rows_refused,
+            "last_row_error": s.last_row_error,
+            "steps": progress.steps,
+            "loss": progress.loss,
+            "valid": valid,
+        });
+        writeln!(self.file, "{line}").map_err(Failure::failed)
+    }
+}
+
+/// The model a node serves and, for a learner, its trainer.
+type Served = (Arc<dyn Model>, Option<Box<dyn Trainer>>);
+
+/// The libtorch side of `node run`, present with the `torch` feature.
+#[cfg(feature = "torch")]
+mod torch {
+    use std::sync::Arc;
+
+    use deepnode_node::Model;
+    use deepnode_torch::data::TextCorpus;
+    use deepnode_torch::{EncoderConfig, Learner, LearnerConfig, LocalConfig, TorchModel};
+
+    use super::Served;
+    use crate::exit::Failure;
+
+    fn encoder(dim: u32) -> EncoderConfig {
+        EncoderConfig {
+            dim: i64::from(dim),
+            ..EncoderConfig::default()
+        }
+    }
+
+    /// The served TEXT encoder.
+    pub fn served(seed: u64, dim: u32) -> Result<Arc<dyn Model>, Failure> {
+        let seed = i64::try_from(seed).map_err(|_| Failure::input("--seed too large for torch"))?;
+        let m = TorchModel::new(seed, encoder(dim), deepnode_torch::ServeConfig::default())
+            .map_err(Failure::failed)?;
+        Ok(Arc::new(m))
+    }
+
+    /// The learner of `--train I/N` and the model it serves (its trained encoder).
+    pub fn learner(
+        shard: &str,
+        slots: usize,
+        k: usize,
+        dim: u32,
+        seed: u64,
+    ) -> Result<Served, Failure> {
+        let bad = || Failure::input(format!("--train {shard}: expected I/N with I < N"));
+        let (i, n) = shard.split_once('/').ok_or_else(bad)?;
+        let (i, n): (usize, usize) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+        let corpus = TextCorpus::system_shard(i, n).map_err(Failure::input)?;
+        let defaults = LearnerConfig::default();
+        let config = LearnerConfig {
+            local: LocalConfig {
+                encoder: encoder(dim),
+                student: EncoderConfig {
+                    hidden: defaults.local.student.hidden,
+                    ..encoder(dim)
+                },
+                peers: slots,
+                k: k.clamp(1, slots.max(1)),
+                seed,
+                ..defaults.local
+            },
+            ..defaults
+        };
+        let mut learner = Learner::new(config, corpus).map_err(Failure::input)?;
+        let seed = i64::try_from(seed).map_err(|_| Failure::input("--seed too large for torch"))?;
+        let served = Arc::new(
+            TorchModel::new(seed, encoder(dim), deepnode_torch::ServeConfig::default())
+                .map_err(Failure::failed)?,
+        );
+        learner
+            .serve_through(Arc::clone(&served))
+            .map_err(Failure::failed)?;
+        Ok((served, Some(Box::new(learner))))
+    }
+}
+
+/// Without the `torch` feature: a one-line reason instead of a model.
+#[cfg(not(feature = "torch"))]
+mod torch {
+    use std::sync::Arc;
+
+    use deepnode_node::Model;
+
+    use super::Served;
+    use crate::exit::Failure;
+
+    const WHY: &str = "this deepnode was built without the `torch` feature (libtorch): \
+        run ./scripts/devnet.sh, or cargo build --release -p deepnode-cli --features torch";
+
+    /// Refused: no libtorch.
+    pub fn served(_: u64, _: u32) -> Result<Arc<dyn Model>, Failure> {
+        Err(Failure::input(WHY))
+    }
+
+    /// Refused: no libtorch.
+    pub fn learner(_: &str, _: usize, _: usize, _: u32, _: u64) -> Result<Served, Failure> {
+        Err(Failure::input(WHY))
+    }
 }

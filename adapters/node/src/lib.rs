@@ -6,6 +6,7 @@ pub mod life;
 mod model;
 mod query;
 mod tensor;
+mod trainer;
 pub mod transport;
 
 use std::net::SocketAddr;
@@ -17,9 +18,10 @@ use tokio::task::JoinHandle;
 
 pub use conn::{Admission, AdmitAll, Connection, Counters, ServeConfig, now_ms};
 pub use error::NodeError;
-pub use model::{EchoBias, Model, RandomProjection};
+pub use model::{Constant, EchoBias, Model, Noise, RandomProjection};
 pub use query::{Answer, Backoff, RowError, fan_out, weights_row};
 pub use tensor::Tensor;
+pub use trainer::{Ask, Progress, Trainer};
 pub use transport::{AccountKey, NoiseTcp, Transport};
 
 /// A node's serving side and its dialer: one transport, one model, one admission policy.

@@ -16,7 +16,25 @@ use tokio::sync::watch;
 
 use crate::query::{Answer, Backoff, RowError, fan_out, weights_row};
 use crate::transport::AccountKey;
-use crate::{Admission, Connection, Model, Node, NodeError, NoiseTcp, ServeConfig, Tensor};
+use crate::{
+    Admission, Connection, Model, Node, NodeError, NoiseTcp, Progress, ServeConfig, Tensor, Trainer,
+};
+
+/// Where a node's weights row comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scoring {
+    /// Each useful answer (finite, not all zero) counts 1: the default of a node that does not
+    /// train.
+    Usefulness,
+    /// The trainer's scores ([`Trainer::take_scores`], e.g. Fisher scores).
+    Trainer,
+    /// Score 1 for these accounts' neurons and nothing for anybody else (a cabal's row).
+    Favor(Vec<AccountKey>),
+    /// Each neuron's consensus `C_j` as of the last metagraph (a weight copier).
+    CopyConsensus,
+    /// No row at all (a node that does not validate).
+    Nothing,
+}
 
 /// How a node runs.
 #[derive(Clone)]
@@ -43,6 +61,8 @@ pub struct RunConfig {
     pub serve: ServeConfig,
     /// Seed of the query inputs.
     pub seed: u64,
+    /// Where the weights row comes from.
+    pub scoring: Scoring,
 }
 
 /// What a running node reports (the CLI's status line).
@@ -68,6 +88,12 @@ pub struct Status {
     pub weights_block: Option<u64>,
     /// Why the last weights row was not set, if it was not.
     pub last_row_error: Option<String>,
+    /// Weights rows submitted and committed.
+    pub rows_set: u64,
+    /// Weights rows submitted and refused by the ledger.
+    pub rows_refused: u64,
+    /// The trainer's progress, when the node trains.
+    pub progress: Option<Progress>,
 }
 
 /// Admits callers whose account owns a neuron with at least `floor` stake, as of the last
@@ -137,14 +163,16 @@ struct Peer {
 
 /// Runs a node until `stop` turns true: registers `wallet` if needed, holds `cfg.stake`, serves
 /// `model` on `cfg.listen` and that endpoint on the ledger, then every `cfg.query_every`
-/// refreshes the metagraph (dialing new or moved peers, dropping gone ones), queries up to
-/// `cfg.k` peers, scores their answers (a useful answer: finite and not all zero, counts 1),
-/// sends each answering peer the gradient of the disagreement loss
-/// `1/2 sum_j |f_j - mean|^2`, and sets weights from the scores whenever the ledger's rate
-/// limit allows. Reports on `status`.
+/// refreshes the metagraph (dialing new or moved peers, dropping gone ones) and queries peers:
+/// with a `trainer`, one training step (the peers its gate asks, their gradients sent back);
+/// without, up to `cfg.k` peers with random inputs, each answering peer getting the gradient
+/// of the disagreement loss `1/2 sum_j |f_j - mean|^2`. Scores accumulate as `cfg.scoring`
+/// says and become a weights row whenever the ledger's rate limit allows. Reports on
+/// `status`.
 pub async fn run(
     wallet: &Wallet,
     model: Arc<dyn Model>,
+    mut trainer: Option<Box<dyn Trainer>>,
     cfg: RunConfig,
     status: watch::Sender<Status>,
     mut stop: watch::Receiver<bool>,
@@ -183,7 +211,10 @@ pub async fn run(
         if *stop.borrow() {
             return Ok(());
         }
-        let mg = metagraph(&client).await?;
+        // A failed read (the ledger busy, a closed keep-alive connection) skips this tick.
+        let Ok(mg) = metagraph(&client).await else {
+            continue;
+        };
         admission.update(&mg);
         st.block = mg.block;
         st.weights_block = mg.nodes.get(uid as usize).and_then(|n| n.weights_block);
@@ -194,12 +225,21 @@ pub async fn run(
             .filter(|n| n.uid != uid as usize && !n.endpoint.is_empty())
             .count();
         st.peers_up = peers.values().filter(|p| p.conn.is_open()).count();
-        if let Some((x, answers)) = query(&cfg, &peers, &mut backoff, &scores, &mut rng).await? {
+        if let Some(t) = trainer.take() {
+            let (t, answered) = train(t, &cfg, &model, uid, &peers, &mut backoff).await?;
+            st.answers += answered.0;
+            st.failed += answered.1;
+            st.progress = Some(t.progress());
+            trainer = Some(t);
+        } else if let Some((x, answers)) =
+            query(&cfg, &peers, &mut backoff, &scores, &mut rng).await?
+        {
             for (j, a) in &answers {
                 match a {
                     Answer::Peer(t) => {
                         st.answers += 1;
-                        if t.is_finite() && t.to_f32().iter().any(|&x| x != 0.0) {
+                        let useful = t.is_finite() && t.to_f32().iter().any(|&x| x != 0.0);
+                        if useful && cfg.scoring == Scoring::Usefulness {
                             *scores.entry(*j).or_insert(0.0) += 1.0;
                         }
                     }
@@ -208,16 +248,33 @@ pub async fn run(
             }
             send_gradients(&cfg, &peers, &x, &answers).await;
         }
+        policy_scores(&cfg.scoring, &mg, uid, &mut scores);
         let due = st
             .weights_block
             .is_none_or(|b| mg.block >= b.saturating_add(mg.weights_rate_limit));
-        if due && !scores.is_empty() {
+        // The trainer's scores cover everything since the last row.
+        if due && cfg.scoring == Scoring::Trainer {
+            if let Some(t) = trainer.take() {
+                let (t, fresh) = blocking(t, |t| Ok(t.take_scores())).await?;
+                for (j, v) in fresh {
+                    *scores.entry(j).or_insert(0.0) += v;
+                }
+                trainer = Some(t);
+            }
+        }
+        if due && !scores.is_empty() && cfg.scoring != Scoring::Nothing {
             match set_weights(&client, wallet, &mg, uid, &scores).await {
-                Ok(()) => {
+                Ok(Ok(())) => {
                     st.last_row_error = None;
+                    st.rows_set += 1;
                     scores.clear();
                 }
-                Err(e) => st.last_row_error = Some(e.to_string()),
+                // Not enough scores for a row yet: nothing was sent.
+                Ok(Err(e)) => st.last_row_error = Some(e.to_string()),
+                Err(e) => {
+                    st.rows_refused += 1;
+                    st.last_row_error = Some(e.to_string());
+                }
             }
         }
         st.served = counters.served.load(Ordering::Relaxed);
@@ -453,20 +510,27 @@ async fn send_gradients(
     }
 }
 
+/// Turns `scores` into a row and submits it: `Ok(Err(_))` when no valid row can be made
+/// (nothing sent), `Err(_)` when the ledger refused it or could not be reached.
 async fn set_weights(
     client: &Client,
     wallet: &Wallet,
     mg: &MetagraphView,
     uid: Uid,
     scores: &HashMap<Uid, f64>,
-) -> Result<(), NodeError> {
+) -> Result<Result<(), RowError>, NodeError> {
+    // A node never weights itself: on a ledger that masks self weights such a weight would
+    // not count towards `min_allowed_weights`, and on one that does not it would buy rank.
     let params = Params::<Fx> {
         min_allowed_weights: mg.min_allowed_weights,
+        mask_self_weights: true,
         ..Params::default()
     };
     let list: Vec<(Uid, f64)> = scores.iter().map(|(&j, &s)| (j, s)).collect();
-    let row = weights_row(&list, &params, uid, mg.n, mg.max_weights_len as usize)
-        .map_err(|e: RowError| NodeError::Ledger(e.to_string()))?;
+    let row = match weights_row(&list, &params, uid, mg.n, mg.max_weights_len as usize) {
+        Ok(row) => row,
+        Err(e) => return Ok(Err(e)),
+    };
     let h = client
         .send(wallet.key(), Call::SetWeights { uid, weights: row })
         .await
@@ -475,7 +539,108 @@ async fn set_weights(
         .wait_committed(&h, Duration::from_secs(30))
         .await
         .map_err(ledger)?;
-    Ok(())
+    Ok(Ok(()))
+}
+
+/// Runs `f` on `t` on a blocking thread (training is CPU work; the network threads stay
+/// free to serve) and hands `t` back.
+async fn blocking<R: Send + 'static>(
+    mut t: Box<dyn Trainer>,
+    f: impl FnOnce(&mut dyn Trainer) -> Result<R, NodeError> + Send + 'static,
+) -> Result<(Box<dyn Trainer>, R), NodeError> {
+    let joined = tokio::task::spawn_blocking(move || {
+        let r = f(t.as_mut());
+        (t, r)
+    })
+    .await
+    .map_err(|e| NodeError::Model(format!("trainer thread: {e}")))?;
+    Ok((joined.0, joined.1?))
+}
+
+/// One training step: the trainer's batch goes to the peers its gate chose (this node's own
+/// slot answered by its own model; peers not connected answer nothing), the answers train
+/// it, and the gradients it returns go back to their peers, fire and forget. Returns the
+/// trainer and (answers, failures).
+async fn train(
+    t: Box<dyn Trainer>,
+    cfg: &RunConfig,
+    model: &Arc<dyn Model>,
+    uid: Uid,
+    peers: &HashMap<Uid, Peer>,
+    backoff: &mut HashMap<Uid, Backoff>,
+) -> Result<(Box<dyn Trainer>, (u64, u64)), NodeError> {
+    let (t, ask) = blocking(t, move |t| t.ask(uid)).await?;
+    let asked: Vec<(Uid, Arc<Connection>)> = ask
+        .uids
+        .iter()
+        .filter_map(|j| peers.get(j).map(|p| (*j, Arc::clone(&p.conn))))
+        .collect();
+    // A failed peer's slot is the trainer's to fill (it gets `None`): the stand-in here is
+    // never read.
+    let unread = |_| Tensor::zeros(&[1, 1, 1]);
+    let fanned = fan_out(
+        &asked,
+        backoff,
+        cfg.modality,
+        &ask.inputs,
+        cfg.timeout,
+        unread,
+    )
+    .await?;
+    let mut answers: Vec<(Uid, Option<Tensor>)> = Vec::with_capacity(ask.uids.len());
+    let mut tally = (0, 0);
+    for j in &ask.uids {
+        let answer = if *j == uid {
+            model.forward(cfg.modality, &ask.inputs).ok()
+        } else {
+            match fanned.iter().find(|(u, _)| u == j).map(|(_, a)| a) {
+                Some(Answer::Peer(t)) => Some(t.clone()),
+                _ => None,
+            }
+        };
+        if *j != uid {
+            if answer.is_some() {
+                tally.0 += 1;
+            } else {
+                tally.1 += 1;
+            }
+        }
+        answers.push((*j, answer));
+    }
+    let (t, grads) = blocking(t, move |t| t.learn(answers)).await?;
+    for (j, g) in grads {
+        if let Some(p) = peers.get(&j) {
+            let _ = p
+                .conn
+                .backward(cfg.modality, &ask.inputs, &g, cfg.timeout)
+                .await;
+        }
+    }
+    Ok((t, tally))
+}
+
+/// Scores that follow the metagraph rather than answers: a cabal's favourites, a copier's
+/// consensus.
+fn policy_scores(scoring: &Scoring, mg: &MetagraphView, me: Uid, scores: &mut HashMap<Uid, f64>) {
+    let others = mg.nodes.iter().filter_map(|n| {
+        let j = Uid::try_from(n.uid).ok().filter(|&j| j != me)?;
+        Some((j, n))
+    });
+    match scoring {
+        Scoring::Favor(keys) => {
+            scores.clear();
+            for (j, n) in others {
+                if parse_key(&n.key).is_ok_and(|k| keys.contains(&k)) {
+                    scores.insert(j, 1.0);
+                }
+            }
+        }
+        Scoring::CopyConsensus => {
+            scores.clear();
+            scores.extend(others.map(|(j, n)| (j, n.consensus)));
+        }
+        Scoring::Usefulness | Scoring::Trainer | Scoring::Nothing => {}
+    }
 }
 
 #[cfg(test)]

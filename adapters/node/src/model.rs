@@ -105,11 +105,7 @@ impl Model for RandomProjection {
         inputs: &Tensor,
         grad: &Tensor,
     ) -> Result<(), NodeError> {
-        let (b, s) = batch_seq(modality, inputs)?;
-        if grad.shape.dims() != [b, s, self.dim] {
-            return Err(NodeError::Model("gradient shape is not [B, S, D]".into()));
-        }
-        Ok(())
+        check_grad(modality, inputs, grad, self.dim)
     }
 }
 
@@ -177,4 +173,114 @@ impl Model for EchoBias {
         }
         Ok(())
     }
+}
+
+/// A model that serves seeded noise, uniform in `[-scale, scale)`, fresh on every call, and
+/// ignores the gradients it gets (a node that answers but helps nobody).
+pub struct Noise {
+    dim: u32,
+    scale: f32,
+    state: Mutex<u64>,
+}
+
+impl Noise {
+    /// Noise of width `dim` and amplitude `scale`, drawn from `seed`.
+    pub fn new(seed: u64, dim: u32, scale: f32) -> Noise {
+        Noise {
+            dim,
+            scale,
+            state: Mutex::new(seed),
+        }
+    }
+}
+
+impl Model for Noise {
+    fn dim(&self) -> u32 {
+        self.dim
+    }
+
+    fn serves(&self, _: Modality) -> bool {
+        true
+    }
+
+    fn forward(&self, modality: Modality, inputs: &Tensor) -> Result<Tensor, NodeError> {
+        let (b, s) = batch_seq(modality, inputs)?;
+        let len = b as usize * s as usize * self.dim as usize;
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| NodeError::Model("poisoned".into()))?;
+        let out: Vec<f32> = (0..len)
+            .map(|_| {
+                *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = *state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^= z >> 31;
+                ((z >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * self.scale
+            })
+            .collect();
+        Tensor::from_f32(&[b, s, self.dim], &out)
+    }
+
+    fn backward(
+        &self,
+        modality: Modality,
+        inputs: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(), NodeError> {
+        check_grad(modality, inputs, grad, self.dim)
+    }
+}
+
+/// A model that serves the same value everywhere (zeros: a lazy node) and ignores gradients.
+pub struct Constant {
+    dim: u32,
+    value: f32,
+}
+
+impl Constant {
+    /// `value` in every entry of `[B, S, dim]`.
+    pub fn new(dim: u32, value: f32) -> Constant {
+        Constant { dim, value }
+    }
+}
+
+impl Model for Constant {
+    fn dim(&self) -> u32 {
+        self.dim
+    }
+
+    fn serves(&self, _: Modality) -> bool {
+        true
+    }
+
+    fn forward(&self, modality: Modality, inputs: &Tensor) -> Result<Tensor, NodeError> {
+        let (b, s) = batch_seq(modality, inputs)?;
+        let len = b as usize * s as usize * self.dim as usize;
+        Tensor::from_f32(&[b, s, self.dim], &vec![self.value; len])
+    }
+
+    fn backward(
+        &self,
+        modality: Modality,
+        inputs: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(), NodeError> {
+        check_grad(modality, inputs, grad, self.dim)
+    }
+}
+
+/// `grad` must be `[B, S, dim]` for `inputs`.
+fn check_grad(
+    modality: Modality,
+    inputs: &Tensor,
+    grad: &Tensor,
+    dim: u32,
+) -> Result<(), NodeError> {
+    let (b, s) = batch_seq(modality, inputs)?;
+    if grad.shape.dims() != [b, s, dim] {
+        return Err(NodeError::Model("gradient shape is not [B, S, D]".into()));
+    }
+    Ok(())
 }

@@ -5,9 +5,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use deepnode_consensus::Uid;
 use deepnode_ledger::{Chain, Client, Genesis, LedgerNode, Wallet};
-use deepnode_node::life::{RunConfig, Status, run};
-use deepnode_node::{EchoBias, Model, RandomProjection, ServeConfig};
+use deepnode_node::life::{RunConfig, Scoring, Status, run};
+use deepnode_node::{
+    Ask, Constant, EchoBias, Model, NodeError, Noise, Progress, RandomProjection, ServeConfig,
+    Tensor, Trainer,
+};
 use deepnode_wire::{Limits, Modality};
 use tokio::sync::watch;
 
@@ -68,6 +72,7 @@ fn config(rpc: &str, seed: u64) -> RunConfig {
         timeout: Duration::from_secs(2),
         serve: ServeConfig::new(limits, 8, 64),
         seed,
+        scoring: Scoring::Usefulness,
     }
 }
 
@@ -94,7 +99,7 @@ async fn network(n: u8, limit: Duration) {
         let cfg = config(&rpc, u64::from(b));
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
-            run(&Wallet::from_seed([b; 32]), model, cfg, tx, stop).await
+            run(&Wallet::from_seed([b; 32]), model, None, cfg, tx, stop).await
         }));
     }
     let started = Instant::now();
@@ -166,10 +171,9 @@ async fn a_peer_that_moves_is_redialed_at_its_new_endpoint() {
         let mut cfg = config(&rpc, u64::from(b));
         cfg.listen = listen.parse().expect("addr");
         let model: Arc<dyn Model> = Arc::new(RandomProjection::new(u64::from(b), DIM));
-        let task =
-            tokio::spawn(
-                async move { run(&Wallet::from_seed([b; 32]), model, cfg, tx, stop).await },
-            );
+        let task = tokio::spawn(async move {
+            run(&Wallet::from_seed([b; 32]), model, None, cfg, tx, stop).await
+        });
         (task, rx)
     };
     let (stop_all, stop) = watch::channel(false);
@@ -240,4 +244,135 @@ async fn a_peer_that_moves_is_redialed_at_its_new_endpoint() {
         "served at its new address"
     );
     stop_all.send(true).expect("stop");
+}
+
+/// A pure-Rust [`Trainer`]: asks every uid below `n` with fixed text inputs, scores each
+/// peer by its answers' mean absolute value, and sends back `dL/df_j = f_j` (the gradient of
+/// `1/2 |f_j|^2`).
+struct ToyTrainer {
+    n: Uid,
+    steps: u64,
+    scores: Vec<(Uid, f64)>,
+}
+
+impl Trainer for ToyTrainer {
+    fn ask(&mut self, _me: Uid) -> Result<Ask, NodeError> {
+        Ok(Ask {
+            inputs: Tensor::from_i64(&[2, 8], &[7; 16])?,
+            uids: (0..self.n).collect(),
+        })
+    }
+
+    fn learn(
+        &mut self,
+        answers: Vec<(Uid, Option<Tensor>)>,
+    ) -> Result<Vec<(Uid, Tensor)>, NodeError> {
+        self.steps += 1;
+        let mut grads = Vec::new();
+        for (j, a) in answers {
+            if let Some(t) = a {
+                let v = t.to_f32();
+                let mean = v.iter().map(|x| f64::from(x.abs())).sum::<f64>() / v.len() as f64;
+                self.scores.push((j, mean + 1.0));
+                grads.push((j, t));
+            }
+        }
+        Ok(grads)
+    }
+
+    fn take_scores(&mut self) -> Vec<(Uid, f64)> {
+        std::mem::take(&mut self.scores)
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            steps: self.steps,
+            loss: Some(1.0 / (1.0 + self.steps as f64)),
+            valid: Vec::new(),
+        }
+    }
+}
+
+/// A trainer scoring peers, a cabal member favouring one account and a copier of consensus:
+/// each sets rows the ledger accepts, and the trainer's gradients reach an echo model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trainer_favour_and_copier_rows_are_accepted() {
+    let net = ledger(4).await;
+    let rpc = format!("http://{}", net.ledger.addr());
+    let (stop_tx, stop) = watch::channel(false);
+    let echo = Arc::new(EchoBias::new(DIM, 0.1));
+    let key = |b: u8| Wallet::from_seed([b; 32]).account().0;
+    let mut statuses = Vec::new();
+    for b in 1..=4u8 {
+        let mut cfg = config(&rpc, u64::from(b));
+        let mut trainer: Option<Box<dyn Trainer>> = None;
+        let model: Arc<dyn Model> = match b {
+            1 => {
+                cfg.scoring = Scoring::Trainer;
+                trainer = Some(Box::new(ToyTrainer {
+                    n: 4,
+                    steps: 0,
+                    scores: Vec::new(),
+                }));
+                Arc::new(RandomProjection::new(1, DIM))
+            }
+            2 => {
+                cfg.scoring = Scoring::Favor(vec![key(3)]);
+                Arc::new(Noise::new(2, DIM, 1.0))
+            }
+            3 => {
+                cfg.scoring = Scoring::CopyConsensus;
+                Arc::new(Constant::new(DIM, 0.0))
+            }
+            _ => echo.clone(),
+        };
+        let (tx, rx) = watch::channel(Status::default());
+        statuses.push(rx);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            run(&Wallet::from_seed([b; 32]), model, trainer, cfg, tx, stop).await
+        });
+    }
+    let started = Instant::now();
+    // The trainer keeps stepping between rows (it is not lost when no row is due).
+    let done = |s: &Status| s.rows_set >= 2 && s.progress.as_ref().is_none_or(|p| p.steps >= 30);
+    while !statuses.iter().all(|s| done(&s.borrow())) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not every node set two rows: {:#?}",
+            statuses
+                .iter()
+                .map(|s| s.borrow().clone())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for s in &statuses {
+        assert_eq!(s.borrow().rows_refused, 0, "{:?}", s.borrow());
+    }
+    let trainer = statuses[0].borrow().clone();
+    assert!(trainer.progress.is_some_and(|p| p.steps >= 30));
+    assert!(trainer.answers > 0);
+    assert!(
+        echo.bias().iter().any(|&b| b != 0.0),
+        "the trainer's gradients reached the echo model"
+    );
+    // The cabal member's row holds exactly its favourite; the copier's row follows consensus.
+    let mg = net.client.metagraph().await.expect("metagraph");
+    let uid_of = |b: u8| {
+        let k = Wallet::from_seed([b; 32]).account().to_string();
+        mg.nodes
+            .iter()
+            .find(|n| n.key == k)
+            .expect("registered")
+            .uid
+    };
+    let row = net
+        .client
+        .weights(Uid::try_from(uid_of(2)).expect("uid"))
+        .await
+        .expect("weights");
+    assert_eq!(row.len(), 1);
+    assert_eq!(row[0].0 as usize, uid_of(3));
+    stop_tx.send(true).expect("stop");
 }

@@ -5,10 +5,12 @@ pub mod data;
 pub mod encoder;
 mod error;
 pub mod gating;
+pub mod learner;
 pub mod local;
 pub mod served;
 
 pub use encoder::{Encoder, EncoderConfig};
 pub use error::TorchError;
+pub use learner::{Learner, LearnerConfig};
 pub use local::{FisherBackend, LocalConfig, LocalModel, Mixture, StepReport};
 pub use served::{ServeConfig, TorchModel};

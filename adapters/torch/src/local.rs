@@ -34,6 +34,9 @@ pub struct LocalConfig {
     pub noise: bool,
     /// Seed of the initial parameters and of the gate noise (`standard_normal(seed + step)`).
     pub seed: u64,
+    /// Whether the student `dist(x)` fills the slot of a chosen peer that did not answer
+    /// (otherwise zeros do). Either way the peer gets no gradient and no Fisher score.
+    pub student_stands_in: bool,
 }
 
 impl Default for LocalConfig {
@@ -51,6 +54,7 @@ impl Default for LocalConfig {
             balance_weight: 0.01,
             noise: true,
             seed: 1,
+            student_stands_in: false,
         }
     }
 }
@@ -136,10 +140,13 @@ pub struct StepReport {
     pub distill: f64,
     /// `(peer, dL/df_j(x))` for each peer that answered, `[B, S, D]`, ready for Backward.
     pub grads: Vec<(usize, NodeTensor)>,
-    /// Peers whose answer was missing or refused (shape, dtype, NaN): zeros stood in.
+    /// Peers whose answer was missing or refused (shape, dtype, NaN): zeros or the student
+    /// stood in (`LocalConfig::student_stands_in`).
     pub missing: Vec<usize>,
     /// This batch's Fisher scores per peer (gating crate, mean over positions).
     pub fisher: Vec<f32>,
+    /// This batch's leave-one-out benefit per peer (see [`LocalModel::benefit`]).
+    pub benefit: Vec<f64>,
 }
 
 /// The node's own model: encoder, gating layer over `peers`, head, and the student.
@@ -162,6 +169,7 @@ pub struct LocalModel {
     student_opt: nn::Optimizer,
     step: u64,
     fisher_sum: Vec<f64>,
+    benefit_sum: Vec<f64>,
     fisher_rows: u64,
     backend: FisherBackend,
 }
@@ -206,6 +214,7 @@ impl LocalModel {
         let student_opt = nn::Adam::default().build(&student_vs, config.lr)?;
         Ok(LocalModel {
             fisher_sum: vec![0.0; config.peers],
+            benefit_sum: vec![0.0; config.peers],
             fisher_rows: 0,
             config,
             vs,
@@ -358,6 +367,11 @@ impl LocalModel {
         let mut responses: Vec<Tensor> = Vec::with_capacity(self.config.peers);
         let mut answered = Vec::new();
         let mut missing = Vec::new();
+        let stand_in = if self.config.student_stands_in {
+            self.student_forward(&routed.inputs)?
+        } else {
+            Tensor::zeros(shape, (Kind::Float, Device::Cpu))
+        };
         for peer in 0..self.config.peers {
             if routed.chosen.binary_search(&peer).is_err() {
                 responses.push(Tensor::zeros(shape, (Kind::Float, Device::Cpu)));
@@ -370,15 +384,23 @@ impl LocalModel {
                 }
                 None => {
                     missing.push(peer);
-                    responses.push(Tensor::zeros(shape, (Kind::Float, Device::Cpu)));
+                    responses.push(stand_in.shallow_clone());
                 }
             }
         }
         let loss = self.loss(&routed, &responses)?;
-        let fisher = self.fisher_gating(&routed, &loss)?;
+        let mut fisher = self.fisher_gating(&routed, &loss)?;
+        let mut benefit = self.benefit(&routed, &loss)?;
+        for &peer in &missing {
+            fisher[peer] = 0.0;
+            benefit[peer] = 0.0;
+        }
         let rows = routed.targets.numel() as u64;
         for (sum, f) in self.fisher_sum.iter_mut().zip(&fisher) {
             *sum += f64::from(*f) * rows as f64;
+        }
+        for (sum, b) in self.benefit_sum.iter_mut().zip(&benefit) {
+            *sum += b * rows as f64;
         }
         self.fisher_rows += rows;
         self.opt.zero_grad();
@@ -396,6 +418,7 @@ impl LocalModel {
             grads,
             missing,
             fisher,
+            benefit,
         })
     }
 
@@ -416,6 +439,20 @@ impl LocalModel {
             .mean(Kind::Float);
         self.student_opt.backward_step(&kl);
         Ok(kl.double_value(&[]))
+    }
+
+    /// The node's own encoder's parameters by name (`encoder.*`, copies): what it serves
+    /// when its served model follows its training ([`crate::TorchModel::set_parameters`]).
+    pub fn encoder_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("encoder."))
+            .map(|(name, t)| (name, t.detach().copy()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// `dist(x)`, the student's stand-in for `G(x)`, `[B, S, D]`, for inputs `[B, S]`.
@@ -520,6 +557,36 @@ impl LocalModel {
         })
     }
 
+    /// Per peer, the mean over positions of how much the cross-entropy would rise without
+    /// its slot: `CE(head(h, G - g_j f_j)) - CE(head(h, G))`, summed over the slots `j` fills.
+    /// Positive for a peer that helps; negative for one whose answer hurts (noise). Fisher
+    /// scores say how much a peer moves the output; this says in which direction for the loss.
+    pub fn benefit(&self, routed: &Routed, loss: &Loss) -> Result<Vec<f64>, TorchError> {
+        tch::no_grad(|| {
+            let rows = routed.targets.numel() as i64;
+            let targets = routed.targets.reshape([rows, 1]);
+            let ce = |logits: &Tensor| -> Tensor {
+                -logits
+                    .log_softmax(1, Kind::Double)
+                    .gather(1, &targets, false)
+                    .squeeze_dim(1)
+            };
+            let full = loss.logits.detach().to_kind(Kind::Double);
+            let base = ce(&full);
+            let a = self.mix_w.detach().to_kind(Kind::Double);
+            let gates = routed.gate.gates.detach().to_kind(Kind::Double);
+            let slots = loss.slots.detach().to_kind(Kind::Double);
+            let mut out = Tensor::zeros([self.config.peers as i64], (Kind::Double, Device::Cpu));
+            for s in 0..self.config.k as i64 {
+                let term = gates.narrow(1, s, 1) * slots.select(1, s);
+                let without = &full - term.matmul(&a.tr());
+                let delta = ce(&without) - &base;
+                out = out.scatter_add(0, &routed.gate.indices.select(1, s), &delta);
+            }
+            Ok(Vec::<f64>::try_from(out / rows as f64)?)
+        })
+    }
+
     /// The epoch's Fisher score per peer: the mean over every position trained on since the
     /// last [`LocalModel::reset_epoch`] (zeros before any step).
     pub fn epoch_scores(&self) -> Vec<f64> {
@@ -527,9 +594,16 @@ impl LocalModel {
         self.fisher_sum.iter().map(|s| s / rows).collect()
     }
 
-    /// Starts a new epoch of Fisher scores.
+    /// The epoch's mean [`LocalModel::benefit`] per peer, like [`LocalModel::epoch_scores`].
+    pub fn epoch_benefit(&self) -> Vec<f64> {
+        let rows = self.fisher_rows.max(1) as f64;
+        self.benefit_sum.iter().map(|s| s / rows).collect()
+    }
+
+    /// Starts a new epoch of Fisher scores and benefits.
     pub fn reset_epoch(&mut self) {
         self.fisher_sum.fill(0.0);
+        self.benefit_sum.fill(0.0);
         self.fisher_rows = 0;
     }
 

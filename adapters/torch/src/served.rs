@@ -180,6 +180,30 @@ impl TorchModel {
         Ok(())
     }
 
+    /// Overwrites the parameters named in `params` (e.g. [`crate::LocalModel::encoder_parameters`]
+    /// of a model with the same encoder configuration) with their values; every name must
+    /// exist here with the same shape. Returns how many were copied.
+    pub fn set_parameters(&self, params: &[(String, Tensor)]) -> Result<usize, TorchError> {
+        let inner = self.lock()?;
+        let mut vars = inner.vs.variables();
+        tch::no_grad(|| {
+            for (name, value) in params {
+                let dst = vars
+                    .get_mut(name)
+                    .ok_or(TorchError::Config("a parameter this model does not have"))?;
+                if dst.size() != value.size() {
+                    return Err(TorchError::Shape {
+                        what: "parameter",
+                        got: value.size(),
+                        expected: format!("{:?}", dst.size()),
+                    });
+                }
+                dst.f_copy_(value)?;
+            }
+            Ok(params.len())
+        })
+    }
+
     /// Saves the parameters (a VarStore file; `.safetensors` selects that format).
     pub fn save(&self, path: &Path) -> Result<(), TorchError> {
         Ok(self.lock()?.vs.save(path)?)

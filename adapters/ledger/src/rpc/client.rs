@@ -82,6 +82,21 @@ impl Client {
         })
     }
 
+    /// Neuron `uid`'s committed weights row `(uid, weight)`, ascending by uid.
+    pub async fn weights(
+        &self,
+        uid: deepnode_consensus::Uid,
+    ) -> Result<Vec<(deepnode_consensus::Uid, deepnode_consensus::Weight)>, LedgerError> {
+        let v = self.call("ledger_weights", rpc_params![uid]).await?;
+        serde_json::from_value(v).map_err(|e| {
+            RpcError::BadReply {
+                method: "ledger_weights",
+                reason: e.to_string(),
+            }
+            .into()
+        })
+    }
+
     /// Submits an encoded extrinsic (hex); returns its hash. Accepted means pending: it is
     /// durable only once its block is committed ([`Client::wait_committed`]).
     pub async fn submit_hex(&self, hex: String) -> Result<H256, LedgerError> {

@@ -1,0 +1,465 @@
+//! The devnet's report directory: the metagraph per epoch (CSV and JSON), the summary, the
+//! figures (PNG and SVG, drawn with the simulator's plotting code) and `report.md`, all
+//! generated from the run's records.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use deepnode_sim::plot::{Figure, Lines};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::record::{EpochRecord, Summary};
+
+/// A learner's metrics line: `(t, steps, loss, validation losses)`.
+pub type Trace = Vec<(f64, u64, Option<f64>, BTreeMap<String, f64>)>;
+
+/// Reads a node's `--metrics` file (JSON lines; a torn last line is skipped).
+pub fn read_trace(path: &Path) -> Trace {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| {
+            let valid = v["valid"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, x)| Some((k.clone(), x.as_f64()?)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                v["t"].as_f64().unwrap_or(0.0),
+                v["steps"].as_u64().unwrap_or(0),
+                v["loss"].as_f64(),
+                valid,
+            )
+        })
+        .collect()
+}
+
+/// The weights matrix of every epoch as small heat maps (rows: setters, columns: receivers,
+/// in scenario order; darker is heavier, each row scaled to its largest entry).
+struct WeightGrid<'a> {
+    epochs: &'a [EpochRecord],
+}
+
+impl Figure for WeightGrid<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let s = |e: &dyn std::fmt::Display| e.to_string();
+        root.fill(&WHITE).map_err(|e| s(&e))?;
+        let count = self.epochs.len().max(1);
+        let cols = (count as f64).sqrt().ceil() as usize;
+        let rows = count.div_ceil(cols);
+        let (title, body) = root.split_vertically(36);
+        title
+            .titled(
+                "weights W[i][j] per epoch (row i: setter, column j: receiver, scenario order)",
+                ("sans-serif", 18),
+            )
+            .map_err(|e| s(&e))?;
+        let cells = body.split_evenly((rows, cols));
+        for (area, e) in cells.iter().zip(self.epochs) {
+            let n = e.nodes.len().max(1);
+            let uid_to_col: BTreeMap<usize, usize> = e
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (x.uid, i))
+                .collect();
+            let (cap, grid) = area.split_vertically(16);
+            cap.titled(&format!("epoch {}", e.epoch), ("sans-serif", 12))
+                .map_err(|e| s(&e))?;
+            let grid = grid.margin(2, 2, 2, 2);
+            let (w, h) = grid.dim_in_pixel();
+            let cell = (w.min(h) as usize / n).max(1) as i32;
+            for (i, node) in e.nodes.iter().enumerate() {
+                let top = node.weights.iter().map(|x| x.1).max().unwrap_or(0).max(1);
+                for &(j, wv) in &node.weights {
+                    let Some(&col) = uid_to_col.get(&(j as usize)) else {
+                        continue;
+                    };
+                    let shade = f64::from(wv) / f64::from(top);
+                    let c = RGBColor(
+                        (255.0 * (1.0 - 0.85 * shade)) as u8,
+                        (255.0 * (1.0 - 0.7 * shade)) as u8,
+                        255,
+                    );
+                    let (x, y) = (col as i32 * cell, i as i32 * cell);
+                    grid.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], c.filled()))
+                        .map_err(|e| s(&e))?;
+                }
+            }
+            let side = cell * n as i32;
+            grid.draw(&Rectangle::new([(0, 0), (side, side)], BLACK.mix(0.5)))
+                .map_err(|e| s(&e))?;
+        }
+        Ok(())
+    }
+}
+
+fn by_role(title: &str, y: &str, m: &BTreeMap<String, Vec<f64>>, first_epoch: u64) -> Lines {
+    Lines {
+        title: title.to_owned(),
+        x_label: "epoch".into(),
+        y_label: y.to_owned(),
+        series: m
+            .iter()
+            .map(|(role, v)| {
+                let pts = v
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &x)| ((first_epoch + i as u64) as f64, x))
+                    .collect();
+                (role.clone(), pts)
+            })
+            .collect(),
+        reference: None,
+        y_range: Some((0.0, 1.0)),
+    }
+}
+
+/// Writes every file of the report into `dir` and returns `report.md`'s path.
+pub fn write(
+    dir: &Path,
+    epochs: &[EpochRecord],
+    summary: &Summary,
+    traces: &[(String, Trace)],
+    scenario_text: &str,
+) -> Result<PathBuf, String> {
+    let err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e: std::io::Error| format!("{}: {e}", p.display())
+    };
+    let json = |v: &dyn erased::Json| v.to_json();
+    let put = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(err(&p))
+    };
+    put("scenario.toml", scenario_text.to_owned())?;
+    put("metagraph.json", json(&epochs)?)?;
+    put("summary.json", json(&summary)?)?;
+    put("metagraph.csv", csv(epochs))?;
+    let first = epochs.first().map_or(1, |e| e.epoch);
+    let fig = |f: &dyn erased::Fig, stem: &str| f.save(&dir.join(stem));
+    fig(
+        &by_role(
+            "stake share by role",
+            "share of all stake",
+            &summary.stake_share,
+            first,
+        ),
+        "stake_share",
+    )?;
+    fig(
+        &by_role(
+            "incentive share by role",
+            "share of incentive",
+            &summary.incentive_share,
+            first,
+        ),
+        "incentive_share",
+    )?;
+    let train = Lines {
+        title: "training loss per learner (next byte, nats)".into(),
+        x_label: "seconds".into(),
+        y_label: "cross-entropy".into(),
+        series: traces
+            .iter()
+            .map(|(name, t)| {
+                let pts = t.iter().filter_map(|p| Some((p.0, p.2?))).collect();
+                (name.clone(), pts)
+            })
+            .collect(),
+        reference: None,
+        y_range: None,
+    };
+    fig(&train, "train_loss")?;
+    let mut series = Vec::new();
+    for (name, t) in traces {
+        for mix in ["peers", "alone", "student"] {
+            let mut pts: Vec<(f64, f64)> = t
+                .iter()
+                .filter_map(|p| Some((p.1 as f64, *p.3.get(mix)?)))
+                .collect();
+            pts.dedup_by(|a, b| a.0 == b.0);
+            if !pts.is_empty() {
+                series.push((format!("{name} {mix}"), pts));
+            }
+        }
+    }
+    let valid = Lines {
+        title: "validation loss: with peers, trained alone, student standing in".into(),
+        x_label: "training steps".into(),
+        y_label: "cross-entropy".into(),
+        series,
+        reference: None,
+        y_range: None,
+    };
+    fig(&valid, "valid_loss")?;
+    fig(&WeightGrid { epochs }, "weights")?;
+    let md = dir.join("report.md");
+    std::fs::write(&md, markdown(epochs, summary)).map_err(err(&md))?;
+    Ok(md)
+}
+
+/// Figures and JSON values behind `&dyn` (the writer takes either kind the same way).
+mod erased {
+    use std::path::Path;
+
+    use deepnode_sim::plot::{Figure, save};
+
+    /// A value written as pretty JSON.
+    pub trait Json {
+        fn to_json(&self) -> Result<String, String>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> Result<String, String> {
+            serde_json::to_string_pretty(self).map_err(|e| e.to_string())
+        }
+    }
+
+    /// A figure saved as `STEM.png` and `STEM.svg`.
+    pub trait Fig {
+        fn save(&self, stem: &Path) -> Result<(), String>;
+    }
+
+    impl<T: Figure> Fig for T {
+        fn save(&self, stem: &Path) -> Result<(), String> {
+            save(self, stem).map(|_| ()).map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn csv(epochs: &[EpochRecord]) -> String {
+    let mut out = String::from(
+        "epoch,block,node,role,uid,alive,stake,rank,trust,consensus,incentive,dividends,\
+         emission,served,refused,answers,failed,rows_set,rows_refused,steps,loss\n",
+    );
+    for e in epochs {
+        for n in &e.nodes {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                e.epoch,
+                e.block,
+                n.name,
+                n.role.name(),
+                n.uid,
+                n.alive,
+                n.stake,
+                n.rank,
+                n.trust,
+                n.consensus,
+                n.incentive,
+                n.dividends,
+                n.emission,
+                n.served,
+                n.refused,
+                n.answers,
+                n.failed,
+                n.rows_set,
+                n.rows_refused,
+                n.steps,
+                n.loss.map_or(String::new(), |l| l.to_string()),
+            );
+        }
+    }
+    out
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+fn markdown(epochs: &[EpochRecord], s: &Summary) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Devnet report\n");
+    let _ = writeln!(
+        md,
+        "{} nodes, {} epochs recorded, scenario seed {} (`scenario.toml`). Every number below \
+         is computed from `metagraph.json` (the ledger's metagraph and each node's metrics at \
+         the end of every epoch) and the nodes' logs in `logs/`.\n",
+        s.nodes, s.epochs, s.seed
+    );
+    let _ = writeln!(md, "![stake share by role](stake_share.png)\n");
+    let _ = writeln!(
+        md,
+        "## 1. Incentive: learners against noise and lazy nodes\n"
+    );
+    let (l, nl) = s.learner_vs_noise_lazy;
+    let ratio = if nl > 0.0 {
+        format!("{:.2}x", l / nl)
+    } else if l > 0.0 {
+        "unbounded (noise and lazy nodes earned nothing)".into()
+    } else {
+        "undefined (no incentive)".into()
+    };
+    let _ = writeln!(
+        md,
+        "At the last epoch the learners hold {} of the incentive, the noise and lazy nodes {}: \
+         ratio {ratio}.\n",
+        pct(l),
+        pct(nl)
+    );
+    let _ = writeln!(md, "![incentive share by role](incentive_share.png)\n");
+    let _ = writeln!(
+        md,
+        "| role | stake share, first epoch | stake share, last epoch | incentive share, last epoch |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|");
+    for (role, v) in &s.stake_share {
+        let inc = s.incentive_share.get(role).and_then(|v| v.last().copied());
+        let _ = writeln!(
+            md,
+            "| {role} | {} | {} | {} |",
+            v.first().map_or("-".into(), |&x| pct(x)),
+            v.last().map_or("-".into(), |&x| pct(x)),
+            inc.map_or("-".into(), pct)
+        );
+    }
+    let _ = writeln!(md, "\n## 2. The cabal's stake share\n");
+    match (s.honest_rows_from, s.stake_share.get("cabal")) {
+        (Some(from), Some(v)) => {
+            let list: Vec<String> = v.iter().map(|&x| format!("{:.3}%", 100.0 * x)).collect();
+            let verdict = match s.cabal_share_falls {
+                Some(true) => "falls at every epoch from then on",
+                Some(false) => "does NOT fall at every epoch from then on",
+                None => "cannot be judged (fewer than two epochs after that)",
+            };
+            let _ = writeln!(
+                md,
+                "From epoch {from} to the end every running learner has trained past the warm-up \
+                 (`warmup_steps`) and its row gives no cabal member a normalised weight above the \
+                 trust threshold (honest rows); from then on the cabal's stake share {verdict}. \
+                 Per epoch: {}.\n",
+                list.join(", ")
+            );
+        }
+        (None, Some(_)) => {
+            let _ = writeln!(
+                md,
+                "The learners' rows still gave the cabal weight at the last epoch: no verdict.\n"
+            );
+        }
+        _ => {
+            let _ = writeln!(md, "No cabal in this scenario.\n");
+        }
+    }
+    let on_cabal: Vec<String> = s
+        .learner_weight_on_cabal
+        .iter()
+        .map(|&x| format!("{:.3}", x))
+        .collect();
+    let _ = writeln!(
+        md,
+        "The learners' mean normalised weight on the cabal, per epoch: {}.\n",
+        on_cabal.join(", ")
+    );
+    let _ = writeln!(md, "## 3. Rows and the chain\n");
+    let _ = writeln!(
+        md,
+        "Rows committed: {}; rows the ledger refused: {}. {}\n",
+        s.rows.0,
+        s.rows.1,
+        match s.chain_verified {
+            Some(b) => format!(
+                "`deepnode ledger verify` replayed the chain in `chain/` from genesis: {b} blocks, \
+                 every hash matches."
+            ),
+            None => "The chain did NOT verify (see the run's output).".into(),
+        }
+    );
+    let _ = writeln!(md, "![weights per epoch](weights.png)\n");
+    let _ = writeln!(md, "## 4. Ablation: validation loss (nats per byte)\n");
+    let _ = writeln!(
+        md,
+        "Each learner evaluates on its own held-out text: its model with the peers' answers \
+         (`peers`), with its distilled student standing in for every peer (`student`), with \
+         zeros (`zeros`), and a twin of the same seed trained on the same batches with no peers \
+         (`alone`). Reported as measured.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| learner | seed | steps | peers | student | zeros | alone |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    for a in &s.ablation {
+        let g = |k: &str| a.valid.get(k).map_or("-".into(), |v| format!("{v:.3}"));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            a.name,
+            a.seed,
+            a.steps,
+            g("peers"),
+            g("student"),
+            g("zeros"),
+            g("alone")
+        );
+    }
+    let _ = writeln!(md, "\n![validation loss](valid_loss.png)\n");
+    let _ = writeln!(md, "![training loss](train_loss.png)\n");
+    if !s.departures.is_empty() {
+        let _ = writeln!(md, "## Nodes that left\n");
+        let _ = writeln!(
+            md,
+            "| node | epoch | how | stake share then | stake share last | incentive share then | incentive share last |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+        for d in &s.departures {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                d.name,
+                d.epoch,
+                if d.signal == "kill" {
+                    "kill -9"
+                } else {
+                    "SIGTERM"
+                },
+                pct(d.stake_share.0),
+                pct(d.stake_share.1),
+                pct(d.incentive_share.0),
+                pct(d.incentive_share.1)
+            );
+        }
+        let _ = writeln!(md);
+    }
+    if let Some(e) = epochs.last() {
+        let _ = writeln!(md, "## The last metagraph\n");
+        let _ = writeln!(
+            md,
+            "| node | role | uid | stake | rank | trust | consensus | incentive | dividends | served | failed | loss |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for n in &e.nodes {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {} | {} |",
+                n.name,
+                n.role.name(),
+                n.uid,
+                n.stake,
+                n.rank,
+                n.trust,
+                n.consensus,
+                n.incentive,
+                n.dividends,
+                n.served,
+                n.failed,
+                n.loss.map_or("-".into(), |l| format!("{l:.3}"))
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nFiles: `metagraph.csv`, `metagraph.json` (per epoch, with every weights row), \
+         `summary.json`, `logs/node-*.log`, `metrics/node-*.jsonl`, the figures as PNG and SVG."
+    );
+    md
+}

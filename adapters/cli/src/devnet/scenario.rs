@@ -1,0 +1,332 @@
+//! The devnet's scenario file (TOML, unknown keys refused): timing, stake, and the node groups
+//! with their roles. `examples/devnet.toml` is the default and documents every key.
+
+use serde::{Deserialize, Serialize};
+
+/// The default scenario: `examples/devnet.toml`.
+pub const DEFAULT: &str = include_str!("../../../../examples/devnet.toml");
+
+/// What a node does on the devnet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Trains on its own text shard through its gating layer; weights from Fisher scores.
+    Learner,
+    /// A learner that leaves at its group's `leave` epoch.
+    Offline,
+    /// Serves random tensors; sets no weights.
+    Noise,
+    /// Serves zeros; sets no weights.
+    Lazy,
+    /// Serves noise; weights only the other members of its group.
+    Cabal,
+    /// Serves noise; copies the last epoch's consensus as its weights.
+    Copier,
+}
+
+impl Role {
+    /// The role's name in tables and files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Learner => "learner",
+            Role::Offline => "offline",
+            Role::Noise => "noise",
+            Role::Lazy => "lazy",
+            Role::Cabal => "cabal",
+            Role::Copier => "copier",
+        }
+    }
+
+    /// Whether nodes of this role train (and need libtorch).
+    pub fn trains(self) -> bool {
+        matches!(self, Role::Learner | Role::Offline)
+    }
+}
+
+/// How a leaving node goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    /// `kill -9`: no goodbye, its connections just break.
+    #[default]
+    Kill,
+    /// SIGTERM: the node closes its sessions and exits.
+    Term,
+}
+
+/// A group of nodes with one role.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// Their role.
+    pub role: Role,
+    /// How many.
+    #[serde(default = "one")]
+    pub count: usize,
+    /// The epoch (counted from the start of the run, from 1) at which they leave.
+    pub leave: Option<u64>,
+    /// How they leave.
+    #[serde(default)]
+    pub signal: Signal,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// A devnet run.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scenario {
+    /// Epochs to run once every node serves.
+    pub epochs: u64,
+    /// Blocks per epoch.
+    pub tempo: u64,
+    /// Milliseconds per block.
+    pub block_ms: u64,
+    /// Seed of wallets, models and batches.
+    pub seed: u64,
+    /// Stake each node holds.
+    pub stake: u64,
+    /// Units minted per epoch.
+    pub emission: u64,
+    /// A normalised weight must exceed this to count as trust (`[0, 1)`).
+    pub trust_threshold: f64,
+    /// Training steps after which a learner's rows count as informed (the report's claim 2
+    /// starts when every running learner has taken this many and none weights the cabal).
+    pub warmup_steps: u64,
+    /// Representation width `D`.
+    pub dim: u32,
+    /// Peers per position (the gate's `k`; non-learners query `2k` peers).
+    pub k: usize,
+    /// Milliseconds between a node's queries.
+    pub query_ms: u64,
+    /// The nodes, group by group; uids are not fixed (registration order).
+    #[serde(rename = "group")]
+    pub groups: Vec<Group>,
+}
+
+impl Default for Scenario {
+    /// The values of `examples/devnet.toml`, with no groups.
+    fn default() -> Self {
+        Scenario {
+            epochs: 40,
+            tempo: 10,
+            block_ms: 500,
+            seed: 1,
+            stake: 1_000_000_000,
+            emission: 400_000_000,
+            trust_threshold: 0.0,
+            warmup_steps: 300,
+            dim: 32,
+            k: 2,
+            query_ms: 100,
+            groups: Vec::new(),
+        }
+    }
+}
+
+/// One node of the run, in scenario order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Member {
+    /// `node-<index>`.
+    pub name: String,
+    /// Index in scenario order.
+    pub index: usize,
+    /// Its role.
+    pub role: Role,
+    /// Epoch it leaves at, and how.
+    pub leave: Option<(u64, Signal)>,
+    /// Its seed.
+    pub seed: u64,
+    /// Its text shard among the learners (learners only).
+    pub shard: Option<usize>,
+    /// The indices of the other members of its group (cabal only).
+    pub group: Vec<usize>,
+}
+
+impl Scenario {
+    /// Parses and checks a scenario (`DEFAULT` when `text` is the default file).
+    pub fn parse(text: &str) -> Result<Scenario, String> {
+        let s: Scenario = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        s.check()?;
+        Ok(s)
+    }
+
+    /// Checks ranges and groups (again after command-line overrides).
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("epochs", self.epochs),
+            ("tempo", self.tempo),
+            ("block_ms", self.block_ms),
+            ("stake", self.stake),
+            ("dim", u64::from(self.dim)),
+            ("k", self.k as u64),
+            ("query_ms", self.query_ms),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{name} must be positive"));
+        }
+        if !(0.0..1.0).contains(&self.trust_threshold) {
+            return Err("trust_threshold must be in [0, 1)".into());
+        }
+        if self.stake.checked_mul(2).is_none() {
+            return Err("stake is too large".into());
+        }
+        let n = self.nodes();
+        if !(2..=64).contains(&n) {
+            return Err(format!("{n} nodes; a devnet runs 2 to 64"));
+        }
+        for g in &self.groups {
+            if g.count == 0 {
+                return Err(format!("a {} group with count 0", g.role.name()));
+            }
+            match (g.role, g.leave) {
+                (Role::Offline, None) => return Err("an offline group needs `leave`".into()),
+                (Role::Offline, Some(e)) if e == 0 || e > self.epochs => {
+                    return Err(format!("leave = {e} is not within 1..={}", self.epochs));
+                }
+                (Role::Offline, _) => {}
+                (r, Some(_)) => {
+                    return Err(format!("`leave` is for offline groups, not {}", r.name()));
+                }
+                (_, None) => {}
+            }
+            if g.role == Role::Cabal && g.count < 2 {
+                return Err("a cabal needs at least two nodes".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of nodes.
+    pub fn nodes(&self) -> usize {
+        self.groups.iter().map(|g| g.count).sum()
+    }
+
+    /// Sets the number of nodes to `n` by resizing the first learner group.
+    pub fn resize(&mut self, n: usize) -> Result<(), String> {
+        let others: usize = self
+            .groups
+            .iter()
+            .skip_while(|g| g.role != Role::Learner)
+            .skip(1)
+            .chain(self.groups.iter().take_while(|g| g.role != Role::Learner))
+            .map(|g| g.count)
+            .sum();
+        let learners = self
+            .groups
+            .iter_mut()
+            .find(|g| g.role == Role::Learner)
+            .ok_or("--nodes resizes the learner group; this scenario has none")?;
+        if n <= others {
+            return Err(format!(
+                "--nodes {n}: the other groups already hold {others} nodes"
+            ));
+        }
+        learners.count = n - others;
+        self.check()
+    }
+
+    /// The nodes in scenario order.
+    pub fn members(&self) -> Vec<Member> {
+        let mut out: Vec<Member> = Vec::with_capacity(self.nodes());
+        let mut shard = 0;
+        for g in &self.groups {
+            let first = out.len();
+            for _ in 0..g.count {
+                let index = out.len();
+                out.push(Member {
+                    name: format!("node-{index}"),
+                    index,
+                    role: g.role,
+                    leave: g.leave.map(|e| (e, g.signal)),
+                    seed: self.seed.wrapping_mul(1000).wrapping_add(index as u64),
+                    shard: g.role.trains().then(|| {
+                        shard += 1;
+                        shard - 1
+                    }),
+                    group: Vec::new(),
+                });
+            }
+            if g.role == Role::Cabal {
+                for i in first..out.len() {
+                    out[i].group = (first..out.len()).filter(|&j| j != i).collect();
+                }
+            }
+        }
+        out
+    }
+
+    /// Learners (trainers) among the nodes: the number of text shards.
+    pub fn shards(&self) -> usize {
+        self.groups
+            .iter()
+            .filter(|g| g.role.trains())
+            .map(|g| g.count)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_scenario_is_eight_nodes_with_every_check_passing() {
+        let s = Scenario::parse(DEFAULT).unwrap();
+        assert_eq!(s.nodes(), 8);
+        let m = s.members();
+        assert_eq!(m.iter().filter(|m| m.role.trains()).count(), 4);
+        assert_eq!(s.shards(), 4);
+        let cabal: Vec<_> = m.iter().filter(|m| m.role == Role::Cabal).collect();
+        assert_eq!(cabal[0].group, vec![cabal[1].index]);
+        assert_eq!(m[3].leave, Some((26, Signal::Kill)));
+    }
+
+    #[test]
+    fn missing_keys_take_the_default_files_values() {
+        let s = Scenario::parse(DEFAULT).unwrap();
+        let bare = Scenario::parse("[[group]]\nrole = \"learner\"\ncount = 2").unwrap();
+        assert_eq!(
+            Scenario {
+                groups: s.groups.clone(),
+                ..bare
+            },
+            s
+        );
+    }
+
+    #[test]
+    fn bad_scenarios_are_refused_with_a_reason() {
+        let base = DEFAULT.replace("epochs = 40", "epochs = 10");
+        for (text, why) in [
+            (format!("{base}\nextra = 1"), "unknown field"),
+            (base.replace("leave = 26", "leave = 11"), "not within"),
+            (base.replace("count = 2", "count = 1"), "cabal needs"),
+            (
+                base.replace("tempo = 10", "tempo = 0"),
+                "tempo must be positive",
+            ),
+            (
+                base.replace("role = \"lazy\"", "role = \"lazy\"\nleave = 3"),
+                "only",
+            ),
+        ] {
+            let e = Scenario::parse(&text).unwrap_err();
+            assert!(
+                e.contains(why) || why == "only" && e.contains("offline groups"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn resizing_changes_the_learner_group_only() {
+        let mut s = Scenario::parse(DEFAULT).unwrap();
+        s.resize(12).unwrap();
+        assert_eq!(s.nodes(), 12);
+        assert_eq!(s.groups[0].count, 7);
+        assert!(s.resize(5).is_err(), "the other groups hold 5");
+    }
+}

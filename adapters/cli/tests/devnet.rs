@@ -1,0 +1,139 @@
+//! `deepnode devnet` end to end: a ledger and node processes on loopback. With the `torch`
+//! feature (libtorch) a small devnet runs and its report must show the paper's claims;
+//! without it the command refuses learners with a one-line reason.
+
+use std::process::{Command, Output};
+
+fn deepnode(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deepnode"))
+        .args(args)
+        .output()
+        .expect("run deepnode")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn bad_scenarios_exit_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "epochs = 3\nspeed = 9\n[[group]]\nrole = \"learner\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("report");
+    let o = deepnode(&[
+        "devnet",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("unknown field") && err.contains("speed"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written for a refused scenario");
+    // A directory that is not a devnet report is never overwritten.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("keep.txt"), "mine").unwrap();
+    let o = deepnode(&["devnet", "--out", other.to_str().unwrap(), "--epochs", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(other.join("keep.txt")).unwrap(),
+        "mine"
+    );
+}
+
+#[cfg(not(feature = "torch"))]
+#[test]
+fn without_libtorch_learners_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let o = deepnode(&["devnet", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("torch"), "{}", stderr(&o));
+}
+
+#[cfg(feature = "torch")]
+#[test]
+fn a_small_devnet_pays_learners_and_starves_the_cabal() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("small.toml");
+    std::fs::write(&scenario, SMALL).unwrap();
+    let out = dir.path().join("report");
+    let o = deepnode(&[
+        "devnet",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    // 1. Learners earn clearly more incentive than the noise and lazy nodes together.
+    let (learners, noise_lazy) = (
+        s["learner_vs_noise_lazy"][0].as_f64().unwrap(),
+        s["learner_vs_noise_lazy"][1].as_f64().unwrap(),
+    );
+    assert!(
+        learners > 2.0 * noise_lazy,
+        "{learners} vs {noise_lazy}\n{report}"
+    );
+    // 2. The cabal's stake share falls at every epoch once honest rows are set.
+    assert_eq!(s["cabal_share_falls"], serde_json::json!(true), "{report}");
+    // 3. Every submitted row was committed, and the chain verifies (also by the CLI).
+    assert!(s["rows"][0].as_u64().unwrap() > 0);
+    assert_eq!(s["rows"][1].as_u64(), Some(0), "{report}");
+    assert!(s["chain_verified"].as_u64().is_some_and(|b| b > 0));
+    let v = deepnode(&[
+        "ledger",
+        "verify",
+        "--data",
+        out.join("chain").to_str().unwrap(),
+    ]);
+    assert!(v.status.success(), "{}", stderr(&v));
+    // The report's parts.
+    for f in [
+        "report.md",
+        "metagraph.csv",
+        "metagraph.json",
+        "stake_share.png",
+        "stake_share.svg",
+        "incentive_share.png",
+        "weights.png",
+        "train_loss.png",
+        "valid_loss.svg",
+        "logs/node-0.log",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    assert!(report.contains("ratio"));
+}
+
+/// Seven nodes, a short tempo: what CI can afford in two or three minutes.
+#[cfg(feature = "torch")]
+const SMALL: &str = r#"
+epochs = 24
+tempo = 8
+block_ms = 400
+seed = 3
+warmup_steps = 250
+[[group]]
+role = "learner"
+count = 3
+[[group]]
+role = "noise"
+[[group]]
+role = "lazy"
+[[group]]
+role = "cabal"
+count = 2
+"#;

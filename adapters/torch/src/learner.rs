@@ -1,0 +1,269 @@
+//! [`Learner`]: a [`LocalModel`] training on its own text shard behind the node's
+//! [`Trainer`] seam. Gate slot `j` is the peer with uid `j`; the node fetches what the gate
+//! asks, the learner trains on it and hands back the gradients and Fisher scores.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deepnode_node::{Ask, NodeError, Progress, Tensor as NodeTensor, Trainer};
+use tch::Tensor;
+
+use crate::TorchError;
+use crate::convert::tokens_to_node;
+use crate::data::TextCorpus;
+use crate::local::{LocalConfig, LocalModel, Mixture};
+use crate::served::TorchModel;
+
+/// How a [`Learner`] trains and evaluates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LearnerConfig {
+    /// The local model; `local.peers` is the number of uids the gate chooses among.
+    pub local: LocalConfig,
+    /// Training batch `[batch, seq]` (and the validation batch's size).
+    pub batch: usize,
+    /// Bytes per window.
+    pub seq: usize,
+    /// Every this many training steps, one validation round (peers, student, zeros, alone).
+    pub eval_every: u64,
+    /// Also train a twin of the same seed on the same batches with no peers at all (zeros in
+    /// every slot): the "alone" line of the ablation. Doubles the local training work.
+    pub alone: bool,
+    /// Every this many steps the served encoder takes the trained encoder's parameters (the
+    /// node serves what it learns; gradients its callers sent since are overwritten). 0: never.
+    pub sync_every: u64,
+    /// Memory of the benefit average across [`Trainer::take_scores`] calls: `b <- m b +
+    /// (1 - m) b_new` (0: only the last period counts).
+    pub memory: f64,
+}
+
+impl Default for LearnerConfig {
+    /// The local model's defaults, batches of 4 x 32 bytes, validation every 25 steps, with
+    /// the twin.
+    fn default() -> Self {
+        LearnerConfig {
+            local: LocalConfig {
+                student_stands_in: true,
+                ..LocalConfig::default()
+            },
+            batch: 4,
+            seq: 32,
+            eval_every: 25,
+            alone: true,
+            memory: 0.9,
+            sync_every: 10,
+        }
+    }
+}
+
+/// What the pending [`Trainer::ask`] was for.
+enum Pending {
+    None,
+    /// A training batch `[B, S + 1]`.
+    Train(Tensor),
+    /// The validation batch `[B, S + 1]`.
+    Eval(Tensor),
+}
+
+/// A node's learning side: its [`LocalModel`] (and the optional twin trained alone) on one text
+/// shard. Implements [`Trainer`]; [`Trainer::take_scores`] gives the Fisher scores.
+pub struct Learner {
+    config: LearnerConfig,
+    model: LocalModel,
+    alone: Option<LocalModel>,
+    corpus: TextCorpus,
+    pending: Pending,
+    evaluated_at: Option<u64>,
+    progress: Progress,
+    benefit: Vec<f64>,
+    served: Option<Arc<TorchModel>>,
+}
+
+impl Learner {
+    /// A learner on `corpus`, its models drawn from `config.local.seed`.
+    pub fn new(config: LearnerConfig, corpus: TextCorpus) -> Result<Learner, TorchError> {
+        if !(0.0..1.0).contains(&config.memory) {
+            return Err(TorchError::Config("memory must be in [0, 1)"));
+        }
+        if config.batch == 0 || config.seq == 0 || config.eval_every == 0 {
+            return Err(TorchError::Config(
+                "batch, seq and eval_every must be positive",
+            ));
+        }
+        let model = LocalModel::new(config.local)?;
+        // The twin has no peers and nothing stands in for them: zeros, as it is evaluated.
+        let twin = LocalConfig {
+            student_stands_in: false,
+            ..config.local
+        };
+        let alone = config.alone.then(|| LocalModel::new(twin)).transpose()?;
+        Ok(Learner {
+            config,
+            model,
+            alone,
+            corpus,
+            pending: Pending::None,
+            evaluated_at: None,
+            progress: Progress::default(),
+            benefit: vec![0.0; config.local.peers],
+            served: None,
+        })
+    }
+
+    /// Makes `served` (the model this node serves, same encoder configuration) follow the
+    /// trained encoder every `sync_every` steps, starting now.
+    pub fn serve_through(&mut self, served: Arc<TorchModel>) -> Result<(), TorchError> {
+        served.set_parameters(&self.model.encoder_parameters())?;
+        self.served = Some(served);
+        Ok(())
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &LocalModel {
+        &self.model
+    }
+
+    fn ask_for(&self, batch: &Tensor, noisy: bool) -> Result<Ask, TorchError> {
+        let routed = self.model.route(batch, noisy)?;
+        let uids = routed
+            .chosen
+            .iter()
+            .map(|&j| u32::try_from(j).map_err(|_| TorchError::Config("slot out of range")))
+            .collect::<Result<_, _>>()?;
+        Ok(Ask {
+            inputs: tokens_to_node(&routed.inputs)?,
+            uids,
+        })
+    }
+
+    /// Validation cross-entropy with the peers' `answers`, with the student standing in for
+    /// all of them, with zeros, and of the twin trained alone.
+    fn evaluate(
+        &mut self,
+        batch: &Tensor,
+        answers: &HashMap<usize, NodeTensor>,
+    ) -> Result<(), TorchError> {
+        let mut query = |j: usize, _: &NodeTensor| answers.get(&j).cloned();
+        let mut valid = vec![
+            (
+                "peers".to_owned(),
+                self.model.evaluate(batch, Mixture::Peers, &mut query)?,
+            ),
+            (
+                "student".to_owned(),
+                self.model.evaluate(batch, Mixture::Student, &mut query)?,
+            ),
+            (
+                "zeros".to_owned(),
+                self.model.evaluate(batch, Mixture::Zeros, &mut query)?,
+            ),
+        ];
+        if let Some(alone) = &self.alone {
+            valid.push((
+                "alone".to_owned(),
+                alone.evaluate(batch, Mixture::Zeros, &mut query)?,
+            ));
+        }
+        self.progress.valid = valid;
+        Ok(())
+    }
+
+    fn learn_inner(
+        &mut self,
+        answers: Vec<(u32, Option<NodeTensor>)>,
+    ) -> Result<Vec<(u32, NodeTensor)>, TorchError> {
+        let answers: HashMap<usize, NodeTensor> = answers
+            .into_iter()
+            .filter_map(|(j, a)| Some((j as usize, a?)))
+            .collect();
+        match std::mem::replace(&mut self.pending, Pending::None) {
+            Pending::None => Err(TorchError::Config("learn without ask")),
+            Pending::Eval(batch) => {
+                self.evaluate(&batch, &answers)?;
+                Ok(Vec::new())
+            }
+            Pending::Train(batch) => {
+                let report = self
+                    .model
+                    .step(&batch, &mut |j, _| answers.get(&j).cloned())?;
+                if let Some(alone) = &mut self.alone {
+                    alone.step(&batch, &mut |_, _| None)?;
+                }
+                self.progress.steps = self.model.steps();
+                self.progress.loss = Some(report.loss);
+                let every = self.config.sync_every;
+                if let Some(served) = &self.served
+                    && every > 0
+                    && self.progress.steps.is_multiple_of(every)
+                {
+                    served.set_parameters(&self.model.encoder_parameters())?;
+                }
+                Ok(report
+                    .grads
+                    .into_iter()
+                    .filter_map(|(j, g)| Some((u32::try_from(j).ok()?, g)))
+                    .collect())
+            }
+        }
+    }
+}
+
+impl Trainer for Learner {
+    fn ask(&mut self, _me: u32) -> Result<Ask, NodeError> {
+        let steps = self.model.steps();
+        let eval = steps > 0
+            && steps.is_multiple_of(self.config.eval_every)
+            && self.evaluated_at != Some(steps);
+        let (batch, noisy) = if eval {
+            self.evaluated_at = Some(steps);
+            (
+                self.corpus.valid_batch(self.config.batch, self.config.seq),
+                false,
+            )
+        } else {
+            let seed = self.config.local.seed.wrapping_mul(1_000_003) ^ steps;
+            (
+                self.corpus
+                    .train_batch(self.config.batch, self.config.seq, seed),
+                true,
+            )
+        };
+        let ask = self.ask_for(&batch, noisy)?;
+        self.pending = if eval {
+            Pending::Eval(batch)
+        } else {
+            Pending::Train(batch)
+        };
+        Ok(ask)
+    }
+
+    fn learn(
+        &mut self,
+        answers: Vec<(u32, Option<NodeTensor>)>,
+    ) -> Result<Vec<(u32, NodeTensor)>, NodeError> {
+        Ok(self.learn_inner(answers)?)
+    }
+
+    /// Each peer's Fisher score since the last call, kept only while its answers lower the
+    /// loss: its [`LocalModel::benefit`], averaged over calls with `memory`, is positive. A
+    /// noise peer moves the output (a high Fisher score) but raises the loss.
+    fn take_scores(&mut self) -> Vec<(u32, f64)> {
+        let m = self.config.memory;
+        for (avg, b) in self.benefit.iter_mut().zip(self.model.epoch_benefit()) {
+            *avg = m * *avg + (1.0 - m) * b;
+        }
+        let fisher = self.model.epoch_scores();
+        self.model.reset_epoch();
+        fisher
+            .into_iter()
+            .zip(&self.benefit)
+            .enumerate()
+            .filter_map(|(j, (f, &b))| {
+                Some((u32::try_from(j).ok()?, if b > 0.0 { f } else { 0.0 }))
+            })
+            .collect()
+    }
+
+    fn progress(&self) -> Progress {
+        self.progress.clone()
+    }
+}
