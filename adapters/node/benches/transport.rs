@@ -8,7 +8,8 @@
 //!    flight over one connection.
 //! 3. p50/p99 latency of a fan-out of that request to 16 peers.
 //!
-//! `DEEPNODE_BENCH_QUICK=1` runs fewer rounds.
+//! `DEEPNODE_BENCH_QUICK=1` runs fewer rounds, `DEEPNODE_BENCH_ROUNDS=N` sets them;
+//! `DEEPNODE_BENCH_ONLY=roundtrip` runs the first part alone (for a profiler).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -98,6 +99,11 @@ async fn echo_server() -> SocketAddr {
 async fn main() {
     let quick = std::env::var("DEEPNODE_BENCH_QUICK").is_ok();
     let rounds = if quick { 20 } else { 100 };
+    let rounds = std::env::var("DEEPNODE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(rounds);
+    let only_round_trip = std::env::var("DEEPNODE_BENCH_ONLY").is_ok_and(|o| o == "roundtrip");
     let any = "127.0.0.1:0".parse().expect("address");
 
     // 1. 1 MiB each way.
@@ -105,8 +111,10 @@ async fn main() {
         .await
         .expect("connect");
     plain.set_nodelay(true).expect("nodelay");
-    let (naddr, _) = node(2, 256).listen(any).await.expect("listen");
-    let conn = node(1, 256).dial(naddr, account(2)).await.expect("dial");
+    // Nodes stay alive for the whole run: dropping a node closes its sessions.
+    let (server, caller) = (node(2, 256), node(1, 256));
+    let (naddr, _) = server.listen(any).await.expect("listen");
+    let conn = caller.dial(naddr, account(2)).await.expect("dial");
     let request = Tensor::from_f32(&[1, 1024, 256], &vec![0.5; 1024 * 256]).expect("tensor");
     let mut buf = vec![1u8; MIB];
     let (mut tcp, mut noise) = (Vec::new(), Vec::new());
@@ -139,9 +147,13 @@ async fn main() {
         tcp.as_secs_f64() / noise.as_secs_f64()
     );
 
+    if only_round_trip {
+        return;
+    }
     // 2. Small requests served per second by one node.
-    let (saddr, _) = node(3, 64).listen(any).await.expect("listen");
-    let client = node(4, 64).dial(saddr, account(3)).await.expect("dial");
+    let (small_server, small_caller) = (node(3, 64), node(4, 64));
+    let (saddr, _) = small_server.listen(any).await.expect("listen");
+    let client = small_caller.dial(saddr, account(3)).await.expect("dial");
     let small = Tensor::from_i64(&[1, 8], &[1; 8]).expect("tensor");
     let per_worker = if quick { 80 } else { 600 };
     let started = Instant::now();
@@ -171,9 +183,13 @@ async fn main() {
 
     // 3. Fan-out to 16 peers.
     let hub = node(5, 64);
-    let mut peers = Vec::new();
+    let (mut peers, mut servers) = (Vec::new(), Vec::new());
     for seed in 10..26u8 {
-        let (a, _) = node(seed, 64).listen(any).await.expect("listen");
+        servers.push(node(seed, 64));
+        let (a, _) = servers[servers.len() - 1]
+            .listen(any)
+            .await
+            .expect("listen");
         peers.push((
             u32::from(seed),
             hub.dial(a, account(seed)).await.expect("dial"),
