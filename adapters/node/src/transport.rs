@@ -495,7 +495,10 @@ mod tests {
         let (mut send_i, mut recv_r) = (Cipher::new(&k1).unwrap(), Cipher::new(&k1).unwrap());
         let (mut send_r, mut recv_i) = (Cipher::new(&k2).unwrap(), Cipher::new(&k2).unwrap());
         let mut theirs = vec![0u8; MAX_NOISE];
-        for (n, len) in [0usize, 1, 1000, deepnode_wire::MAX_PLAINTEXT].iter().enumerate() {
+        for (n, len) in [0usize, 1, 1000, deepnode_wire::MAX_PLAINTEXT]
+            .iter()
+            .enumerate()
+        {
             let n = n as u64;
             let text: Vec<u8> = (0..*len).map(|b| (b * 7 + 3) as u8).collect();
             // Initiator to responder: the same bytes as snow's, and each opens the other's.
