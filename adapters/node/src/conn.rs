@@ -109,6 +109,21 @@ impl Outgoing {
         self.parts.iter().map(Vec::len).sum()
     }
 
+    /// Where bytes `pos..pos + n` of the message can be sealed in place: a part holding all of
+    /// them and, before them, room for the chunk header (bytes already sent). Returns the
+    /// part and the offset of `pos` in it.
+    fn in_place(&self, pos: usize, n: usize) -> Option<(usize, usize)> {
+        let mut start = 0;
+        for (i, part) in self.parts.iter().enumerate() {
+            let end = start + part.len();
+            if pos >= start + CHUNK_HEADER_LEN && pos + n <= end {
+                return Some((i, pos - start));
+            }
+            start = end;
+        }
+        None
+    }
+
     /// The slices of the message's bytes `pos..pos + n`, in order (empty slices where a part
     /// does not overlap).
     fn slices(&self, pos: usize, n: usize) -> [&[u8]; 3] {
@@ -315,7 +330,7 @@ async fn write_loop(
         while let Ok(m) = rx.try_recv() {
             active.push_back((m, 0));
         }
-        if let Some((m, pos)) = active.pop_front() {
+        if let Some((mut m, pos)) = active.pop_front() {
             let len = m.len();
             let n = (len - pos).min(MAX_CHUNK_DATA);
             let mut flags = if m.reply { REPLY } else { 0 };
@@ -333,9 +348,28 @@ async fn write_loop(
                 flags,
             }
             .encode(&mut h);
-            let [a, b, c] = m.slices(pos, n);
-            if writer.push(&[&h, a, b, c]).is_err() {
-                return;
+            if let Some((part, off)) = m.in_place(pos, n) {
+                // The chunk header overwrites bytes of this message already sent; the chunk
+                // is sealed where it lies (the message is dropped once sent).
+                let Some(frame) = m
+                    .parts
+                    .get_mut(part)
+                    .and_then(|p| p.get_mut(off - CHUNK_HEADER_LEN..off + n))
+                else {
+                    return;
+                };
+                frame[..CHUNK_HEADER_LEN].copy_from_slice(&h);
+                tokio::select! {
+                    r = writer.send_in_place(frame) => if r.is_err() {
+                        return;
+                    },
+                    _ = closing.wait_for(|c| *c) => return,
+                }
+            } else {
+                let [a, b, c] = m.slices(pos, n);
+                if writer.push(&[&h, a, b, c]).is_err() {
+                    return;
+                }
             }
             if flags & LAST == 0 {
                 active.push_back((m, pos + n));

@@ -8,7 +8,7 @@
 //! dials) and refuses any other.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
@@ -52,6 +52,14 @@ pub trait FrameWrite: Send {
     /// Writes every pushed message. Cancelling the future loses nothing: a later call goes on
     /// where it stopped.
     fn flush(&mut self) -> BoxFuture<'_, Result<(), NodeError>>;
+    /// Seals the message `plaintext` (at most [`deepnode_wire::MAX_PLAINTEXT`] bytes) in place,
+    /// overwriting it, and writes it after every pushed message: the copy
+    /// [`FrameWrite::push`] makes is saved for a caller that owns the bytes. Cancelling the
+    /// future may cut the stream inside a frame: only do it to end the session.
+    fn send_in_place<'a>(
+        &'a mut self,
+        plaintext: &'a mut [u8],
+    ) -> BoxFuture<'a, Result<(), NodeError>>;
 }
 
 /// An established session: its two halves and the peer's account.
@@ -311,14 +319,21 @@ impl Cipher {
             .len()
             .checked_sub(TAG_LEN)
             .ok_or_else(|| NodeError::Protocol("frame shorter than a tag".into()))?;
-        let nonce = self.next_nonce()?;
         let (text, tag_out) = frame.split_at_mut(split);
+        tag_out.copy_from_slice(&self.seal_separate(text)?);
+        Ok(())
+    }
+
+    /// Encrypts `text` in place; returns the tag that follows it on the wire.
+    fn seal_separate(&mut self, text: &mut [u8]) -> Result<[u8; TAG_LEN], NodeError> {
+        let nonce = self.next_nonce()?;
         let tag = self
             .key
             .seal_in_place_separate_tag(nonce, Aad::empty(), text)
             .map_err(|_| NodeError::Protocol("message too long to seal".into()))?;
-        tag_out.copy_from_slice(tag.as_ref());
-        Ok(())
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(tag.as_ref());
+        Ok(out)
     }
 
     /// Authenticates and decrypts `frame` (ciphertext, then tag) in place; returns the
@@ -443,6 +458,42 @@ impl FrameWrite for NoiseWriter {
                     return Err(NodeError::Closed);
                 }
                 self.written += n;
+            }
+            self.buf.clear();
+            self.written = 0;
+            Ok(())
+        })
+    }
+
+    fn send_in_place<'a>(
+        &'a mut self,
+        plaintext: &'a mut [u8],
+    ) -> BoxFuture<'a, Result<(), NodeError>> {
+        Box::pin(async move {
+            if plaintext.len() > deepnode_wire::MAX_PLAINTEXT {
+                return Err(NodeError::Protocol("message longer than a frame".into()));
+            }
+            let tag = self.cipher.seal_separate(plaintext)?;
+            // At most MAX_PLAINTEXT + TAG_LEN = 65535: the length fits its two bytes.
+            let prefix = u16::try_from(plaintext.len() + TAG_LEN)
+                .unwrap_or(u16::MAX)
+                .to_be_bytes();
+            // The pushed frames, then this one, in one vectored write where the socket takes it.
+            let pushed = self.buf.get(self.written..).unwrap_or_default();
+            let mut slices = [
+                IoSlice::new(pushed),
+                IoSlice::new(&prefix),
+                IoSlice::new(plaintext),
+                IoSlice::new(&tag),
+            ];
+            let mut rest = &mut slices[..];
+            IoSlice::advance_slices(&mut rest, 0);
+            while !rest.is_empty() {
+                let n = self.wr.write_vectored(rest).await?;
+                if n == 0 {
+                    return Err(NodeError::Closed);
+                }
+                IoSlice::advance_slices(&mut rest, n);
             }
             self.buf.clear();
             self.written = 0;
