@@ -300,13 +300,14 @@ async fn nodes_query_only_peers_serving_their_modality() {
     let started = Instant::now();
     let done = |s: &Status| s.peers == 1 && s.peers_up == 1 && s.answers >= 3 && s.served >= 3;
     while !statuses.iter().all(|s| done(&s.borrow())) {
+        let now: Vec<Status> = statuses.iter().map(|s| s.borrow().clone()).collect();
         assert!(
-            started.elapsed() < Duration::from_secs(40),
-            "not every node found its peer: {:#?}",
-            statuses
-                .iter()
-                .map(|s| s.borrow().clone())
-                .collect::<Vec<_>>()
+            now.iter().all(|s| s.peers <= 1 && s.peers_up <= 1),
+            "a node counted or connected a peer of another modality: {now:#?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not every node found its peer: {now:#?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -321,7 +322,8 @@ async fn nodes_query_only_peers_serving_their_modality() {
     for t in tasks {
         t.await.expect("join").expect("node ran cleanly");
     }
-    for (b, (m, s)) in (1..=4u8).zip(models.iter().zip(&statuses)) {
+    // Once stopped, a node may have seen its peer leave first: its status says nothing more.
+    for (b, m) in (1..=4u8).zip(&models) {
         let seen = m.1.lock().expect("lock").clone();
         assert!(!seen.is_empty(), "node {b} was never queried");
         assert!(
@@ -329,6 +331,5 @@ async fn nodes_query_only_peers_serving_their_modality() {
             "node {b} ({:?}) served {seen:?}",
             modality(b)
         );
-        assert_eq!(s.borrow().peers_up, 1, "node {b} connected only its peer");
     }
 }
