@@ -118,12 +118,15 @@ pub enum TxCmd {
         /// `UID:WEIGHT` entries (weight 0..=65535).
         entries: Vec<String>,
     },
-    /// Publish a node's network endpoint.
+    /// Publish a node's network endpoint and the modality it serves.
     Serve {
         /// The node.
         uid: u32,
         /// E.g. 127.0.0.1:7000.
         endpoint: String,
+        /// text, image, speech or tensor.
+        #[arg(long, default_value = "text", value_parser = parse_modality)]
+        modality: u8,
     },
 }
 
@@ -225,6 +228,13 @@ pub fn run_wallet(cmd: WalletCmd) -> Result<(), Failure> {
     )
 }
 
+/// A modality's name to its wire code.
+fn parse_modality(s: &str) -> Result<u8, String> {
+    deepnode_wire::Modality::from_name(s)
+        .map(deepnode_wire::Modality::code)
+        .ok_or_else(|| format!("{s:?} is not text, image, speech or tensor"))
+}
+
 fn parse_entry(s: &str) -> Result<(u32, u16), LedgerError> {
     let bad = || UsageError::WeightsEntry(s.to_string());
     let (u, w) = s.split_once(':').ok_or_else(bad)?;
@@ -255,9 +265,14 @@ pub fn run_tx(args: TxArgs) -> Result<(), Failure> {
                     .map(|e| parse_entry(e))
                     .collect::<Result<_, _>>()?,
             },
-            TxCmd::Serve { uid, endpoint } => Call::Serve {
+            TxCmd::Serve {
+                uid,
+                endpoint,
+                modality,
+            } => Call::Serve {
                 uid,
                 endpoint: endpoint.into_bytes(),
+                modality,
             },
         };
         runtime()?.block_on(async {
@@ -279,7 +294,7 @@ pub fn run_tx(args: TxArgs) -> Result<(), Failure> {
 }
 
 /// Runs `deepnode metagraph`: a table of uid, stake, rank, trust, consensus, incentive,
-/// dividends (and emission, endpoint).
+/// dividends (and emission, modality, endpoint).
 pub fn run_metagraph(args: MetagraphArgs) -> Result<(), Failure> {
     finish(runtime().and_then(|rt| {
         rt.block_on(async {
@@ -296,13 +311,21 @@ pub fn run_metagraph(args: MetagraphArgs) -> Result<(), Failure> {
                 m["block"], m["epochs"], m["n"], m["min_allowed_weights"]
             );
             println!(
-                "{:>5} {:>16} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}  endpoint",
-                "uid", "stake", "rank", "trust", "consensus", "incentive", "dividends", "emission"
+                "{:>5} {:>16} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>8}  endpoint",
+                "uid",
+                "stake",
+                "rank",
+                "trust",
+                "consensus",
+                "incentive",
+                "dividends",
+                "emission",
+                "modality"
             );
             let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
             for n in m["nodes"].as_array().map_or(&[][..], Vec::as_slice) {
                 println!(
-                    "{:>5} {:>16} {:>10.6} {:>10.6} {:>10.6} {:>10.6} {:>10.6} {:>12}  {}",
+                    "{:>5} {:>16} {:>10.6} {:>10.6} {:>10.6} {:>10.6} {:>10.6} {:>12} {:>8}  {}",
                     // `Value`'s Display ignores widths: render to strings first.
                     n["uid"].to_string(),
                     n["stake"].to_string(),
@@ -312,6 +335,7 @@ pub fn run_metagraph(args: MetagraphArgs) -> Result<(), Failure> {
                     f(&n["incentive"]),
                     f(&n["dividends"]),
                     n["emission"].to_string(),
+                    n["modality"].as_str().unwrap_or("-"),
                     n["endpoint"].as_str().unwrap_or_default()
                 );
             }

@@ -116,7 +116,15 @@ fn wallet_tx_and_metagraph_through_the_binary() {
     };
     ok(&tx(&["register"]));
     ok(&tx(&["stake", "0", "1200"]));
-    ok(&tx(&["serve", "0", "127.0.0.1:7000"]));
+    ok(&tx(&[
+        "serve",
+        "0",
+        "127.0.0.1:7000",
+        "--modality",
+        "tensor",
+    ]));
+    let unknown = tx(&["serve", "0", "127.0.0.1:7000", "--modality", "smell"]);
+    assert_eq!(unknown.status.code(), Some(2), "not a modality");
     ok(&tx(&["weights", "0", "0:100"]));
     let refused = tx(&["stake", "0", "999999"]);
     assert_eq!(refused.status.code(), Some(1));
@@ -130,6 +138,10 @@ fn wallet_tx_and_metagraph_through_the_binary() {
     let table = ok(&deepnode(&["metagraph", "--rpc", &node.url]));
     assert!(
         table.contains("consensus") && table.contains("127.0.0.1:7000"),
+        "{table}"
+    );
+    assert!(
+        table.contains("modality") && table.contains("tensor  127.0.0.1:7000"),
         "{table}"
     );
     let row = table
@@ -148,7 +160,7 @@ fn wallet_tx_and_metagraph_through_the_binary() {
         let token = line.split_whitespace().nth(nth).expect("field");
         line.find(token).map(|at| at + token.len())
     };
-    for field in [0, 1, 2] {
+    for field in [0, 1, 2, 8] {
         assert_eq!(end_of(header, field), end_of(row, field), "{table}");
     }
 }

@@ -93,6 +93,9 @@ pub enum TxError {
     /// The pool holds as many extrinsics as one block may.
     #[error("transaction pool is full ({0} extrinsics)")]
     PoolFull(usize),
+    /// `serve` names a modality code that `deepnode_wire::Modality` does not define.
+    #[error("unknown modality code {0}")]
+    BadModality(u8),
 }
 
 /// Why the bytes of a submitted extrinsic do not decode.

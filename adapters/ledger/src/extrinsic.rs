@@ -101,12 +101,15 @@ pub enum Call {
         /// `(uid, raw weight)` entries, any order, uids unique.
         weights: Vec<(Uid, Weight)>,
     },
-    /// Publish node `uid`'s network endpoint (UTF-8, at most [`MAX_ENDPOINT_BYTES`]).
+    /// Publish node `uid`'s network endpoint (UTF-8, at most [`MAX_ENDPOINT_BYTES`]) and the
+    /// modality it serves.
     Serve {
         /// The node.
         uid: Uid,
         /// E.g. `"127.0.0.1:7000"`.
         endpoint: Vec<u8>,
+        /// A [`deepnode_wire::Modality`] code (0 text, 1 image, 2 speech, 3 tensor).
+        modality: u8,
     },
 }
 

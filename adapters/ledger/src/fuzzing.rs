@@ -140,9 +140,11 @@ pub fn seed() -> Vec<u8> {
         Call::Serve {
             uid: 0,
             endpoint: b"127.0.0.1:1".to_vec(),
+            modality: 0,
         },
         false,
     );
+
     signed(&mut out, 3, Call::Register, true);
     // A raw extrinsic signed for another chain: decodes, fails verification.
     out.push(0);

@@ -99,6 +99,8 @@ pub struct Neuron {
     pub weights_block: Option<u64>,
     /// Its published network endpoint (UTF-8; empty until served).
     pub endpoint: Vec<u8>,
+    /// The [`deepnode_wire::Modality`] code it serves (`None` until served).
+    pub modality: Option<u8>,
     /// Its outputs from the last epoch.
     pub last: NeuronStats,
 }
@@ -212,7 +214,11 @@ impl LedgerState {
             &Call::RemoveStake { uid, amount } => self.remove_stake(who, uid, amount)?,
             &Call::Transfer { to, amount } => self.transfer(who, to, amount)?,
             Call::SetWeights { uid, weights } => self.set_weights(who, *uid, weights)?,
-            Call::Serve { uid, endpoint } => self.serve(who, *uid, endpoint)?,
+            Call::Serve {
+                uid,
+                endpoint,
+                modality,
+            } => self.serve(who, *uid, endpoint, *modality)?,
         };
         self.accounts.entry(who).or_default().nonce = expected + 1;
         Ok(events)
@@ -295,11 +301,19 @@ impl LedgerState {
         }])
     }
 
-    /// [`Call::Serve`]: publishes the endpoint of a neuron `who` owns.
-    fn serve(&mut self, who: AccountId, uid: Uid, endpoint: &[u8]) -> Result<Vec<Event>, TxError> {
+    /// [`Call::Serve`]: publishes the endpoint and modality of a neuron `who` owns.
+    fn serve(
+        &mut self,
+        who: AccountId,
+        uid: Uid,
+        endpoint: &[u8],
+        modality: u8,
+    ) -> Result<Vec<Event>, TxError> {
         let i = self.owned(who, uid)?;
         check_endpoint(endpoint)?;
+        deepnode_wire::Modality::from_code(modality).map_err(|_| TxError::BadModality(modality))?;
         endpoint.clone_into(&mut self.neurons[i].endpoint);
+        self.neurons[i].modality = Some(modality);
         Ok(vec![Event::Served { uid }])
     }
 
@@ -325,6 +339,7 @@ impl LedgerState {
             registered_at: self.block,
             weights_block: None,
             endpoint: Vec::new(),
+            modality: None,
             last: NeuronStats::default(),
         };
         let cap = usize::try_from(self.config.max_nodes).unwrap_or(usize::MAX);
@@ -675,12 +690,13 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_are_checked() {
+    fn endpoints_and_modalities_are_checked() {
         let mut s = chain(2);
         run(&mut s, 1, Call::Register).expect("register");
         let serve = |e: &[u8]| Call::Serve {
             uid: 0,
             endpoint: e.to_vec(),
+            modality: 0,
         };
         let bad = |e| Err(TxError::BadEndpoint(e));
         assert_eq!(run(&mut s, 1, serve(b"")), bad(EndpointError::Empty));
@@ -693,7 +709,27 @@ mod tests {
             run(&mut s, 1, serve(b"a\nb")),
             bad(EndpointError::ControlCharacters)
         );
+        assert_eq!(s.neurons[0].modality, None, "nothing served yet");
         run(&mut s, 1, serve(b"127.0.0.1:7000")).expect("serve");
         assert_eq!(s.neurons[0].endpoint, b"127.0.0.1:7000");
+        assert_eq!(s.neurons[0].modality, Some(0));
+        // Every code of the wire format's Modality is accepted, nothing else.
+        for m in deepnode_wire::Modality::ALL {
+            let call = Call::Serve {
+                uid: 0,
+                endpoint: b"127.0.0.1:7001".to_vec(),
+                modality: m.code(),
+            };
+            run(&mut s, 1, call).expect("serve");
+            assert_eq!(s.neurons[0].modality, Some(m.code()));
+        }
+        let root = s.root();
+        let unknown = Call::Serve {
+            uid: 0,
+            endpoint: b"127.0.0.1:7002".to_vec(),
+            modality: 4,
+        };
+        assert_eq!(run(&mut s, 1, unknown), Err(TxError::BadModality(4)));
+        assert_eq!(s.root(), root, "a refused serve changes nothing");
     }
 }

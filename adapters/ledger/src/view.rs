@@ -93,6 +93,9 @@ pub enum CallView {
     Serve {
         /// The endpoint (UTF-8, lossy).
         endpoint: String,
+        /// The modality's name (`text`, ...; `deepnode_wire::Modality::name`), or its code in
+        /// decimal when it names none (a refused call).
+        modality: String,
         /// The neuron.
         uid: Uid,
     },
@@ -112,8 +115,13 @@ impl From<&Call> for CallView {
                 uid: *uid,
                 weights: weights.clone(),
             },
-            Call::Serve { uid, endpoint } => CallView::Serve {
+            Call::Serve {
+                uid,
+                endpoint,
+                modality,
+            } => CallView::Serve {
                 endpoint: String::from_utf8_lossy(endpoint).into_owned(),
+                modality: modality_name(*modality),
                 uid: *uid,
             },
         }
@@ -370,6 +378,9 @@ pub struct NeuronView {
     pub endpoint: String,
     /// Incentive `i`.
     pub incentive: f64,
+    /// The modality it serves (`text`, `image`, `speech`, `tensor`: `deepnode_wire::Modality`'s
+    /// names), or `null` until served.
+    pub modality: Option<String>,
     /// The owner's account.
     pub key: String,
     /// Rank `r`.
@@ -402,6 +413,7 @@ impl NeuronView {
             emission: l.emission,
             endpoint: String::from_utf8_lossy(&n.endpoint).into_owned(),
             incentive: fx(l.incentive),
+            modality: n.modality.map(modality_name),
             key: n.owner.to_string(),
             rank: fx(l.rank),
             registered_at: n.registered_at,
@@ -473,6 +485,12 @@ pub fn epoch_input_of(state: &LedgerState) -> Value {
     deepnode_contract::render_state(&state.to_consensus_state())
 }
 
+/// The name of modality code `code`, or the code in decimal if it names none.
+fn modality_name(code: u8) -> String {
+    deepnode_wire::Modality::from_code(code)
+        .map_or_else(|_| code.to_string(), |m| m.name().to_owned())
+}
+
 #[cfg(test)]
 mod account_tests {
     use super::*;
@@ -491,6 +509,7 @@ mod account_tests {
                 registered_at: 0,
                 weights_block: None,
                 endpoint: Vec::new(),
+                modality: None,
                 last: NeuronStats::default(),
             });
         }

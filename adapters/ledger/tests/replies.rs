@@ -64,6 +64,7 @@ fn build(dir: &std::path::Path) -> Chain {
         Call::Serve {
             uid: 2,
             endpoint: b"127.0.0.1:7000".to_vec(),
+            modality: 3,
         },
     );
     chain.produce_block(1_000).expect("block 1");

@@ -186,6 +186,7 @@ async fn bad_extrinsics_are_refused_with_no_state_change() {
         Call::Serve {
             uid: 0,
             endpoint: b"127.0.0.1:1".to_vec(),
+            modality: 0,
         },
     ] {
         let ext = Extrinsic::sign(b.key(), &g, nb, call);
@@ -197,6 +198,21 @@ async fn bad_extrinsics_are_refused_with_no_state_change() {
         )
         .await;
     }
+
+    // A modality code the wire format does not define, on a's own node.
+    let serve = Call::Serve {
+        uid: 0,
+        endpoint: b"127.0.0.1:1".to_vec(),
+        modality: 4,
+    };
+    let ext = Extrinsic::sign(a.key(), &g, next(&a).await.expect("nonce"), serve);
+    refused(
+        &net,
+        ext.to_hex(),
+        code(TxError::BadModality(4)),
+        "unknown modality code 4",
+    )
+    .await;
 
     // Malformed SCALE: truncated, trailing byte, unknown call index, not hex.
     let good =

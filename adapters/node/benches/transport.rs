@@ -8,7 +8,8 @@
 //!    flight over one connection.
 //! 3. p50/p99 latency of a fan-out of that request to 16 peers.
 //!
-//! `DEEPNODE_BENCH_QUICK=1` runs fewer rounds.
+//! `DEEPNODE_BENCH_QUICK=1` runs fewer rounds, `DEEPNODE_BENCH_ROUNDS=N` sets them;
+//! `DEEPNODE_BENCH_ONLY=roundtrip` runs the first part alone (for a profiler).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +41,31 @@ impl Model for Zeros {
     }
     fn backward(&self, _: Modality, _: &Tensor, _: &Tensor) -> Result<(), NodeError> {
         Ok(())
+    }
+}
+
+/// The AES-GCM work of one round trip as the node does it (ring AES-256-GCM in place, frames
+/// of Noise's largest plaintext): 1 MiB sealed and opened for the request, again for the
+/// response. `frame` holds one frame and its tag.
+fn round_trip_crypto(frame: &mut [u8]) {
+    use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7; 32]).expect("key"));
+    let nonce = |n: u64| {
+        let mut b = [0u8; 12];
+        b[4..].copy_from_slice(&n.to_be_bytes());
+        Nonce::assume_unique_for_key(b)
+    };
+    let (mut n, mut left) = (0u64, 2 * MIB);
+    while left > 0 {
+        let len = left.min(deepnode_wire::MAX_PLAINTEXT);
+        let (text, tag_out) = frame[..len + 16].split_at_mut(len);
+        let tag = key
+            .seal_in_place_separate_tag(nonce(n), Aad::empty(), text)
+            .expect("seal");
+        tag_out.copy_from_slice(tag.as_ref());
+        key.open_in_place(nonce(n), Aad::empty(), &mut frame[..len + 16])
+            .expect("open");
+        (n, left) = (n + 1, left - len);
     }
 }
 
@@ -98,6 +124,11 @@ async fn echo_server() -> SocketAddr {
 async fn main() {
     let quick = std::env::var("DEEPNODE_BENCH_QUICK").is_ok();
     let rounds = if quick { 20 } else { 100 };
+    let rounds = std::env::var("DEEPNODE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(rounds);
+    let only_round_trip = std::env::var("DEEPNODE_BENCH_ONLY").is_ok_and(|o| o == "roundtrip");
     let any = "127.0.0.1:0".parse().expect("address");
 
     // 1. 1 MiB each way.
@@ -105,13 +136,16 @@ async fn main() {
         .await
         .expect("connect");
     plain.set_nodelay(true).expect("nodelay");
-    let (naddr, _) = node(2, 256).listen(any).await.expect("listen");
-    let conn = node(1, 256).dial(naddr, account(2)).await.expect("dial");
+    // Nodes stay alive for the whole run: dropping a node closes its sessions.
+    let (server, caller) = (node(2, 256), node(1, 256));
+    let (naddr, _) = server.listen(any).await.expect("listen");
+    let conn = caller.dial(naddr, account(2)).await.expect("dial");
     let request = Tensor::from_f32(&[1, 1024, 256], &vec![0.5; 1024 * 256]).expect("tensor");
     let mut buf = vec![1u8; MIB];
-    let (mut tcp, mut noise) = (Vec::new(), Vec::new());
+    let mut frame = vec![1u8; 1 << 16];
+    let (mut tcp, mut noise, mut crypto) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
-        // Alternate the two so that drift on a shared machine hits both alike.
+        // Alternate the three so that drift on a shared machine hits all alike.
         let t = Instant::now();
         plain.write_all(&buf).await.expect("write");
         plain.read_exact(&mut buf).await.expect("read");
@@ -123,8 +157,15 @@ async fn main() {
             .expect("forward");
         noise.push(t.elapsed());
         assert_eq!(out.bytes.len(), MIB);
+        let t = Instant::now();
+        round_trip_crypto(&mut frame);
+        crypto.push(t.elapsed());
     }
-    let (tcp, noise) = (pct(&mut tcp, 0.5), pct(&mut noise, 0.5));
+    let (tcp, noise, crypto) = (
+        pct(&mut tcp, 0.5),
+        pct(&mut noise, 0.5),
+        pct(&mut crypto, 0.5),
+    );
     let gbps = |d: Duration| 2.0 * MIB as f64 / d.as_secs_f64() / 1e9;
     println!("1 MiB request + 1 MiB response, median of {rounds}:");
     for (name, d) in [("plain TCP", tcp), ("node (Noise)", noise)] {
@@ -138,10 +179,23 @@ async fn main() {
         "  node / plain   {:>8.2} (throughput ratio; target >= 0.75)",
         tcp.as_secs_f64() / noise.as_secs_f64()
     );
+    // The round trip's AES-GCM alone (seal and open, each way) on one core; spread perfectly
+    // over this machine's two cores on top of plain TCP's own work, it bounds the ratio.
+    println!(
+        "  AES-GCM of the round trip on one core {:.3} ms ({:.2} GB/s sealed + opened); \
+         bound on 2 cores: plain / (plain + aes / 2) = {:.2}",
+        crypto.as_secs_f64() * 1e3,
+        4.0 * MIB as f64 / crypto.as_secs_f64() / 1e9,
+        tcp.as_secs_f64() / (tcp.as_secs_f64() + crypto.as_secs_f64() / 2.0)
+    );
 
+    if only_round_trip {
+        return;
+    }
     // 2. Small requests served per second by one node.
-    let (saddr, _) = node(3, 64).listen(any).await.expect("listen");
-    let client = node(4, 64).dial(saddr, account(3)).await.expect("dial");
+    let (small_server, small_caller) = (node(3, 64), node(4, 64));
+    let (saddr, _) = small_server.listen(any).await.expect("listen");
+    let client = small_caller.dial(saddr, account(3)).await.expect("dial");
     let small = Tensor::from_i64(&[1, 8], &[1; 8]).expect("tensor");
     let per_worker = if quick { 80 } else { 600 };
     let started = Instant::now();
@@ -171,9 +225,13 @@ async fn main() {
 
     // 3. Fan-out to 16 peers.
     let hub = node(5, 64);
-    let mut peers = Vec::new();
+    let (mut peers, mut servers) = (Vec::new(), Vec::new());
     for seed in 10..26u8 {
-        let (a, _) = node(seed, 64).listen(any).await.expect("listen");
+        servers.push(node(seed, 64));
+        let (a, _) = servers[servers.len() - 1]
+            .listen(any)
+            .await
+            .expect("listen");
         peers.push((
             u32::from(seed),
             hub.dial(a, account(seed)).await.expect("dial"),

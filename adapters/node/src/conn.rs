@@ -85,10 +85,60 @@ pub struct Connection {
 /// Requests awaiting a reply; `None` once the session is over, so new requests fail at once.
 type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Result<Tensor, NodeError>>>>>>;
 
+/// A message waiting to be sent: the concatenation of `parts` (a header, inputs, gradient),
+/// moved in whole so that no byte is copied before it is sealed.
 struct Outgoing {
     id: u64,
     reply: bool,
-    data: Vec<u8>,
+    parts: [Vec<u8>; 3],
+}
+
+impl Outgoing {
+    fn new(id: u64, reply: bool, header: &Header, body: [Vec<u8>; 2]) -> Outgoing {
+        let mut h = [0u8; HEADER_LEN];
+        header.encode(&mut h);
+        let [inputs, grad] = body;
+        Outgoing {
+            id,
+            reply,
+            parts: [h.to_vec(), inputs, grad],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.parts.iter().map(Vec::len).sum()
+    }
+
+    /// Where bytes `pos..pos + n` of the message can be sealed in place: a part holding all of
+    /// them and, before them, room for the chunk header (bytes already sent). Returns the
+    /// part and the offset of `pos` in it.
+    fn in_place(&self, pos: usize, n: usize) -> Option<(usize, usize)> {
+        let mut start = 0;
+        for (i, part) in self.parts.iter().enumerate() {
+            let end = start + part.len();
+            if pos >= start + CHUNK_HEADER_LEN && pos + n <= end {
+                return Some((i, pos - start));
+            }
+            start = end;
+        }
+        None
+    }
+
+    /// The slices of the message's bytes `pos..pos + n`, in order (empty slices where a part
+    /// does not overlap).
+    fn slices(&self, pos: usize, n: usize) -> [&[u8]; 3] {
+        let mut out: [&[u8]; 3] = [&[]; 3];
+        let mut start = 0;
+        for (slot, part) in out.iter_mut().zip(&self.parts) {
+            let end = start + part.len();
+            let (a, b) = (pos.max(start), (pos + n).min(end));
+            if a < b {
+                *slot = part.get(a - start..b - start).unwrap_or_default();
+            }
+            start = end;
+        }
+        out
+    }
 }
 
 /// Unix time in milliseconds.
@@ -170,8 +220,8 @@ impl Connection {
             deadline,
         )
         .ok_or(NodeError::Tensor("too large"))?;
-        self.request_raw(id, message(&header, &[&inputs.bytes]), timeout)
-            .await
+        let msg = Outgoing::new(id, false, &header, [inputs.bytes.clone(), Vec::new()]);
+        self.request(id, msg, timeout).await
     }
 
     /// Sends the gradient `grad` (`[B, S, D]`) of this node's loss with respect to the peer's
@@ -198,12 +248,16 @@ impl Connection {
             return Err(NodeError::Tensor("gradient is not [B, S, D]"));
         }
         self.limits.check(&header)?;
-        tokio::time::timeout(
-            timeout,
-            self.send(id, false, &header, &[&inputs.bytes, &grad.bytes]),
-        )
-        .await
-        .map_err(|_| NodeError::Timeout)?
+        let msg = Outgoing::new(
+            id,
+            false,
+            &header,
+            [inputs.bytes.clone(), grad.bytes.clone()],
+        );
+        tokio::time::timeout(timeout, self.out.send(msg))
+            .await
+            .map_err(|_| NodeError::Timeout)?
+            .map_err(|_| NodeError::Closed)
     }
 
     /// Sends raw bytes as request `id` (a header, then a body, possibly malformed) and waits
@@ -215,20 +269,28 @@ impl Connection {
         data: Vec<u8>,
         timeout: Duration,
     ) -> Result<Tensor, NodeError> {
+        let msg = Outgoing {
+            id,
+            reply: false,
+            parts: [data, Vec::new(), Vec::new()],
+        };
+        self.request(id, msg, timeout).await
+    }
+
+    /// Sends request `msg` (id `id`) and waits at most `timeout` for the reply.
+    async fn request(
+        &self,
+        id: u64,
+        msg: Outgoing,
+        timeout: Duration,
+    ) -> Result<Tensor, NodeError> {
         let (tx, rx) = oneshot::channel();
         match self.pending.lock().as_deref_mut() {
             Ok(Some(p)) => p.insert(id, tx),
             _ => return Err(NodeError::Closed),
         };
         let result = tokio::time::timeout(timeout, async {
-            self.out
-                .send(Outgoing {
-                    id,
-                    reply: false,
-                    data,
-                })
-                .await
-                .map_err(|_| NodeError::Closed)?;
+            self.out.send(msg).await.map_err(|_| NodeError::Closed)?;
             rx.await.map_err(|_| NodeError::Closed)?
         })
         .await
@@ -238,58 +300,25 @@ impl Connection {
         }
         result
     }
-
-    async fn send(
-        &self,
-        id: u64,
-        reply: bool,
-        header: &Header,
-        body: &[&[u8]],
-    ) -> Result<(), NodeError> {
-        self.out
-            .send(Outgoing {
-                id,
-                reply,
-                data: message(header, body),
-            })
-            .await
-            .map_err(|_| NodeError::Closed)
-    }
 }
 
 fn deadline_after(timeout: Duration) -> u64 {
     now_ms().saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn message(header: &Header, body: &[&[u8]]) -> Vec<u8> {
-    let mut h = [0u8; HEADER_LEN];
-    header.encode(&mut h);
-    let len = body
-        .iter()
-        .map(|b| b.len())
-        .sum::<usize>()
-        .saturating_add(HEADER_LEN);
-    let mut data = Vec::with_capacity(len);
-    data.extend_from_slice(&h);
-    for b in body {
-        data.extend_from_slice(b);
-    }
-    data
-}
-
-/// Sends queued messages as chunks, one chunk per message in turn.
+/// Sends queued messages as chunks, one chunk per message in turn, sealing a few chunks
+/// before each write.
 async fn write_loop(
     mut writer: Box<dyn FrameWrite>,
     mut rx: mpsc::Receiver<Outgoing>,
     mut closing: watch::Receiver<bool>,
 ) {
     let mut active: VecDeque<(Outgoing, usize)> = VecDeque::new();
-    let mut chunk = Vec::with_capacity(CHUNK_HEADER_LEN + MAX_CHUNK_DATA);
     loop {
         if *closing.borrow() {
             return;
         }
-        if active.is_empty() {
+        if active.is_empty() && writer.buffered() == 0 {
             tokio::select! {
                 m = rx.recv() => match m {
                     Some(m) => active.push_back((m, 0)),
@@ -301,40 +330,74 @@ async fn write_loop(
         while let Ok(m) = rx.try_recv() {
             active.push_back((m, 0));
         }
-        let Some((m, pos)) = active.pop_front() else {
-            continue;
-        };
-        let n = (m.data.len() - pos).min(MAX_CHUNK_DATA);
-        let mut flags = if m.reply { REPLY } else { 0 };
-        if pos == 0 {
-            flags |= FIRST;
+        if let Some((mut m, pos)) = active.pop_front() {
+            let len = m.len();
+            let n = (len - pos).min(MAX_CHUNK_DATA);
+            let mut flags = if m.reply { REPLY } else { 0 };
+            if pos == 0 {
+                flags |= FIRST;
+            }
+            if pos + n == len {
+                flags |= LAST;
+            }
+            let mut h = [0u8; CHUNK_HEADER_LEN];
+            ChunkHeader {
+                request_id: m.id,
+                // n <= MAX_CHUNK_DATA < 2^16.
+                len: n as u16,
+                flags,
+            }
+            .encode(&mut h);
+            if let Some((part, off)) = m.in_place(pos, n) {
+                // The chunk header overwrites bytes of this message already sent; the chunk
+                // is sealed where it lies (the message is dropped once sent).
+                let Some(frame) = m
+                    .parts
+                    .get_mut(part)
+                    .and_then(|p| p.get_mut(off - CHUNK_HEADER_LEN..off + n))
+                else {
+                    return;
+                };
+                frame[..CHUNK_HEADER_LEN].copy_from_slice(&h);
+                tokio::select! {
+                    r = writer.send_in_place(frame) => if r.is_err() {
+                        return;
+                    },
+                    _ = closing.wait_for(|c| *c) => return,
+                }
+            } else {
+                let [a, b, c] = m.slices(pos, n);
+                if writer.push(&[&h, a, b, c]).is_err() {
+                    return;
+                }
+            }
+            if flags & LAST == 0 {
+                active.push_back((m, pos + n));
+            }
         }
-        if pos + n == m.data.len() {
-            flags |= LAST;
-        }
-        let mut h = [0u8; CHUNK_HEADER_LEN];
-        ChunkHeader {
-            request_id: m.id,
-            flags,
-            len: n as u16,
-        }
-        .encode(&mut h);
-        chunk.clear();
-        chunk.extend_from_slice(&h);
-        chunk.extend_from_slice(&m.data[pos..pos + n]);
-        if writer.send(&chunk).await.is_err() {
-            return;
-        }
-        if flags & LAST == 0 {
-            active.push_back((m, pos + n));
+        // Write once a few frames are sealed, or at once when nothing else is waiting.
+        if writer.buffered() >= FLUSH_AT || active.is_empty() {
+            tokio::select! {
+                r = writer.flush() => if r.is_err() {
+                    return;
+                },
+                _ = closing.wait_for(|c| *c) => return,
+            }
         }
     }
 }
 
-/// A message being received.
+/// Bytes sealed before the writer writes them, unless nothing else waits.
+const FLUSH_AT: usize = 2 * (CHUNK_HEADER_LEN + MAX_CHUNK_DATA);
+
+/// A message being received, its body written straight into the buffers the model gets.
 struct Open {
     header: Option<Header>,
+    /// The inputs (or the response), then the gradient of a Backward: the first `split`
+    /// bytes of the body go to `body`, the rest to `grad`.
     body: Vec<u8>,
+    grad: Vec<u8>,
+    split: usize,
     /// Refused or unwanted: its remaining chunks are read and dropped.
     discard: bool,
 }
@@ -356,17 +419,15 @@ impl Reader {
         mut frames: Box<dyn FrameRead>,
         mut closing: watch::Receiver<bool>,
     ) -> Result<(), NodeError> {
-        let mut frame = Vec::new();
         loop {
-            tokio::select! {
-                more = frames.recv(&mut frame) => {
-                    if !more? {
-                        return Ok(());
-                    }
-                }
+            let frame = tokio::select! {
+                f = frames.recv() => match f? {
+                    Some(f) => f,
+                    None => return Ok(()),
+                },
                 _ = closing.wait_for(|c| *c) => return Ok(()),
-            }
-            self.chunk(&frame).await?;
+            };
+            self.chunk(frame).await?;
         }
     }
 
@@ -402,12 +463,13 @@ impl Reader {
                 .remove(&key)
                 .ok_or_else(|| NodeError::Protocol("last chunk of no message".into()))?;
             if let (false, Some(h)) = (open.discard, open.header) {
-                if u64::try_from(open.body.len()).ok() != Some(h.payload_len) {
+                let len = open.body.len() + open.grad.len();
+                if u64::try_from(len).ok() != Some(h.payload_len) {
                     return Err(NodeError::Protocol(
                         "message shorter than its header says".into(),
                     ));
                 }
-                self.complete(key.1, h, open.body).await;
+                self.complete(key.1, h, open.body, open.grad).await;
             }
         }
         Ok(())
@@ -422,13 +484,16 @@ impl Reader {
             return Ok(());
         }
         let declared = open.header.map_or(0, |h| h.payload_len);
-        let len = open.body.len().saturating_add(data.len());
+        let len = (open.body.len() + open.grad.len()).saturating_add(data.len());
         if u64::try_from(len).map_or(true, |l| l > declared) {
             return Err(NodeError::Protocol(
                 "message longer than its header says".into(),
             ));
         }
-        open.body.extend_from_slice(data);
+        let (first, rest) =
+            data.split_at(open.split.saturating_sub(open.body.len()).min(data.len()));
+        open.body.extend_from_slice(first);
+        open.grad.extend_from_slice(rest);
         Ok(())
     }
 
@@ -437,6 +502,8 @@ impl Reader {
         let discard = Open {
             header: None,
             body: Vec::new(),
+            grad: Vec::new(),
+            split: 0,
             discard: true,
         };
         let header = match Header::decode(bytes) {
@@ -493,16 +560,27 @@ impl Reader {
                 return discard;
             }
         }
-        // The cap was checked: the allocation is bounded by `limits.max_payload`.
-        let cap = usize::try_from(header.payload_len).unwrap_or(0);
+        // The cap was checked: the allocations are bounded by `limits.max_payload`.
+        let total = usize::try_from(header.payload_len).unwrap_or(0);
+        let split = match header.kind {
+            Kind::Backward => header
+                .shape
+                .bytes(header.dtype)
+                .and_then(|b| usize::try_from(b).ok())
+                .unwrap_or(total)
+                .min(total),
+            _ => total,
+        };
         Open {
             header: Some(header),
-            body: Vec::with_capacity(cap),
+            body: Vec::with_capacity(split),
+            grad: Vec::with_capacity(total - split),
+            split,
             discard: false,
         }
     }
 
-    async fn complete(&mut self, reply: bool, h: Header, body: Vec<u8>) {
+    async fn complete(&mut self, reply: bool, h: Header, body: Vec<u8>, grad: Vec<u8>) {
         if reply {
             let result = match h.kind {
                 Kind::Response => Tensor::new(h.dtype, h.shape, body),
@@ -531,7 +609,7 @@ impl Reader {
         let model = Arc::clone(&self.model);
         let out = self.out.clone();
         let counters = Arc::clone(&self.config.counters);
-        tokio::spawn(serve(model, out, h, body, (p1, p2), counters));
+        tokio::spawn(serve(model, out, h, [body, grad], (p1, p2), counters));
     }
 
     fn resolve(&self, id: u64, result: Result<Tensor, NodeError>) {
@@ -546,15 +624,13 @@ impl Reader {
 
     async fn refuse(&self, id: u64, modality: Modality, status: Status) {
         self.config.counters.refused.fetch_add(1, Ordering::Relaxed);
-        let data = message(&Header::error(id, modality, status), &[]);
-        let _ = self
-            .out
-            .send(Outgoing {
-                id,
-                reply: true,
-                data,
-            })
-            .await;
+        let msg = Outgoing::new(
+            id,
+            true,
+            &Header::error(id, modality, status),
+            [Vec::new(), Vec::new()],
+        );
+        let _ = self.out.send(msg).await;
     }
 }
 
@@ -563,17 +639,13 @@ async fn serve(
     model: Arc<dyn Model>,
     out: mpsc::Sender<Outgoing>,
     h: Header,
-    mut body: Vec<u8>,
+    [body, grad]: [Vec<u8>; 2],
     permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
     counters: Arc<Counters>,
 ) {
-    let reply = |header: Header, body: &[&[u8]]| Outgoing {
-        id: h.request_id,
-        reply: true,
-        data: message(&header, body),
+    let reply = |header: Header, body: Vec<u8>| {
+        Outgoing::new(h.request_id, true, &header, [body, Vec::new()])
     };
-    let inputs_len = usize::try_from(h.shape.bytes(h.dtype).unwrap_or(0)).unwrap_or(0);
-    let grad = body.split_off(inputs_len.min(body.len()));
     let inputs = Tensor::new(h.dtype, h.shape, body);
     let status_of = |e: &NodeError| match e {
         NodeError::Tensor(_) => Status::NotFinite,
@@ -616,15 +688,16 @@ async fn serve(
             h.request_id,
             0,
         ) {
-            Some(rh) => reply(rh, &[&t.bytes]),
+            Some(rh) => reply(rh, t.bytes),
             None => reply(
                 Header::error(h.request_id, h.modality, Status::ModelFailed),
-                &[],
+                Vec::new(),
             ),
         },
-        (Kind::Forward, Err(e)) => {
-            reply(Header::error(h.request_id, h.modality, status_of(&e)), &[])
-        }
+        (Kind::Forward, Err(e)) => reply(
+            Header::error(h.request_id, h.modality, status_of(&e)),
+            Vec::new(),
+        ),
         _ => return,
     };
     let _ = out.send(msg).await;

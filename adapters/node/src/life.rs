@@ -43,7 +43,8 @@ pub struct RunConfig {
     pub rpc: String,
     /// Where to accept peers (port 0 picks one); the bound address is served on the ledger.
     pub listen: SocketAddr,
-    /// The modality of this node's queries.
+    /// The modality of this node's queries, served on the ledger with its endpoint; it queries
+    /// only peers that serve the same.
     pub modality: Modality,
     /// Stake to hold on this node's neuron (added from the wallet's balance when below).
     pub stake: u64,
@@ -72,7 +73,7 @@ pub struct Status {
     pub uid: Option<Uid>,
     /// The ledger block last seen.
     pub block: u64,
-    /// Peers in the metagraph with an endpoint.
+    /// Peers in the metagraph with an endpoint, serving this node's modality.
     pub peers: usize,
     /// Of those, peers with an open connection.
     pub peers_up: usize,
@@ -218,11 +219,21 @@ pub async fn run(
         admission.update(&mg);
         st.block = mg.block;
         st.weights_block = mg.nodes.get(uid as usize).and_then(|n| n.weights_block);
-        refresh(&node, &mg, me, uid, &mut peers, &mut backoff, cfg.timeout).await;
+        refresh(
+            &node,
+            &mg,
+            (me, uid),
+            cfg.modality,
+            &mut peers,
+            &mut backoff,
+            cfg.timeout,
+        )
+        .await;
         st.peers = mg
             .nodes
             .iter()
             .filter(|n| n.uid != uid as usize && !n.endpoint.is_empty())
+            .filter(|n| n.modality.as_deref() == Some(cfg.modality.name()))
             .count();
         st.peers_up = peers.values().filter(|p| p.conn.is_open()).count();
         if let Some(t) = trainer.take() {
@@ -288,7 +299,7 @@ async fn metagraph(client: &Client) -> Result<MetagraphView, NodeError> {
 }
 
 /// Registers (if the account owns no neuron), tops the stake up to `cfg.stake` and serves
-/// `endpoint`; each step waits for its block. Returns the uid.
+/// `endpoint` with `cfg.modality`; each step waits for its block. Returns the uid.
 async fn join(
     client: &Client,
     wallet: &Wallet,
@@ -300,7 +311,7 @@ async fn join(
         mg.nodes
             .iter()
             .find(|n| n.key == me)
-            .map(|n| (n.uid, n.stake, n.endpoint.clone()))
+            .map(|n| (n.uid, n.stake, (n.endpoint.clone(), n.modality.clone())))
     };
     let wait = Duration::from_secs(30);
     let mut mg = metagraph(client).await?;
@@ -323,10 +334,11 @@ async fn join(
         let h = client.send(wallet.key(), call).await.map_err(ledger)?;
         client.wait_committed(&h, wait).await.map_err(ledger)?;
     }
-    if served != endpoint {
+    if served != (endpoint.to_owned(), Some(cfg.modality.name().to_owned())) {
         let call = Call::Serve {
             uid,
             endpoint: endpoint.as_bytes().to_vec(),
+            modality: cfg.modality.code(),
         };
         let h = client.send(wallet.key(), call).await.map_err(ledger)?;
         client.wait_committed(&h, wait).await.map_err(ledger)?;
@@ -334,13 +346,14 @@ async fn join(
     Ok(uid)
 }
 
-/// Dials metagraph peers not yet connected (or whose key or endpoint changed, or whose
-/// connection closed), all at once under `timeout`; drops peers gone from the metagraph.
+/// Dials the metagraph peers that serve `modality` and are not yet connected (or whose key
+/// or endpoint changed, or whose connection closed), all at once under `timeout`; drops peers
+/// gone from the metagraph or that serve another modality now. `(me, uid)` is this node.
 async fn refresh(
     node: &Arc<Node>,
     mg: &MetagraphView,
-    me: AccountKey,
-    uid: Uid,
+    (me, uid): (AccountKey, Uid),
+    modality: Modality,
     peers: &mut HashMap<Uid, Peer>,
     backoff: &mut HashMap<Uid, Backoff>,
     timeout: Duration,
@@ -350,7 +363,8 @@ async fn refresh(
         let (Ok(j), Ok(key)) = (Uid::try_from(n.uid), parse_key(&n.key)) else {
             continue;
         };
-        if j != uid && key != me && n.endpoint.parse::<SocketAddr>().is_ok() {
+        let same_modality = n.modality.as_deref() == Some(modality.name());
+        if j != uid && key != me && same_modality && n.endpoint.parse::<SocketAddr>().is_ok() {
             wanted.insert(j, (key, n.endpoint.clone()));
         }
     }
@@ -663,6 +677,7 @@ mod tests {
             emission: 0,
             endpoint: String::new(),
             incentive: 0.0,
+            modality: None,
             key: deepnode_ledger::AccountId(key).to_string(),
             rank: 0.0,
             registered_at: 0,

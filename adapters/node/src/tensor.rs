@@ -100,24 +100,39 @@ impl Tensor {
         })
     }
 
-    /// Whether every element is finite (always true for i64).
+    /// Whether every element is finite (always true for i64): no exponent of all ones
+    /// (infinity or NaN).
     pub fn is_finite(&self) -> bool {
+        // Blocks without an early exit inside, so the compiler vectorizes the test.
+        const BLOCK: usize = 4096;
         match self.dtype {
             DType::I64 => true,
-            DType::F32 => self.bytes.chunks_exact(4).all(|c| {
-                // Exponent all ones: infinity or NaN.
-                u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & 0x7f80_0000 != 0x7f80_0000
+            // Adding the exponent's lowest bit to the exponent alone carries into the sign bit
+            // exactly when the exponent is all ones.
+            DType::F32 => self.bytes.chunks(BLOCK).all(|block| {
+                let carries = block.chunks_exact(4).fold(0u32, |acc, c| {
+                    let bits = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    acc | ((bits & 0x7f80_0000) + 0x0080_0000)
+                });
+                carries & 0x8000_0000 == 0
             }),
-            DType::Bf16 => self
-                .bytes
-                .chunks_exact(2)
-                .all(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7f80 != 0x7f80),
-            DType::F16 => self
-                .bytes
-                .chunks_exact(2)
-                .all(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7c00 != 0x7c00),
+            DType::Bf16 => all_halves_finite(&self.bytes, 0x7f80),
+            DType::F16 => all_halves_finite(&self.bytes, 0x7c00),
         }
     }
+}
+
+/// Whether no 16-bit little-endian element of `bytes` has all the bits of `exponent` set.
+fn all_halves_finite(bytes: &[u8], exponent: u16) -> bool {
+    // The exponent's lowest bit is `exponent & exponent.wrapping_neg()`; adding it to the
+    // exponent alone carries into bit 15 exactly when the exponent is all ones.
+    let low = exponent & exponent.wrapping_neg();
+    bytes.chunks(4096).all(|block| {
+        let carries = block.chunks_exact(2).fold(0u16, |acc, c| {
+            acc | ((u16::from_le_bytes([c[0], c[1]]) & exponent) + low)
+        });
+        carries & 0x8000 == 0
+    })
 }
 
 /// IEEE binary16 to f32, exactly.
@@ -176,5 +191,39 @@ mod tests {
         .unwrap();
         assert!(!inf.is_finite());
         assert!(Tensor::new(DType::F32, Shape::new(&[2]).unwrap(), vec![0; 7]).is_err());
+    }
+
+    #[test]
+    fn is_finite_sees_every_non_finite_value_wherever_it_is() {
+        let mut v = vec![1.0f32; 5000];
+        let t = Tensor::from_f32(&[5000], &v).unwrap();
+        assert!(t.is_finite());
+        for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0, 1023, 1024, 4999] {
+                v[at] = bad;
+                assert!(
+                    !Tensor::from_f32(&[5000], &v).unwrap().is_finite(),
+                    "{bad} at {at}"
+                );
+                v[at] = 1.0;
+            }
+        }
+        for ok in [f32::MAX, f32::MIN, -0.0, f32::MIN_POSITIVE / 2.0] {
+            assert!(Tensor::from_f32(&[1], &[ok]).unwrap().is_finite(), "{ok}");
+        }
+        let halves = |dtype, h: u16, at: usize| {
+            let mut bytes = vec![0u8; 2 * 3000];
+            bytes[2 * at..2 * at + 2].copy_from_slice(&h.to_le_bytes());
+            Tensor::new(dtype, Shape::new(&[3000]).unwrap(), bytes)
+                .unwrap()
+                .is_finite()
+        };
+        for at in [0, 2047, 2048, 2999] {
+            // bf16: +inf, -NaN; largest finite. f16: -inf, NaN; largest finite.
+            assert!(!halves(DType::Bf16, 0x7f80, at) && !halves(DType::Bf16, 0xffc1, at));
+            assert!(halves(DType::Bf16, 0x7f7f, at) && halves(DType::Bf16, 0xff7f, at));
+            assert!(!halves(DType::F16, 0xfc00, at) && !halves(DType::F16, 0x7e00, at));
+            assert!(halves(DType::F16, 0x7bff, at) && halves(DType::F16, 0xfbff, at));
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! endpoints, find each other in the metagraph, exchange forward and backward tensors and set
 //! weights that the ledger accepts.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deepnode_consensus::Uid;
@@ -375,4 +375,96 @@ async fn trainer_favour_and_copier_rows_are_accepted() {
     assert_eq!(row.len(), 1);
     assert_eq!(row[0].0 as usize, uid_of(3));
     stop_tx.send(true).expect("stop");
+}
+
+/// A random projection that records the modality of every request it serves.
+struct Recording(RandomProjection, Mutex<Vec<Modality>>);
+
+impl Model for Recording {
+    fn dim(&self) -> u32 {
+        self.0.dim()
+    }
+    fn serves(&self, modality: Modality) -> bool {
+        self.0.serves(modality)
+    }
+    fn forward(&self, modality: Modality, inputs: &Tensor) -> Result<Tensor, NodeError> {
+        self.1.lock().expect("lock").push(modality);
+        self.0.forward(modality, inputs)
+    }
+    fn backward(
+        &self,
+        modality: Modality,
+        inputs: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(), NodeError> {
+        self.1.lock().expect("lock").push(modality);
+        self.0.backward(modality, inputs, grad)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_query_only_peers_serving_their_modality() {
+    // Nodes 1 and 2 serve and query text, 3 and 4 tensors; every model would answer either.
+    let net = ledger(4).await;
+    let rpc = format!("http://{}", net.ledger.addr());
+    let modality = |b: u8| {
+        if b <= 2 {
+            Modality::Text
+        } else {
+            Modality::Tensor
+        }
+    };
+    let (stop_all, stop) = watch::channel(false);
+    let (mut statuses, mut models, mut tasks) = (Vec::new(), Vec::new(), Vec::new());
+    for b in 1..=4u8 {
+        let model = Arc::new(Recording(
+            RandomProjection::new(u64::from(b), DIM),
+            Mutex::default(),
+        ));
+        models.push(Arc::clone(&model));
+        let (tx, rx) = watch::channel(Status::default());
+        statuses.push(rx);
+        let mut cfg = config(&rpc, u64::from(b));
+        cfg.modality = modality(b);
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            run(&Wallet::from_seed([b; 32]), model, None, cfg, tx, stop).await
+        }));
+    }
+    // Each node finds its one peer of the same modality, queries it and is queried by it.
+    let started = Instant::now();
+    let done = |s: &Status| s.peers == 1 && s.peers_up == 1 && s.answers >= 3 && s.served >= 3;
+    while !statuses.iter().all(|s| done(&s.borrow())) {
+        let now: Vec<Status> = statuses.iter().map(|s| s.borrow().clone()).collect();
+        assert!(
+            now.iter().all(|s| s.peers <= 1 && s.peers_up <= 1),
+            "a node counted or connected a peer of another modality: {now:#?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not every node found its peer: {now:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The ledger shows what each serves; no node ever dialed one of the other modality.
+    let mg = net.client.metagraph().await.expect("metagraph");
+    for b in 1..=4u8 {
+        let key = Wallet::from_seed([b; 32]).account().to_string();
+        let n = mg.nodes.iter().find(|n| n.key == key).expect("registered");
+        assert_eq!(n.modality.as_deref(), Some(modality(b).name()));
+    }
+    stop_all.send(true).expect("stop");
+    for t in tasks {
+        t.await.expect("join").expect("node ran cleanly");
+    }
+    // Once stopped, a node may have seen its peer leave first: its status says nothing more.
+    for (b, m) in (1..=4u8).zip(&models) {
+        let seen = m.1.lock().expect("lock").clone();
+        assert!(!seen.is_empty(), "node {b} was never queried");
+        assert!(
+            seen.iter().all(|&x| x == modality(b)),
+            "node {b} ({:?}) served {seen:?}",
+            modality(b)
+        );
+    }
 }

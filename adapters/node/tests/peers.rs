@@ -474,3 +474,63 @@ async fn a_fan_out_fills_failed_slots_with_the_stand_in_and_backs_off() {
     assert!(matches!(answers[3].1, deepnode_node::Answer::StandIn(..)));
     assert_eq!(backoff[&5].wait(), Duration::from_millis(200));
 }
+
+/// Answers token `t` at `[b, s]` with `t + d` at `[b, s, d]`, and keeps every backward's inputs
+/// and gradient.
+struct Mirror(std::sync::Mutex<Vec<(Tensor, Tensor)>>);
+
+impl Model for Mirror {
+    fn dim(&self) -> u32 {
+        DIM
+    }
+    fn serves(&self, _: Modality) -> bool {
+        true
+    }
+    fn forward(&self, _: Modality, x: &Tensor) -> Result<Tensor, NodeError> {
+        let tokens = x.to_i64().ok_or(NodeError::Tensor("not tokens"))?;
+        let out: Vec<f32> = tokens
+            .iter()
+            .flat_map(|&t| (0..DIM).map(move |d| (t + i64::from(d)) as f32))
+            .collect();
+        let d = x.shape.dims();
+        Tensor::from_f32(&[d[0], d[1], DIM], &out)
+    }
+    fn backward(&self, _: Modality, x: &Tensor, grad: &Tensor) -> Result<(), NodeError> {
+        self.0.lock().unwrap().push((x.clone(), grad.clone()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn large_interleaved_messages_arrive_intact_both_ways() {
+    let mut cfg = config(4, 16);
+    cfg.limits.max_payload = 64 << 20;
+    cfg.limits.max_seq = 1 << 16;
+    let mirror = Arc::new(Mirror(Default::default()));
+    let b = serving(2, mirror.clone(), Arc::new(AdmitAll), cfg.clone()).await;
+    let a = node(1, projection(), Arc::new(AdmitAll), cfg);
+    let conn = a.dial(b, account(2)).await.unwrap();
+    // Hundreds of chunks each way, two messages at once: their chunks interleave.
+    let seq = 40_000u32;
+    let tokens: Vec<i64> = (0..2 * i64::from(seq)).map(|i| i * 7 % 100_003).collect();
+    let inputs = Tensor::from_i64(&[2, seq], &tokens).unwrap();
+    let g: Vec<f32> = (0..2 * seq * DIM).map(|i| i as f32 * 0.5).collect();
+    let grad = Tensor::from_f32(&[2, seq, DIM], &g).unwrap();
+    let (fwd, bwd) = tokio::join!(
+        conn.forward(Modality::Text, &inputs, Duration::from_secs(10)),
+        conn.backward(Modality::Text, &inputs, &grad, Duration::from_secs(10)),
+    );
+    bwd.unwrap();
+    assert_eq!(
+        fwd.unwrap(),
+        Mirror(Default::default())
+            .forward(Modality::Text, &inputs)
+            .unwrap()
+    );
+    let started = std::time::Instant::now();
+    while mirror.0.lock().unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "backward lost");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(mirror.0.lock().unwrap()[..], [(inputs, grad)]);
+}

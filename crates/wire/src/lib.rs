@@ -201,6 +201,24 @@ impl DType {
     }
 }
 
+impl Modality {
+    /// The lowercase name (`text`, `image`, `speech`, `tensor`), as the ledger's metagraph and
+    /// the command line write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Modality::Text => "text",
+            Modality::Image => "image",
+            Modality::Speech => "speech",
+            Modality::Tensor => "tensor",
+        }
+    }
+
+    /// The modality [`Modality::name`] calls `name`, if any.
+    pub fn from_name(name: &str) -> Option<Modality> {
+        Modality::ALL.iter().copied().find(|m| m.name() == name)
+    }
+}
+
 /// Up to [`MAX_NDIM`] dimensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Shape {

@@ -308,3 +308,13 @@ fn errors_read_as_one_line() {
     );
     assert!(Status::from_code(1).is_ok_and(|s| s == Status::Busy));
 }
+
+#[test]
+fn modality_names_round_trip_and_unknown_names_are_none() {
+    for m in Modality::ALL {
+        assert_eq!(Modality::from_name(m.name()), Some(*m));
+    }
+    assert_eq!(Modality::Text.name(), "text");
+    assert_eq!(Modality::from_name("Text"), None);
+    assert_eq!(Modality::from_name(""), None);
+}

@@ -39,6 +39,7 @@
 //! | -33014 | weights rate limit |
 //! | -33015 | invalid endpoint |
 //! | -33016 | pool full |
+//! | -33017 | unknown modality (`serve`) |
 //! | -32602, -32603, -32601, -32700, -32600 | JSON-RPC's own: bad params, internal, no method, parse, invalid request | An extrinsic's text form is [`Extrinsic::to_hex`]
 //! (`crate::Extrinsic`).
 //!
@@ -97,6 +98,7 @@ pub fn tx_error_code(e: &TxError) -> i32 {
             TxError::RateLimited { .. } => 14,
             TxError::BadEndpoint(_) => 15,
             TxError::PoolFull(_) => 16,
+            TxError::BadModality(_) => 17,
         }
 }
 
@@ -127,9 +129,10 @@ mod tests {
             TxError::RateLimited { last: 0, next: 1 },
             TxError::BadEndpoint(crate::EndpointError::Empty),
             TxError::PoolFull(1),
+            TxError::BadModality(9),
         ];
         let codes: Vec<i32> = errors.iter().map(tx_error_code).collect();
-        assert_eq!(codes, (1..=16).map(|k| -33000 - k).collect::<Vec<_>>());
+        assert_eq!(codes, (1..=17).map(|k| -33000 - k).collect::<Vec<_>>());
         assert!(codes.iter().all(|c| !(-32768..=-32000).contains(c)));
     }
 }
