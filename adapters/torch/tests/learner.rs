@@ -1,0 +1,106 @@
+//! [`Learner`] through the node's `Trainer` seam: the gate's asks, training on the answers,
+//! gradients for the peers that answered, validation rounds, the served encoder following the
+//! trained one, and no Fisher score for a peer that answers zeros or nothing.
+
+use std::sync::Arc;
+
+use deepnode_node::{Constant, Model, Noise, Tensor as NodeTensor, Trainer};
+use deepnode_torch::data::TextCorpus;
+use deepnode_torch::{EncoderConfig, Learner, LearnerConfig, LocalConfig, ServeConfig, TorchModel};
+use deepnode_wire::Modality;
+
+#[test]
+fn a_learner_trains_on_answers_and_serves_what_it_learns() {
+    let text: Vec<u8> = (0..400)
+        .flat_map(|i| {
+            format!("line {i}: the quick brown fox jumps over the lazy dog.\n").into_bytes()
+        })
+        .collect();
+    let corpus = TextCorpus::from_bytes(text);
+    let config = LearnerConfig {
+        local: LocalConfig {
+            peers: 5,
+            k: 2,
+            seed: 3,
+            ..LearnerConfig::default().local
+        },
+        eval_every: 20,
+        sync_every: 5,
+        ..LearnerConfig::default()
+    };
+    let mut learner = Learner::new(config, corpus).unwrap();
+    let served =
+        Arc::new(TorchModel::new(3, EncoderConfig::default(), ServeConfig::default()).unwrap());
+    learner.serve_through(Arc::clone(&served)).unwrap();
+    // Uid 0 is this node (its served model), 1 another encoder, 2 noise, 3 zeros, 4 never answers.
+    let other = TorchModel::new(9, EncoderConfig::default(), ServeConfig::default()).unwrap();
+    let noise = Noise::new(5, 32, 1.0);
+    let zeros = Constant::new(32, 0.0);
+    let answer = |uid: u32, x: &NodeTensor| -> Option<NodeTensor> {
+        let m: &dyn Model = match uid {
+            0 => served.as_ref(),
+            1 => &other,
+            2 => &noise,
+            3 => &zeros,
+            _ => return None,
+        };
+        m.forward(Modality::Text, x).ok()
+    };
+    let mut asked_all = std::collections::BTreeSet::new();
+    for _ in 0..60 {
+        let ask = learner.ask(0).unwrap();
+        assert_eq!(ask.inputs.shape.dims(), [4, 32]);
+        asked_all.extend(ask.uids.iter().copied());
+        let answers: Vec<(u32, Option<NodeTensor>)> = ask
+            .uids
+            .iter()
+            .map(|&j| (j, answer(j, &ask.inputs)))
+            .collect();
+        let answered: Vec<u32> = answers
+            .iter()
+            .filter(|a| a.1.is_some())
+            .map(|a| a.0)
+            .collect();
+        let grads = learner.learn(answers).unwrap();
+        // Gradients go only to peers that answered, shaped like their answers.
+        for (j, g) in &grads {
+            assert!(
+                answered.contains(j),
+                "gradient for {j}, which did not answer"
+            );
+            assert_eq!(g.shape.dims(), [4, 32, 32]);
+        }
+        let steps = learner.progress().steps;
+        if steps > 0 && steps % 5 == 0 && !grads.is_empty() {
+            // Just synced: the served encoder is the trained one.
+            let trained = learner.model().encoder_parameters();
+            let serving = served.parameters().unwrap();
+            let serving: Vec<_> = serving
+                .iter()
+                .filter(|(n, _)| n.starts_with("encoder."))
+                .collect();
+            assert_eq!(trained.len(), serving.len());
+            for ((a, ta), (b, tb)) in trained.iter().zip(serving) {
+                assert_eq!(a, b);
+                assert_eq!((ta - tb).abs().max().double_value(&[]), 0.0, "{a}");
+            }
+        }
+    }
+    let p = learner.progress();
+    // 60 asks: the validation rounds (at steps 20 and 40) take two of them.
+    assert_eq!(p.steps, 58);
+    assert!(p.loss.is_some_and(f64::is_finite));
+    let names: Vec<&str> = p.valid.iter().map(|v| v.0.as_str()).collect();
+    assert_eq!(names, ["peers", "student", "zeros", "alone"]);
+    assert!(
+        asked_all.len() >= 4,
+        "the noisy gate tries most peers: {asked_all:?}"
+    );
+    let scores = learner.take_scores();
+    assert_eq!(scores.len(), 5);
+    assert!(scores.iter().all(|s| s.1.is_finite() && s.1 >= 0.0));
+    assert_eq!(scores[3].1, 0.0, "zeros move nothing: no Fisher score");
+    assert_eq!(scores[4].1, 0.0, "a peer that never answers has no score");
+    // Scores start afresh.
+    assert!(learner.take_scores().iter().all(|s| s.1 == 0.0));
+}
