@@ -122,7 +122,7 @@ pub mod benchmarks {
 
     /// `n` nodes with `k` entries per weights and bonds row.
     #[benchmark]
-    fn epoch(n: Linear<1, 4096>, k: Linear<1, 64>) {
+    fn epoch(n: Linear<1, 4096>, k: Linear<1, 1024>) {
         let n = n.min(T::MaxNodes::get());
         network::<T>(n, k);
         #[block]

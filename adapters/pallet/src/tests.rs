@@ -199,3 +199,15 @@ fn genesis_refuses_what_the_ledger_refuses() {
     };
     assert!(std::panic::catch_unwind(|| new_test_ext(&bad)).is_err());
 }
+
+/// The README's 2 s block claim, on the weights the pallet declares (RocksDB's `DbWeight`).
+#[test]
+fn the_declared_epoch_weight_fits_a_2s_block_up_to_the_stated_size() {
+    use crate::WeightInfo;
+    let two_seconds = 2_000_000_000_000u64;
+    let epoch = |n, k| <() as WeightInfo>::epoch(n, k).ref_time();
+    assert!(epoch(6_818, 64) <= two_seconds && epoch(6_819, 64) > two_seconds);
+    assert!(epoch(2_740, 2_740) <= two_seconds && epoch(2_741, 2_741) > two_seconds);
+    assert!(epoch(7_005, 16) <= two_seconds && epoch(7_006, 16) > two_seconds);
+    assert!(epoch(6_160, 256) <= two_seconds && epoch(6_161, 256) > two_seconds);
+}
