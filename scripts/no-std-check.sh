@@ -34,6 +34,7 @@ for target in "$host" wasm32-unknown-unknown thumbv7em-none-eabihf; do
       fi
     else
       grep -q ' T deepnode_check_codec$' <<<"$syms" || fail "$lib: deepnode_check_codec not defined"
+      grep -q ' T deepnode_check_rules$' <<<"$syms" || fail "$lib: deepnode_check_rules not defined"
     fi
   done
 done

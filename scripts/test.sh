@@ -73,6 +73,19 @@ python3 conformance/reference/epoch.py --check
 step "no_std link check: with and without alloc; host, wasm32, thumbv7em"
 ./scripts/no-std-check.sh
 
+step "FRAME pallet (own workspace): fmt, clippy, tests (differential, benchmarks), docs, wasm32 no_std"
+# Its own workspace (polkadot-sdk turns on serde_json's arbitrary_precision); it shares this
+# target directory, so the crates it has in common with the workspace above build once.
+pallet=(--manifest-path adapters/pallet/Cargo.toml --target-dir target)
+cargo fmt --manifest-path adapters/pallet/Cargo.toml -- --check
+cargo clippy "${pallet[@]}" --all-targets --features runtime-benchmarks -- -D warnings
+cargo test "${pallet[@]}" --features runtime-benchmarks
+RUSTDOCFLAGS="-D warnings" cargo doc "${pallet[@]}" --no-deps
+# As a runtime's wasm build compiles it: no std, `substrate_runtime` (host functions, not their
+# native implementations).
+RUSTFLAGS="--cfg substrate_runtime" \
+  cargo build "${pallet[@]}" --no-default-features --target wasm32-unknown-unknown
+
 step "fuzz smoke run (${FUZZ_SECONDS:=30}s per target)"
 if cargo +nightly --version >/dev/null 2>&1; then fuzz=(cargo +nightly fuzz run); else fuzz=(cargo fuzz run -s none); fi
 for target in epoch codec extrinsic wire; do

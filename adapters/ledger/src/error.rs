@@ -98,6 +98,25 @@ pub enum TxError {
     BadModality(u8),
 }
 
+impl From<deepnode_rules::RuleError> for TxError {
+    /// The shared rules' refusals, each as the ledger's variant (and so its RPC code).
+    fn from(e: deepnode_rules::RuleError) -> TxError {
+        use deepnode_rules::RuleError as R;
+        match e {
+            R::NoSuchNode(uid) => TxError::NoSuchNode(uid),
+            R::NotOwner(uid) => TxError::NotOwner(uid),
+            R::ZeroAmount => TxError::ZeroAmount,
+            R::InsufficientBalance { have, need } => TxError::InsufficientBalance { have, need },
+            R::InsufficientStake { have, need } => TxError::InsufficientStake { have, need },
+            R::Overflow => TxError::Overflow,
+            R::RegistryFull { max } => TxError::RegistryFull { max },
+            R::InvalidWeights(e) => TxError::InvalidWeights(e),
+            R::RateLimited { last, next } => TxError::RateLimited { last, next },
+            R::BadEndpoint(e) => TxError::BadEndpoint(e),
+        }
+    }
+}
+
 /// Why the bytes of a submitted extrinsic do not decode.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -116,23 +135,8 @@ pub enum MalformedError {
 impl Eq for MalformedError {}
 impl Eq for ParseIdError {}
 
-/// Why an endpoint is refused (`serve`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum EndpointError {
-    /// No bytes.
-    #[error("empty")]
-    Empty,
-    /// More than [`crate::MAX_ENDPOINT_BYTES`] bytes.
-    #[error("longer than 256 bytes")]
-    TooLong,
-    /// Not UTF-8.
-    #[error("not UTF-8")]
-    NotUtf8,
-    /// Holds a control character (a newline would forge lines in logs and tables).
-    #[error("control characters")]
-    ControlCharacters,
-}
+/// Why an endpoint is refused (`serve`): the shared rule's error.
+pub use deepnode_rules::EndpointError;
 
 /// Why a text is not a 32-byte id ([`crate::AccountId`], [`crate::H256`]).
 #[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]

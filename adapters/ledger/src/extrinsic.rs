@@ -14,8 +14,7 @@ use crate::error::{MalformedError, ParseIdError};
 
 /// Largest encoded extrinsic accepted, in bytes (a dense row of 4096 weights is 24 KiB).
 pub const MAX_EXTRINSIC_BYTES: usize = 64 * 1024;
-/// Largest endpoint a node may publish, in bytes.
-pub const MAX_ENDPOINT_BYTES: usize = 256;
+pub use deepnode_rules::MAX_ENDPOINT_BYTES;
 /// Domain tag that starts every signed payload (versioned: a new format gets a new tag).
 const SIGNING_DOMAIN: &[u8] = b"deepnode-ledger/extrinsic/v1";
 

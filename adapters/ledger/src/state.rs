@@ -2,16 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use deepnode_consensus::{
-    ControllerPolicy, ControllerState, Fx, Params, State, Uid, canonicalize, epoch, validate_row,
-};
+use deepnode_consensus::{ControllerPolicy, ControllerState, Fx, Params, State, Uid, epoch};
+use deepnode_rules::{Candidate, ConfigError, Slot};
 use deepnode_types::{BondRow, WeightRow};
 use parity_scale_codec::{Decode, Encode};
 
 use crate::TxError;
 use crate::block::Event;
-use crate::error::{EndpointError, GenesisError};
-use crate::extrinsic::{AccountId, Call, Extrinsic, H256, MAX_ENDPOINT_BYTES};
+use crate::error::GenesisError;
+use crate::extrinsic::{AccountId, Call, Extrinsic, H256};
 
 /// Chain rules fixed at genesis.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -131,17 +130,15 @@ pub struct LedgerState {
 impl LedgerState {
     /// The state at block 0.
     pub fn genesis(g: &Genesis) -> Result<LedgerState, GenesisError> {
-        if g.config.tempo == 0 {
-            return Err(GenesisError::ZeroTempo);
-        }
-        deepnode_consensus::check_params(&g.params).map_err(GenesisError::InvalidParams)?;
-        let c = &g.config.controller;
-        if c.floor > c.cap {
-            return Err(GenesisError::FloorAboveCap {
-                floor: c.floor,
-                cap: c.cap,
-            });
-        }
+        deepnode_rules::check_config(&g.params, &g.config.controller, g.config.tempo).map_err(
+            |e| match e {
+                ConfigError::ZeroTempo => GenesisError::ZeroTempo,
+                ConfigError::InvalidParams(e) => GenesisError::InvalidParams(e),
+                ConfigError::FloorAboveCap { floor, cap } => {
+                    GenesisError::FloorAboveCap { floor, cap }
+                }
+            },
+        )?;
         let mut accounts = BTreeMap::new();
         let mut issuance = 0u128;
         for &(who, amount) in &g.endowments {
@@ -228,33 +225,23 @@ impl LedgerState {
         self.accounts.get(who).map_or(0, |a| a.free)
     }
 
-    /// `who`'s free balance after paying `amount` (checks only, writes nothing): refuses a
-    /// zero amount and more than the free balance.
+    /// `who`'s free balance after paying `amount` (checks only, writes nothing): the shared
+    /// rule [`deepnode_rules::debit`].
     fn debit(&self, who: &AccountId, amount: u64) -> Result<u64, TxError> {
-        let free = self.free(who);
-        if amount == 0 {
-            return Err(TxError::ZeroAmount);
-        }
-        free.checked_sub(amount)
-            .ok_or(TxError::InsufficientBalance {
-                have: free,
-                need: amount,
-            })
+        Ok(deepnode_rules::debit(self.free(who), amount)?)
     }
 
-    /// `who`'s free balance after receiving `amount` (checks only, writes nothing).
+    /// `who`'s free balance after receiving `amount` (checks only, writes nothing): the shared
+    /// rule [`deepnode_rules::credit`].
     fn credit(&self, who: &AccountId, amount: u64) -> Result<u64, TxError> {
-        self.free(who).checked_add(amount).ok_or(TxError::Overflow)
+        Ok(deepnode_rules::credit(self.free(who), amount)?)
     }
 
     /// [`Call::AddStake`]: free balance to the stake of a neuron `who` owns.
     fn add_stake(&mut self, who: AccountId, uid: Uid, amount: u64) -> Result<Vec<Event>, TxError> {
         let i = self.owned(who, uid)?;
         let free = self.debit(&who, amount)?;
-        let stake = self.neurons[i]
-            .stake
-            .checked_add(amount)
-            .ok_or(TxError::Overflow)?;
+        let stake = deepnode_rules::stake_after_add(self.neurons[i].stake, amount)?;
         self.neurons[i].stake = stake;
         self.accounts.entry(who).or_default().free = free;
         Ok(vec![Event::StakeAdded { uid, amount }])
@@ -268,15 +255,9 @@ impl LedgerState {
         amount: u64,
     ) -> Result<Vec<Event>, TxError> {
         let i = self.owned(who, uid)?;
-        let have = self.neurons[i].stake;
-        if amount == 0 {
-            return Err(TxError::ZeroAmount);
-        }
-        if have < amount {
-            return Err(TxError::InsufficientStake { have, need: amount });
-        }
+        let stake = deepnode_rules::stake_after_remove(self.neurons[i].stake, amount)?;
         let free = self.credit(&who, amount)?;
-        self.neurons[i].stake = have - amount;
+        self.neurons[i].stake = stake;
         self.accounts.entry(who).or_default().free = free;
         Ok(vec![Event::StakeRemoved { uid, amount }])
     }
@@ -310,7 +291,7 @@ impl LedgerState {
         modality: u8,
     ) -> Result<Vec<Event>, TxError> {
         let i = self.owned(who, uid)?;
-        check_endpoint(endpoint)?;
+        deepnode_rules::check_endpoint(endpoint).map_err(TxError::BadEndpoint)?;
         deepnode_wire::Modality::from_code(modality).map_err(|_| TxError::BadModality(modality))?;
         endpoint.clone_into(&mut self.neurons[i].endpoint);
         self.neurons[i].modality = Some(modality);
@@ -320,18 +301,15 @@ impl LedgerState {
     /// The index of node `uid` if `who` owns it.
     fn owned(&self, who: AccountId, uid: Uid) -> Result<usize, TxError> {
         let i = usize::try_from(uid).map_err(|_| TxError::NoSuchNode(uid))?;
-        match self.neurons.get(i) {
-            None => Err(TxError::NoSuchNode(uid)),
-            Some(n) if n.owner != who => Err(TxError::NotOwner(uid)),
-            Some(_) => Ok(i),
-        }
+        deepnode_rules::check_owner(self.neurons.get(i).map(|n| &n.owner), &who, uid)?;
+        Ok(i)
     }
 
-    /// The uid rule: the next free uid while `n < max_nodes`; when full, the node with the
-    /// lowest rank from the last epoch among those past their immunity period (ties: lower
-    /// stake, then lower uid). The evicted node's stake goes back to its owner's free
-    /// balance, and its weights, bonds and the entries of every other row that name it are
-    /// cleared, so the newcomer inherits nothing.
+    /// The uid rule ([`deepnode_rules::registration_slot`]): the next free uid while
+    /// `n < max_nodes`; when full, the node with the lowest rank from the last epoch among
+    /// those past their immunity period (ties: lower stake, then lower uid). The evicted node's
+    /// stake goes back to its owner's free balance, and its weights, bonds and the entries of
+    /// every other row that name it are cleared, so the newcomer inherits nothing.
     fn register(&mut self, who: AccountId) -> Result<Vec<Event>, TxError> {
         let fresh = Neuron {
             owner: who,
@@ -342,49 +320,49 @@ impl LedgerState {
             modality: None,
             last: NeuronStats::default(),
         };
-        let cap = usize::try_from(self.config.max_nodes).unwrap_or(usize::MAX);
-        if self.neurons.len() < cap {
-            let uid = Uid::try_from(self.neurons.len()).map_err(|_| TxError::RegistryFull {
-                max: self.config.max_nodes,
-            })?;
-            self.neurons.push(fresh);
-            self.weights.push(Vec::new());
-            self.bonds.push(Vec::new());
-            return Ok(vec![Event::Registered {
-                uid,
-                owner: who,
-                replaced: None,
-                returned: 0,
-            }]);
-        }
-        let block = self.block;
-        let immunity = self.config.immunity_period;
-        let victim = self
-            .neurons
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| block.saturating_sub(n.registered_at) >= immunity)
-            .min_by_key(|&(i, n)| (n.last.rank, n.stake, i))
-            .map(|(i, _)| i)
-            .ok_or(TxError::RegistryFull {
-                max: self.config.max_nodes,
-            })?;
+        let candidates = self.neurons.iter().enumerate().filter_map(|(i, n)| {
+            Some(Candidate {
+                uid: Uid::try_from(i).ok()?,
+                registered_at: n.registered_at,
+                rank: n.last.rank,
+                stake: n.stake,
+            })
+        });
+        let slot = deepnode_rules::registration_slot(
+            self.neurons.len(),
+            self.config.max_nodes,
+            self.block,
+            self.config.immunity_period,
+            candidates,
+        )?;
+        let uid = match slot {
+            Slot::Append(uid) => {
+                self.neurons.push(fresh);
+                self.weights.push(Vec::new());
+                self.bonds.push(Vec::new());
+                return Ok(vec![Event::Registered {
+                    uid,
+                    owner: who,
+                    replaced: None,
+                    returned: 0,
+                }]);
+            }
+            Slot::Replace(uid) => uid,
+        };
+        // The rule picked an existing node, so its uid indexes `neurons`.
+        let victim = usize::try_from(uid).map_err(|_| TxError::NoSuchNode(uid))?;
         let old = &self.neurons[victim];
         let (old_owner, returned) = (old.owner, old.stake);
         let credited = self.credit(&old_owner, returned)?;
-        // The victim index is below max_nodes, which fits a Uid because every uid was one.
-        let uid = Uid::try_from(victim).map_err(|_| TxError::RegistryFull {
-            max: self.config.max_nodes,
-        })?;
         self.accounts.entry(old_owner).or_default().free = credited;
         self.neurons[victim] = fresh;
         self.weights[victim].clear();
         self.bonds[victim].clear();
         for row in &mut self.weights {
-            row.retain(|&(j, _)| j != uid);
+            deepnode_rules::forget_uid(row, uid);
         }
         for row in &mut self.bonds {
-            row.retain(|&(j, _)| j != uid);
+            deepnode_rules::forget_uid(row, uid);
         }
         Ok(vec![Event::Registered {
             uid,
@@ -402,16 +380,14 @@ impl LedgerState {
         row: &[(Uid, u16)],
     ) -> Result<Vec<Event>, TxError> {
         let i = self.owned(who, uid)?;
-        if let Some(last) = self.neurons[i].weights_block {
-            let next = last.saturating_add(self.config.weights_rate_limit);
-            if self.block < next {
-                return Err(TxError::RateLimited { last, next });
-            }
-        }
+        deepnode_rules::check_rate_limit(
+            self.neurons[i].weights_block,
+            self.block,
+            self.config.weights_rate_limit,
+        )?;
         let n = self.neurons.len();
         let max_len = usize::try_from(self.config.max_weights_len).unwrap_or(usize::MAX);
-        validate_row(&self.params, i, row, n, max_len).map_err(TxError::InvalidWeights)?;
-        let sorted = canonicalize("weights", i, row, n).map_err(TxError::InvalidWeights)?;
+        let sorted = deepnode_rules::check_weights(&self.params, i, row, n, max_len)?;
         let len = u32::try_from(sorted.len()).unwrap_or(u32::MAX);
         self.weights[i] = sorted;
         self.neurons[i].weights_block = Some(self.block);
@@ -483,26 +459,12 @@ impl LedgerState {
     }
 }
 
-fn check_endpoint(e: &[u8]) -> Result<(), TxError> {
-    let bad = TxError::BadEndpoint;
-    if e.is_empty() {
-        return Err(bad(EndpointError::Empty));
-    }
-    if e.len() > MAX_ENDPOINT_BYTES {
-        return Err(bad(EndpointError::TooLong));
-    }
-    let s = std::str::from_utf8(e).map_err(|_| bad(EndpointError::NotUtf8))?;
-    if s.chars().any(char::is_control) {
-        return Err(bad(EndpointError::ControlCharacters));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use ed25519_dalek::SigningKey;
 
     use super::*;
+    use crate::EndpointError;
 
     const G: H256 = H256([0; 32]);
 

@@ -14,6 +14,7 @@ use crate::Scalar;
         parity_scale_codec::MaxEncodedLen
     )
 )]
+#[cfg_attr(feature = "scale-info", derive(scale_info::TypeInfo))]
 pub struct ControllerPolicy {
     /// Added to `min_allowed_weights` after each epoch with `L > 0`.
     pub step: u32,
@@ -48,6 +49,7 @@ impl Default for ControllerPolicy {
         parity_scale_codec::MaxEncodedLen
     )
 )]
+#[cfg_attr(feature = "scale-info", derive(scale_info::TypeInfo))]
 pub struct ControllerState {
     /// The current `min_allowed_weights`.
     pub min_allowed_weights: u32,

@@ -76,11 +76,42 @@ pub struct ParamsDoc {
     min_allowed_weights: Option<u32>,
 }
 
+/// `{"mode": "cumulative"}` or `{"mode": "ema", "alpha": number}`. Read through a plain struct
+/// rather than serde's internally tagged enum: that buffers the object and misreads numbers when
+/// an embedder turns on serde_json's `arbitrary_precision` (as the polkadot-sdk crates do).
 #[derive(Deserialize, Debug, Clone, PartialEq)]
-#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(try_from = "BondsObject")]
 enum BondsJson {
     Cumulative,
     Ema { alpha: f64 },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BondsObject {
+    mode: BondsModeName,
+    alpha: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum BondsModeName {
+    Cumulative,
+    Ema,
+}
+
+impl TryFrom<BondsObject> for BondsJson {
+    type Error = &'static str;
+    fn try_from(b: BondsObject) -> Result<BondsJson, &'static str> {
+        match (b.mode, b.alpha) {
+            (BondsModeName::Cumulative, None) => Ok(BondsJson::Cumulative),
+            (BondsModeName::Cumulative, Some(_)) => {
+                Err("unknown field `alpha` in cumulative bonds")
+            }
+            (BondsModeName::Ema, Some(alpha)) => Ok(BondsJson::Ema { alpha }),
+            (BondsModeName::Ema, None) => Err("missing field `alpha`"),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -266,6 +297,33 @@ mod tests {
             }
         );
         assert_eq!(p.rho, Params::<Fx>::default().rho);
+    }
+
+    #[test]
+    fn bond_modes_are_read_in_any_key_order_and_checked() {
+        let read = |t: &str| serde_json::from_str::<ParamsDoc>(t).map(|d| d.to_params::<Fx>());
+        let ema = read(r#"{"bonds": {"alpha": 0.5, "mode": "ema"}}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            ema.bonds,
+            BondMode::Ema {
+                alpha: Fx::from_ratio(1, 2)
+            }
+        );
+        let cumulative = read(r#"{"bonds": {"mode": "cumulative"}}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cumulative.bonds, BondMode::Cumulative);
+        for bad in [
+            r#"{"bonds": {"mode": "cumulative", "alpha": 0.5}}"#,
+            r#"{"bonds": {"mode": "ema"}}"#,
+            r#"{"bonds": {"mode": "emma", "alpha": 0.5}}"#,
+            r#"{"bonds": {"mode": "ema", "alpha": 0.5, "beta": 1}}"#,
+            r#"{"bonds": {"alpha": 0.5}}"#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

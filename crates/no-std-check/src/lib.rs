@@ -1,5 +1,6 @@
-//! Links the consensus and types crates without std, calling the buffer API (no allocation:
-//! bounded rows, fixed arrays) and, with the `alloc` feature, the `Vec` API's codecs.
+//! Links the consensus, types and wire crates without std, calling the buffer API (no
+//! allocation: bounded rows, fixed arrays) and, with the `alloc` feature, the `Vec` API's codecs
+//! and the ledger's shared rules (deepnode-rules).
 //!
 //! Without `alloc` this crate defines no global allocator and never names the `alloc` crate,
 //! so the build fails if any dependency links it.
@@ -102,5 +103,19 @@ mod with_alloc {
         let params = Params::<Fx>::default();
         let bytes = params.encode();
         Params::<Fx>::decode(&mut &bytes[..]).is_ok_and(|p| p == params)
+    }
+
+    /// The ledger's shared rules (deepnode-rules): the uid rule and the weights check.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn deepnode_check_rules(rank: i128) -> bool {
+        let nodes = [deepnode_rules::Candidate {
+            uid: 0,
+            registered_at: 0,
+            rank: Fx::from_bits(rank),
+            stake: 1,
+        }];
+        let slot = deepnode_rules::registration_slot(1, 1, 10, 1, nodes);
+        let row = deepnode_rules::check_weights(&Params::default(), 0, &[(0, 1)], 1, 1);
+        slot == Ok(deepnode_rules::Slot::Replace(0)) && row.is_ok()
     }
 }

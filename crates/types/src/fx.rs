@@ -158,7 +158,9 @@ impl fmt::Display for Fx {
 
 #[cfg(feature = "codec")]
 mod codec {
-    use parity_scale_codec::{Decode, Encode, EncodeLike, Error, Input, MaxEncodedLen, Output};
+    use parity_scale_codec::{
+        Decode, DecodeWithMemTracking, Encode, EncodeLike, Error, Input, MaxEncodedLen, Output,
+    };
 
     use super::Fx;
 
@@ -173,6 +175,10 @@ mod codec {
 
     impl EncodeLike for Fx {}
 
+    /// Decoding an `Fx` allocates nothing (it is 16 bytes), as FRAME's call and event types
+    /// require.
+    impl DecodeWithMemTracking for Fx {}
+
     impl Decode for Fx {
         fn decode<I: Input>(input: &mut I) -> Result<Self, Error> {
             i128::decode(input).map(Fx::from_bits)
@@ -183,6 +189,20 @@ mod codec {
         fn max_encoded_len() -> usize {
             16
         }
+    }
+}
+
+/// Metadata: `Fx` is described as a composite of its raw `i128` bits, which is its encoding.
+#[cfg(feature = "scale-info")]
+impl scale_info::TypeInfo for Fx {
+    type Identity = Self;
+    fn type_info() -> scale_info::Type {
+        scale_info::Type::builder()
+            .path(scale_info::Path::new("Fx", module_path!()))
+            .docs(&["64.64 fixed point: the value is `bits * 2^-64`."])
+            .composite(
+                scale_info::build::Fields::unnamed().field(|f| f.ty::<i128>().type_name("i128")),
+            )
     }
 }
 

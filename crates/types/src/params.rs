@@ -37,6 +37,7 @@ impl FromRatio for f64 {
         parity_scale_codec::MaxEncodedLen
     )
 )]
+#[cfg_attr(feature = "scale-info", derive(scale_info::TypeInfo))]
 pub enum BondMode<N> {
     /// The paper's rule: `B_ij <- B_ij + w_ij * s_i`.
     Cumulative,
@@ -57,6 +58,7 @@ pub enum BondMode<N> {
         parity_scale_codec::MaxEncodedLen
     )
 )]
+#[cfg_attr(feature = "scale-info", derive(scale_info::TypeInfo))]
 pub struct Params<N> {
     /// Sigmoid temperature `rho` (> 0; default 10).
     pub rho: N,
