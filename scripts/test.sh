@@ -59,6 +59,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "tests (workspace, GPU crate on the available Vulkan adapter, torch crate on libtorch)"
 cargo test --workspace
 
+step "devnet: deepnode with the torch feature; a small devnet's claims (learners paid, cabal falls, rows accepted, chain verifies)"
+cargo clippy -p deepnode-cli --features torch --all-targets -- -D warnings
+cargo test -p deepnode-cli --features torch --test devnet
+
 step "conformance vectors through the CLI"
 cargo run -q -p deepnode-cli -- conformance conformance/vectors
 
