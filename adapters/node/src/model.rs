@@ -51,15 +51,20 @@ impl RandomProjection {
 
     /// Entry `(row, col)` of the seeded matrix, uniform in `[-1, 1)` (SplitMix64 of the index).
     fn weight(&self, row: u64, col: u64) -> f32 {
-        let mut z = self
-            .seed
-            .wrapping_add(row.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-            .wrapping_add(col.wrapping_mul(0xbf58_476d_1ce4_e5b9));
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        unit(
+            self.seed
+                .wrapping_add(row.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .wrapping_add(col.wrapping_mul(0xbf58_476d_1ce4_e5b9)),
+        )
     }
+}
+
+/// SplitMix64's finalizer of `z`, as a float uniform in `[-1, 1)`.
+fn unit(mut z: u64) -> f32 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
 }
 
 impl Model for RandomProjection {
@@ -213,11 +218,7 @@ impl Model for Noise {
         let out: Vec<f32> = (0..len)
             .map(|_| {
                 *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = *state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                z ^= z >> 31;
-                ((z >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * self.scale
+                unit(*state) * self.scale
             })
             .collect();
         Tensor::from_f32(&[b, s, self.dim], &out)

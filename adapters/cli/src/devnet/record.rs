@@ -213,8 +213,9 @@ pub fn summarize(
         .iter()
         .map(|e| {
             let rows = learner_rows_on_cabal(e, 0);
-            let sum: f64 = rows.iter().flatten().map(|r| r.iter().sum::<f64>()).sum();
-            sum / rows.len().max(1) as f64
+            let sum: f64 = rows.iter().flatten().flatten().sum();
+            // `+ 0.0`: an empty sum is -0.0.
+            sum / rows.len().max(1) as f64 + 0.0
         })
         .collect();
     let honest = |e: &EpochRecord| {

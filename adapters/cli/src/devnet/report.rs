@@ -327,8 +327,8 @@ fn markdown(epochs: &[EpochRecord], s: &Summary) -> String {
         (Some(from), Some(v)) => {
             let list: Vec<String> = v.iter().map(|&x| format!("{:.3}%", 100.0 * x)).collect();
             let verdict = match s.cabal_share_falls {
-                Some(true) => "falls at every epoch from then on",
-                Some(false) => "does NOT fall at every epoch from then on",
+                Some(true) => "falls at every epoch",
+                Some(false) => "does NOT fall at every epoch",
                 None => "cannot be judged (fewer than two epochs after that)",
             };
             let _ = writeln!(
