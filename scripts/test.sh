@@ -82,9 +82,9 @@ step "FRAME pallet (own workspace): fmt, clippy, tests (differential, benchmarks
 # target directory, so the crates it has in common with the workspace above build once.
 pallet=(--manifest-path adapters/pallet/Cargo.toml --target-dir target)
 cargo fmt --manifest-path adapters/pallet/Cargo.toml -- --check
-cargo clippy "${pallet[@]}" --all-targets --features runtime-benchmarks -- -D warnings
-cargo test "${pallet[@]}" --features runtime-benchmarks
-RUSTDOCFLAGS="-D warnings" cargo doc "${pallet[@]}" --no-deps
+cargo clippy "${pallet[@]}" --all-targets --features std,runtime-benchmarks -- -D warnings
+cargo test "${pallet[@]}" --features std,runtime-benchmarks
+RUSTDOCFLAGS="-D warnings" cargo doc "${pallet[@]}" --no-deps --features std
 # As a runtime's wasm build compiles it: no std, `substrate_runtime` (host functions, not their
 # native implementations).
 RUSTFLAGS="--cfg substrate_runtime" \

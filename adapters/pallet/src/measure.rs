@@ -5,7 +5,7 @@
 //! (release build, idle machine):
 //!
 //! ```text
-//! cargo test --release --features runtime-benchmarks -- --ignored --nocapture measure_weights
+//! cargo test --release --features std,runtime-benchmarks -- --ignored --nocapture measure_weights
 //! ```
 
 use std::time::Duration;
