@@ -71,7 +71,7 @@ fn a_learner_trains_on_answers_and_serves_what_it_learns() {
             assert_eq!(g.shape.dims(), [4, 32, 32]);
         }
         let steps = learner.progress().steps;
-        if steps > 0 && steps % 5 == 0 && !grads.is_empty() {
+        if steps > 0 && steps.is_multiple_of(5) && !grads.is_empty() {
             // Just synced: the served encoder is the trained one.
             let trained = learner.model().encoder_parameters();
             let serving = served.parameters().unwrap();
