@@ -36,6 +36,10 @@ pub trait Scalar: Copy + PartialOrd + Debug + FromRatio {
     /// `f_i = self / row_sum` for `self >= 0`, `row_sum > 0` (for [`Fx`]: Q.80 bits,
     /// `floor(s_bits * 2^16 / row_sum)`).
     fn factor(self, row_sum: u64) -> Self::Factor;
+    /// `f` stored as a `Self` (in `epoch_in_place`'s scratch buffer between passes).
+    fn pack_factor(f: Self::Factor) -> Self;
+    /// The factor stored by [`Scalar::pack_factor`].
+    fn unpack_factor(self) -> Self::Factor;
     /// `w_ij s_i = weight * f_i` (for [`Fx`]: `floor(weight * F / 2^16)` bits, so one rounding
     /// per entry whatever the weight).
     fn apply(f: Self::Factor, weight: u64) -> Self;
@@ -82,6 +86,13 @@ impl Scalar for Fx {
         // s <= 1, so s_bits * 2^16 <= 2^80; row_sum > 0 at every call site.
         let s = u128::try_from(self.to_bits()).unwrap_or(0);
         (s << 16).checked_div(u128::from(row_sum)).unwrap_or(0)
+    }
+    fn pack_factor(f: u128) -> Fx {
+        // f <= 2^80 (s <= 1): the raw bits hold it exactly.
+        Fx::from_bits(i128::try_from(f).unwrap_or(i128::MAX))
+    }
+    fn unpack_factor(self) -> u128 {
+        u128::try_from(self.to_bits()).unwrap_or(0)
     }
     fn apply(f: u128, weight: u64) -> Fx {
         // f <= 2^80 and weight < 2^16 (a u16 widened), so the product is below 2^96.
@@ -142,6 +153,12 @@ impl Scalar for f64 {
     type Factor = f64;
     fn factor(self, row_sum: u64) -> f64 {
         self / row_sum as f64
+    }
+    fn pack_factor(f: f64) -> f64 {
+        f
+    }
+    fn unpack_factor(self) -> f64 {
+        self
     }
     fn apply(f: f64, weight: u64) -> f64 {
         f * weight as f64
