@@ -347,6 +347,10 @@ fn live_iter(
 /// How many entries ahead of its update a column is prefetched.
 const AHEAD: usize = 16;
 
+/// Buffers of at most this many entries are not prefetched (32,768 f64: 256 KiB, well
+/// inside one core's L2).
+const PREFETCH_MIN: usize = 1 << 15;
+
 /// The first `count` entries of a row (none for a missing row).
 fn head<W: AsRef<[(Uid, Weight)]>>(row: Option<&W>, count: usize) -> &[(Uid, Weight)] {
     let row = row.map_or(&[][..], AsRef::as_ref);
@@ -355,10 +359,14 @@ fn head<W: AsRef<[(Uid, Weight)]>>(row: Option<&W>, count: usize) -> &[(Uid, Wei
 
 /// Asks the cache for `buf[j]` ahead of a scattered read-modify-write (x86-64: PREFETCHT0;
 /// elsewhere nothing). A hint only: it reads and writes nothing, so no result depends on it.
+///
+/// Only for buffers of more than [`PREFETCH_MIN`] entries: smaller ones stay in the core's
+/// cache, where the hint costs instructions and saves nothing.
 #[inline(always)]
 fn prefetch<T>(buf: &[T], j: Uid) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(x) = usize::try_from(j).ok().and_then(|k| buf.get(k)) {
+    if buf.len() > PREFETCH_MIN
+        && let Some(x) = usize::try_from(j).ok().and_then(|k| buf.get(k)) {
         let p: *const T = x;
         // SAFETY: PREFETCHT0 is a hint: it cannot fault, reads and writes no memory, and `p`
         // points into `buf` anyway.
@@ -394,6 +402,7 @@ fn at<N>(buf: &mut [N], j: Uid) -> Result<&mut N, Error> {
 }
 
 /// Whether a bond row and a run of weights hold the same uids, in the same slots.
+#[inline]
 fn same_uids<N>(bonds: &[(Uid, N)], row: &[(Uid, Weight)]) -> bool {
     bonds.len() == row.len()
         && bonds
@@ -545,6 +554,7 @@ fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
 /// Stores a merged entry of row `row` at slot `kept` (never past the slot it was read from)
 /// unless it is 0, adds it to its column sum `C_j`, and returns the next free slot. Rows are done in uid
 /// order, so each `C_j` adds its rows in the same order whichever way a row was merged.
+#[inline(always)]
 fn keep<N: Scalar>(
     row: usize,
     entries: &mut [(Uid, N)],
@@ -594,6 +604,7 @@ fn rank_of<N: Scalar>(rank: &[N], j: Uid) -> N {
 /// The new bond value from the old one and this epoch's `w_ij s_i` (0 where absent). `r_j`
 /// is read only by the EMA rule, and only where `fresh > 0`: it is a random access into an
 /// `n`-long array, the costliest load of the bond update.
+#[inline(always)]
 fn mix<N: Scalar>(mode: BondMode<N>, old: N, fresh: N, r: impl FnOnce() -> N) -> N {
     match mode {
         BondMode::Cumulative => old.add(fresh),

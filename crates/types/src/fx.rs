@@ -25,17 +25,20 @@ impl Fx {
     pub const MAX: Fx = Fx(I64F64::MAX);
 
     /// The number whose raw bits are `bits` (value `bits * 2^-64`).
+    #[inline]
     pub const fn from_bits(bits: i128) -> Fx {
         Fx(I64F64::from_bits(bits))
     }
 
     /// The raw bits (value `bits * 2^-64`).
+    #[inline]
     pub const fn to_bits(self) -> i128 {
         self.0.to_bits()
     }
 
     /// `floor(num / den * 2^64) * 2^-64`, or `None` when `den == 0` or the quotient exceeds
     /// [`Fx::MAX`].
+    #[inline]
     pub fn checked_from_ratio(num: u128, den: u128) -> Option<Fx> {
         // `checked_div`/`checked_rem` are `None` exactly when `den == 0`.
         if let (Ok(num), Ok(den)) = (u64::try_from(num), u64::try_from(den)) {
@@ -61,6 +64,7 @@ impl Fx {
     ///
     /// Used for constants and for parameters given as ratios; the epoch divides through
     /// `deepnode-consensus`.
+    #[inline]
     pub fn from_ratio(num: u128, den: u128) -> Fx {
         match Fx::checked_from_ratio(num, den) {
             Some(x) => x,
@@ -87,12 +91,14 @@ impl Fx {
     }
 
     /// `self + rhs`, saturating at the range of `Fx` (exact when it fits).
+    #[inline]
     #[must_use]
     pub fn saturating_add(self, rhs: Fx) -> Fx {
         Fx(self.0.saturating_add(rhs.0))
     }
 
     /// `self - rhs`, saturating at the range of `Fx` (exact when it fits).
+    #[inline]
     #[must_use]
     pub fn saturating_sub(self, rhs: Fx) -> Fx {
         Fx(self.0.saturating_sub(rhs.0))
@@ -100,8 +106,14 @@ impl Fx {
 
     /// `self * rhs` rounded toward negative infinity (the exact product's bits shifted right by
     /// 64), saturating at the range of `Fx`.
+    #[inline]
     #[must_use]
     pub fn saturating_mul(self, rhs: Fx) -> Fx {
+        if let (Ok(a), Ok(b)) = (u64::try_from(self.to_bits()), u64::try_from(rhs.to_bits())) {
+            // Both in [0, 1): the product fits u128.
+            let p = u128::from(a).wrapping_mul(u128::from(b)) >> 64;
+            return Fx::from_bits(i128::try_from(p).unwrap_or(i128::MAX));
+        }
         if let (Ok(a), Ok(b)) = (u128::try_from(self.to_bits()), u128::try_from(rhs.to_bits())) {
             // Both non-negative (every product of the epoch): the 256-bit product shifted
             // right by 64 from four 64 x 64 products; the same floor and saturation as below.
@@ -115,6 +127,7 @@ impl Fx {
     ///
     /// Division by zero saturates too: to the largest value for `self >= 0`, to the smallest
     /// (`-2^63`) for `self < 0`. Never panics.
+    #[inline]
     #[must_use]
     pub fn saturating_div(self, rhs: Fx) -> Fx {
         if rhs.0 == I64F64::ZERO {
@@ -135,6 +148,7 @@ impl Fx {
 }
 
 /// `floor(a * b / 2^64)` for unsigned `a`, `b`, saturating at `u128::MAX`.
+#[inline]
 fn mul_shr64_u128(a: u128, b: u128) -> u128 {
     const LO: u128 = u64::MAX as u128;
     let (a1, a0) = (a >> 64, a & LO);
