@@ -86,14 +86,21 @@ where
             prefetch(rank, j);
             prefetch(trust, j);
         }
-        check_weights(i, row, n)?;
+        let (ok, full_sum) = uids_ok_and_sum(row, n);
+        if !ok {
+            check_row("weights", i, row.iter().map(|&(u, _)| u), n)?;
+        }
         check_bonds(params, i, b, row, x, n)?;
         let s = if total == 0 {
             N::ZERO
         } else {
             N::share(x, total)
         };
-        let sum = row_sum(row, i, mask);
+        let sum = if mask {
+            row_sum(row, i, mask)
+        } else {
+            full_sum
+        };
         if sum == 0 {
             *f_out = N::pack_factor(N::factor(N::ZERO, 1));
             continue;
@@ -102,8 +109,13 @@ where
         *f_out = N::pack_factor(f);
         let cutoff = N::max_untrusted(params.trust_threshold, sum);
         let (before, after) = live(row, i, mask);
+        let far = rank.len() > PREFETCH_MIN;
         for part in [before, after] {
-            scatter_row(part, f, s, cutoff, rank, trust);
+            if far {
+                scatter_row::<N, true>(part, f, s, cutoff, rank, trust);
+            } else {
+                scatter_row::<N, false>(part, f, s, cutoff, rank, trust);
+            }
         }
     }
 
@@ -202,8 +214,9 @@ where
 /// Steps 3 and 4 for one run of a row's live entries: `r_j += weight_ij f_i`, and
 /// `t_j += s_i` where `weight_ij > cutoff`. Uids were checked against `n` (a `get` that
 /// fails skips the entry, which cannot happen after the check).
+/// `FAR`: the columns are prefetched `AHEAD` entries before their update.
 #[inline(always)]
-fn scatter_row<N: Scalar>(
+fn scatter_row<N: Scalar, const FAR: bool>(
     part: &[(Uid, Weight)],
     f: N::Factor,
     s: N,
@@ -212,7 +225,7 @@ fn scatter_row<N: Scalar>(
     trust: &mut [N],
 ) {
     for (k, &(j, w)) in part.iter().enumerate() {
-        if let Some(&(a, _)) = part.get(k.wrapping_add(AHEAD)) {
+        if FAR && let Some(&(a, _)) = part.get(k.wrapping_add(AHEAD)) {
             prefetch(rank, a);
             prefetch(trust, a);
         }
@@ -228,27 +241,22 @@ fn scatter_row<N: Scalar>(
     }
 }
 
-/// A weights row's uids are below `n` and strictly increasing: one branch-free pass, then
-/// [`check_row`] again for the exact error when it fails.
-fn check_weights(i: usize, row: &[(Uid, Weight)], n: usize) -> Result<(), Error> {
-    if uids_ok(row, n) {
-        return Ok(());
-    }
-    check_row("weights", i, row.iter().map(|&(u, _)| u), n)
-}
-
-/// Whether a row's uids are strictly increasing and below `n`.
+/// Whether a weights row's uids are strictly increasing and below `n` (one branch-free pass;
+/// [`check_row`] then gives the exact error), and `sum_j weight_ij` over the whole row.
 #[inline(always)]
-fn uids_ok<V>(row: &[(Uid, V)], n: usize) -> bool {
+fn uids_ok_and_sum(row: &[(Uid, Weight)], n: usize) -> (bool, u64) {
     let mut ok = true;
     let mut next = 0u64;
+    let mut sum = 0u64;
     let n = u64::try_from(n).unwrap_or(u64::MAX);
-    for &(u, _) in row {
+    for &(u, w) in row {
         let u = u64::from(u);
         ok &= (u >= next) & (u < n);
-        next = u.saturating_add(1);
+        next = u.wrapping_add(1);
+        // Below 2^48 for rows of at most 2^32 entries.
+        sum = sum.wrapping_add(u64::from(w));
     }
-    ok
+    (ok, sum)
 }
 
 /// Bond row `i`: uids below `n`, strictly increasing, values in `[0, N::MAX]`; a bounded row
@@ -263,10 +271,15 @@ fn check_bonds<N: Scalar, B: BondRowMut<N>>(
     n: usize,
 ) -> Result<(), Error> {
     let entries = b.entries();
-    let values_ok = entries
-        .iter()
-        .fold(true, |ok, &(_, v)| ok & (v >= N::ZERO) & (v <= N::MAX));
-    if !(uids_ok(entries, n) && values_ok) {
+    let mut ok = true;
+    let mut next = 0u64;
+    let n64 = u64::try_from(n).unwrap_or(u64::MAX);
+    for &(u, v) in entries {
+        let u = u64::from(u);
+        ok &= (u >= next) & (u < n64) & (v >= N::ZERO) & (v <= N::MAX);
+        next = u.wrapping_add(1);
+    }
+    if !ok {
         check_row("bonds", i, entries.iter().map(|&(u, _)| u), n)?;
         if let Some(&(uid, _)) = entries
             .iter()
@@ -468,8 +481,17 @@ fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
             let (Some(&(u, b)), Some(&(_, w))) = (entries.get(k), before.get(k)) else {
                 break;
             };
-            let e = (u, mix(mode, b, value(w), || rank_of(rank, u)));
-            kept = keep(i, entries, kept, e, sums)?;
+            let v = mix(mode, b, value(w), || rank_of(rank, u));
+            if v > N::ZERO {
+                // Uids were checked against n: the slots exist (kept <= k < old_len).
+                if let Some(c) = usize::try_from(u).ok().and_then(|j| sums.get_mut(j)) {
+                    *c = c.add(v);
+                }
+                if let Some(e) = entries.get_mut(kept) {
+                    *e = (u, v);
+                }
+                kept = kept.wrapping_add(1);
+            }
         }
         if kept != old_len {
             bonds.resize(kept, (0, N::ZERO));
