@@ -55,7 +55,11 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         "epoch on n = {n}, k = {} ({weights} non-zero weights): {rounds} round(s) of \
          (float, fixed{}), each the median of {epochs} epochs; load average {}",
         k.min(n),
-        if args.baseline.is_some() { ", numpy" } else { "" },
+        if args.baseline.is_some() {
+            ", numpy"
+        } else {
+            ""
+        },
         load_average()
     );
     let bandwidth = copy_bandwidth();
@@ -66,7 +70,8 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     );
     let workload = match &args.baseline {
         Some(_) => {
-            let path = std::env::temp_dir().join(format!("deepnode-bench-{}.dnw", std::process::id()));
+            let path =
+                std::env::temp_dir().join(format!("deepnode-bench-{}.dnw", std::process::id()));
             write_workload(&network::<f64>(n, k, SEED), &path)?;
             Some(path)
         }
@@ -98,10 +103,21 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     let fixed = Times::median(&fixed);
     println!(
         "{:<7} {:<7} {:>10} {:>10} {:>9} {:>11} {:>8} {:>7} {:>9}",
-        "backend", "run", "ms/epoch", "ns/weight", "vs float", "numpy/this", "GB/s", "of bw", "peak MiB"
+        "backend",
+        "run",
+        "ms/epoch",
+        "ns/weight",
+        "vs float",
+        "numpy/this",
+        "GB/s",
+        "of bw",
+        "peak MiB"
     );
     let numpy_t = (!numpy.is_empty()).then(|| Times::median(&numpy));
-    let mut rows = vec![("float", float, Some(f64_bytes())), ("fixed", fixed, Some(fx_bytes()))];
+    let mut rows = vec![
+        ("float", float, Some(f64_bytes())),
+        ("fixed", fixed, Some(fx_bytes())),
+    ];
     if let Some(t) = numpy_t {
         rows.push(("numpy", t, None));
     }
@@ -112,11 +128,16 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         ] {
             let secs = d.as_secs_f64();
             let ns = secs * 1e9 / weights.max(1) as f64;
-            let vs_numpy = np.map_or("-".to_string(), |np| format!("{:.2}x", np.as_secs_f64() / secs));
+            let vs_numpy = np.map_or("-".to_string(), |np| {
+                format!("{:.2}x", np.as_secs_f64() / secs)
+            });
             let (gbs, frac) = match bytes {
                 Some(b) if run == "steady" => {
                     let rate = b * weights as f64 / secs;
-                    (format!("{:.1}", rate / 1e9), format!("{:.0}%", 100.0 * rate / bandwidth))
+                    (
+                        format!("{:.1}", rate / 1e9),
+                        format!("{:.0}%", 100.0 * rate / bandwidth),
+                    )
                 }
                 _ => ("-".into(), "-".into()),
             };
@@ -329,7 +350,10 @@ fn run_baseline(
     if !run.status.success() {
         let err = String::from_utf8_lossy(&run.stderr);
         let last = err.lines().last().unwrap_or("no output");
-        return Err(format!("bench: baseline {} failed: {last}", script.display()));
+        return Err(format!(
+            "bench: baseline {} failed: {last}",
+            script.display()
+        ));
     }
     let stdout = String::from_utf8_lossy(&run.stdout);
     let line = stdout.lines().last().unwrap_or_default();
@@ -346,7 +370,8 @@ fn run_baseline(
         steady: secs("steady_s")?,
         peak_mib: json["peak_rss_mib"].as_f64(),
     };
-    let bytes = std::fs::read(&outputs).map_err(|e| format!("bench: {}: {e}", outputs.display()))?;
+    let bytes =
+        std::fs::read(&outputs).map_err(|e| format!("bench: {}: {e}", outputs.display()))?;
     let n = out.rank.len();
     let f64s = |k: usize| -> Vec<f64> {
         bytes
@@ -357,9 +382,15 @@ fn run_baseline(
             .collect()
     };
     let mut diff: f64 = 0.0;
-    for (k, ours) in [&out.rank, &out.trust, &out.consensus, &out.incentive, &out.dividends]
-        .into_iter()
-        .enumerate()
+    for (k, ours) in [
+        &out.rank,
+        &out.trust,
+        &out.consensus,
+        &out.incentive,
+        &out.dividends,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let theirs = f64s(k);
         if theirs.len() != n {

@@ -24,11 +24,8 @@ fn run<N: Scalar + FromRatio>(n: usize, k: usize, epochs: usize) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let num = |i: usize, default: usize| {
-        args.get(i)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
+    let num =
+        |i: usize, default: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
     let (n, k, epochs) = (num(1, 2048), num(2, 2048), num(3, 3));
     match args.first().map(String::as_str) {
         Some("fixed") => run::<Fx>(n, k, epochs),

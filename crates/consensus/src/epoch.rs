@@ -73,12 +73,7 @@ where
         .fold(0u128, |acc, &x| acc.saturating_add(u128::from(x)));
     rank.fill(N::ZERO);
     trust.fill(N::ZERO);
-    for (i, ((b, &x), f_out)) in bonds
-        .iter()
-        .zip(stake)
-        .zip(scratch.iter_mut())
-        .enumerate()
-    {
+    for (i, ((b, &x), f_out)) in bonds.iter().zip(stake).zip(scratch.iter_mut()).enumerate() {
         let row = weights.get(i).map_or(&[][..], AsRef::as_ref);
         // Columns are fetched AHEAD entries before their update: the next row's first ones
         // now, this row's further ones along the way.
@@ -379,7 +374,8 @@ fn head<W: AsRef<[(Uid, Weight)]>>(row: Option<&W>, count: usize) -> &[(Uid, Wei
 fn prefetch<T>(buf: &[T], j: Uid) {
     #[cfg(target_arch = "x86_64")]
     if buf.len() > PREFETCH_MIN
-        && let Some(x) = usize::try_from(j).ok().and_then(|k| buf.get(k)) {
+        && let Some(x) = usize::try_from(j).ok().and_then(|k| buf.get(k))
+    {
         let p: *const T = x;
         // SAFETY: PREFETCHT0 is a hint: it cannot fault, reads and writes no memory, and `p`
         // points into `buf` anyway.

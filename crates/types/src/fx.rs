@@ -114,7 +114,10 @@ impl Fx {
             let p = u128::from(a).wrapping_mul(u128::from(b)) >> 64;
             return Fx::from_bits(i128::try_from(p).unwrap_or(i128::MAX));
         }
-        if let (Ok(a), Ok(b)) = (u128::try_from(self.to_bits()), u128::try_from(rhs.to_bits())) {
+        if let (Ok(a), Ok(b)) = (
+            u128::try_from(self.to_bits()),
+            u128::try_from(rhs.to_bits()),
+        ) {
             // Both non-negative (every product of the epoch): the 256-bit product shifted
             // right by 64 from four 64 x 64 products; the same floor and saturation as below.
             return Fx::from_bits(i128::try_from(mul_shr64_u128(a, b)).unwrap_or(i128::MAX));
@@ -159,13 +162,9 @@ fn mul_shr64_u128(a: u128, b: u128) -> u128 {
     let p10 = a1.wrapping_mul(b0);
     let p11 = a1.wrapping_mul(b1);
     // Bits 64..192 of the product: mid carries below 3 * 2^64 into bit 128.
-    let mid = (p00 >> 64)
-        .wrapping_add(p01 & LO)
-        .wrapping_add(p10 & LO);
+    let mid = (p00 >> 64).wrapping_add(p01 & LO).wrapping_add(p10 & LO);
     let low = mid & LO;
-    let high = (p01 >> 64)
-        .wrapping_add(p10 >> 64)
-        .wrapping_add(mid >> 64);
+    let high = (p01 >> 64).wrapping_add(p10 >> 64).wrapping_add(mid >> 64);
     // The result is p11 * 2^64 + high * 2^64 + low, saturating when it needs bit 128 or more.
     if p11 >> 64 != 0 {
         return u128::MAX;
@@ -324,12 +323,24 @@ mod tests {
         };
         for _ in 0..20_000 {
             let (a, b) = (next(), next());
-            for (a, b) in [(a, b), (a.abs() >> 1, b.abs() >> 1), (a & ((1 << 64) - 1), b)] {
+            for (a, b) in [
+                (a, b),
+                (a.abs() >> 1, b.abs() >> 1),
+                (a & ((1 << 64) - 1), b),
+            ] {
                 let (fa, fb) = (Fx::from_bits(a), Fx::from_bits(b));
                 let (ia, ib) = (I64F64::from_bits(a), I64F64::from_bits(b));
-                assert_eq!(fa.saturating_mul(fb).to_bits(), ia.saturating_mul(ib).to_bits(), "{a} * {b}");
+                assert_eq!(
+                    fa.saturating_mul(fb).to_bits(),
+                    ia.saturating_mul(ib).to_bits(),
+                    "{a} * {b}"
+                );
                 if b != 0 {
-                    assert_eq!(fa.saturating_div(fb).to_bits(), ia.saturating_div(ib).to_bits(), "{a} / {b}");
+                    assert_eq!(
+                        fa.saturating_div(fb).to_bits(),
+                        ia.saturating_div(ib).to_bits(),
+                        "{a} / {b}"
+                    );
                 }
             }
             let (n, d) = (next().unsigned_abs() >> 64, next().unsigned_abs() >> 64);
@@ -341,7 +352,10 @@ mod tests {
             }
         }
         assert_eq!(Fx::MAX.saturating_mul(Fx::MAX), Fx::MAX);
-        assert_eq!(Fx::from_ratio(3, 4).saturating_div(Fx::from_bits(1)), Fx::MAX);
+        assert_eq!(
+            Fx::from_ratio(3, 4).saturating_div(Fx::from_bits(1)),
+            Fx::MAX
+        );
     }
 
     #[test]
