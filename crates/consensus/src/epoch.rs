@@ -325,7 +325,7 @@ fn take_back_excess(minted: &mut [u64], emission: u64) {
 /// The row's entries that count, as two runs: all (and an empty run), or the entries before
 /// and after `(i, _)` when self weights are masked. Rows are sorted by uid, so the masked
 /// self entry is found by binary search.
-fn live(row: &[(Uid, Weight)], i: usize, mask: bool) -> (&[(Uid, Weight)], &[(Uid, Weight)]) {
+fn live(row: &[(Uid, Weight)], i: usize, mask: bool) -> (&[Entry], &[Entry]) {
     let own = if mask {
         Uid::try_from(i)
             .ok()
@@ -341,6 +341,9 @@ fn live(row: &[(Uid, Weight)], i: usize, mask: bool) -> (&[(Uid, Weight)], &[(Ui
         None => (row, &[][..]),
     }
 }
+
+/// One entry of a weights row.
+type Entry = (Uid, Weight);
 
 /// The live entries of a row, in uid order.
 fn live_iter(

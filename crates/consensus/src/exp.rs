@@ -23,6 +23,11 @@ fn mul_shr64(a: u128, r: u64) -> u128 {
 }
 
 /// `floor((2^128 - 1) / n)` for `n` in `1..64` (index 0 unused).
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    reason = "evaluated at compile time: n < 64 indexes a [_; 64] and divides without overflow"
+)]
 const RECIPROCALS: [u128; 64] = {
     let mut t = [0u128; 64];
     let mut n = 1;

@@ -169,7 +169,7 @@ fn mul_shr64_u128(a: u128, b: u128) -> u128 {
     if p11 >> 64 != 0 {
         return u128::MAX;
     }
-    let top = (p11 & LO).checked_add(high).unwrap_or(u128::MAX);
+    let top = (p11 & LO).saturating_add(high);
     if top >> 64 != 0 {
         return u128::MAX;
     }
