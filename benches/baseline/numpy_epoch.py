@@ -5,7 +5,8 @@ scipy.sparse: the baseline that `deepnode bench --baseline` times beside the Rus
 Reads a workload written by `deepnode bench` (format below), times `epochs` cold epochs (no
 bonds) and `epochs` steady ones (bonds of the previous epoch, after one warm-up), writes the
 outputs of the last steady epoch for the Rust side to compare, and prints one JSON line:
-{"cold_s": median, "steady_s": median, "peak_rss_mib": VmHWM}.
+{"cold_s": median, "steady_s": median, "peak_rss_mib": VmHWM}. Times are the main thread's
+CPU time (time.thread_time), as `deepnode bench` reports on-CPU time on a shared machine.
 
 Workload file (little-endian): b"DNW1", n u64, nnz u64, rho f64, kappa f64, self_share f64,
 trust_threshold f64, emission u64, mask_self_weights u8, bond mode u8 (0 cumulative, 1 EMA),
@@ -112,14 +113,14 @@ def main():
     empty = sp.csr_matrix((n, n), dtype=np.float64)
     cold = []
     for _ in range(epochs):
-        t = time.perf_counter()
+        t = time.thread_time()
         out, bonds = epoch(stake, weights, empty, p)
-        cold.append(time.perf_counter() - t)
+        cold.append(time.thread_time() - t)
     steady = []
     for _ in range(epochs):
-        t = time.perf_counter()
+        t = time.thread_time()
         out, bonds = epoch(stake, weights, bonds, p)
-        steady.append(time.perf_counter() - t)
+        steady.append(time.thread_time() - t)
     with open(sys.argv[2], "wb") as f:
         for name in ("rank", "trust", "consensus", "incentive", "dividends"):
             f.write(np.asarray(out[name], dtype="<f8").tobytes())
