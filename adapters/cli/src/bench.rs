@@ -104,7 +104,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     println!(
         "times: {} (numpy: time.thread_time)",
         if thread_cpu_ns().is_some() {
-            "on-CPU time of the epoch's thread (/proc/thread-self/schedstat)"
+            "on-CPU time of the epoch's thread (/proc/thread-self/schedstat; wall under 50 ms)"
         } else {
             "wall time"
         }
@@ -151,7 +151,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             };
             let peak = t.peak_mib.map_or("-".into(), |m| format!("{m:.0}"));
             println!(
-                "{name:<7} {run:<7} {:>10.1} {:>10.2} {:>8.2}x {vs_numpy:>11} {gbs:>8} {frac:>7} {peak:>9}",
+                "{name:<7} {run:<7} {:>10.3} {:>10.2} {:>8.2}x {vs_numpy:>11} {gbs:>8} {frac:>7} {peak:>9}",
                 secs * 1e3,
                 ns,
                 secs / base.as_secs_f64(),
@@ -258,9 +258,13 @@ fn time<N: Scalar + FromRatio>(
     Ok((times, out))
 }
 
+/// Epochs shorter than this (wall) are timed by the wall clock.
+const CPU_CLOCK_MIN: Duration = Duration::from_millis(50);
+
 /// The time an epoch takes: on-CPU time of this thread where the kernel reports it
 /// (/proc/thread-self/schedstat, nanoseconds: the time other processes of a shared machine
-/// hold the core is not counted), else wall time.
+/// hold the core is not counted) and the epoch takes at least [`CPU_CLOCK_MIN`], else wall
+/// time.
 struct Clock {
     wall: Instant,
     cpu: Option<u64>,
@@ -275,9 +279,14 @@ impl Clock {
     }
 
     fn elapsed(&self) -> Duration {
+        let wall = self.wall.elapsed();
         match (self.cpu, thread_cpu_ns()) {
-            (Some(a), Some(b)) => Duration::from_nanos(b.saturating_sub(a)),
-            _ => self.wall.elapsed(),
+            // The kernel brings the count up to date at scheduler ticks and switches: short
+            // intervals read as 0 there, so they keep their wall time.
+            (Some(a), Some(b)) if wall >= CPU_CLOCK_MIN => {
+                Duration::from_nanos(b.saturating_sub(a))
+            }
+            _ => wall,
         }
     }
 }
