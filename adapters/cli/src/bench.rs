@@ -1,68 +1,232 @@
-//! `deepnode bench`: one epoch on a synthetic network, both backends in the same run, with
-//! the float path as the baseline; peak resident memory from the kernel (Linux).
+//! `deepnode bench`: one epoch on a synthetic network, both backends (and optionally the
+//! numpy + scipy.sparse baseline of `benches/baseline/numpy_epoch.py`) in the same run, in
+//! alternating rounds; peak resident memory of each phase from the kernel (Linux).
 //!
 //! Two ways of running an epoch are timed: `cold`, the `Vec` API on a state with no bonds
 //! (every output freshly allocated, as a one-shot `deepnode epoch` does), and `steady`,
 //! `epoch_in_place` on buffers kept from the previous epoch with that epoch's bonds (as the
 //! ledger and the simulator run epoch after epoch).
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use deepnode_consensus::{Fx, OutputBuffers, Scalar, epoch, epoch_in_place};
+use deepnode_consensus::{BondMode, Fx, OutputBuffers, Scalar, State, epoch, epoch_in_place};
 use deepnode_sim::bench::peak_rss_mib;
 use deepnode_testkit::synthetic::network;
 use deepnode_types::FromRatio;
 
+/// What `deepnode bench` runs.
+pub struct BenchArgs {
+    /// Nodes.
+    pub n: usize,
+    /// Non-zero weights per row (capped at `n`).
+    pub k: usize,
+    /// Epochs timed per backend and round (the median is kept).
+    pub epochs: usize,
+    /// Rounds of (float, fixed, baseline); the median over rounds is reported.
+    pub rounds: usize,
+    /// The numpy baseline script, run with `python3` each round when given.
+    pub baseline: Option<PathBuf>,
+}
+
+/// The largest difference allowed between the baseline's and the float epoch's normalised
+/// outputs (mechanism.md's bound between backends).
+const AGREE: f64 = 1e-6;
+
+/// The seed of the synthetic network (the same for every backend and the baseline).
+const SEED: u64 = 7;
+
 /// Runs and prints the table.
-pub fn run(n: usize, k: usize, epochs: usize) -> Result<(), String> {
-    if n == 0 || epochs == 0 {
-        return Err("bench: --n and --epochs must be at least 1".into());
+pub fn run(args: &BenchArgs) -> Result<(), String> {
+    let &BenchArgs {
+        n,
+        k,
+        epochs,
+        rounds,
+        ..
+    } = args;
+    if n == 0 || epochs == 0 || rounds == 0 {
+        return Err("bench: --n, --epochs and --rounds must be at least 1".into());
     }
     let weights = n.saturating_mul(k.min(n));
     println!(
-        "epoch on n = {n}, k = {} ({weights} non-zero weights), median of {epochs}",
-        k.min(n)
+        "epoch on n = {n}, k = {} ({weights} non-zero weights): {rounds} round(s) of \
+         (float, fixed{}), each the median of {epochs} epochs; load average {}",
+        k.min(n),
+        if args.baseline.is_some() {
+            ", numpy"
+        } else {
+            ""
+        },
+        load_average()
     );
-    let float = time::<f64>(n, k, epochs)?;
-    let fixed = time::<Fx>(n, k, epochs)?;
+    let bandwidth = copy_bandwidth();
     println!(
-        "{:<8} {:<7} {:>12} {:>14} {:>14}",
-        "backend", "run", "ms/epoch", "ns/weight", "vs float"
+        "memory bandwidth (streaming copy of {} MiB, read + write bytes, best of 5): {:.1} GB/s",
+        COPY_BYTES >> 20,
+        bandwidth / 1e9
     );
-    for (name, t) in [("float", float), ("fixed", fixed)] {
-        for (run, d, base) in [
-            ("cold", t.cold, float.cold),
-            ("steady", t.steady, float.steady),
+    let workload = match &args.baseline {
+        Some(_) => {
+            let path =
+                std::env::temp_dir().join(format!("deepnode-bench-{}.dnw", std::process::id()));
+            write_workload(&network::<f64>(n, k, SEED), &path)?;
+            Some(path)
+        }
+        None => None,
+    };
+    let mut float = Vec::new();
+    let mut fixed = Vec::new();
+    let mut numpy = Vec::new();
+    let mut agreement = None;
+    let result = (|| {
+        for _ in 0..rounds {
+            let (t, out) = time::<f64>(n, k, epochs)?;
+            float.push(t);
+            fixed.push(time::<Fx>(n, k, epochs)?.0);
+            if let (Some(script), Some(path)) = (&args.baseline, &workload) {
+                let (t, diff) = run_baseline(script, path, epochs, &out)?;
+                numpy.push(t);
+                agreement = Some(diff);
+            }
+        }
+        Ok::<(), String>(())
+    })();
+    if let Some(path) = &workload {
+        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(path.with_extension("out"));
+    }
+    result?;
+    let float = Times::median(&float);
+    let fixed = Times::median(&fixed);
+    println!(
+        "times: {} (numpy: time.thread_time)",
+        if thread_cpu_ns().is_some() {
+            "on-CPU time of the epoch's thread (/proc/thread-self/schedstat; wall under 50 ms)"
+        } else {
+            "wall time"
+        }
+    );
+    println!(
+        "{:<7} {:<7} {:>10} {:>10} {:>9} {:>11} {:>8} {:>7} {:>9}",
+        "backend",
+        "run",
+        "ms/epoch",
+        "ns/weight",
+        "vs float",
+        "numpy/this",
+        "GB/s",
+        "of bw",
+        "peak MiB"
+    );
+    let numpy_t = (!numpy.is_empty()).then(|| Times::median(&numpy));
+    let mut rows = vec![
+        ("float", float, Some(f64_bytes())),
+        ("fixed", fixed, Some(fx_bytes())),
+    ];
+    if let Some(t) = numpy_t {
+        rows.push(("numpy", t, None));
+    }
+    for (name, t, bytes) in rows {
+        for (run, d, base, np) in [
+            ("cold", t.cold, float.cold, numpy_t.map(|t| t.cold)),
+            ("steady", t.steady, float.steady, numpy_t.map(|t| t.steady)),
         ] {
-            let ns = d.as_nanos() as f64 / weights.max(1) as f64;
+            let secs = d.as_secs_f64();
+            let ns = secs * 1e9 / weights.max(1) as f64;
+            let vs_numpy = np.map_or("-".to_string(), |np| {
+                format!("{:.2}x", np.as_secs_f64() / secs)
+            });
+            let (gbs, frac) = match bytes {
+                Some(b) if run == "steady" => {
+                    let rate = b * weights as f64 / secs;
+                    (
+                        format!("{:.1}", rate / 1e9),
+                        format!("{:.0}%", 100.0 * rate / bandwidth),
+                    )
+                }
+                _ => ("-".into(), "-".into()),
+            };
+            let peak = t.peak_mib.map_or("-".into(), |m| format!("{m:.0}"));
             println!(
-                "{name:<8} {run:<7} {:>12.1} {:>14.2} {:>13.2}x",
-                d.as_secs_f64() * 1e3,
+                "{name:<7} {run:<7} {:>10.3} {:>10.2} {:>8.2}x {vs_numpy:>11} {gbs:>8} {frac:>7} {peak:>9}",
+                secs * 1e3,
                 ns,
-                d.as_secs_f64() / base.as_secs_f64()
+                secs / base.as_secs_f64(),
             );
         }
     }
-    match peak_rss_mib() {
-        Some(mib) => println!("peak resident memory: {mib:.0} MiB (process, both backends)"),
-        None => println!("peak resident memory: not available on this platform"),
+    if let Some(diff) = agreement {
+        println!("numpy and float outputs (last steady epoch) differ by at most {diff:.1e}");
+        if diff > AGREE {
+            return Err(format!(
+                "bench: the baseline's outputs differ from the float epoch's by {diff:e} (more than {AGREE:e}): not the same math"
+            ));
+        }
+    }
+    println!(
+        "bytes per weight (steady, cumulative bonds): float {}, fixed {} (see README); load average {}",
+        f64_bytes(),
+        fx_bytes(),
+        load_average()
+    );
+    if peak_rss_mib().is_none() {
+        println!("peak resident memory: not available on this platform");
     }
     Ok(())
 }
 
-/// Median epoch times of one backend.
+/// Bytes a steady float epoch moves per non-zero weight: the README's traffic model of
+/// `epoch_in_place`, at the entries' in-memory sizes. Pass 1 reads each weight and each bond
+/// entry (checks, rank, trust); pass 2 reads each weight again and reads and writes each bond
+/// entry (the update); pass 3 reads each bond entry (dividends). The `n`-long column arrays
+/// are not counted (at n = 4096 they stay in cache; at n = 1,000,000 they are random accesses
+/// whose cost is latency more than bytes).
+fn f64_bytes() -> f64 {
+    model_bytes(size_of::<(u32, u16)>(), size_of::<(u32, f64)>())
+}
+
+/// As [`f64_bytes`], for [`Fx`] bonds.
+fn fx_bytes() -> f64 {
+    model_bytes(size_of::<(u32, u16)>(), size_of::<(u32, Fx)>())
+}
+
+fn model_bytes(weight: usize, bond: usize) -> f64 {
+    (2 * weight + 4 * bond) as f64
+}
+
+/// Median epoch times of one backend in one round, and the phase's peak resident memory.
 #[derive(Clone, Copy)]
 struct Times {
     cold: Duration,
     steady: Duration,
+    peak_mib: Option<f64>,
 }
 
-fn time<N: Scalar + FromRatio>(n: usize, k: usize, epochs: usize) -> Result<Times, String> {
-    let state = network::<N>(n, k, 7);
+impl Times {
+    fn median(rounds: &[Times]) -> Times {
+        Times {
+            cold: median(rounds.iter().map(|t| t.cold).collect()),
+            steady: median(rounds.iter().map(|t| t.steady).collect()),
+            peak_mib: rounds.iter().filter_map(|t| t.peak_mib).reduce(f64::max),
+        }
+    }
+}
+
+/// Times one backend; returns its times and the outputs of its last steady epoch.
+fn time<N: Scalar + FromRatio>(
+    n: usize,
+    k: usize,
+    epochs: usize,
+) -> Result<(Times, OutputBuffers<N>), String> {
+    reset_peak();
+    let state = network::<N>(n, k, SEED);
     let fail = |e| format!("bench: {e}");
     let mut cold = Vec::with_capacity(epochs);
     for _ in 0..epochs {
-        let start = Instant::now();
+        let start = Clock::now();
         let out = epoch(&state).map_err(fail)?;
         cold.push(start.elapsed());
         drop(out);
@@ -73,7 +237,7 @@ fn time<N: Scalar + FromRatio>(n: usize, k: usize, epochs: usize) -> Result<Time
     let mut out = OutputBuffers::<N>::new(n);
     let mut steady = Vec::with_capacity(epochs);
     for round in 0..=epochs {
-        let start = Instant::now();
+        let start = Clock::now();
         epoch_in_place(
             &state.params,
             &state.stake,
@@ -86,13 +250,211 @@ fn time<N: Scalar + FromRatio>(n: usize, k: usize, epochs: usize) -> Result<Time
             steady.push(start.elapsed());
         }
     }
-    Ok(Times {
+    let times = Times {
         cold: median(cold),
         steady: median(steady),
-    })
+        peak_mib: peak_rss_mib(),
+    };
+    Ok((times, out))
+}
+
+/// Epochs shorter than this (wall) are timed by the wall clock.
+const CPU_CLOCK_MIN: Duration = Duration::from_millis(50);
+
+/// The time an epoch takes: on-CPU time of this thread where the kernel reports it
+/// (/proc/thread-self/schedstat, nanoseconds: the time other processes of a shared machine
+/// hold the core is not counted) and the epoch takes at least [`CPU_CLOCK_MIN`], else wall
+/// time.
+struct Clock {
+    wall: Instant,
+    cpu: Option<u64>,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        Clock {
+            wall: Instant::now(),
+            cpu: thread_cpu_ns(),
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        let wall = self.wall.elapsed();
+        match (self.cpu, thread_cpu_ns()) {
+            // The kernel brings the count up to date at scheduler ticks and switches: short
+            // intervals read as 0 there, so they keep their wall time.
+            (Some(a), Some(b)) if wall >= CPU_CLOCK_MIN => {
+                Duration::from_nanos(b.saturating_sub(a))
+            }
+            _ => wall,
+        }
+    }
+}
+
+/// This thread's on-CPU nanoseconds (Linux), the first field of /proc/thread-self/schedstat.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
+}
+
+/// Resets the process's peak resident size (`VmHWM`), so that each phase reports its own
+/// (Linux: writing 5 to /proc/self/clear_refs); does nothing elsewhere.
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Bytes of each buffer of the streaming copy.
+const COPY_BYTES: usize = 256 << 20;
+
+/// One core's streaming-copy bandwidth in bytes per second, counting the bytes read and the
+/// bytes written (the STREAM "copy" convention), best of 5.
+fn copy_bandwidth() -> f64 {
+    let words = COPY_BYTES / 8;
+    let src: Vec<u64> = (0..words as u64).collect();
+    let mut dst = vec![0u64; words];
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let start = Instant::now();
+        dst.copy_from_slice(&src);
+        best = best.min(start.elapsed().as_secs_f64());
+        std::hint::black_box(&mut dst);
+    }
+    2.0 * COPY_BYTES as f64 / best
+}
+
+/// Writes `state` in the workload format of `benches/baseline/numpy_epoch.py` (its docstring
+/// is the format's definition).
+fn write_workload(state: &State<f64>, path: &Path) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("bench: {}: {e}", path.display());
+    let n = state.stake.len();
+    let nnz: usize = state.weights.iter().map(Vec::len).sum();
+    let p = &state.params;
+    let (mode, alpha) = match p.bonds {
+        BondMode::Cumulative => (0u8, 0.0),
+        BondMode::Ema { alpha } => (1u8, alpha),
+    };
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(fail)?);
+    let mut buf = Vec::with_capacity(128);
+    buf.extend_from_slice(b"DNW1");
+    buf.extend_from_slice(&(n as u64).to_le_bytes());
+    buf.extend_from_slice(&(nnz as u64).to_le_bytes());
+    for x in [p.rho, p.kappa, p.self_share, p.trust_threshold] {
+        buf.extend_from_slice(&x.to_le_bytes());
+    }
+    buf.extend_from_slice(&p.emission.to_le_bytes());
+    buf.push(u8::from(p.mask_self_weights));
+    buf.push(mode);
+    buf.extend_from_slice(&alpha.to_le_bytes());
+    f.write_all(&buf).map_err(fail)?;
+    for &s in &state.stake {
+        f.write_all(&s.to_le_bytes()).map_err(fail)?;
+    }
+    let mut at = 0u64;
+    f.write_all(&at.to_le_bytes()).map_err(fail)?;
+    for row in &state.weights {
+        at += row.len() as u64;
+        f.write_all(&at.to_le_bytes()).map_err(fail)?;
+    }
+    for row in &state.weights {
+        for &(j, _) in row {
+            f.write_all(&j.to_le_bytes()).map_err(fail)?;
+        }
+    }
+    for row in &state.weights {
+        for &(_, w) in row {
+            f.write_all(&w.to_le_bytes()).map_err(fail)?;
+        }
+    }
+    f.flush().map_err(fail)
+}
+
+/// Runs the baseline script once (`epochs` cold and `epochs` steady epochs); returns its
+/// median times and its peak resident memory, and the largest difference between its outputs
+/// and the float backend's `out` (the same epoch: one warm-up, then `epochs` steady ones).
+fn run_baseline(
+    script: &Path,
+    workload: &Path,
+    epochs: usize,
+    out: &OutputBuffers<f64>,
+) -> Result<(Times, f64), String> {
+    let outputs = workload.with_extension("out");
+    let run = Command::new("python3")
+        .arg(script)
+        .arg(workload)
+        .arg(&outputs)
+        .arg(epochs.to_string())
+        .output()
+        .map_err(|e| format!("bench: python3 {}: {e}", script.display()))?;
+    if !run.status.success() {
+        let err = String::from_utf8_lossy(&run.stderr);
+        let last = err.lines().last().unwrap_or("no output");
+        return Err(format!(
+            "bench: baseline {} failed: {last}",
+            script.display()
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let json: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("bench: baseline printed {line:?}: {e}"))?;
+    let secs = |key: &str| {
+        json[key]
+            .as_f64()
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| format!("bench: baseline printed no {key}"))
+    };
+    let times = Times {
+        cold: secs("cold_s")?,
+        steady: secs("steady_s")?,
+        peak_mib: json["peak_rss_mib"].as_f64(),
+    };
+    let bytes =
+        std::fs::read(&outputs).map_err(|e| format!("bench: {}: {e}", outputs.display()))?;
+    let n = out.rank.len();
+    let f64s = |k: usize| -> Vec<f64> {
+        bytes
+            .get(k * 8 * n..(k + 1) * 8 * n)
+            .unwrap_or_default()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect()
+    };
+    let mut diff: f64 = 0.0;
+    for (k, ours) in [
+        &out.rank,
+        &out.trust,
+        &out.consensus,
+        &out.incentive,
+        &out.dividends,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let theirs = f64s(k);
+        if theirs.len() != n {
+            return Err(format!("bench: {}: short outputs", outputs.display()));
+        }
+        for (a, b) in ours.iter().zip(&theirs) {
+            let d = (a - b).abs();
+            // A NaN on either side is a disagreement, not a difference to skip.
+            diff = if d.is_nan() {
+                f64::INFINITY
+            } else {
+                diff.max(d)
+            };
+        }
+    }
+    Ok((times, diff))
 }

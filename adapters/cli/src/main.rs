@@ -45,9 +45,16 @@ enum Command {
         /// Non-zero weights per row (capped at n).
         #[arg(long, default_value_t = 4096)]
         k: usize,
-        /// Epochs timed per backend (the median is reported).
+        /// Epochs timed per backend and round (the median is kept).
         #[arg(long, default_value_t = 3)]
         epochs: usize,
+        /// Rounds of (float, fixed, baseline), alternated; the median over rounds is reported.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// Also time this numpy + scipy.sparse epoch script (run with `python3`, e.g.
+        /// benches/baseline/numpy_epoch.py) on the same network each round, and print ratios.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
     },
     /// Check this build against the conformance vectors in DIR.
     Conformance {
@@ -85,7 +92,20 @@ fn main() -> ExitCode {
         Command::Epoch { state, backend } => run_epoch(&state, backend).map(|json| {
             println!("{json}");
         }),
-        Command::Bench { n, k, epochs } => bench::run(n, k, epochs).map_err(Failure::input),
+        Command::Bench {
+            n,
+            k,
+            epochs,
+            rounds,
+            baseline,
+        } => bench::run(&bench::BenchArgs {
+            n,
+            k,
+            epochs,
+            rounds,
+            baseline,
+        })
+        .map_err(Failure::input),
         Command::Sim(args) => sim::run(args),
         Command::Ledger(cmd) => ledger_cli::run_ledger(cmd),
         Command::Wallet(cmd) => ledger_cli::run_wallet(cmd),

@@ -31,7 +31,14 @@ pub struct Outputs<'a, N> {
 /// and returns the consensus loss `L`.
 ///
 /// Rows must be sorted by uid with no repeats (`crate::canonicalize` sorts a `Vec` row). On
-/// error nothing is written: every check runs before the first bond is touched.
+/// error no bond is touched and `minted` and `stake` are not written: every check runs before
+/// the first bond is updated (`rank`, `trust` and `scratch` may hold partial sums, as the
+/// checks run in the same pass as steps 1 to 4).
+///
+/// Three passes over the rows: (1) checks, shares, row factors, rank and trust; (2) the bond
+/// update and the bond column sums; (3) dividends. Every sum adds its terms in the same order
+/// as mechanism.md's row-by-row definition (rows in uid order, a row's entries in uid order),
+/// so results do not depend on how rows are stored or merged.
 pub fn epoch_in_place<N, W, B>(
     params: &Params<N>,
     stake: &[u64],
@@ -45,7 +52,7 @@ where
     B: BondRowMut<N>,
 {
     let n = stake.len();
-    check_inputs(params, stake, weights, bonds, &out)?;
+    check_shapes(params, stake, weights, bonds, &out)?;
     let Outputs {
         rank,
         trust,
@@ -58,48 +65,51 @@ where
     } = out;
     let mask = params.mask_self_weights;
 
-    // 1. s_i = stake_i / sum(stake), in `scratch` until the bonds are updated.
+    // 1-4. Row by row: check the weights and bond rows; s_i = stake_i / sum(stake); with
+    // f_i = s_i / sum_j weight_ij: r_j += weight_ij f_i, and t_j += s_i where
+    // weight_ij / sum > trust_threshold. `scratch` keeps f_i for the bond update.
     let total = stake
         .iter()
         .fold(0u128, |acc, &x| acc.saturating_add(u128::from(x)));
-    let shares = &mut *scratch;
-    for (s, &x) in shares.iter_mut().zip(stake) {
-        *s = if total == 0 {
-            N::ZERO
-        } else {
-            N::share(x, total)
-        };
-    }
-
-    // 2-4. With f_i = s_i / sum_j weight_ij: r_j = sum_i weight_ij f_i, and
-    // t_j = sum_i s_i over the rows where weight_ij / sum > trust_threshold.
     rank.fill(N::ZERO);
     trust.fill(N::ZERO);
-    for (i, (row, &s)) in weights.iter().zip(shares.iter()).enumerate() {
-        let row = row.as_ref();
+    for (i, ((b, &x), f_out)) in bonds.iter().zip(stake).zip(scratch.iter_mut()).enumerate() {
+        let row = weights.get(i).map_or(&[][..], AsRef::as_ref);
         // Columns are fetched AHEAD entries before their update: the next row's first ones
         // now, this row's further ones along the way.
         for &(j, _) in head(weights.get(i.wrapping_add(1)), AHEAD) {
             prefetch(rank, j);
             prefetch(trust, j);
         }
-        let mut ahead = row.get(AHEAD..).unwrap_or_default().iter();
-        let sum = row_sum(row, i, mask);
+        let (ok, full_sum) = uids_ok_and_sum(row, n);
+        if !ok {
+            check_row("weights", i, row.iter().map(|&(u, _)| u), n)?;
+        }
+        check_bonds(params, i, b, row, x, n)?;
+        let s = if total == 0 {
+            N::ZERO
+        } else {
+            N::share(x, total)
+        };
+        let sum = if mask {
+            row_sum(row, i, mask)
+        } else {
+            full_sum
+        };
         if sum == 0 {
+            *f_out = N::pack_factor(N::factor(N::ZERO, 1));
             continue;
         }
         let f = s.factor(sum);
+        *f_out = N::pack_factor(f);
         let cutoff = N::max_untrusted(params.trust_threshold, sum);
-        for &(j, w) in live(row, i, mask) {
-            if let Some(&(k, _)) = ahead.next() {
-                prefetch(rank, k);
-                prefetch(trust, k);
-            }
-            let slot = at(rank, j)?;
-            *slot = slot.add(N::apply(f, u64::from(w)));
-            if u64::from(w) > cutoff {
-                let slot = at(trust, j)?;
-                *slot = slot.add(s);
+        let (before, after) = live(row, i, mask);
+        let far = rank.len() > PREFETCH_MIN;
+        for part in [before, after] {
+            if far {
+                scatter_row::<N, true>(part, f, s, cutoff, rank, trust);
+            } else {
+                scatter_row::<N, false>(part, f, s, cutoff, rank, trust);
             }
         }
     }
@@ -133,7 +143,7 @@ where
     // written, in `dividends` (free until step 10).
     let col = &mut *dividends;
     col.fill(N::ZERO);
-    for (i, (b, &s)) in bonds.iter_mut().zip(shares.iter()).enumerate() {
+    for (i, (b, &f)) in bonds.iter_mut().zip(scratch.iter()).enumerate() {
         let row = weights.get(i).map_or(&[][..], AsRef::as_ref);
         // The next row's first columns, up to a whole sparse row (the merge itself does not
         // prefetch along a row).
@@ -144,7 +154,7 @@ where
             rank: &*rank,
             sums: &mut *col,
         };
-        update_bond_row(params.bonds, b, row, i, s, mask, columns)?;
+        update_bond_row(params.bonds, b, row, i, N::unpack_factor(f), mask, columns)?;
     }
 
     // 9-10. d_i = sum_j B_ij g_j with g_j = i_j / C_j; `scratch` now holds g.
@@ -153,11 +163,22 @@ where
         // An empty column pays no one: beta_ij = 0.
         *g = if c > N::ZERO { inc.div(c) } else { N::ZERO };
     }
-    let col = factor;
-    for (d, b) in dividends.iter_mut().zip(bonds.iter()) {
+    let col = &*factor;
+    for (i, d) in dividends.iter_mut().enumerate() {
+        if let Some(next) = bonds.get(i.wrapping_add(1)) {
+            for &(j, _) in next.entries().get(..AHEAD).unwrap_or(next.entries()) {
+                prefetch(col, j);
+            }
+        }
+        let entries = bonds.get(i).map_or(&[][..], BondRowMut::entries);
         let mut acc = N::ZERO;
-        for &(j, v) in b.entries() {
-            acc = acc.add(v.mul(*at(col, j)?));
+        for &(j, v) in entries {
+            let g = usize::try_from(j)
+                .ok()
+                .and_then(|k| col.get(k))
+                .copied()
+                .unwrap_or(N::ZERO);
+            acc = acc.add(v.mul(g));
         }
         *d = acc;
     }
@@ -185,6 +206,101 @@ where
     Ok(loss)
 }
 
+/// Steps 3 and 4 for one run of a row's live entries: `r_j += weight_ij f_i`, and
+/// `t_j += s_i` where `weight_ij > cutoff`. Uids were checked against `n` (a `get` that
+/// fails skips the entry, which cannot happen after the check).
+/// `FAR`: the columns are prefetched `AHEAD` entries before their update.
+#[inline(always)]
+fn scatter_row<N: Scalar, const FAR: bool>(
+    part: &[(Uid, Weight)],
+    f: N::Factor,
+    s: N,
+    cutoff: u64,
+    rank: &mut [N],
+    trust: &mut [N],
+) {
+    for (k, &(j, w)) in part.iter().enumerate() {
+        if FAR && let Some(&(a, _)) = part.get(k.wrapping_add(AHEAD)) {
+            prefetch(rank, a);
+            prefetch(trust, a);
+        }
+        let Ok(j) = usize::try_from(j) else { continue };
+        if let Some(slot) = rank.get_mut(j) {
+            *slot = slot.add(N::apply(f, u64::from(w)));
+        }
+        if u64::from(w) > cutoff {
+            if let Some(slot) = trust.get_mut(j) {
+                *slot = slot.add(s);
+            }
+        }
+    }
+}
+
+/// Whether a weights row's uids are strictly increasing and below `n` (one branch-free pass;
+/// [`check_row`] then gives the exact error), and `sum_j weight_ij` over the whole row.
+#[inline(always)]
+fn uids_ok_and_sum(row: &[(Uid, Weight)], n: usize) -> (bool, u64) {
+    let mut ok = true;
+    let mut next = 0u64;
+    let mut sum = 0u64;
+    let n = u64::try_from(n).unwrap_or(u64::MAX);
+    for &(u, w) in row {
+        let u = u64::from(u);
+        ok &= (u >= next) & (u < n);
+        next = u.wrapping_add(1);
+        // Below 2^48 for rows of at most 2^32 entries.
+        sum = sum.wrapping_add(u64::from(w));
+    }
+    (ok, sum)
+}
+
+/// Bond row `i`: uids below `n`, strictly increasing, values in `[0, N::MAX]`; a bounded row
+/// must hold the union of its old entries and the new ones (counting every non-zero weight of
+/// a staked row is an upper bound that needs no shares yet; a zero-stake row brings none).
+fn check_bonds<N: Scalar, B: BondRowMut<N>>(
+    params: &Params<N>,
+    i: usize,
+    b: &B,
+    row: &[(Uid, Weight)],
+    stake: u64,
+    n: usize,
+) -> Result<(), Error> {
+    let entries = b.entries();
+    let mut ok = true;
+    let mut next = 0u64;
+    let n64 = u64::try_from(n).unwrap_or(u64::MAX);
+    for &(u, v) in entries {
+        let u = u64::from(u);
+        ok &= (u >= next) & (u < n64) & (v >= N::ZERO) & (v <= N::MAX);
+        next = u.wrapping_add(1);
+    }
+    if !ok {
+        check_row("bonds", i, entries.iter().map(|&(u, _)| u), n)?;
+        if let Some(&(uid, _)) = entries
+            .iter()
+            .find(|&&(_, v)| !(v >= N::ZERO && v <= N::MAX))
+        {
+            return Err(Error::InvalidBond { row: i, uid });
+        }
+    }
+    if b.capacity() == usize::MAX {
+        return Ok(());
+    }
+    let staked = stake > 0;
+    let len = union_len(entries, row, i, params.mask_self_weights, |w| {
+        if staked && w > 0 { N::ONE } else { N::ZERO }
+    });
+    if len > b.capacity() {
+        return Err(Error::RowTooLong {
+            what: "bonds",
+            row: i,
+            len,
+            max: b.capacity(),
+        });
+    }
+    Ok(())
+}
+
 /// Makes `sum minted <= emission` hold whatever the backend's rounding: the excess (never any
 /// on the fixed path, where every step rounds down; a few units of float rounding otherwise)
 /// is taken back from the largest mintings, the lowest uid first among equals.
@@ -206,14 +322,10 @@ fn take_back_excess(minted: &mut [u64], emission: u64) {
     }
 }
 
-/// The row's entries that count: all, or all but `(i, _)` when self weights are masked.
-/// Rows are sorted by uid, so the masked self entry is found by binary search and the live
-/// entries are the two slices around it.
-fn live(
-    row: &[(Uid, Weight)],
-    i: usize,
-    mask: bool,
-) -> impl DoubleEndedIterator<Item = &(Uid, Weight)> {
+/// The row's entries that count, as two runs: all (and an empty run), or the entries before
+/// and after `(i, _)` when self weights are masked. Rows are sorted by uid, so the masked
+/// self entry is found by binary search.
+fn live(row: &[(Uid, Weight)], i: usize, mask: bool) -> (&[Entry], &[Entry]) {
     let own = if mask {
         Uid::try_from(i)
             .ok()
@@ -221,18 +333,34 @@ fn live(
     } else {
         None
     };
-    let (before, after) = match own {
+    match own {
         Some(k) => (
             row.get(..k).unwrap_or_default(),
             row.get(k.saturating_add(1)..).unwrap_or_default(),
         ),
         None => (row, &[][..]),
-    };
+    }
+}
+
+/// One entry of a weights row.
+type Entry = (Uid, Weight);
+
+/// The live entries of a row, in uid order.
+fn live_iter(
+    row: &[(Uid, Weight)],
+    i: usize,
+    mask: bool,
+) -> impl DoubleEndedIterator<Item = &(Uid, Weight)> {
+    let (before, after) = live(row, i, mask);
     before.iter().chain(after)
 }
 
 /// How many entries ahead of its update a column is prefetched.
 const AHEAD: usize = 16;
+
+/// Buffers of at most this many entries are not prefetched (32,768 f64: 256 KiB, well
+/// inside one core's L2).
+const PREFETCH_MIN: usize = 1 << 15;
 
 /// The first `count` entries of a row (none for a missing row).
 fn head<W: AsRef<[(Uid, Weight)]>>(row: Option<&W>, count: usize) -> &[(Uid, Weight)] {
@@ -242,10 +370,15 @@ fn head<W: AsRef<[(Uid, Weight)]>>(row: Option<&W>, count: usize) -> &[(Uid, Wei
 
 /// Asks the cache for `buf[j]` ahead of a scattered read-modify-write (x86-64: PREFETCHT0;
 /// elsewhere nothing). A hint only: it reads and writes nothing, so no result depends on it.
+///
+/// Only for buffers of more than [`PREFETCH_MIN`] entries: smaller ones stay in the core's
+/// cache, where the hint costs instructions and saves nothing.
 #[inline(always)]
 fn prefetch<T>(buf: &[T], j: Uid) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(x) = usize::try_from(j).ok().and_then(|k| buf.get(k)) {
+    if buf.len() > PREFETCH_MIN
+        && let Some(x) = usize::try_from(j).ok().and_then(|k| buf.get(k))
+    {
         let p: *const T = x;
         // SAFETY: PREFETCHT0 is a hint: it cannot fault, reads and writes no memory, and `p`
         // points into `buf` anyway.
@@ -260,13 +393,9 @@ fn prefetch<T>(buf: &[T], j: Uid) {
 
 /// `sum_j weight_ij` over the live entries (< 2^48 for rows of at most 2^32 entries).
 fn row_sum(row: &[(Uid, Weight)], i: usize, mask: bool) -> u64 {
-    live(row, i, mask).map(|&(_, w)| u64::from(w)).sum()
-}
-
-/// `f_i = s_i / sum_j weight_ij`, or `None` for an all-zero row (whose `w_ij` are all 0).
-fn row_factor<N: Scalar>(row: &[(Uid, Weight)], i: usize, s: N, mask: bool) -> Option<N::Factor> {
-    let sum = row_sum(row, i, mask);
-    (sum > 0).then(|| s.factor(sum))
+    let (before, after) = live(row, i, mask);
+    let sum = |part: &[(Uid, Weight)]| part.iter().map(|&(_, w)| u64::from(w)).sum::<u64>();
+    sum(before).saturating_add(sum(after))
 }
 
 /// The slot of uid `j`; uids were checked against `n`, so this fails only on a broken
@@ -284,6 +413,16 @@ fn at<N>(buf: &mut [N], j: Uid) -> Result<&mut N, Error> {
         })
 }
 
+/// Whether a bond row and a run of weights hold the same uids, in the same slots.
+#[inline]
+fn same_uids<N>(bonds: &[(Uid, N)], row: &[(Uid, Weight)]) -> bool {
+    bonds.len() == row.len()
+        && bonds
+            .iter()
+            .zip(row)
+            .fold(true, |same, (&(a, _), &(b, _))| same & (a == b))
+}
+
 /// Step 8 for row `i`: merges the bond row with this epoch's `w_ij s_i`, in place.
 /// Cumulative adds; EMA mixes with `w_ij s_i / r_j`. Entries at 0 are dropped; the kept ones
 /// are added to their column sums, in uid order (each column still adds row after row, so
@@ -298,25 +437,21 @@ fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
     bonds: &mut B,
     row: &[(Uid, Weight)],
     i: usize,
-    s: N,
+    f: N::Factor,
     mask: bool,
     columns: Columns<'_, N>,
 ) -> Result<(), Error> {
     let Columns { rank, sums } = columns;
-    let f = row_factor(row, i, s, mask);
-    let value = |w: Weight| f.map_or(N::ZERO, |f| N::apply(f, u64::from(w)));
+    let value = |w: Weight| N::apply(f, u64::from(w));
     let fresh = || {
-        live(row, i, mask)
+        live_iter(row, i, mask)
             .map(move |&(j, w)| (j, value(w)))
             .filter(|&(_, v)| v > N::ZERO)
     };
     let old_len = bonds.entries().len();
     if old_len == 0 {
         // A row without bonds (every row of a first epoch): written forward. It gets at most
-        // one entry per weight, and check_inputs saw the non-zero ones fit its capacity.
-        if f.is_none() {
-            return Ok(());
-        }
+        // one entry per weight, and the checks saw the non-zero ones fit its capacity.
         let room = row.len().min(bonds.capacity());
         if !bonds.resize(room, (0, N::ZERO)) {
             return Err(Error::RowTooLong {
@@ -326,19 +461,43 @@ fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
                 max: bonds.capacity(),
             });
         }
+        let entries = bonds.entries_mut();
         let mut kept = 0usize;
         for (j, v) in fresh() {
             let e = (j, mix(mode, N::ZERO, v, || rank_of(rank, j)));
-            kept = keep(i, bonds.entries_mut(), kept, e, sums)?;
+            kept = keep(i, entries, kept, e, sums)?;
         }
         bonds.resize(kept, (0, N::ZERO));
         return Ok(());
     }
-    let len = if f.is_some() {
-        union_len(bonds.entries(), row, i, mask, value)
-    } else {
-        old_len
-    };
+    let (before, after) = live(row, i, mask);
+    if after.is_empty() && same_uids(bonds.entries(), before) {
+        // The steady state: the bond row holds exactly the row's uids, so entry k of one is
+        // entry k of the other. One forward pass, no merge.
+        let entries = bonds.entries_mut();
+        let mut kept = 0usize;
+        for k in 0..old_len {
+            let (Some(&(u, b)), Some(&(_, w))) = (entries.get(k), before.get(k)) else {
+                break;
+            };
+            let v = mix(mode, b, value(w), || rank_of(rank, u));
+            if v > N::ZERO {
+                // Uids were checked against n: the slots exist (kept <= k < old_len).
+                if let Some(c) = usize::try_from(u).ok().and_then(|j| sums.get_mut(j)) {
+                    *c = c.add(v);
+                }
+                if let Some(e) = entries.get_mut(kept) {
+                    *e = (u, v);
+                }
+                kept = kept.wrapping_add(1);
+            }
+        }
+        if kept != old_len {
+            bonds.resize(kept, (0, N::ZERO));
+        }
+        return Ok(());
+    }
+    let len = union_len(bonds.entries(), row, i, mask, value);
     let too_long = |max| Error::RowTooLong {
         what: "bonds",
         row: i,
@@ -371,7 +530,7 @@ fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
     // w - a counts the new uids still to place, so an old entry is read before its slot can
     // be written.
     let (mut a, mut w) = (old_len, len);
-    for (j, v) in live(row, i, mask)
+    for (j, v) in live_iter(row, i, mask)
         .rev()
         .map(|&(j, w)| (j, value(w)))
         .filter(|&(_, v)| v > N::ZERO)
@@ -416,6 +575,7 @@ fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
 /// Stores a merged entry of row `row` at slot `kept` (never past the slot it was read from)
 /// unless it is 0, adds it to its column sum `C_j`, and returns the next free slot. Rows are done in uid
 /// order, so each `C_j` adds its rows in the same order whichever way a row was merged.
+#[inline(always)]
 fn keep<N: Scalar>(
     row: usize,
     entries: &mut [(Uid, N)],
@@ -465,6 +625,7 @@ fn rank_of<N: Scalar>(rank: &[N], j: Uid) -> N {
 /// The new bond value from the old one and this epoch's `w_ij s_i` (0 where absent). `r_j`
 /// is read only by the EMA rule, and only where `fresh > 0`: it is a random access into an
 /// `n`-long array, the costliest load of the bond update.
+#[inline(always)]
 fn mix<N: Scalar>(mode: BondMode<N>, old: N, fresh: N, r: impl FnOnce() -> N) -> N {
     match mode {
         BondMode::Cumulative => old.add(fresh),
@@ -491,7 +652,7 @@ pub(crate) fn union_len<N: Scalar>(
 ) -> usize {
     let mut count = bonds.len();
     let mut b = bonds.iter().peekable();
-    for &(j, w) in live(row, i, mask) {
+    for &(j, w) in live_iter(row, i, mask) {
         if fresh(w) <= N::ZERO {
             continue;
         }
@@ -503,8 +664,10 @@ pub(crate) fn union_len<N: Scalar>(
     count
 }
 
-/// Validation of everything, before anything is written.
-fn check_inputs<N: Scalar, W: AsRef<[(Uid, Weight)]>, B: BondRowMut<N>>(
+/// The checks that need no pass over the rows: `n > 0`, parameters, row and buffer counts.
+/// The rows themselves are checked in the first pass of [`epoch_in_place`], before any bond
+/// is written.
+fn check_shapes<N: Scalar, W: AsRef<[(Uid, Weight)]>, B: BondRowMut<N>>(
     params: &Params<N>,
     stake: &[u64],
     weights: &[W],
@@ -542,40 +705,6 @@ fn check_inputs<N: Scalar, W: AsRef<[(Uid, Weight)]>, B: BondRowMut<N>>(
     ];
     if let Some(&(name, len)) = lens.iter().find(|&&(_, len)| len != n) {
         return Err(Error::BufferLength { name, len, n });
-    }
-    for (i, row) in weights.iter().enumerate() {
-        check_row("weights", i, row.as_ref().iter().map(|&(u, _)| u), n)?;
-    }
-    for (i, b) in bonds.iter().enumerate() {
-        check_row("bonds", i, b.entries().iter().map(|&(u, _)| u), n)?;
-        if let Some(&(uid, _)) = b
-            .entries()
-            .iter()
-            .find(|&&(_, v)| !(v >= N::ZERO && v <= N::MAX))
-        {
-            return Err(Error::InvalidBond { row: i, uid });
-        }
-    }
-    // A bounded bond row must hold the union of its old entries and the new ones. Counting
-    // every non-zero weight of a staked row is an upper bound that needs no shares yet; a
-    // zero-stake row brings no new entries at all.
-    for (i, b) in bonds.iter().enumerate() {
-        if b.capacity() == usize::MAX {
-            continue;
-        }
-        let row = weights.get(i).map_or(&[][..], AsRef::as_ref);
-        let staked = stake.get(i).is_some_and(|&x| x > 0);
-        let len = union_len(b.entries(), row, i, params.mask_self_weights, |w| {
-            if staked && w > 0 { N::ONE } else { N::ZERO }
-        });
-        if len > b.capacity() {
-            return Err(Error::RowTooLong {
-                what: "bonds",
-                row: i,
-                len,
-                max: b.capacity(),
-            });
-        }
     }
     Ok(())
 }

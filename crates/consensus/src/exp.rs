@@ -22,6 +22,51 @@ fn mul_shr64(a: u128, r: u64) -> u128 {
     hi.wrapping_mul(r).wrapping_add(lo.wrapping_mul(r) >> 64)
 }
 
+/// `floor((2^128 - 1) / n)` for `n` in `1..64` (index 0 unused).
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    reason = "evaluated at compile time: n < 64 indexes a [_; 64] and divides without overflow"
+)]
+const RECIPROCALS: [u128; 64] = {
+    let mut t = [0u128; 64];
+    let mut n = 1;
+    while n < 64 {
+        t[n] = u128::MAX / n as u128;
+        n += 1;
+    }
+    t
+};
+
+/// `floor(x / n)` for `1 <= n < 64`, exactly, by a multiplication instead of a 128-bit
+/// division: with `m = floor((2^128 - 1) / n)`, `q = floor(x m / 2^128)` is `floor(x / n)` or
+/// one less (`x m / 2^128 > x / n - 1`), and one comparison of the remainder settles it.
+fn div_small(x: u128, n: u128) -> u128 {
+    let m = usize::try_from(n)
+        .ok()
+        .and_then(|k| RECIPROCALS.get(k))
+        .copied()
+        .unwrap_or(0);
+    if m == 0 {
+        return x.checked_div(n).unwrap_or(0);
+    }
+    const LO: u128 = u64::MAX as u128;
+    let (x1, x0) = (x >> 64, x & LO);
+    let (m1, m0) = (m >> 64, m & LO);
+    // The high 128 bits of the 256-bit product x m, from four 64 x 64 products.
+    let mid = (x0.wrapping_mul(m0) >> 64)
+        .wrapping_add(x0.wrapping_mul(m1) & LO)
+        .wrapping_add(x1.wrapping_mul(m0) & LO);
+    let q = x1
+        .wrapping_mul(m1)
+        .wrapping_add(x0.wrapping_mul(m1) >> 64)
+        .wrapping_add(x1.wrapping_mul(m0) >> 64)
+        .wrapping_add(mid >> 64);
+    // q <= x / n, so q n <= x; the remainder is below 2n.
+    let rem = x.wrapping_sub(q.wrapping_mul(n));
+    if rem >= n { q.wrapping_add(1) } else { q }
+}
+
 /// `exp(-x)` in Q1.127 for `x` given as Q64.64 raw bits (`x >= 0`).
 pub(crate) fn exp_neg_q127(x: u128) -> u128 {
     let k = x / LN2_Q64;
@@ -38,7 +83,7 @@ pub(crate) fn exp_neg_q127(x: u128) -> u128 {
     // Terms fall by at least r/n < 0.7 a step, so the loop ends after < 50 steps.
     while n < 64 {
         // n >= 1 throughout, so the division is defined.
-        term = mul_shr64(term, r).checked_div(n).unwrap_or(0);
+        term = div_small(mul_shr64(term, r), n);
         if term == 0 {
             break;
         }
@@ -102,6 +147,24 @@ mod tests {
         }
         assert_eq!(exp_neg_q127(0), ONE_Q127);
         assert_eq!(exp_neg_q127(u128::MAX), 0);
+    }
+
+    #[test]
+    fn small_division_is_exact() {
+        let mut x: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+        for i in 0..200_000u32 {
+            x = x
+                .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+                .wrapping_add(0x5851_f42d_4c95_7f2d_1405_7b7e_f767_814f);
+            let v = x >> (i % 128);
+            let n = u128::from(i % 63 + 1);
+            assert_eq!(div_small(v, n), v / n, "{v} / {n}");
+        }
+        for n in 1..64u128 {
+            for v in [0, 1, n - 1, n, u128::MAX, u128::MAX - 1, u128::MAX / n * n] {
+                assert_eq!(div_small(v, n), v / n, "{v} / {n}");
+            }
+        }
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub trait Scalar: Copy + PartialOrd + Debug + FromRatio {
     /// `f_i = self / row_sum` for `self >= 0`, `row_sum > 0` (for [`Fx`]: Q.80 bits,
     /// `floor(s_bits * 2^16 / row_sum)`).
     fn factor(self, row_sum: u64) -> Self::Factor;
+    /// `f` stored as a `Self` (in `epoch_in_place`'s scratch buffer between passes).
+    fn pack_factor(f: Self::Factor) -> Self;
+    /// The factor stored by [`Scalar::pack_factor`].
+    fn unpack_factor(self) -> Self::Factor;
     /// `w_ij s_i = weight * f_i` (for [`Fx`]: `floor(weight * F / 2^16)` bits, so one rounding
     /// per entry whatever the weight).
     fn apply(f: Self::Factor, weight: u64) -> Self;
@@ -61,33 +65,50 @@ impl Scalar for Fx {
     const ONE: Fx = Fx::ONE;
     const MAX: Fx = Fx::MAX;
 
+    #[inline]
     fn share(stake: u64, total: u128) -> Fx {
         Fx::from_ratio(u128::from(stake), total)
     }
+    #[inline]
     fn add(self, rhs: Fx) -> Fx {
         self.saturating_add(rhs)
     }
+    #[inline]
     fn sub(self, rhs: Fx) -> Fx {
         self.saturating_sub(rhs)
     }
+    #[inline]
     fn mul(self, rhs: Fx) -> Fx {
         self.saturating_mul(rhs)
     }
+    #[inline]
     fn div(self, rhs: Fx) -> Fx {
         // Division by 0 saturates; callers never divide by 0 (each call site says why).
         self.saturating_div(rhs)
     }
     type Factor = u128;
+    #[inline]
     fn factor(self, row_sum: u64) -> u128 {
         // s <= 1, so s_bits * 2^16 <= 2^80; row_sum > 0 at every call site.
         let s = u128::try_from(self.to_bits()).unwrap_or(0);
         (s << 16).checked_div(u128::from(row_sum)).unwrap_or(0)
     }
+    #[inline]
+    fn pack_factor(f: u128) -> Fx {
+        // f <= 2^80 (s <= 1): the raw bits hold it exactly.
+        Fx::from_bits(i128::try_from(f).unwrap_or(i128::MAX))
+    }
+    #[inline]
+    fn unpack_factor(self) -> u128 {
+        u128::try_from(self.to_bits()).unwrap_or(0)
+    }
+    #[inline]
     fn apply(f: u128, weight: u64) -> Fx {
         // f <= 2^80 and weight < 2^16 (a u16 widened), so the product is below 2^96.
         let bits = f.saturating_mul(u128::from(weight)) >> 16;
         Fx::from_bits(i128::try_from(bits).unwrap_or(i128::MAX))
     }
+    #[inline]
     fn max_untrusted(threshold: Fx, row_sum: u64) -> u64 {
         // threshold_bits < 2^64 (checked params), so the product is below 2^128 and exact.
         let th = u128::try_from(threshold.to_bits()).unwrap_or(0);
@@ -124,25 +145,40 @@ impl Scalar for f64 {
     const ONE: f64 = 1.0;
     const MAX: f64 = f64::MAX;
 
+    #[inline]
     fn share(stake: u64, total: u128) -> f64 {
         stake as f64 / total as f64
     }
+    #[inline]
     fn add(self, rhs: f64) -> f64 {
         self + rhs
     }
+    #[inline]
     fn sub(self, rhs: f64) -> f64 {
         self - rhs
     }
+    #[inline]
     fn mul(self, rhs: f64) -> f64 {
         self * rhs
     }
+    #[inline]
     fn div(self, rhs: f64) -> f64 {
         self / rhs
     }
     type Factor = f64;
+    #[inline]
     fn factor(self, row_sum: u64) -> f64 {
         self / row_sum as f64
     }
+    #[inline]
+    fn pack_factor(f: f64) -> f64 {
+        f
+    }
+    #[inline]
+    fn unpack_factor(self) -> f64 {
+        self
+    }
+    #[inline]
     fn apply(f: f64, weight: u64) -> f64 {
         f * weight as f64
     }
@@ -151,6 +187,7 @@ impl Scalar for f64 {
         clippy::cast_sign_loss,
         reason = "floor of [0, S)"
     )]
+    #[inline]
     fn max_untrusted(threshold: f64, row_sum: u64) -> u64 {
         libm::floor(threshold * row_sum as f64) as u64
     }

@@ -80,6 +80,48 @@ fn benches(c: &mut Criterion) {
     }
     group.finish();
 
+    // Per-call cost: the same noisy forward pass with the gate weights uploaded on every call
+    // (`gating_forward`) and kept on the device (`gating_forward_resident`), in the same run.
+    // One row is the per-call overhead; ROWS rows a batch.
+    let mut group = c.benchmark_group("per_call");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_secs(2));
+    let (peers, d, k) = (1024, 256, 2);
+    let w_gate = uniform(2, d * peers, 0.05);
+    let w_noise = uniform(3, d * peers, 0.05);
+    let gate = gpu
+        .upload_gate(&w_gate, Some(&w_noise), d, peers)
+        .expect("valid shapes");
+    for rows in [1, ROWS] {
+        let x = uniform(1, rows * d, 1.0);
+        let eps = standard_normal(4, rows * peers);
+        let input = GateInput {
+            x: &x,
+            w_gate: &w_gate,
+            noise: Some(Noise {
+                w_noise: &w_noise,
+                eps: &eps,
+            }),
+            rows,
+            d,
+            peers,
+        };
+        let id = format!("p{peers}_d{d}_k{k}_rows{rows}");
+        group.bench_function(BenchmarkId::new("upload_each_call", &id), |b| {
+            b.iter(|| gpu.gating_forward(&input, k).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("resident", &id), |b| {
+            b.iter(|| {
+                gpu.gating_forward_resident(&gate, &x, Some(&eps), rows, k)
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+
     let mut group = c.benchmark_group("fisher_scores");
     group
         .sampling_mode(SamplingMode::Flat)

@@ -4,7 +4,9 @@ use std::sync::mpsc;
 
 use wgpu::util::DeviceExt;
 
-use crate::types::{GateInput, LoadBalance, Selection, check_k, check_len, check_responses, mul};
+use crate::types::{
+    GateInput, LoadBalance, Noise, Selection, check_k, check_len, check_responses, mul,
+};
 use crate::{FisherHead, GatingError, reference, shaders};
 
 /// Threads per workgroup along x in every shader (`@workgroup_size(64, 1, 1)`).
@@ -208,6 +210,101 @@ impl Gpu {
             let mut enc = self.encoder();
             let l = self.encode_logits(&mut enc, input, &weights, r0, n, false)?;
             let t = self.encode_top_k(&mut enc, &l.logits, n, input.peers, k, false)?;
+            let [i, g] = self.read(enc, [&t.indices, &t.gates], scope)?;
+            sel.indices.extend_from_slice(bytemuck::cast_slice(&i));
+            sel.gates.extend_from_slice(bytemuck::cast_slice(&g));
+        }
+        Ok(sel)
+    }
+
+    /// Uploads the gate weights `W_g` (and `W_noise` for a noisy gate), `[d, peers]` each,
+    /// once: a [`ResidentGate`] keeps them on the device, so that
+    /// [`Gpu::gating_forward_resident`] uploads only the batch. Fails like
+    /// [`Gpu::gating_forward`] on a bad shape or a matrix over one binding.
+    pub fn upload_gate(
+        &self,
+        w_gate: &[f32],
+        w_noise: Option<&[f32]>,
+        d: usize,
+        peers: usize,
+    ) -> Result<ResidentGate, GatingError> {
+        let len = mul("d * peers", d, peers)?;
+        check_len("w_gate", len, w_gate.len())?;
+        if let Some(w) = w_noise {
+            check_len("w_noise", len, w.len())?;
+        }
+        to_u32("d", d)?;
+        to_u32("peers", peers)?;
+        self.groups_checked("peers", peers)?;
+        // The same checks and buffers as a per-call upload: a GateInput without rows.
+        let input = GateInput {
+            x: &[],
+            w_gate,
+            noise: w_noise.map(|w_noise| Noise { w_noise, eps: &[] }),
+            rows: 0,
+            d,
+            peers,
+        };
+        Ok(ResidentGate {
+            weights: self.gate_weights(&input)?,
+            d,
+            peers,
+            noisy: w_noise.is_some(),
+        })
+    }
+
+    /// [`Gpu::gating_forward`] on weights already on the device: uploads `x` (`[rows, d]`)
+    /// and, for a noisy gate, `eps` (`[rows, peers]`), and reads back the selection only.
+    /// The same result as [`Gpu::gating_forward`] on the same weights. `eps` must be given
+    /// exactly when the gate was uploaded with `W_noise`.
+    pub fn gating_forward_resident(
+        &self,
+        gate: &ResidentGate,
+        x: &[f32],
+        eps: Option<&[f32]>,
+        rows: usize,
+        k: usize,
+    ) -> Result<Selection, GatingError> {
+        let (d, peers) = (gate.d, gate.peers);
+        check_len("x", mul("rows * d", rows, d)?, x.len())?;
+        match (gate.noisy, eps) {
+            (true, Some(e)) => check_len("eps", mul("rows * peers", rows, peers)?, e.len())?,
+            (false, None) => {}
+            (noisy, _) => {
+                // eps given for a noise-free gate, or missing for a noisy one.
+                check_len(
+                    "eps",
+                    if noisy { rows * peers } else { 0 },
+                    eps.map_or(usize::MAX, <[f32]>::len),
+                )?;
+            }
+        }
+        check_k(k, peers)?;
+        to_u32("rows", rows)?;
+        let input = GateInput {
+            x,
+            w_gate: &[],
+            noise: eps
+                .filter(|_| gate.noisy)
+                .map(|eps| Noise { w_noise: &[], eps }),
+            rows,
+            d,
+            peers,
+        };
+        let chunk = self.gate_chunk(&input, &[("indices row", 4 * k as u64)])?;
+        let mut sel = Selection {
+            indices: Vec::with_capacity(rows * k),
+            gates: Vec::with_capacity(rows * k),
+            rows,
+            k,
+            peers,
+        };
+        for r0 in (0..rows).step_by(chunk) {
+            let n = chunk.min(rows - r0);
+            let scope = self.scope();
+            let mut enc = self.encoder();
+            let l = self.encode_logits(&mut enc, &input, &gate.weights, r0, n, false)?;
+            let t = self.encode_top_k(&mut enc, &l.logits, n, peers, k, false)?;
             let [i, g] = self.read(enc, [&t.indices, &t.gates], scope)?;
             sel.indices.extend_from_slice(bytemuck::cast_slice(&i));
             sel.gates.extend_from_slice(bytemuck::cast_slice(&g));
@@ -745,6 +842,25 @@ fn binding_limit(limits: &wgpu::Limits) -> u64 {
         .max_storage_buffer_binding_size
         .min(limits.max_buffer_size)
         & !3
+}
+
+/// Gate weights kept on the device across calls ([`Gpu::upload_gate`]); valid for the
+/// [`Gpu`] that made it.
+pub struct ResidentGate {
+    weights: GateWeights,
+    d: usize,
+    peers: usize,
+    noisy: bool,
+}
+
+impl core::fmt::Debug for ResidentGate {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ResidentGate")
+            .field("d", &self.d)
+            .field("peers", &self.peers)
+            .field("noisy", &self.noisy)
+            .finish_non_exhaustive()
+    }
 }
 
 struct GateWeights {

@@ -7,7 +7,7 @@ pub mod shaders;
 mod types;
 
 pub use error::GatingError;
-pub use gpu::Gpu;
+pub use gpu::{Gpu, ResidentGate};
 pub use types::{FisherHead, GateInput, LoadBalance, Noise, Selection};
 
 /// `len` standard normal samples from `seed`, for [`Noise::eps`]: SplitMix64 uniforms through

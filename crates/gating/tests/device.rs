@@ -245,6 +245,50 @@ fn gating_forward_matches_reference() {
     }
 }
 
+/// Resident weights give what per-call uploads give, bit for bit (the same kernels on the
+/// same data), noisy or not, over several batches on one upload.
+#[test]
+fn resident_gate_matches_per_call_upload() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(11);
+    for case in 0..6 {
+        let rows = ROWS[case % ROWS.len()];
+        let c = Case::random(&mut rng, rows, case % 2 == 0);
+        let noisy = case % 3 != 0;
+        let k = pick_k(&mut rng, c.peers, case);
+        let gate = gpu
+            .upload_gate(&c.w_gate, noisy.then_some(&c.w_noise[..]), c.d, c.peers)
+            .unwrap();
+        for _ in 0..2 {
+            let want = gpu.gating_forward(&c.input(noisy), k).unwrap();
+            let eps = noisy.then_some(&c.eps[..]);
+            let got = gpu
+                .gating_forward_resident(&gate, &c.x, eps, rows, k)
+                .unwrap();
+            assert_eq!(
+                got, want,
+                "case {case}: rows {rows} peers {} k {k}",
+                c.peers
+            );
+        }
+        let mut long_x = c.x.clone();
+        long_x.push(0.0);
+        let eps = noisy.then_some(&c.eps[..]);
+        let err = gpu.gating_forward_resident(&gate, &long_x, eps, rows, k);
+        assert!(
+            matches!(err, Err(GatingError::ShapeMismatch { .. })),
+            "case {case}: {err:?}"
+        );
+        if noisy {
+            let err = gpu.gating_forward_resident(&gate, &c.x, None, rows, k);
+            assert!(matches!(
+                err,
+                Err(GatingError::ShapeMismatch { operand: "eps", .. })
+            ));
+        }
+    }
+}
+
 /// A random selection (distinct peers per row, gates summing to 1).
 fn random_selection(rng: &mut Rng, rows: usize, peers: usize, k: usize) -> Selection {
     let logits = rng

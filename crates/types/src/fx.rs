@@ -25,19 +25,28 @@ impl Fx {
     pub const MAX: Fx = Fx(I64F64::MAX);
 
     /// The number whose raw bits are `bits` (value `bits * 2^-64`).
+    #[inline]
     pub const fn from_bits(bits: i128) -> Fx {
         Fx(I64F64::from_bits(bits))
     }
 
     /// The raw bits (value `bits * 2^-64`).
+    #[inline]
     pub const fn to_bits(self) -> i128 {
         self.0.to_bits()
     }
 
     /// `floor(num / den * 2^64) * 2^-64`, or `None` when `den == 0` or the quotient exceeds
     /// [`Fx::MAX`].
+    #[inline]
     pub fn checked_from_ratio(num: u128, den: u128) -> Option<Fx> {
         // `checked_div`/`checked_rem` are `None` exactly when `den == 0`.
+        if let (Ok(num), Ok(den)) = (u64::try_from(num), u64::try_from(den)) {
+            // Both below 2^64 (every share of a stake total that fits u64): the quotient
+            // `num * 2^64 / den` is one u128 division, exact, the same floor as below.
+            let q = (u128::from(num) << 64).checked_div(u128::from(den))?;
+            return i128::try_from(q).ok().map(Fx::from_bits);
+        }
         let int = num.checked_div(den)?;
         let rem = num.checked_rem(den)?;
         if int >> 63 != 0 {
@@ -55,6 +64,7 @@ impl Fx {
     ///
     /// Used for constants and for parameters given as ratios; the epoch divides through
     /// `deepnode-consensus`.
+    #[inline]
     pub fn from_ratio(num: u128, den: u128) -> Fx {
         match Fx::checked_from_ratio(num, den) {
             Some(x) => x,
@@ -81,12 +91,14 @@ impl Fx {
     }
 
     /// `self + rhs`, saturating at the range of `Fx` (exact when it fits).
+    #[inline]
     #[must_use]
     pub fn saturating_add(self, rhs: Fx) -> Fx {
         Fx(self.0.saturating_add(rhs.0))
     }
 
     /// `self - rhs`, saturating at the range of `Fx` (exact when it fits).
+    #[inline]
     #[must_use]
     pub fn saturating_sub(self, rhs: Fx) -> Fx {
         Fx(self.0.saturating_sub(rhs.0))
@@ -94,8 +106,22 @@ impl Fx {
 
     /// `self * rhs` rounded toward negative infinity (the exact product's bits shifted right by
     /// 64), saturating at the range of `Fx`.
+    #[inline]
     #[must_use]
     pub fn saturating_mul(self, rhs: Fx) -> Fx {
+        if let (Ok(a), Ok(b)) = (u64::try_from(self.to_bits()), u64::try_from(rhs.to_bits())) {
+            // Both in [0, 1): the product fits u128.
+            let p = u128::from(a).wrapping_mul(u128::from(b)) >> 64;
+            return Fx::from_bits(i128::try_from(p).unwrap_or(i128::MAX));
+        }
+        if let (Ok(a), Ok(b)) = (
+            u128::try_from(self.to_bits()),
+            u128::try_from(rhs.to_bits()),
+        ) {
+            // Both non-negative (every product of the epoch): the 256-bit product shifted
+            // right by 64 from four 64 x 64 products; the same floor and saturation as below.
+            return Fx::from_bits(i128::try_from(mul_shr64_u128(a, b)).unwrap_or(i128::MAX));
+        }
         Fx(self.0.saturating_mul(rhs.0))
     }
 
@@ -104,6 +130,7 @@ impl Fx {
     ///
     /// Division by zero saturates too: to the largest value for `self >= 0`, to the smallest
     /// (`-2^63`) for `self < 0`. Never panics.
+    #[inline]
     #[must_use]
     pub fn saturating_div(self, rhs: Fx) -> Fx {
         if rhs.0 == I64F64::ZERO {
@@ -113,8 +140,40 @@ impl Fx {
                 Fx::MAX
             };
         }
+        if let (Ok(a), Ok(b)) = (u64::try_from(self.to_bits()), u128::try_from(rhs.to_bits())) {
+            // 0 <= self < 1 and rhs > 0 (every quotient of the epoch): `self * 2^64` fits
+            // u128, so the quotient is one u128 division (toward zero, as below).
+            let q = (u128::from(a) << 64).checked_div(b).unwrap_or(u128::MAX);
+            return Fx::from_bits(i128::try_from(q).unwrap_or(i128::MAX));
+        }
         Fx(self.0.saturating_div(rhs.0))
     }
+}
+
+/// `floor(a * b / 2^64)` for unsigned `a`, `b`, saturating at `u128::MAX`.
+#[inline]
+fn mul_shr64_u128(a: u128, b: u128) -> u128 {
+    const LO: u128 = u64::MAX as u128;
+    let (a1, a0) = (a >> 64, a & LO);
+    let (b1, b0) = (b >> 64, b & LO);
+    // Each partial product of two 64-bit halves is below 2^128.
+    let p00 = a0.wrapping_mul(b0);
+    let p01 = a0.wrapping_mul(b1);
+    let p10 = a1.wrapping_mul(b0);
+    let p11 = a1.wrapping_mul(b1);
+    // Bits 64..192 of the product: mid carries below 3 * 2^64 into bit 128.
+    let mid = (p00 >> 64).wrapping_add(p01 & LO).wrapping_add(p10 & LO);
+    let low = mid & LO;
+    let high = (p01 >> 64).wrapping_add(p10 >> 64).wrapping_add(mid >> 64);
+    // The result is p11 * 2^64 + high * 2^64 + low, saturating when it needs bit 128 or more.
+    if p11 >> 64 != 0 {
+        return u128::MAX;
+    }
+    let top = (p11 & LO).saturating_add(high);
+    if top >> 64 != 0 {
+        return u128::MAX;
+    }
+    (top << 64) | low
 }
 
 /// `floor(rem * 2^64 / den)` for `rem < den`, without overflowing `u128`.
@@ -268,6 +327,55 @@ mod tests {
         assert_eq!(Fx::ONE.saturating_div(Fx::ZERO), Fx::MAX);
         assert_eq!(Fx::ZERO.saturating_div(Fx::ZERO), Fx::MAX);
         assert_eq!(min.saturating_div(Fx::ZERO), min);
+    }
+
+    #[test]
+    fn fast_paths_match_the_fixed_crate() {
+        use fixed::types::I64F64;
+        let mut x: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+        let mut next = || {
+            x = x
+                .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+                .wrapping_add(0x5851_f42d_4c95_7f2d_1405_7b7e_f767_814f);
+            // Vary the magnitude: from a few bits to all 128.
+            let shift = (x >> 121) as u32;
+            (x >> shift) as i128
+        };
+        for _ in 0..20_000 {
+            let (a, b) = (next(), next());
+            for (a, b) in [
+                (a, b),
+                (a.abs() >> 1, b.abs() >> 1),
+                (a & ((1 << 64) - 1), b),
+            ] {
+                let (fa, fb) = (Fx::from_bits(a), Fx::from_bits(b));
+                let (ia, ib) = (I64F64::from_bits(a), I64F64::from_bits(b));
+                assert_eq!(
+                    fa.saturating_mul(fb).to_bits(),
+                    ia.saturating_mul(ib).to_bits(),
+                    "{a} * {b}"
+                );
+                if b != 0 {
+                    assert_eq!(
+                        fa.saturating_div(fb).to_bits(),
+                        ia.saturating_div(ib).to_bits(),
+                        "{a} / {b}"
+                    );
+                }
+            }
+            let (n, d) = (next().unsigned_abs() >> 64, next().unsigned_abs() >> 64);
+            if d != 0 && n <= d {
+                // The u64 fast path against the long division.
+                let int = n / d;
+                let want = (int << 64) | super::frac_of(n % d, d);
+                assert_eq!(Fx::from_ratio(n, d).to_bits() as u128, want, "{n} / {d}");
+            }
+        }
+        assert_eq!(Fx::MAX.saturating_mul(Fx::MAX), Fx::MAX);
+        assert_eq!(
+            Fx::from_ratio(3, 4).saturating_div(Fx::from_bits(1)),
+            Fx::MAX
+        );
     }
 
     #[test]
