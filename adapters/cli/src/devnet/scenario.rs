@@ -299,10 +299,10 @@ mod tests {
 
     #[test]
     fn bad_scenarios_are_refused_with_a_reason() {
-        let base = DEFAULT.replace("epochs = 40", "epochs = 10");
+        let base = DEFAULT.replace("epochs = 40", "epochs = 30");
         for (text, why) in [
             (format!("{base}\nextra = 1"), "unknown field"),
-            (base.replace("leave = 26", "leave = 11"), "not within"),
+            (base.replace("leave = 26", "leave = 31"), "not within"),
             (base.replace("count = 2", "count = 1"), "cabal needs"),
             (
                 base.replace("tempo = 10", "tempo = 0"),
