@@ -314,29 +314,75 @@ impl Metrics {
         }
         self.last = Some(now);
         let progress = s.progress.clone().unwrap_or_default();
-        let valid: serde_json::Map<String, serde_json::Value> = progress
-            .valid
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::json!(v)))
-            .collect();
-        let line = serde_json::json!({
-            "t": self.started.elapsed().as_secs_f64(),
-            "uid": s.uid,
-            "block": s.block,
-            "peers": s.peers,
-            "peers_up": s.peers_up,
-            "served": s.served,
-            "refused": s.refused,
-            "answers": s.answers,
-            "failed": s.failed,
-            "rows_set": s.rows_set,
-            "rows_refused": s.rows_refused,
-            "last_row_error": s.last_row_error,
-            "steps": progress.steps,
-            "loss": progress.loss,
-            "valid": valid,
-        });
-        writeln!(self.file, "{line}").map_err(Failure::failed)
+        let line = MetricsLine {
+            t: self.started.elapsed().as_secs_f64(),
+            uid: s.uid,
+            block: s.block,
+            peers: s.peers,
+            peers_up: s.peers_up,
+            served: s.served,
+            refused: s.refused,
+            answers: s.answers,
+            failed: s.failed,
+            rows_set: s.rows_set,
+            rows_refused: s.rows_refused,
+            last_row_error: s.last_row_error.clone(),
+            steps: progress.steps,
+            loss: progress.loss,
+            valid: progress.valid.into_iter().collect(),
+        };
+        let json = serde_json::to_string(&line).map_err(Failure::failed)?;
+        writeln!(self.file, "{json}").map_err(Failure::failed)
+    }
+}
+
+/// One line of a `--metrics` file: the node's [`Status`] at `t` seconds after its start. The
+/// one definition of the format, for the writer and for `deepnode devnet`, which reads it.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MetricsLine {
+    /// Seconds since the node started.
+    pub t: f64,
+    /// Its uid, once registered.
+    pub uid: Option<deepnode_consensus::Uid>,
+    /// The ledger block last seen.
+    pub block: u64,
+    /// Peers of its modality with an endpoint, and those connected.
+    pub peers: usize,
+    /// Peers connected.
+    pub peers_up: usize,
+    /// Requests served.
+    pub served: u64,
+    /// Requests refused.
+    pub refused: u64,
+    /// Peer answers received.
+    pub answers: u64,
+    /// Peer queries that failed.
+    pub failed: u64,
+    /// Rows committed.
+    pub rows_set: u64,
+    /// Rows the ledger refused.
+    pub rows_refused: u64,
+    /// Why the last row was not set.
+    pub last_row_error: Option<String>,
+    /// Training steps (learners).
+    pub steps: u64,
+    /// The last training loss.
+    pub loss: Option<f64>,
+    /// The last validation losses by name.
+    pub valid: std::collections::BTreeMap<String, f64>,
+}
+
+impl MetricsLine {
+    /// Every complete line of a metrics file, in order (a torn last line is skipped; a missing
+    /// file has none).
+    pub fn read_all(path: &std::path::Path) -> Vec<MetricsLine> {
+        std::fs::read_to_string(path)
+            .map(|text| {
+                text.lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 

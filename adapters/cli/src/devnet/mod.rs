@@ -17,6 +17,7 @@ use deepnode_ledger::view::MetagraphView;
 use deepnode_ledger::{Chain, Client, Genesis, LedgerNode, Wallet, verify};
 
 use crate::exit::Failure;
+use crate::node_cli::MetricsLine;
 use live::Live;
 use record::{Ablation, EpochRecord, NodeRecord, summarize};
 use scenario::{Member, Role, Scenario, Signal};
@@ -110,7 +111,8 @@ struct Proc {
     child: Option<Child>,
     metrics: PathBuf,
     log: PathBuf,
-    gone: Option<u64>,
+    /// Left (as scheduled) or ended on its own.
+    gone: bool,
 }
 
 impl Proc {
@@ -291,7 +293,7 @@ fn spawn(
             child: Some(child),
             metrics,
             log,
-            gone: None,
+            gone: false,
         });
     }
     Ok(procs)
@@ -310,18 +312,6 @@ fn tail(path: &Path) -> String {
         .unwrap_or_else(|| "(empty log)".into())
 }
 
-/// The last complete JSON line of a metrics file.
-fn last_metrics(path: &Path) -> serde_json::Value {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .rev()
-                .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        })
-        .unwrap_or(serde_json::Value::Null)
-}
-
 async fn snapshot(
     client: &Client,
     mg: &MetagraphView,
@@ -337,13 +327,12 @@ async fn snapshot(
         };
         let uid = u32::try_from(n.uid).map_err(Failure::failed)?;
         let weights = client.weights(uid).await?;
-        let m = last_metrics(&p.metrics);
-        let u = |k: &str| m[k].as_u64().unwrap_or(0);
+        let m = MetricsLine::read_all(&p.metrics).pop().unwrap_or_default();
         nodes.push(NodeRecord {
             name: p.member.name.clone(),
             role: p.member.role,
             uid: n.uid,
-            alive: p.gone.is_none(),
+            alive: !p.gone,
             stake: n.stake,
             rank: n.rank,
             trust: n.trust,
@@ -352,14 +341,14 @@ async fn snapshot(
             dividends: n.dividends,
             emission: n.emission,
             weights,
-            served: u("served"),
-            refused: u("refused"),
-            answers: u("answers"),
-            failed: u("failed"),
-            rows_set: u("rows_set"),
-            rows_refused: u("rows_refused"),
-            steps: u("steps"),
-            loss: m["loss"].as_f64(),
+            served: m.served,
+            refused: m.refused,
+            answers: m.answers,
+            failed: m.failed,
+            rows_set: m.rows_set,
+            rows_refused: m.rows_refused,
+            steps: m.steps,
+            loss: m.loss,
         });
     }
     Ok(EpochRecord {
@@ -449,13 +438,13 @@ fn finish(sc: &Scenario, text: &str, out: &Path, ran: Ran) -> Result<(), Failure
     let mut traces = Vec::new();
     let mut ablation = Vec::new();
     for p in procs.iter().filter(|p| p.member.role.trains()) {
-        let trace = report::read_trace(&p.metrics);
-        if let Some(last) = trace.iter().rev().find(|x| !x.3.is_empty()) {
+        let trace = MetricsLine::read_all(&p.metrics);
+        if let Some(last) = trace.iter().rev().find(|x| !x.valid.is_empty()) {
             ablation.push(Ablation {
                 name: p.member.name.clone(),
                 seed: p.member.seed,
-                steps: last.1,
-                valid: last.3.clone(),
+                steps: last.steps,
+                valid: last.valid.clone(),
             });
         }
         traces.push((p.member.name.clone(), trace));
@@ -563,10 +552,10 @@ async fn drive(
             _ = &mut ctrl_c => return Ok((epochs, left, crashes, true)),
             _ = tokio::time::sleep(poll) => {}
         }
-        for p in procs.iter_mut().filter(|p| p.gone.is_none()) {
+        for p in procs.iter_mut().filter(|p| !p.gone) {
             if let Some(status) = p.exited() {
                 crashes.push(format!("{} ({status}): {}", p.member.name, tail(&p.log)));
-                p.gone = Some(seen - e0);
+                p.gone = true;
                 p.child = None;
             }
         }
@@ -582,12 +571,12 @@ async fn drive(
         if e >= sc.epochs {
             return Ok((epochs, left, crashes, false));
         }
-        for p in procs.iter_mut().filter(|p| p.gone.is_none()) {
+        for p in procs.iter_mut().filter(|p| !p.gone) {
             if let Some((at, signal)) = p.member.leave
                 && at == e
             {
                 p.signal(signal);
-                p.gone = Some(e);
+                p.gone = true;
                 let how = match signal {
                     Signal::Kill => "kill",
                     Signal::Term => "term",
@@ -599,7 +588,7 @@ async fn drive(
             }
         }
         // Reap cleanly stopped leavers without blocking.
-        for p in procs.iter_mut().filter(|p| p.gone.is_some()) {
+        for p in procs.iter_mut().filter(|p| p.gone) {
             if p.exited().is_some() {
                 p.child = None;
             }

@@ -6,40 +6,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use deepnode_sim::plot::{Figure, Lines};
+use deepnode_sim::plot::{Figure, Lines, save};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::record::{EpochRecord, Summary};
-
-/// A learner's metrics line: `(t, steps, loss, validation losses)`.
-pub type Trace = Vec<(f64, u64, Option<f64>, BTreeMap<String, f64>)>;
-
-/// Reads a node's `--metrics` file (JSON lines; a torn last line is skipped).
-pub fn read_trace(path: &Path) -> Trace {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|v| {
-            let valid = v["valid"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, x)| Some((k.clone(), x.as_f64()?)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            (
-                v["t"].as_f64().unwrap_or(0.0),
-                v["steps"].as_u64().unwrap_or(0),
-                v["loss"].as_f64(),
-                valid,
-            )
-        })
-        .collect()
-}
+use crate::node_cli::MetricsLine;
 
 /// The weights matrix of every epoch as small heat maps (rows: setters, columns: receivers,
 /// in scenario order; darker is heavier, each row scaled to its largest entry).
@@ -127,42 +99,32 @@ pub fn write(
     dir: &Path,
     epochs: &[EpochRecord],
     summary: &Summary,
-    traces: &[(String, Trace)],
+    traces: &[(String, Vec<MetricsLine>)],
     scenario_text: &str,
 ) -> Result<PathBuf, String> {
-    let err = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e: std::io::Error| format!("{}: {e}", p.display())
-    };
-    let json = |v: &dyn erased::Json| v.to_json();
     let put = |name: &str, text: String| {
         let p = dir.join(name);
-        std::fs::write(&p, text).map_err(err(&p))
+        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))
     };
     put("scenario.toml", scenario_text.to_owned())?;
     put("metagraph.json", json(&epochs)?)?;
-    put("summary.json", json(&summary)?)?;
+    put("summary.json", json(summary)?)?;
     put("metagraph.csv", csv(epochs))?;
     let first = epochs.first().map_or(1, |e| e.epoch);
-    let fig = |f: &dyn erased::Fig, stem: &str| f.save(&dir.join(stem));
-    fig(
-        &by_role(
-            "stake share by role",
-            "share of all stake",
-            &summary.stake_share,
-            first,
-        ),
-        "stake_share",
-    )?;
-    fig(
-        &by_role(
-            "incentive share by role",
-            "share of incentive",
-            &summary.incentive_share,
-            first,
-        ),
-        "incentive_share",
-    )?;
+    let stake = by_role(
+        "stake share by role",
+        "share of all stake",
+        &summary.stake_share,
+        first,
+    );
+    figure(dir, "stake_share", &stake)?;
+    let incentive = by_role(
+        "incentive share by role",
+        "share of incentive",
+        &summary.incentive_share,
+        first,
+    );
+    figure(dir, "incentive_share", &incentive)?;
     let train = Lines {
         title: "training loss per learner (next byte, nats)".into(),
         x_label: "seconds".into(),
@@ -170,20 +132,20 @@ pub fn write(
         series: traces
             .iter()
             .map(|(name, t)| {
-                let pts = t.iter().filter_map(|p| Some((p.0, p.2?))).collect();
+                let pts = t.iter().filter_map(|m| Some((m.t, m.loss?))).collect();
                 (name.clone(), pts)
             })
             .collect(),
         reference: None,
         y_range: None,
     };
-    fig(&train, "train_loss")?;
+    figure(dir, "train_loss", &train)?;
     let mut series = Vec::new();
     for (name, t) in traces {
         for mix in ["peers", "alone", "student"] {
             let mut pts: Vec<(f64, f64)> = t
                 .iter()
-                .filter_map(|p| Some((p.1 as f64, *p.3.get(mix)?)))
+                .filter_map(|m| Some((m.steps as f64, *m.valid.get(mix)?)))
                 .collect();
             pts.dedup_by(|a, b| a.0 == b.0);
             if !pts.is_empty() {
@@ -199,40 +161,23 @@ pub fn write(
         reference: None,
         y_range: None,
     };
-    fig(&valid, "valid_loss")?;
-    fig(&WeightGrid { epochs }, "weights")?;
+    figure(dir, "valid_loss", &valid)?;
+    figure(dir, "weights", &WeightGrid { epochs })?;
     let md = dir.join("report.md");
-    std::fs::write(&md, markdown(epochs, summary)).map_err(err(&md))?;
+    std::fs::write(&md, markdown(epochs, summary)).map_err(|e| format!("{}: {e}", md.display()))?;
     Ok(md)
 }
 
-/// Figures and JSON values behind `&dyn` (the writer takes either kind the same way).
-mod erased {
-    use std::path::Path;
+/// `value` as pretty JSON.
+fn json(value: &impl serde::Serialize) -> Result<String, String> {
+    serde_json::to_string_pretty(value).map_err(|e| e.to_string())
+}
 
-    use deepnode_sim::plot::{Figure, save};
-
-    /// A value written as pretty JSON.
-    pub trait Json {
-        fn to_json(&self) -> Result<String, String>;
-    }
-
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> Result<String, String> {
-            serde_json::to_string_pretty(self).map_err(|e| e.to_string())
-        }
-    }
-
-    /// A figure saved as `STEM.png` and `STEM.svg`.
-    pub trait Fig {
-        fn save(&self, stem: &Path) -> Result<(), String>;
-    }
-
-    impl<T: Figure> Fig for T {
-        fn save(&self, stem: &Path) -> Result<(), String> {
-            save(self, stem).map(|_| ()).map_err(|e| e.to_string())
-        }
-    }
+/// Saves `fig` as `DIR/STEM.png` and `DIR/STEM.svg`.
+fn figure(dir: &Path, stem: &str, fig: &impl Figure) -> Result<(), String> {
+    save(fig, &dir.join(stem))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn csv(epochs: &[EpochRecord]) -> String {
