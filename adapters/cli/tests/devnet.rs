@@ -127,7 +127,6 @@ epochs = 28
 tempo = 8
 block_ms = 400
 seed = 3
-warmup_steps = 120
 [[group]]
 role = "learner"
 count = 3

@@ -31,9 +31,12 @@ pub struct LearnerConfig {
     /// Every this many steps the served encoder takes the trained encoder's parameters (the
     /// node serves what it learns; gradients its callers sent since are overwritten). 0: never.
     pub sync_every: u64,
-    /// Memory of the benefit average across [`Trainer::take_scores`] calls: `b <- m b +
-    /// (1 - m) b_new` (0: only the last period counts).
+    /// Memory, per training step, of each peer's benefit statistics (an exponentially weighted
+    /// mean and variance over the steps it answered; 0.98 keeps about the last 50).
     pub memory: f64,
+    /// A peer's Fisher score enters the row only while its mean benefit exceeds `confidence`
+    /// standard errors (a one-sided test that the peer lowers the loss).
+    pub confidence: f64,
 }
 
 impl Default for LearnerConfig {
@@ -49,7 +52,8 @@ impl Default for LearnerConfig {
             seq: 32,
             eval_every: 25,
             alone: true,
-            memory: 0.9,
+            memory: 0.98,
+            confidence: 3.0,
             sync_every: 10,
         }
     }
@@ -74,7 +78,7 @@ pub struct Learner {
     pending: Pending,
     evaluated_at: Option<u64>,
     progress: Progress,
-    benefit: Vec<f64>,
+    benefit: Vec<Evidence>,
     served: Option<Arc<TorchModel>>,
 }
 
@@ -83,6 +87,9 @@ impl Learner {
     pub fn new(config: LearnerConfig, corpus: TextCorpus) -> Result<Learner, TorchError> {
         if !(0.0..1.0).contains(&config.memory) {
             return Err(TorchError::Config("memory must be in [0, 1)"));
+        }
+        if !(config.confidence >= 0.0 && config.confidence.is_finite()) {
+            return Err(TorchError::Config("confidence must be finite and >= 0"));
         }
         if config.batch == 0 || config.seq == 0 || config.eval_every == 0 {
             return Err(TorchError::Config(
@@ -104,7 +111,7 @@ impl Learner {
             pending: Pending::None,
             evaluated_at: None,
             progress: Progress::default(),
-            benefit: vec![0.0; config.local.peers],
+            benefit: vec![Evidence::default(); config.local.peers],
             served: None,
         })
     }
@@ -185,6 +192,12 @@ impl Learner {
                 let report = self
                     .model
                     .step(&batch, &mut |j, _| answers.get(&j).cloned())?;
+                for (j, _) in &report.grads {
+                    if let (Some(e), Some(&b)) = (self.benefit.get_mut(*j), report.benefit.get(*j))
+                    {
+                        e.add(b, self.config.memory);
+                    }
+                }
                 if let Some(alone) = &mut self.alone {
                     alone.step(&batch, &mut |_, _| None)?;
                 }
@@ -244,26 +257,86 @@ impl Trainer for Learner {
     }
 
     /// Each peer's Fisher score since the last call, kept only while its answers lower the
-    /// loss: its [`LocalModel::benefit`], averaged over calls with `memory`, is positive. A
-    /// noise peer moves the output (a high Fisher score) but raises the loss.
+    /// loss with confidence: the weighted mean of its per-step [`LocalModel::benefit`] exceeds
+    /// `confidence` standard errors. A noise peer moves the output (a high Fisher score) but
+    /// raises the loss; one that helps by chance in a few steps is not yet trusted.
     fn take_scores(&mut self) -> Vec<(u32, f64)> {
-        let m = self.config.memory;
-        for (avg, b) in self.benefit.iter_mut().zip(self.model.epoch_benefit()) {
-            *avg = m * *avg + (1.0 - m) * b;
-        }
         let fisher = self.model.epoch_scores();
         self.model.reset_epoch();
+        let z = self.config.confidence;
         fisher
             .into_iter()
             .zip(&self.benefit)
             .enumerate()
-            .filter_map(|(j, (f, &b))| {
-                Some((u32::try_from(j).ok()?, if b > 0.0 { f } else { 0.0 }))
+            .filter_map(|(j, (f, e))| {
+                Some((u32::try_from(j).ok()?, if e.helps(z) { f } else { 0.0 }))
             })
             .collect()
     }
 
     fn progress(&self) -> Progress {
         self.progress.clone()
+    }
+}
+
+/// One peer's benefit evidence: exponentially weighted sums over the steps it answered,
+/// `S0 = sum w`, `S1 = sum w b`, `S2 = sum w b^2`, `Q = sum w^2` with `w = m^age`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Evidence {
+    s0: f64,
+    s1: f64,
+    s2: f64,
+    q: f64,
+}
+
+impl Evidence {
+    /// Ages the sums by `m` and adds one step's benefit `b`.
+    fn add(&mut self, b: f64, m: f64) {
+        if !b.is_finite() {
+            return;
+        }
+        self.s0 = m * self.s0 + 1.0;
+        self.s1 = m * self.s1 + b;
+        self.s2 = m * self.s2 + b * b;
+        self.q = m * m * self.q + 1.0;
+    }
+
+    /// Whether the weighted mean exceeds `z` standard errors: `mean > z sqrt(var / n)` with
+    /// the effective count `n = S0^2 / Q` (at least two steps' worth of evidence).
+    fn helps(&self, z: f64) -> bool {
+        if self.s0 <= 0.0 || self.q <= 0.0 {
+            return false;
+        }
+        let mean = self.s1 / self.s0;
+        let var = (self.s2 / self.s0 - mean * mean).max(0.0);
+        let n = self.s0 * self.s0 / self.q;
+        n >= 2.0 && mean > 0.0 && mean * mean * n > z * z * var
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Evidence;
+
+    #[test]
+    fn evidence_needs_a_steady_positive_mean() {
+        let mut steady = Evidence::default();
+        let mut blips = Evidence::default();
+        let mut hurts = Evidence::default();
+        for t in 0..60 {
+            steady.add(0.02 + if t % 2 == 0 { 0.005 } else { -0.005 }, 0.98);
+            // Mean +0.0001 with a spread a hundred times larger: chance, not help.
+            blips.add(if t % 2 == 0 { 0.0101 } else { -0.0099 }, 0.98);
+            hurts.add(-0.003, 0.98);
+        }
+        assert!(steady.helps(3.0));
+        assert!(!blips.helps(3.0));
+        assert!(!hurts.helps(3.0));
+        assert!(!Evidence::default().helps(0.0));
+        let mut one = Evidence::default();
+        one.add(1.0, 0.98);
+        assert!(!one.helps(0.0), "one step is not evidence");
+        one.add(f64::NAN, 0.98);
+        assert!(one.s1.is_finite());
     }
 }

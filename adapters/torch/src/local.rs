@@ -207,7 +207,9 @@ impl LocalModel {
         };
         let own_w = root.var("own_w", &[256, d], init);
         let own_b = root.var("own_b", &[256], nn::Init::Const(0.0));
-        let mix_w = root.var("mix_w", &[256, d], init);
+        // A = 0: a peer's answer has no say in the output until training gives it one, so no
+        // peer (useful or not) moves the loss at the start.
+        let mix_w = root.var("mix_w", &[256, d], nn::Init::Const(0.0));
         let opt = nn::Adam::default().build(&vs, config.lr)?;
         let student_vs = nn::VarStore::new(Device::Cpu);
         let student = Encoder::new(&(student_vs.root() / "student"), config.student)?;

@@ -171,9 +171,13 @@ fn training_lowers_the_loss_on_the_text_shard_and_the_student_stands_in() {
         with_peers < first - 1.0,
         "validation {first} -> {with_peers}"
     );
+    // The mixing head starts at zero, so the early KL is small by construction (the peers'
+    // answers barely move the output yet); what distillation must give is a student that
+    // stands in for the peers better than nothing.
+    assert!(kls.iter().all(|k| k.is_finite() && *k >= 0.0));
     assert!(
-        mean(&kls[280..]) < mean(&kls[..20]),
-        "distillation KL falls"
+        with_student < with_zeros,
+        "student {with_student} vs zeros {with_zeros}"
     );
     assert!(
         node.epoch_scores()
@@ -195,11 +199,16 @@ fn remote_gradients_equal_end_to_end_training() {
         k: 2,
         ..LocalConfig::default()
     };
-    let split = LocalModel::new(local_config).unwrap();
-    let joint = LocalModel::new(local_config).unwrap();
-    let batch = TextCorpus::system_shard(2, 4)
-        .unwrap()
-        .train_batch(4, 16, 3);
+    let mut split = LocalModel::new(local_config).unwrap();
+    let mut joint = LocalModel::new(local_config).unwrap();
+    let corpus = TextCorpus::system_shard(2, 4).unwrap();
+    // The mixing head starts at zero (no gradient reaches a peer yet): one identical step on
+    // both models first, with the same answers, gives it weight.
+    let warm = peers(2, config);
+    let first = corpus.train_batch(4, 16, 2);
+    split.step(&first, &mut ask(&warm)).unwrap();
+    joint.step(&first, &mut ask(&warm)).unwrap();
+    let batch = corpus.train_batch(4, 16, 3);
 
     // Over the wire: responses as detached leaves, gradients sent back and applied.
     let routed = split.route(&batch, true).unwrap();

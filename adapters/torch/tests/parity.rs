@@ -156,6 +156,13 @@ fn fisher_scores_of_the_gating_crate_equal_the_torch_definition() {
         .map(|j| TorchModel::new(20 + j, EncoderConfig::default(), ServeConfig::default()).unwrap())
         .collect();
     let corpus = TextCorpus::system_shard(1, 4).unwrap();
+    // The mixing head starts at zero (every score 0): a few steps give it weight.
+    for step in 0..3 {
+        node.step(&corpus.train_batch(4, 24, step), &mut |j, x| {
+            peers[j].forward(Modality::Text, x).ok()
+        })
+        .unwrap();
+    }
     let batch = corpus.train_batch(4, 24, 9);
     let routed = node.route(&batch, true).unwrap();
     let wire = deepnode_torch::convert::tokens_to_node(&routed.inputs).unwrap();

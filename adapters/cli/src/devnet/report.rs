@@ -278,17 +278,20 @@ fn markdown(epochs: &[EpochRecord], s: &Summary) -> String {
             };
             let _ = writeln!(
                 md,
-                "From epoch {from} to the end every running learner has trained past the warm-up \
-                 (`warmup_steps`) and its row gives no cabal member a normalised weight above the \
-                 trust threshold (honest rows); from then on the cabal's stake share {verdict}. \
+                "From epoch {from} to the end every running learner has a row, has trained past \
+                 the warm-up (`warmup_steps`) and gives no cabal member a normalised weight above \
+                 the trust threshold (honest rows); from then on the cabal's stake share {verdict}. \
                  Per epoch: {}.\n",
                 list.join(", ")
             );
         }
-        (None, Some(_)) => {
+        (None, Some(v)) => {
+            let list: Vec<String> = v.iter().map(|&x| format!("{:.3}%", 100.0 * x)).collect();
             let _ = writeln!(
                 md,
-                "The learners' rows still gave the cabal weight at the last epoch: no verdict.\n"
+                "At the last epoch some running learner had no row yet, was inside its warm-up \
+                 (`warmup_steps`) or gave a cabal member weight: no verdict. Per epoch: {}.\n",
+                list.join(", ")
             );
         }
         _ => {

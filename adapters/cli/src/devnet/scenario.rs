@@ -93,7 +93,8 @@ pub struct Scenario {
     /// A normalised weight must exceed this to count as trust (`[0, 1)`).
     pub trust_threshold: f64,
     /// Training steps after which a learner's rows count as informed (the report's claim 2
-    /// starts when every running learner has taken this many and none weights the cabal).
+    /// starts when every running learner has a row, has taken this many steps and weights no
+    /// cabal member). 0: the rows alone decide (a learner's row is already evidence-based).
     pub warmup_steps: u64,
     /// Representation width `D`.
     pub dim: u32,
@@ -117,7 +118,7 @@ impl Default for Scenario {
             stake: 1_000_000_000,
             emission: 400_000_000,
             trust_threshold: 0.0,
-            warmup_steps: 300,
+            warmup_steps: 0,
             dim: 32,
             k: 2,
             query_ms: 100,
