@@ -279,6 +279,9 @@ impl Trainer for Learner {
     }
 }
 
+/// The least effective number of steps [`Evidence::helps`] decides on.
+const MIN_STEPS: f64 = 5.0;
+
 /// One peer's benefit evidence: exponentially weighted sums over the steps it answered,
 /// `S0 = sum w`, `S1 = sum w b`, `S2 = sum w b^2`, `Q = sum w^2` with `w = m^age`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -302,7 +305,8 @@ impl Evidence {
     }
 
     /// Whether the weighted mean exceeds `z` standard errors: `mean > z sqrt(var / n)` with
-    /// the effective count `n = S0^2 / Q` (at least two steps' worth of evidence).
+    /// the effective count `n = S0^2 / Q`, over at least [`MIN_STEPS`] steps' worth of evidence
+    /// (with fewer, a few lucky batches pass a z test by chance).
     fn helps(&self, z: f64) -> bool {
         if self.s0 <= 0.0 || self.q <= 0.0 {
             return false;
@@ -310,7 +314,7 @@ impl Evidence {
         let mean = self.s1 / self.s0;
         let var = (self.s2 / self.s0 - mean * mean).max(0.0);
         let n = self.s0 * self.s0 / self.q;
-        n >= 2.0 && mean > 0.0 && mean * mean * n > z * z * var
+        n >= MIN_STEPS && mean > 0.0 && mean * mean * n > z * z * var
     }
 }
 
@@ -333,10 +337,12 @@ mod tests {
         assert!(!blips.helps(3.0));
         assert!(!hurts.helps(3.0));
         assert!(!Evidence::default().helps(0.0));
-        let mut one = Evidence::default();
-        one.add(1.0, 0.98);
-        assert!(!one.helps(0.0), "one step is not evidence");
-        one.add(f64::NAN, 0.98);
-        assert!(one.s1.is_finite());
+        let mut few = Evidence::default();
+        for _ in 0..4 {
+            few.add(1.0, 0.98);
+        }
+        assert!(!few.helps(0.0), "four steps are not evidence yet");
+        few.add(f64::NAN, 0.98);
+        assert!(few.s1.is_finite(), "a NaN benefit is skipped");
     }
 }
