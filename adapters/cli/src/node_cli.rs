@@ -282,6 +282,9 @@ fn line(s: &Status) -> String {
     if let Some(e) = &s.last_row_error {
         line.push_str(&format!("  ({e})"));
     }
+    if let Some(e) = &s.last_peer_error {
+        line.push_str(&format!("  last failure {e}"));
+    }
     line
 }
 
@@ -327,6 +330,7 @@ impl Metrics {
             rows_set: s.rows_set,
             rows_refused: s.rows_refused,
             last_row_error: s.last_row_error.clone(),
+            last_peer_error: s.last_peer_error.clone(),
             steps: progress.steps,
             loss: progress.loss,
             valid: progress.valid.into_iter().collect(),
@@ -364,6 +368,9 @@ pub struct MetricsLine {
     pub rows_refused: u64,
     /// Why the last row was not set.
     pub last_row_error: Option<String>,
+    /// The last failed peer query, `uid J: reason`.
+    #[serde(default)]
+    pub last_peer_error: Option<String>,
     /// Training steps (learners).
     pub steps: u64,
     /// The last training loss.

@@ -85,6 +85,8 @@ pub struct Status {
     pub answers: u64,
     /// Peer queries that failed (stand-in used).
     pub failed: u64,
+    /// The last failed peer query: `uid J: reason` (a peer that keeps failing shows here).
+    pub last_peer_error: Option<String>,
     /// Block of this node's last accepted weights row.
     pub weights_block: Option<u64>,
     /// Why the last weights row was not set, if it was not.
@@ -240,6 +242,9 @@ pub async fn run(
             let (t, answered) = train(t, &cfg, &model, uid, &peers, &mut backoff).await?;
             st.answers += answered.0;
             st.failed += answered.1;
+            if answered.2.is_some() {
+                st.last_peer_error = answered.2;
+            }
             st.progress = Some(t.progress());
             trainer = Some(t);
         } else if let Some((x, answers)) =
@@ -254,7 +259,10 @@ pub async fn run(
                             *scores.entry(*j).or_insert(0.0) += 1.0;
                         }
                     }
-                    Answer::StandIn(..) => st.failed += 1,
+                    Answer::StandIn(_, e) => {
+                        st.failed += 1;
+                        st.last_peer_error = Some(format!("uid {j}: {e}"));
+                    }
                 }
             }
             send_gradients(&cfg, &peers, &x, &answers).await;
@@ -574,7 +582,7 @@ async fn blocking<R: Send + 'static>(
 /// One training step: the trainer's batch goes to the peers its gate chose (this node's own
 /// slot answered by its own model; peers not connected answer nothing), the answers train
 /// it, and the gradients it returns go back to their peers, fire and forget. Returns the
-/// trainer and (answers, failures).
+/// trainer and (answers, failures, the last failure as `uid J: reason`).
 async fn train(
     t: Box<dyn Trainer>,
     cfg: &RunConfig,
@@ -582,7 +590,7 @@ async fn train(
     uid: Uid,
     peers: &HashMap<Uid, Peer>,
     backoff: &mut HashMap<Uid, Backoff>,
-) -> Result<(Box<dyn Trainer>, (u64, u64)), NodeError> {
+) -> Result<(Box<dyn Trainer>, (u64, u64, Option<String>)), NodeError> {
     let (t, ask) = blocking(t, move |t| t.ask(uid)).await?;
     let asked: Vec<(Uid, Arc<Connection>)> = ask
         .uids
@@ -602,14 +610,21 @@ async fn train(
     )
     .await?;
     let mut answers: Vec<(Uid, Option<Tensor>)> = Vec::with_capacity(ask.uids.len());
-    let mut tally = (0, 0);
+    let mut tally = (0, 0, None);
     for j in &ask.uids {
         let answer = if *j == uid {
             model.forward(cfg.modality, &ask.inputs).ok()
         } else {
             match fanned.iter().find(|(u, _)| u == j).map(|(_, a)| a) {
                 Some(Answer::Peer(t)) => Some(t.clone()),
-                _ => None,
+                Some(Answer::StandIn(_, e)) => {
+                    tally.2 = Some(format!("uid {j}: {e}"));
+                    None
+                }
+                None => {
+                    tally.2 = Some(format!("uid {j}: not connected"));
+                    None
+                }
             }
         };
         if *j != uid {

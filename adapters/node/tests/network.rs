@@ -309,8 +309,9 @@ async fn trainer_favour_and_copier_rows_are_accepted() {
         let model: Arc<dyn Model> = match b {
             1 => {
                 cfg.scoring = Scoring::Trainer;
+                // It also asks uid 4, which nobody holds: a failure with its reason.
                 trainer = Some(Box::new(ToyTrainer {
-                    n: 4,
+                    n: 5,
                     steps: 0,
                     scores: Vec::new(),
                 }));
@@ -353,6 +354,11 @@ async fn trainer_favour_and_copier_rows_are_accepted() {
     let trainer = statuses[0].borrow().clone();
     assert!(trainer.progress.is_some_and(|p| p.steps >= 30));
     assert!(trainer.answers > 0);
+    assert!(trainer.failed > 0);
+    assert_eq!(
+        trainer.last_peer_error.as_deref(),
+        Some("uid 4: not connected")
+    );
     assert!(
         echo.bias().iter().any(|&b| b != 0.0),
         "the trainer's gradients reached the echo model"
