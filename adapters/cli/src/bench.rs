@@ -285,6 +285,9 @@ fn time<N: Scalar + FromRatio>(
 struct Pair {
     cold: [Duration; 2],
     steady: [Duration; 2],
+    /// The process's CPU time over the wall time of the steady epochs: the cores each side
+    /// actually had (below the thread count on a busy machine).
+    cores: [f64; 2],
 }
 
 /// Times one backend on one core (`epoch`, `epoch_in_place`) and on `threads` threads
@@ -332,7 +335,9 @@ fn time_threads<N: Scalar + FromRatio + Send + Sync>(
     )
     .map_err(fail)?;
     let mut steady = [Vec::new(), Vec::new()];
+    let mut busy = [[Duration::ZERO; 2]; 2];
     for _ in 0..epochs {
+        let cpu = process_cpu();
         let start = Instant::now();
         epoch_in_place(
             &state.params,
@@ -343,6 +348,9 @@ fn time_threads<N: Scalar + FromRatio + Send + Sync>(
         )
         .map_err(fail)?;
         steady[0].push(start.elapsed());
+        busy[0][0] += start.elapsed();
+        busy[0][1] += process_cpu().saturating_sub(cpu);
+        let cpu = process_cpu();
         let start = Instant::now();
         par.epoch_in_place(
             &state.params,
@@ -353,11 +361,32 @@ fn time_threads<N: Scalar + FromRatio + Send + Sync>(
         )
         .map_err(fail)?;
         steady[1].push(start.elapsed());
+        busy[1][0] += start.elapsed();
+        busy[1][1] += process_cpu().saturating_sub(cpu);
     }
     Ok(Pair {
         cold: cold.map(median),
         steady: steady.map(median),
+        cores: busy.map(|[wall, cpu]| cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9)),
     })
+}
+
+/// The CPU time of the whole process, every thread's, finished ones included (Linux:
+/// `utime + stime` of /proc/self/stat, in USER_HZ = 100 ticks per second); 0 elsewhere.
+#[cfg(feature = "parallel")]
+fn process_cpu() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces): state is field 3,
+            // utime 14, stime 15.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let field = |k: usize| f.get(k).and_then(|x| x.parse::<u64>().ok());
+            Some(field(11)? + field(12)?)
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 /// The table of one core against `threads` threads: medians over rounds of each round's
@@ -369,8 +398,8 @@ fn print_scaling(threads: NonZeroUsize, epochs: usize, rounds: usize, scaling: &
         load_average()
     );
     println!(
-        "{:<7} {:<7} {:>12} {:>12} {:>9}",
-        "backend", "run", "1 core ms", "threads ms", "speed-up"
+        "{:<7} {:<7} {:>12} {:>12} {:>9} {:>13}",
+        "backend", "run", "1 core ms", "threads ms", "speed-up", "cores used"
     );
     for (b, name) in ["float", "fixed"].into_iter().enumerate() {
         for run in ["cold", "steady"] {
@@ -390,8 +419,22 @@ fn print_scaling(threads: NonZeroUsize, epochs: usize, rounds: usize, scaling: &
                 )
             };
             let (one, many) = (side(0), side(1));
+            let cores = if run == "steady" {
+                let used = |s: usize| {
+                    let mut v: Vec<f64> = scaling
+                        .iter()
+                        .filter_map(|r| r.get(b))
+                        .map(|p| p.cores[s])
+                        .collect();
+                    v.sort_by(f64::total_cmp);
+                    v.get(v.len() / 2).copied().unwrap_or(0.0)
+                };
+                format!("{:.2} / {:.2}", used(0), used(1))
+            } else {
+                "-".into()
+            };
             println!(
-                "{name:<7} {run:<7} {:>12.3} {:>12.3} {:>8.2}x",
+                "{name:<7} {run:<7} {:>12.3} {:>12.3} {:>8.2}x {cores:>13}",
                 one.as_secs_f64() * 1e3,
                 many.as_secs_f64() * 1e3,
                 one.as_secs_f64() / many.as_secs_f64()
