@@ -2,17 +2,24 @@
 # The epoch against the numpy + scipy.sparse baseline (benches/baseline/numpy_epoch.py), both
 # workloads of issue 16, in one run each: float, fixed and numpy alternated for ROUNDS rounds,
 # ratios printed by `deepnode bench --baseline`. Installs numpy and scipy (pip, user site)
-# when python3 lacks them. Usage: scripts/bench-epoch.sh [ROUNDS]
+# when python3 lacks them. With THREADS, also one core against THREADS threads (the feature
+# `parallel`, `deepnode bench --threads`). Usage: scripts/bench-epoch.sh [ROUNDS [THREADS]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
+threads=()
+features=()
+if [ -n "${2:-}" ]; then
+    threads=(--threads "$2")
+    features=(--features parallel)
+fi
 if ! python3 -c 'import numpy, scipy' 2>/dev/null; then
     python3 -m pip install --user --quiet numpy scipy
 fi
-cargo build --release -q -p deepnode-cli
+cargo build --release -q -p deepnode-cli "${features[@]}"
 for work in "4096 4096 3" "1000000 32 3"; do
     set -- $work
     ./target/release/deepnode bench --n "$1" --k "$2" --epochs "$3" --rounds "$rounds" \
-        --baseline benches/baseline/numpy_epoch.py
+        --baseline benches/baseline/numpy_epoch.py "${threads[@]}"
     echo
 done

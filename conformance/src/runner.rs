@@ -155,8 +155,27 @@ fn check_vector(v: &Value) -> Outcome {
     let input = v["input"].to_string();
     let expected = &v["expected"];
     if let Some(want) = expected["error"].as_str() {
-        return match (run::<Fx>(&input, 1), run::<f64>(&input, 1)) {
-            (Err(a), Err(b)) if a == want && b == want => Outcome::Pass(vec!["error"]),
+        return match (run::<Fx>(&input, 1, ONE), run::<f64>(&input, 1, ONE)) {
+            (Err(a), Err(b)) if a == want && b == want => {
+                for threads in THREADS {
+                    for got in [
+                        run::<Fx>(&input, 1, threads).err(),
+                        run::<f64>(&input, 1, threads).err(),
+                    ] {
+                        if got.as_deref() != Some(want) {
+                            return Outcome::Fail(format!(
+                                "expected error {want}, got on {threads:?} threads: {}",
+                                got.unwrap_or_else(|| "no error".into())
+                            ));
+                        }
+                    }
+                }
+                Outcome::Pass(vec![if THREADS.len() > 1 {
+                    "error, parallel"
+                } else {
+                    "error"
+                }])
+            }
             (a, b) => Outcome::Fail(format!(
                 "expected error {want}, got fixed: {}, float: {}",
                 a.err().unwrap_or_else(|| "no error".into()),
@@ -168,15 +187,26 @@ fn check_vector(v: &Value) -> Outcome {
     let mut checks = Vec::new();
     match expected["fixed"].as_array() {
         None => return Outcome::Skipped("no fixed expectations".into()),
-        Some(want) => match run::<Fx>(&input, epochs) {
-            Err(e) => return Outcome::Fail(format!("fixed: unexpected error {e}")),
-            Ok(got) => {
-                if let Err(diff) = compare(&got, want, &Tolerance::Exact) {
-                    return Outcome::Fail(format!("fixed: {diff}"));
+        Some(want) => {
+            for threads in THREADS {
+                let what = if threads == ONE {
+                    "fixed"
+                } else {
+                    "fixed parallel"
+                };
+                match run::<Fx>(&input, epochs, threads) {
+                    Err(e) => return Outcome::Fail(format!("{what}: unexpected error {e}")),
+                    Ok(got) => {
+                        if let Err(diff) = compare(&got, want, &Tolerance::Exact) {
+                            return Outcome::Fail(format!("{what} ({threads:?} threads): {diff}"));
+                        }
+                    }
                 }
-                checks.push("fixed");
+                if !checks.contains(&what) {
+                    checks.push(what);
+                }
             }
-        },
+        }
     }
     match expected["float"].as_array() {
         None => return Outcome::Skipped("no float expectations".into()),
@@ -185,13 +215,22 @@ fn check_vector(v: &Value) -> Outcome {
                 real: expected["float_tolerance"].as_f64().unwrap_or(1e-9),
                 units: expected["units_tolerance"].as_u64().unwrap_or(1),
             };
-            match run::<f64>(&input, epochs) {
-                Err(e) => return Outcome::Fail(format!("float: unexpected error {e}")),
-                Ok(got) => {
-                    if let Err(diff) = compare(&got, want, &tol) {
-                        return Outcome::Fail(format!("float: {diff}"));
+            for threads in THREADS {
+                let what = if threads == ONE {
+                    "float"
+                } else {
+                    "float parallel"
+                };
+                match run::<f64>(&input, epochs, threads) {
+                    Err(e) => return Outcome::Fail(format!("{what}: unexpected error {e}")),
+                    Ok(got) => {
+                        if let Err(diff) = compare(&got, want, &tol) {
+                            return Outcome::Fail(format!("{what} ({threads:?} threads): {diff}"));
+                        }
                     }
-                    checks.push("float");
+                }
+                if !checks.contains(&what) {
+                    checks.push(what);
                 }
             }
         }
@@ -199,12 +238,43 @@ fn check_vector(v: &Value) -> Outcome {
     Outcome::Pass(checks)
 }
 
+/// How an epoch is run: `None` by `epoch` on one core, `Some(t)` by `Parallel` on `t`
+/// threads (feature `parallel`).
+type Threads = Option<usize>;
+
+/// The one-core epoch.
+const ONE: Threads = None;
+
+/// Every way a vector is run: one core; with the feature `parallel` also 1, 2, 3 and 8
+/// threads (the fixed path must give the vector's bits on each).
+#[cfg(not(feature = "parallel"))]
+const THREADS: [Threads; 1] = [ONE];
+#[cfg(feature = "parallel")]
+const THREADS: [Threads; 5] = [ONE, Some(1), Some(2), Some(3), Some(8)];
+
 /// Runs `epochs` chained epochs; an error is reported by its variant name.
-fn run<N: Scalar>(input: &str, epochs: u64) -> Result<Vec<EpochOutput<N>>, String> {
+fn run<N: Scalar + Send + Sync>(
+    input: &str,
+    epochs: u64,
+    threads: Threads,
+) -> Result<Vec<EpochOutput<N>>, String> {
     let mut state: State<N> = parse_state(input).map_err(|e| format!("contract: {e}"))?;
     let mut outs = Vec::new();
+    #[cfg(feature = "parallel")]
+    let mut runner = threads
+        .and_then(std::num::NonZeroUsize::new)
+        .map(deepnode_consensus::Parallel::new);
+    #[cfg(not(feature = "parallel"))]
+    let _ = threads;
     for _ in 0..epochs {
-        let out = epoch(&state).map_err(|e| variant(&e))?;
+        #[cfg(feature = "parallel")]
+        let out = match &mut runner {
+            Some(p) => p.epoch(&state),
+            None => epoch(&state),
+        };
+        #[cfg(not(feature = "parallel"))]
+        let out = epoch(&state);
+        let out = out.map_err(|e| variant(&e))?;
         state.stake = out.stake.clone();
         state.bonds = out.bonds.clone();
         outs.push(out);

@@ -8,6 +8,7 @@
 //! ledger and the simulator run epoch after epoch).
 
 use std::io::Write;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -29,6 +30,9 @@ pub struct BenchArgs {
     pub rounds: usize,
     /// The numpy baseline script, run with `python3` each round when given.
     pub baseline: Option<PathBuf>,
+    /// Also time `Parallel` on this many threads against one core, both backends,
+    /// alternated epoch by epoch (needs the feature `parallel`).
+    pub threads: Option<NonZeroUsize>,
 }
 
 /// The largest difference allowed between the baseline's and the float epoch's normalised
@@ -49,6 +53,9 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     } = args;
     if n == 0 || epochs == 0 || rounds == 0 {
         return Err("bench: --n, --epochs and --rounds must be at least 1".into());
+    }
+    if args.threads.is_some() && !cfg!(feature = "parallel") {
+        return Err("bench: --threads needs a build with --features parallel".into());
     }
     let weights = n.saturating_mul(k.min(n));
     println!(
@@ -81,6 +88,11 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     let mut fixed = Vec::new();
     let mut numpy = Vec::new();
     let mut agreement = None;
+    #[cfg_attr(
+        not(feature = "parallel"),
+        allow(unused_mut, reason = "filled only with the feature `parallel`")
+    )]
+    let mut scaling: Vec<[Pair; 2]> = Vec::new();
     let result = (|| {
         for _ in 0..rounds {
             let (t, out) = time::<f64>(n, k, epochs)?;
@@ -90,6 +102,13 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
                 let (t, diff) = run_baseline(script, path, epochs, &out)?;
                 numpy.push(t);
                 agreement = Some(diff);
+            }
+            #[cfg(feature = "parallel")]
+            if let Some(threads) = args.threads {
+                scaling.push([
+                    time_threads::<f64>(n, k, epochs, threads)?,
+                    time_threads::<Fx>(n, k, epochs, threads)?,
+                ]);
             }
         }
         Ok::<(), String>(())
@@ -157,6 +176,9 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
                 secs / base.as_secs_f64(),
             );
         }
+    }
+    if let (Some(threads), false) = (args.threads, scaling.is_empty()) {
+        print_scaling(threads, epochs, rounds, &scaling);
     }
     if let Some(diff) = agreement {
         println!("numpy and float outputs (last steady epoch) differ by at most {diff:.1e}");
@@ -256,6 +278,169 @@ fn time<N: Scalar + FromRatio>(
         peak_mib: peak_rss_mib(),
     };
     Ok((times, out))
+}
+
+/// Median wall times of one backend in one round: one core against `Parallel`.
+#[derive(Clone, Copy)]
+struct Pair {
+    cold: [Duration; 2],
+    steady: [Duration; 2],
+    /// The process's CPU time over the wall time of the steady epochs: the cores each side
+    /// actually had (below the thread count on a busy machine).
+    cores: [f64; 2],
+}
+
+/// Times one backend on one core (`epoch`, `epoch_in_place`) and on `threads` threads
+/// (`Parallel::epoch`, `Parallel::epoch_in_place`), alternated epoch by epoch, by the wall
+/// clock (the threads' time is what a caller waits for). The steady epochs share one set of
+/// bonds and buffers, so both runners see the same rows.
+#[cfg(feature = "parallel")]
+fn time_threads<N: Scalar + FromRatio + Send + Sync>(
+    n: usize,
+    k: usize,
+    epochs: usize,
+    threads: NonZeroUsize,
+) -> Result<Pair, String> {
+    use deepnode_consensus::Parallel;
+
+    let state = network::<N>(n, k, SEED);
+    let fail = |e| format!("bench: {e}");
+    let mut par = Parallel::<N>::new(threads);
+    let mut cold = [Vec::new(), Vec::new()];
+    for _ in 0..epochs {
+        let start = Instant::now();
+        drop(epoch(&state).map_err(fail)?);
+        cold[0].push(start.elapsed());
+        let start = Instant::now();
+        drop(par.epoch(&state).map_err(fail)?);
+        cold[1].push(start.elapsed());
+    }
+    let mut bonds = vec![Vec::new(); n];
+    let mut out = OutputBuffers::<N>::new(n);
+    // One warm-up epoch each (bonds, buffers, the runner's partial sums).
+    epoch_in_place(
+        &state.params,
+        &state.stake,
+        &state.weights,
+        &mut bonds,
+        out.outputs(),
+    )
+    .map_err(fail)?;
+    par.epoch_in_place(
+        &state.params,
+        &state.stake,
+        &state.weights,
+        &mut bonds,
+        out.outputs(),
+    )
+    .map_err(fail)?;
+    let mut steady = [Vec::new(), Vec::new()];
+    let mut busy = [[Duration::ZERO; 2]; 2];
+    for _ in 0..epochs {
+        let cpu = process_cpu();
+        let start = Instant::now();
+        epoch_in_place(
+            &state.params,
+            &state.stake,
+            &state.weights,
+            &mut bonds,
+            out.outputs(),
+        )
+        .map_err(fail)?;
+        steady[0].push(start.elapsed());
+        busy[0][0] += start.elapsed();
+        busy[0][1] += process_cpu().saturating_sub(cpu);
+        let cpu = process_cpu();
+        let start = Instant::now();
+        par.epoch_in_place(
+            &state.params,
+            &state.stake,
+            &state.weights,
+            &mut bonds,
+            out.outputs(),
+        )
+        .map_err(fail)?;
+        steady[1].push(start.elapsed());
+        busy[1][0] += start.elapsed();
+        busy[1][1] += process_cpu().saturating_sub(cpu);
+    }
+    Ok(Pair {
+        cold: cold.map(median),
+        steady: steady.map(median),
+        cores: busy.map(|[wall, cpu]| cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9)),
+    })
+}
+
+/// The CPU time of the whole process, every thread's, finished ones included (Linux:
+/// `utime + stime` of /proc/self/stat, in USER_HZ = 100 ticks per second); 0 elsewhere.
+#[cfg(feature = "parallel")]
+fn process_cpu() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces): state is field 3,
+            // utime 14, stime 15.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let field = |k: usize| f.get(k).and_then(|x| x.parse::<u64>().ok());
+            Some(field(11)? + field(12)?)
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// The table of one core against `threads` threads: medians over rounds of each round's
+/// median, and their ratio.
+fn print_scaling(threads: NonZeroUsize, epochs: usize, rounds: usize, scaling: &[[Pair; 2]]) {
+    println!(
+        "one core against {threads} threads (Parallel): wall time, alternated epoch by epoch, \
+         median over {rounds} round(s) of the median of {epochs} epochs; load average {}",
+        load_average()
+    );
+    println!(
+        "{:<7} {:<7} {:>12} {:>12} {:>9} {:>13}",
+        "backend", "run", "1 core ms", "threads ms", "speed-up", "cores used"
+    );
+    for (b, name) in ["float", "fixed"].into_iter().enumerate() {
+        for run in ["cold", "steady"] {
+            let side = |s: usize| {
+                median(
+                    scaling
+                        .iter()
+                        .filter_map(|r| r.get(b))
+                        .map(|p| {
+                            if run == "cold" {
+                                p.cold[s]
+                            } else {
+                                p.steady[s]
+                            }
+                        })
+                        .collect(),
+                )
+            };
+            let (one, many) = (side(0), side(1));
+            let cores = if run == "steady" {
+                let used = |s: usize| {
+                    let mut v: Vec<f64> = scaling
+                        .iter()
+                        .filter_map(|r| r.get(b))
+                        .map(|p| p.cores[s])
+                        .collect();
+                    v.sort_by(f64::total_cmp);
+                    v.get(v.len() / 2).copied().unwrap_or(0.0)
+                };
+                format!("{:.2} / {:.2}", used(0), used(1))
+            } else {
+                "-".into()
+            };
+            println!(
+                "{name:<7} {run:<7} {:>12.3} {:>12.3} {:>8.2}x {cores:>13}",
+                one.as_secs_f64() * 1e3,
+                many.as_secs_f64() * 1e3,
+                one.as_secs_f64() / many.as_secs_f64()
+            );
+        }
+    }
 }
 
 /// Epochs shorter than this (wall) are timed by the wall clock.

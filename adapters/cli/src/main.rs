@@ -55,6 +55,10 @@ enum Command {
         /// benches/baseline/numpy_epoch.py) on the same network each round, and print ratios.
         #[arg(long)]
         baseline: Option<PathBuf>,
+        /// Also time the epoch on this many threads against one core, both backends,
+        /// alternated, and print the speed-up (needs a build with `--features parallel`).
+        #[arg(long)]
+        threads: Option<std::num::NonZeroUsize>,
     },
     /// Check this build against the conformance vectors in DIR.
     Conformance {
@@ -98,12 +102,14 @@ fn main() -> ExitCode {
             epochs,
             rounds,
             baseline,
+            threads,
         } => bench::run(&bench::BenchArgs {
             n,
             k,
             epochs,
             rounds,
             baseline,
+            threads,
         })
         .map_err(Failure::input),
         Command::Sim(args) => sim::run(args),

@@ -142,6 +142,58 @@ fn bench_times_both_backends_cold_and_steady() {
     assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
 }
 
+/// `--threads 2` times one core against two threads, both backends, cold and steady (with
+/// the feature `parallel`; without it, a one-line refusal).
+#[test]
+fn bench_threads_times_one_core_against_the_threads() {
+    let out = deepnode(&[
+        "bench",
+        "--n",
+        "300",
+        "--k",
+        "16",
+        "--epochs",
+        "2",
+        "--threads",
+        "2",
+    ]);
+    if !cfg!(feature = "parallel") {
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("--features parallel"), "{err}");
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("one core against 2 threads"))
+        .collect();
+    assert!(!table.is_empty(), "no threads table in\n{text}");
+    for (backend, run) in [
+        ("float", "cold"),
+        ("float", "steady"),
+        ("fixed", "cold"),
+        ("fixed", "steady"),
+    ] {
+        let line = table
+            .iter()
+            .find(|l| l.split_whitespace().take(2).eq([backend, run]))
+            .unwrap_or_else(|| panic!("no {backend} {run} line in\n{text}"));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        for ms in &cols[2..4] {
+            assert!(ms.parse::<f64>().expect("ms") > 0.0, "{line}");
+        }
+        let ratio: f64 = cols[4].trim_end_matches('x').parse().expect("speed-up");
+        assert!(ratio > 0.0, "{line}");
+    }
+}
+
 /// The numpy + scipy.sparse baseline runs beside the epoch and agrees with the float outputs
 /// (the bench fails otherwise). Needs python3 with numpy and scipy (`scripts/bench-epoch.sh`
 /// installs them), so it is not in the default run: `cargo test -p deepnode-cli -- --ignored`.

@@ -51,7 +51,6 @@ where
     W: AsRef<[(Uid, Weight)]>,
     B: BondRowMut<N>,
 {
-    let n = stake.len();
     check_shapes(params, stake, weights, bonds, &out)?;
     let Outputs {
         rank,
@@ -63,21 +62,104 @@ where
         stake: new_stake,
         scratch,
     } = out;
-    let mask = params.mask_self_weights;
-
-    // 1-4. Row by row: check the weights and bond rows; s_i = stake_i / sum(stake); with
-    // f_i = s_i / sum_j weight_ij: r_j += weight_ij f_i, and t_j += s_i where
-    // weight_ij / sum > trust_threshold. `scratch` keeps f_i for the bond update.
-    let total = stake
-        .iter()
-        .fold(0u128, |acc, &x| acc.saturating_add(u128::from(x)));
+    // 1-4. `scratch` keeps f_i for the bond update.
+    let total = total_stake(stake);
     rank.fill(N::ZERO);
     trust.fill(N::ZERO);
-    for (i, ((b, &x), f_out)) in bonds.iter().zip(stake).zip(scratch.iter_mut()).enumerate() {
-        let row = weights.get(i).map_or(&[][..], AsRef::as_ref);
+    let rows = RowsRef {
+        first: 0,
+        weights,
+        stake,
+    };
+    rank_and_trust(params, total, rows, bonds, scratch, rank, trust)?;
+
+    // 5-7.
+    consensus_columns(params, trust, rank, consensus, incentive);
+    let (x_sum, loss) = incentive_sums(rank, consensus, incentive);
+    normalise_incentive(incentive, x_sum);
+
+    // 8. Bonds, before use. The column sums C_j = sum_k B_kj are accumulated as rows are
+    // written, in `dividends` (free until step 10).
+    dividends.fill(N::ZERO);
+    update_bonds(params, rows, bonds, scratch, rank, dividends)?;
+
+    // 9-10. `scratch` now holds g_j = i_j / C_j.
+    column_factors(scratch, dividends, incentive);
+    pay_dividends(bonds, scratch, dividends);
+
+    // 11.
+    mint(params, stake, incentive, dividends, minted, new_stake);
+    Ok(loss)
+}
+
+/// `sum_i stake_i` (exact: at most 2^32 nodes of at most 2^64 units fit u128).
+pub(crate) fn total_stake(stake: &[u64]) -> u128 {
+    stake
+        .iter()
+        .fold(0u128, |acc, &x| acc.saturating_add(u128::from(x)))
+}
+
+/// A run of consecutive rows of the epoch's input: rows `first..first + stake.len()`.
+/// `weights` is the whole list (shorter than `n` when the last rows are empty) and `stake`
+/// the run's own stakes.
+pub(crate) struct RowsRef<'a, W> {
+    /// The uid of the run's first row.
+    pub(crate) first: usize,
+    /// Every weights row of the epoch (indexed by uid).
+    pub(crate) weights: &'a [W],
+    /// `stake_i` of the run's rows.
+    pub(crate) stake: &'a [u64],
+}
+
+// Copy without the `W: Copy` bound a derive would add (only references are copied).
+impl<W> Clone for RowsRef<'_, W> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<W> Copy for RowsRef<'_, W> {}
+
+impl<'a, W: AsRef<[(Uid, Weight)]>> RowsRef<'a, W> {
+    /// Weights row `i` (a uid; empty when missing).
+    #[inline(always)]
+    fn row(&self, i: usize) -> &'a [(Uid, Weight)] {
+        self.weights.get(i).map_or(&[][..], AsRef::as_ref)
+    }
+}
+
+/// Steps 1 to 4 for a run of rows, with the checks of its weights and bond rows (the first
+/// failing row's error, rows in uid order): `s_i = stake_i / total`; with
+/// `f_i = s_i / sum_j weight_ij`: `r_j += weight_ij f_i`, and `t_j += s_i` where
+/// `weight_ij / sum > trust_threshold`, added row after row onto `rank` and `trust` (length
+/// `n`). `factors` (one per row of the run) receives `f_i` for the bond update.
+pub(crate) fn rank_and_trust<N, W, B>(
+    params: &Params<N>,
+    total: u128,
+    rows: RowsRef<'_, W>,
+    bonds: &[B],
+    factors: &mut [N],
+    rank: &mut [N],
+    trust: &mut [N],
+) -> Result<(), Error>
+where
+    N: Scalar,
+    W: AsRef<[(Uid, Weight)]>,
+    B: BondRowMut<N>,
+{
+    let n = rank.len();
+    let mask = params.mask_self_weights;
+    let far = n > PREFETCH_MIN;
+    for (k, ((b, &x), f_out)) in bonds
+        .iter()
+        .zip(rows.stake)
+        .zip(factors.iter_mut())
+        .enumerate()
+    {
+        let i = rows.first.wrapping_add(k);
+        let row = rows.row(i);
         // Columns are fetched AHEAD entries before their update: the next row's first ones
         // now, this row's further ones along the way.
-        for &(j, _) in head(weights.get(i.wrapping_add(1)), AHEAD) {
+        for &(j, _) in head(rows.row(i.wrapping_add(1)), AHEAD) {
             prefetch(rank, j);
             prefetch(trust, j);
         }
@@ -104,7 +186,6 @@ where
         *f_out = N::pack_factor(f);
         let cutoff = N::max_untrusted(params.trust_threshold, sum);
         let (before, after) = live(row, i, mask);
-        let far = rank.len() > PREFETCH_MIN;
         for part in [before, after] {
             if far {
                 scatter_row::<N, true>(part, f, s, cutoff, rank, trust);
@@ -113,23 +194,43 @@ where
             }
         }
     }
+    Ok(())
+}
 
-    // 5-7. c_j = sigmoid(rho (t_j - kappa)); x_j = r_j c_j; i_j = x_j / sum x;
-    // L = sum_j r_j (1/2 - c_j).
-    let half = N::ratio(1, 2);
-    let mut x_sum = N::ZERO;
-    let mut loss = N::ZERO;
+/// Steps 5 and 6 column by column: `c_j = sigmoid(rho (t_j - kappa))` and `x_j = r_j c_j`
+/// (into `incentive`, normalised by [`normalise_incentive`]). Each column on its own.
+pub(crate) fn consensus_columns<N: Scalar>(
+    params: &Params<N>,
+    trust: &[N],
+    rank: &[N],
+    consensus: &mut [N],
+    incentive: &mut [N],
+) {
     for (((c, i), &t), &r) in consensus
         .iter_mut()
         .zip(incentive.iter_mut())
-        .zip(&*trust)
-        .zip(&*rank)
+        .zip(trust)
+        .zip(rank)
     {
         *c = consensus_of(params, t);
         *i = r.mul(*c);
-        x_sum = x_sum.add(*i);
-        loss = loss.add(r.mul(half.sub(*c)));
     }
+}
+
+/// `sum_j x_j` and the loss `L = sum_j r_j (1/2 - c_j)` (step 7), added in column order.
+pub(crate) fn incentive_sums<N: Scalar>(rank: &[N], consensus: &[N], incentive: &[N]) -> (N, N) {
+    let half = N::ratio(1, 2);
+    let mut x_sum = N::ZERO;
+    let mut loss = N::ZERO;
+    for ((&x, &c), &r) in incentive.iter().zip(consensus).zip(rank) {
+        x_sum = x_sum.add(x);
+        loss = loss.add(r.mul(half.sub(c)));
+    }
+    (x_sum, loss)
+}
+
+/// `i_j = x_j / sum x` (all 0 when the sum is 0). Each column on its own.
+pub(crate) fn normalise_incentive<N: Scalar>(incentive: &mut [N], x_sum: N) {
     for i in incentive.iter_mut() {
         // x_sum > 0 on this branch, and 0 <= x_j <= x_sum.
         *i = if x_sum > N::ZERO {
@@ -138,36 +239,58 @@ where
             N::ZERO
         };
     }
+}
 
-    // 8. Bonds, before use. The column sums C_j = sum_k B_kj are accumulated as rows are
-    // written, in `dividends` (free until step 10).
-    let col = &mut *dividends;
-    col.fill(N::ZERO);
-    for (i, (b, &f)) in bonds.iter_mut().zip(scratch.iter()).enumerate() {
-        let row = weights.get(i).map_or(&[][..], AsRef::as_ref);
+/// Step 8 for a run of rows (`bonds` and `factors` hold the run's rows): each bond row is
+/// merged with `w_ij s_i` (from `f_i` in `factors`); the kept entries are added onto `sums`
+/// (length `n`), row after row, as the column sums `C_j = sum_k B_kj` of the run.
+pub(crate) fn update_bonds<N, W, B>(
+    params: &Params<N>,
+    rows: RowsRef<'_, W>,
+    bonds: &mut [B],
+    factors: &[N],
+    rank: &[N],
+    sums: &mut [N],
+) -> Result<(), Error>
+where
+    N: Scalar,
+    W: AsRef<[(Uid, Weight)]>,
+    B: BondRowMut<N>,
+{
+    let mask = params.mask_self_weights;
+    for (k, (b, &f)) in bonds.iter_mut().zip(factors).enumerate() {
+        let i = rows.first.wrapping_add(k);
+        let row = rows.row(i);
         // The next row's first columns, up to a whole sparse row (the merge itself does not
         // prefetch along a row).
-        for &(j, _) in head(weights.get(i.wrapping_add(1)), 4 * AHEAD) {
-            prefetch(col, j);
+        for &(j, _) in head(rows.row(i.wrapping_add(1)), 4 * AHEAD) {
+            prefetch(sums, j);
         }
-        let columns = Columns {
-            rank: &*rank,
-            sums: &mut *col,
-        };
+        let columns = Columns { rank, sums };
         update_bond_row(params.bonds, b, row, i, N::unpack_factor(f), mask, columns)?;
     }
+    Ok(())
+}
 
-    // 9-10. d_i = sum_j B_ij g_j with g_j = i_j / C_j; `scratch` now holds g.
-    let factor = &mut *scratch;
-    for ((g, &c), &inc) in factor.iter_mut().zip(&*col).zip(&*incentive) {
-        // An empty column pays no one: beta_ij = 0.
+/// Step 9's factor per column: `g_j = i_j / C_j` (0 for an empty column, whose bonds pay no
+/// one: beta_ij = 0). Each column on its own.
+pub(crate) fn column_factors<N: Scalar>(g: &mut [N], col: &[N], incentive: &[N]) {
+    for ((g, &c), &inc) in g.iter_mut().zip(col).zip(incentive) {
         *g = if c > N::ZERO { inc.div(c) } else { N::ZERO };
     }
-    let col = &*factor;
+}
+
+/// Step 10 for a run of rows: `d_i = sum_j B_ij g_j` (`g` of length `n`; `dividends` and
+/// `bonds` hold the run's rows). Each row on its own.
+pub(crate) fn pay_dividends<N: Scalar, B: BondRowMut<N>>(
+    bonds: &[B],
+    g: &[N],
+    dividends: &mut [N],
+) {
     for (i, d) in dividends.iter_mut().enumerate() {
         if let Some(next) = bonds.get(i.wrapping_add(1)) {
             for &(j, _) in next.entries().get(..AHEAD).unwrap_or(next.entries()) {
-                prefetch(col, j);
+                prefetch(g, j);
             }
         }
         let entries = bonds.get(i).map_or(&[][..], BondRowMut::entries);
@@ -175,23 +298,28 @@ where
         for &(j, v) in entries {
             let g = usize::try_from(j)
                 .ok()
-                .and_then(|k| col.get(k))
+                .and_then(|k| g.get(k))
                 .copied()
                 .unwrap_or(N::ZERO);
             acc = acc.add(v.mul(g));
         }
         *d = acc;
     }
+}
 
-    // 11. delta_i = lambda i_i + (1 - lambda) d_i; minted_i = floor(emission delta_i).
+/// Step 11: `delta_i = lambda i_i + (1 - lambda) d_i`; `minted_i = floor(emission delta_i)`
+/// (any excess over `emission` taken back); `stake_i += minted_i`.
+pub(crate) fn mint<N: Scalar>(
+    params: &Params<N>,
+    stake: &[u64],
+    incentive: &[N],
+    dividends: &[N],
+    minted: &mut [u64],
+    new_stake: &mut [u64],
+) {
     let keep = params.self_share;
     let pass = N::ONE.sub(keep);
-    for (((m, &old), &inc), &div) in minted
-        .iter_mut()
-        .zip(stake)
-        .zip(&*incentive)
-        .zip(&*dividends)
-    {
+    for (((m, &old), &inc), &div) in minted.iter_mut().zip(stake).zip(incentive).zip(dividends) {
         let delta = keep.mul(inc).add(pass.mul(div));
         // A stake at u64::MAX takes no more: what does not fit is not minted.
         *m = delta
@@ -202,8 +330,6 @@ where
     for ((new, &old), &m) in new_stake.iter_mut().zip(stake).zip(&*minted) {
         *new = old.saturating_add(m);
     }
-    debug_assert!(n == rank.len());
-    Ok(loss)
 }
 
 /// Steps 3 and 4 for one run of a row's live entries: `r_j += weight_ij f_i`, and
@@ -363,8 +489,7 @@ const AHEAD: usize = 16;
 const PREFETCH_MIN: usize = 1 << 15;
 
 /// The first `count` entries of a row (none for a missing row).
-fn head<W: AsRef<[(Uid, Weight)]>>(row: Option<&W>, count: usize) -> &[(Uid, Weight)] {
-    let row = row.map_or(&[][..], AsRef::as_ref);
+fn head(row: &[(Uid, Weight)], count: usize) -> &[(Uid, Weight)] {
     row.get(..count).unwrap_or(row)
 }
 
@@ -667,7 +792,7 @@ pub(crate) fn union_len<N: Scalar>(
 /// The checks that need no pass over the rows: `n > 0`, parameters, row and buffer counts.
 /// The rows themselves are checked in the first pass of [`epoch_in_place`], before any bond
 /// is written.
-fn check_shapes<N: Scalar, W: AsRef<[(Uid, Weight)]>, B: BondRowMut<N>>(
+pub(crate) fn check_shapes<N: Scalar, W: AsRef<[(Uid, Weight)]>, B: BondRowMut<N>>(
     params: &Params<N>,
     stake: &[u64],
     weights: &[W],

@@ -18,6 +18,8 @@ mod controller;
 mod epoch;
 mod error;
 mod exp;
+#[cfg(feature = "parallel")]
+mod parallel;
 mod scalar;
 mod validate;
 #[cfg(feature = "alloc")]
@@ -30,6 +32,8 @@ pub use deepnode_types::{BondMode, BoundedRow, Fx, Params, Uid, Weight};
 pub use deepnode_types::{EpochOutput, State};
 pub use epoch::{Outputs, epoch_in_place};
 pub use error::Error;
+#[cfg(feature = "parallel")]
+pub use parallel::{CHUNKS, Parallel};
 pub use scalar::Scalar;
 pub use validate::{check_min_weights, check_params, consensus_of, validate_row};
 #[cfg(feature = "alloc")]

@@ -4,7 +4,7 @@ use alloc::borrow::Cow;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use deepnode_types::{EpochOutput, State, Uid};
+use deepnode_types::{EpochOutput, Params, State, Uid, Weight};
 
 use crate::epoch::{Outputs, epoch_in_place};
 use crate::{Error, Scalar};
@@ -42,6 +42,25 @@ pub fn canonicalize<V: Copy>(
 /// Rows may be in any uid order and fewer than `n` (missing rows are empty). The input is not
 /// modified. Bit-exact on every platform for [`deepnode_types::Fx`].
 pub fn epoch<N: Scalar>(state: &State<N>) -> Result<EpochOutput<N>, Error> {
+    epoch_with(state, |params, stake, weights, bonds, out| {
+        epoch_in_place(params, stake, weights, bonds, out)
+    })
+}
+
+/// A row of weights as [`epoch_with`] passes it on: borrowed when already canonical.
+pub(crate) type WeightsRow<'a> = Cow<'a, [(Uid, Weight)]>;
+
+/// [`epoch`] with `run` in place of [`epoch_in_place`]: canonical rows in, every output out.
+pub(crate) fn epoch_with<N: Scalar>(
+    state: &State<N>,
+    run: impl FnOnce(
+        &Params<N>,
+        &[u64],
+        &[WeightsRow<'_>],
+        &mut [Vec<(Uid, N)>],
+        Outputs<'_, N>,
+    ) -> Result<N, Error>,
+) -> Result<EpochOutput<N>, Error> {
     let n = state.stake.len();
     if n == 0 {
         return Err(Error::NoNodes);
@@ -82,7 +101,7 @@ pub fn epoch<N: Scalar>(state: &State<N>) -> Result<EpochOutput<N>, Error> {
     bonds.resize(n, Vec::new());
 
     let mut out = OutputBuffers::new(n);
-    let loss = epoch_in_place(
+    let loss = run(
         &state.params,
         &state.stake,
         &weights,
