@@ -63,6 +63,14 @@ step "devnet: deepnode with the torch feature; a small devnet's claims (learners
 cargo clippy -p deepnode-cli --features torch --all-targets -- -D warnings
 cargo test -p deepnode-cli --features torch --test devnet
 
+step "multi-core epoch (feature parallel): the same bits on 1, 2, 3 and 8 threads, every vector"
+cargo clippy -p deepnode-consensus --features parallel --all-targets -- -D warnings
+cargo clippy -p deepnode-cli --features parallel --all-targets -- -D warnings
+cargo test -p deepnode-consensus --features parallel
+cargo test -p deepnode-conformance --features parallel
+cargo test -p deepnode-cli --features parallel --test epoch_cli
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p deepnode-consensus --features parallel
+
 step "conformance vectors through the CLI"
 cargo run -q -p deepnode-cli -- conformance conformance/vectors
 
