@@ -21,6 +21,9 @@ pub enum NodeError {
     /// A handshake or a request ran past its deadline.
     #[error("timed out")]
     Timeout,
+    /// The peer was not asked: it failed recently and its [`crate::Backoff`] wait runs.
+    #[error("backing off after a failure")]
+    BackingOff,
     /// The peer broke the wire protocol; the connection is closed.
     #[error("protocol: {0}")]
     Protocol(String),

@@ -261,7 +261,10 @@ pub async fn run(
                     }
                     Answer::StandIn(_, e) => {
                         st.failed += 1;
-                        st.last_peer_error = Some(format!("uid {j}: {e}"));
+                        // The reason it backs off was shown when it failed.
+                        if !matches!(e, NodeError::BackingOff) {
+                            st.last_peer_error = Some(format!("uid {j}: {e}"));
+                        }
                     }
                 }
             }
@@ -618,7 +621,9 @@ async fn train(
             match fanned.iter().find(|(u, _)| u == j).map(|(_, a)| a) {
                 Some(Answer::Peer(t)) => Some(t.clone()),
                 Some(Answer::StandIn(_, e)) => {
-                    tally.2 = Some(format!("uid {j}: {e}"));
+                    if !matches!(e, NodeError::BackingOff) {
+                        tally.2 = Some(format!("uid {j}: {e}"));
+                    }
                     None
                 }
                 None => {

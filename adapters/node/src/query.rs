@@ -77,7 +77,9 @@ impl Answer {
 
 /// Sends `inputs` to every peer of `peers` at once and waits at most `timeout` for all; a
 /// peer that fails, is backing off or misses the deadline gets `stand_in(uid)` in its slot
-/// (zeros `[B, S, D]`, or the caller's distilled student). Backoffs are updated.
+/// (zeros `[B, S, D]`, or the caller's distilled student). The backoffs of the peers asked
+/// are updated; a peer skipped while it backs off ([`NodeError::BackingOff`]) keeps its wait,
+/// so it is asked again once the wait is over.
 pub async fn fan_out(
     peers: &[(Uid, Arc<Connection>)],
     backoff: &mut HashMap<Uid, Backoff>,
@@ -96,7 +98,7 @@ pub async fn fan_out(
             let uid = *uid;
             tokio::spawn(async move {
                 if !ready {
-                    return (uid, Err(NodeError::Timeout));
+                    return (uid, Err(NodeError::BackingOff));
                 }
                 (uid, conn.forward(modality, &inputs, timeout).await)
             })
@@ -114,6 +116,9 @@ pub async fn fan_out(
                 Ok(t) => {
                     b.succeeded();
                     Answer::Peer(t)
+                }
+                Err(NodeError::BackingOff) => {
+                    Answer::StandIn(stand_in(uid)?, NodeError::BackingOff)
                 }
                 Err(e) => {
                     b.failed(Instant::now());

@@ -460,7 +460,27 @@ async fn a_fan_out_fills_failed_slots_with_the_stand_in_and_backs_off() {
     }
     assert_eq!(backoff[&5].wait(), Duration::from_millis(100));
     assert_eq!(backoff[&2].wait(), Duration::ZERO);
-    // While it backs off, the slow peer is not even asked.
+    // While it backs off, the slow peer is not even asked, and its wait is not extended (a
+    // node querying every 100 ms would otherwise never ask it again).
+    for _ in 0..3 {
+        let answers = deepnode_node::fan_out(
+            &peers,
+            &mut backoff,
+            Modality::Text,
+            &text(),
+            Duration::from_millis(200),
+            zeros,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            answers[3].1,
+            deepnode_node::Answer::StandIn(_, NodeError::BackingOff)
+        ));
+        assert_eq!(backoff[&5].wait(), Duration::from_millis(100));
+    }
+    // Once the wait is over it is asked again: it times out again, and the wait doubles.
+    tokio::time::sleep(Duration::from_millis(120)).await;
     let answers = deepnode_node::fan_out(
         &peers,
         &mut backoff,
@@ -471,7 +491,10 @@ async fn a_fan_out_fills_failed_slots_with_the_stand_in_and_backs_off() {
     )
     .await
     .unwrap();
-    assert!(matches!(answers[3].1, deepnode_node::Answer::StandIn(..)));
+    assert!(matches!(
+        answers[3].1,
+        deepnode_node::Answer::StandIn(_, NodeError::Timeout)
+    ));
     assert_eq!(backoff[&5].wait(), Duration::from_millis(200));
 }
 
