@@ -317,52 +317,31 @@ fn time_threads<N: Scalar + FromRatio + Send + Sync>(
     }
     let mut bonds = vec![Vec::new(); n];
     let mut out = OutputBuffers::<N>::new(n);
+    // Side 0: one core; side 1: the threads. Both update the same bonds and buffers.
+    let mut run = |side: usize| -> Result<(), String> {
+        let (params, stake, weights) = (&state.params, &state.stake, &state.weights);
+        match side {
+            0 => epoch_in_place(params, stake, weights, &mut bonds, out.outputs()),
+            _ => par.epoch_in_place(params, stake, weights, &mut bonds, out.outputs()),
+        }
+        .map(drop)
+        .map_err(fail)
+    };
     // One warm-up epoch each (bonds, buffers, the runner's partial sums).
-    epoch_in_place(
-        &state.params,
-        &state.stake,
-        &state.weights,
-        &mut bonds,
-        out.outputs(),
-    )
-    .map_err(fail)?;
-    par.epoch_in_place(
-        &state.params,
-        &state.stake,
-        &state.weights,
-        &mut bonds,
-        out.outputs(),
-    )
-    .map_err(fail)?;
+    run(0)?;
+    run(1)?;
     let mut steady = [Vec::new(), Vec::new()];
     let mut busy = [[Duration::ZERO; 2]; 2];
     for _ in 0..epochs {
-        let cpu = process_cpu();
-        let start = Instant::now();
-        epoch_in_place(
-            &state.params,
-            &state.stake,
-            &state.weights,
-            &mut bonds,
-            out.outputs(),
-        )
-        .map_err(fail)?;
-        steady[0].push(start.elapsed());
-        busy[0][0] += start.elapsed();
-        busy[0][1] += process_cpu().saturating_sub(cpu);
-        let cpu = process_cpu();
-        let start = Instant::now();
-        par.epoch_in_place(
-            &state.params,
-            &state.stake,
-            &state.weights,
-            &mut bonds,
-            out.outputs(),
-        )
-        .map_err(fail)?;
-        steady[1].push(start.elapsed());
-        busy[1][0] += start.elapsed();
-        busy[1][1] += process_cpu().saturating_sub(cpu);
+        for side in 0..2 {
+            let cpu = process_cpu();
+            let start = Instant::now();
+            run(side)?;
+            let wall = start.elapsed();
+            steady[side].push(wall);
+            busy[side][0] += wall;
+            busy[side][1] += process_cpu().saturating_sub(cpu);
+        }
     }
     Ok(Pair {
         cold: cold.map(median),

@@ -125,7 +125,7 @@ fn a_small_devnet_pays_learners_and_starves_the_cabal() {
 // Emission 1.4% of the stake per epoch (the default scenario mints 5%): a learner's first row
 // waits for five steps of significant benefit, and the debug binary on a loaded machine can
 // spend several epochs there, in which the cabal is the only node with a row and takes every
-// unit minted. The claims do not depend on the rate, only how far that head start goes.
+// unit minted. A lower rate shrinks that head start; the claims are judged the same way.
 const SMALL: &str = r#"
 epochs = 28
 tempo = 8

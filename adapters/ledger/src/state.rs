@@ -68,22 +68,9 @@ pub struct Account {
     pub nonce: u64,
 }
 
-/// A neuron's outputs from the last epoch it took part in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Encode, Decode)]
-pub struct NeuronStats {
-    /// Rank `r`.
-    pub rank: Fx,
-    /// Trust `t`.
-    pub trust: Fx,
-    /// Consensus `c`.
-    pub consensus: Fx,
-    /// Incentive `i`.
-    pub incentive: Fx,
-    /// Dividends `d`.
-    pub dividends: Fx,
-    /// Units minted to it.
-    pub emission: u64,
-}
+/// A neuron's outputs from the last epoch it took part in (the type `deepnode-types` owns;
+/// its SCALE bytes are the store's).
+pub use deepnode_types::NeuronStats;
 
 /// A neuron: a registered node's entry at its uid (owner, stake, endpoint, last outputs).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -416,14 +403,7 @@ impl LedgerState {
         };
         for (i, neuron) in self.neurons.iter_mut().enumerate() {
             neuron.stake = out.stake[i];
-            neuron.last = NeuronStats {
-                rank: out.rank[i],
-                trust: out.trust[i],
-                consensus: out.consensus[i],
-                incentive: out.incentive[i],
-                dividends: out.dividends[i],
-                emission: out.minted[i],
-            };
+            neuron.last = out.stats(i).unwrap_or_default();
         }
         self.bonds = out.bonds;
         self.controller = self.config.controller.next(self.controller, out.loss);

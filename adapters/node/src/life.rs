@@ -261,10 +261,7 @@ pub async fn run(
                     }
                     Answer::StandIn(_, e) => {
                         st.failed += 1;
-                        // The reason it backs off was shown when it failed.
-                        if !matches!(e, NodeError::BackingOff) {
-                            st.last_peer_error = Some(format!("uid {j}: {e}"));
-                        }
+                        st.last_peer_error = failure(*j, e).or(st.last_peer_error.take());
                     }
                 }
             }
@@ -621,9 +618,7 @@ async fn train(
             match fanned.iter().find(|(u, _)| u == j).map(|(_, a)| a) {
                 Some(Answer::Peer(t)) => Some(t.clone()),
                 Some(Answer::StandIn(_, e)) => {
-                    if !matches!(e, NodeError::BackingOff) {
-                        tally.2 = Some(format!("uid {j}: {e}"));
-                    }
+                    tally.2 = failure(*j, e).or(tally.2.take());
                     None
                 }
                 None => {
@@ -651,6 +646,12 @@ async fn train(
         }
     }
     Ok((t, tally))
+}
+
+/// A failed query as the status shows it, `uid J: reason`; `None` for a peer skipped while it
+/// backs off (its reason was shown when it failed).
+fn failure(j: Uid, e: &NodeError) -> Option<String> {
+    (!matches!(e, NodeError::BackingOff)).then(|| format!("uid {j}: {e}"))
 }
 
 /// Scores that follow the metagraph rather than answers: a cabal's favourites, a copier's

@@ -420,6 +420,23 @@ async fn a_replayed_frame_ends_the_session() {
     assert!(matches!(e, NodeError::Closed | NodeError::Timeout), "{e}");
 }
 
+/// One fan-out of the test's text to `peers` under a 200 ms deadline, zeros standing in.
+async fn ask_all(
+    peers: &[(u32, Arc<deepnode_node::Connection>)],
+    backoff: &mut std::collections::HashMap<u32, deepnode_node::Backoff>,
+) -> Vec<(u32, deepnode_node::Answer)> {
+    deepnode_node::fan_out(
+        peers,
+        backoff,
+        Modality::Text,
+        &text(),
+        Duration::from_millis(200),
+        |_| Tensor::zeros(&[2, 4, DIM]),
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_fan_out_fills_failed_slots_with_the_stand_in_and_backs_off() {
     let slow = Arc::new(Slow(Duration::from_millis(500), AtomicUsize::new(0)));
@@ -432,18 +449,8 @@ async fn a_fan_out_fills_failed_slots_with_the_stand_in_and_backs_off() {
     let addr = serving(5, slow, Arc::new(AdmitAll), config(4, 16)).await;
     peers.push((5, a.dial(addr, account(5)).await.unwrap()));
     let mut backoff = std::collections::HashMap::new();
-    let zeros = |_| Tensor::zeros(&[2, 4, DIM]);
     let started = std::time::Instant::now();
-    let answers = deepnode_node::fan_out(
-        &peers,
-        &mut backoff,
-        Modality::Text,
-        &text(),
-        Duration::from_millis(200),
-        zeros,
-    )
-    .await
-    .unwrap();
+    let answers = ask_all(&peers, &mut backoff).await;
     // Partial results after the deadline, not after the slowest peer.
     assert!(started.elapsed() < Duration::from_millis(450));
     let expected = RandomProjection::new(3, DIM)
@@ -463,16 +470,7 @@ async fn a_fan_out_fills_failed_slots_with_the_stand_in_and_backs_off() {
     // While it backs off, the slow peer is not even asked, and its wait is not extended (a
     // node querying every 100 ms would otherwise never ask it again).
     for _ in 0..3 {
-        let answers = deepnode_node::fan_out(
-            &peers,
-            &mut backoff,
-            Modality::Text,
-            &text(),
-            Duration::from_millis(200),
-            zeros,
-        )
-        .await
-        .unwrap();
+        let answers = ask_all(&peers, &mut backoff).await;
         assert!(matches!(
             answers[3].1,
             deepnode_node::Answer::StandIn(_, NodeError::BackingOff)
@@ -481,16 +479,7 @@ async fn a_fan_out_fills_failed_slots_with_the_stand_in_and_backs_off() {
     }
     // Once the wait is over it is asked again: it times out again, and the wait doubles.
     tokio::time::sleep(Duration::from_millis(120)).await;
-    let answers = deepnode_node::fan_out(
-        &peers,
-        &mut backoff,
-        Modality::Text,
-        &text(),
-        Duration::from_millis(200),
-        zeros,
-    )
-    .await
-    .unwrap();
+    let answers = ask_all(&peers, &mut backoff).await;
     assert!(matches!(
         answers[3].1,
         deepnode_node::Answer::StandIn(_, NodeError::Timeout)

@@ -55,6 +55,9 @@ pub mod pallet {
         ControllerPolicy, ControllerState, Fx, Params, State, Uid, Weight as RawWeight,
     };
     use deepnode_rules::{Candidate, EndpointError, MAX_ENDPOINT_BYTES, RuleError, Slot};
+    /// A neuron's outputs from the last epoch it took part in (owned by `deepnode-types`, as
+    /// the embedded ledger stores them).
+    pub use deepnode_types::NeuronStats;
     use frame_support::PalletId;
     use frame_support::pallet_prelude::*;
     use frame_support::traits::fungible::{Inspect, Mutate};
@@ -113,25 +116,6 @@ pub mod pallet {
         type WeightsRateLimit: Get<u64>;
         /// Weights of the calls and of the epoch (see `weights.rs`).
         type WeightInfo: WeightInfo;
-    }
-
-    /// A neuron's outputs from the last epoch it took part in.
-    #[derive(
-        Clone, Copy, Debug, PartialEq, Eq, Default, Encode, Decode, MaxEncodedLen, TypeInfo,
-    )]
-    pub struct NeuronStats {
-        /// Rank `r`.
-        pub rank: Fx,
-        /// Trust `t`.
-        pub trust: Fx,
-        /// Consensus `c`.
-        pub consensus: Fx,
-        /// Incentive `i`.
-        pub incentive: Fx,
-        /// Dividends `d`.
-        pub dividends: Fx,
-        /// Units minted to it.
-        pub emission: u64,
     }
 
     /// A registered node's entry at its uid.
@@ -720,17 +704,7 @@ pub mod pallet {
             out: &deepnode_consensus::EpochOutput<Fx>,
             i: usize,
         ) -> Option<(NeuronStats, u64)> {
-            Some((
-                NeuronStats {
-                    rank: *out.rank.get(i)?,
-                    trust: *out.trust.get(i)?,
-                    consensus: *out.consensus.get(i)?,
-                    incentive: *out.incentive.get(i)?,
-                    dividends: *out.dividends.get(i)?,
-                    emission: *out.minted.get(i)?,
-                },
-                *out.stake.get(i)?,
-            ))
+            Some((out.stats(i)?, *out.stake.get(i)?))
         }
     }
 }

@@ -78,7 +78,7 @@ pub struct Learner {
     pending: Pending,
     evaluated_at: Option<u64>,
     progress: Progress,
-    benefit: Vec<Evidence>,
+    evidence: Vec<Evidence>,
     served: Option<Arc<TorchModel>>,
 }
 
@@ -111,7 +111,7 @@ impl Learner {
             pending: Pending::None,
             evaluated_at: None,
             progress: Progress::default(),
-            benefit: vec![Evidence::default(); config.local.peers],
+            evidence: vec![Evidence::default(); config.local.peers],
             served: None,
         })
     }
@@ -193,7 +193,7 @@ impl Learner {
                     .model
                     .step(&batch, &mut |j, _| answers.get(&j).cloned())?;
                 for (j, _) in &report.grads {
-                    if let (Some(e), Some(&b)) = (self.benefit.get_mut(*j), report.benefit.get(*j))
+                    if let (Some(e), Some(&b)) = (self.evidence.get_mut(*j), report.benefit.get(*j))
                     {
                         e.add(b, self.config.memory);
                     }
@@ -266,7 +266,7 @@ impl Trainer for Learner {
         let z = self.config.confidence;
         fisher
             .into_iter()
-            .zip(&self.benefit)
+            .zip(&self.evidence)
             .enumerate()
             .filter_map(|(j, (f, e))| {
                 Some((u32::try_from(j).ok()?, if e.helps(z) { f } else { 0.0 }))

@@ -169,7 +169,6 @@ pub struct LocalModel {
     student_opt: nn::Optimizer,
     step: u64,
     fisher_sum: Vec<f64>,
-    benefit_sum: Vec<f64>,
     fisher_rows: u64,
     backend: FisherBackend,
 }
@@ -216,7 +215,6 @@ impl LocalModel {
         let student_opt = nn::Adam::default().build(&student_vs, config.lr)?;
         Ok(LocalModel {
             fisher_sum: vec![0.0; config.peers],
-            benefit_sum: vec![0.0; config.peers],
             fisher_rows: 0,
             config,
             vs,
@@ -400,9 +398,6 @@ impl LocalModel {
         let rows = routed.targets.numel() as u64;
         for (sum, f) in self.fisher_sum.iter_mut().zip(&fisher) {
             *sum += f64::from(*f) * rows as f64;
-        }
-        for (sum, b) in self.benefit_sum.iter_mut().zip(&benefit) {
-            *sum += b * rows as f64;
         }
         self.fisher_rows += rows;
         self.opt.zero_grad();
@@ -596,16 +591,9 @@ impl LocalModel {
         self.fisher_sum.iter().map(|s| s / rows).collect()
     }
 
-    /// The epoch's mean [`LocalModel::benefit`] per peer, like [`LocalModel::epoch_scores`].
-    pub fn epoch_benefit(&self) -> Vec<f64> {
-        let rows = self.fisher_rows.max(1) as f64;
-        self.benefit_sum.iter().map(|s| s / rows).collect()
-    }
-
-    /// Starts a new epoch of Fisher scores and benefits.
+    /// Starts a new epoch of Fisher scores.
     pub fn reset_epoch(&mut self) {
         self.fisher_sum.fill(0.0);
-        self.benefit_sum.fill(0.0);
         self.fisher_rows = 0;
     }
 

@@ -23,7 +23,7 @@ pub use fx::Fx;
 pub use params::{BondMode, DEFAULT_EMISSION, FromRatio, Params};
 pub use row::{BoundedRow, CapacityError};
 #[cfg(feature = "alloc")]
-pub use state::{BondRow, EpochOutput, State, WeightRow};
+pub use state::{BondRow, EpochOutput, NeuronStats, State, WeightRow};
 
 /// A node's identifier: its index in `0..n`.
 pub type Uid = u32;

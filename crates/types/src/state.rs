@@ -27,6 +27,32 @@ pub struct State<N> {
     pub bonds: Vec<BondRow<N>>,
 }
 
+/// One node's outputs of an epoch (what a ledger or a pallet stores per neuron).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "codec",
+    derive(
+        parity_scale_codec::Encode,
+        parity_scale_codec::Decode,
+        parity_scale_codec::MaxEncodedLen
+    )
+)]
+#[cfg_attr(feature = "scale-info", derive(scale_info::TypeInfo))]
+pub struct NeuronStats<N = crate::Fx> {
+    /// Rank `r`.
+    pub rank: N,
+    /// Trust `t`.
+    pub trust: N,
+    /// Consensus `c`.
+    pub consensus: N,
+    /// Incentive `i`.
+    pub incentive: N,
+    /// Dividends `d`.
+    pub dividends: N,
+    /// Units minted to it.
+    pub emission: u64,
+}
+
 /// What an epoch produces (mechanism.md steps 3 to 11), each vector of length `n`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(
@@ -52,4 +78,50 @@ pub struct EpochOutput<N> {
     pub stake: Vec<u64>,
     /// Bonds after this epoch's update, rows sorted by uid.
     pub bonds: Vec<BondRow<N>>,
+}
+
+impl<N: Copy> EpochOutput<N> {
+    /// Node `i`'s outputs, or `None` past the last node.
+    pub fn stats(&self, i: usize) -> Option<NeuronStats<N>> {
+        Some(NeuronStats {
+            rank: *self.rank.get(i)?,
+            trust: *self.trust.get(i)?,
+            consensus: *self.consensus.get(i)?,
+            incentive: *self.incentive.get(i)?,
+            dividends: *self.dividends.get(i)?,
+            emission: *self.minted.get(i)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec;
+
+    use super::{EpochOutput, NeuronStats};
+
+    #[test]
+    fn stats_take_one_node_of_every_output() {
+        let out = EpochOutput {
+            rank: vec![0.1, 0.2],
+            trust: vec![0.3, 0.4],
+            consensus: vec![0.5, 0.6],
+            incentive: vec![0.7, 0.8],
+            dividends: vec![0.9, 1.0],
+            loss: 0.0,
+            minted: vec![11, 12],
+            stake: vec![21, 22],
+            bonds: vec![vec![], vec![]],
+        };
+        let expected = NeuronStats {
+            rank: 0.2,
+            trust: 0.4,
+            consensus: 0.6,
+            incentive: 0.8,
+            dividends: 1.0,
+            emission: 12,
+        };
+        assert_eq!(out.stats(1), Some(expected));
+        assert_eq!(out.stats(2), None);
+    }
 }
