@@ -1,4 +1,5 @@
-// Kernel: gating logits of the noisy top-k gate (Shazeer et al. 2017, eq. 4):
+// Kernel: gating logits of the noisy top-k gate (Shazeer et al. 2017, eq. 4), one logit per
+// invocation, for batches of under 4 rows (gating_logits_tiled.wgsl serves larger ones):
 //   H(x)_j = (x W_g)_j + eps_j * softplus((x W_noise)_j)
 // with softplus(z) = select(0, z, z > 0) + log(1 + exp(-|z|)) (no max(): NaN must propagate).
 // Mirrors: reference::gating_logits (and, with WRITE_PARTS, the clean logits and noise

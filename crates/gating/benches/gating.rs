@@ -1,6 +1,8 @@
 //! Rows per second of the gating forward pass and of the Fisher scores, GPU kernels against
 //! the CPU reference in the same run, over peers in {64, 1024, 4096}, d in {256, 1024} and
-//! k in {2, 8} (`DEEPNODE_BENCH_QUICK=1`: peers in {64, 1024}, d = 256). Small flat samples so
+//! k in {2, 8} (`DEEPNODE_BENCH_QUICK=1`: peers in {64, 1024}, d = 256); the per-call cost
+//! (weights uploaded each call, resident, many callers batched) and, in the full grid, the bytes
+//! per second of the largest resident gate. Small flat samples so
 //! the whole grid finishes in minutes on a software adapter (lavapipe).
 
 use std::time::Duration;
@@ -8,16 +10,22 @@ use std::time::Duration;
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use deepnode_gating::{FisherHead, GateInput, Gpu, Noise, reference, standard_normal};
+use deepnode_gating::{
+    FisherHead, GateInput, GateRows, Gpu, LogitsKernel, Noise, reference, standard_normal,
+};
 
 /// Rows per batch: enough to fill the device, small enough for the CPU reference.
 const ROWS: usize = 64;
 /// Classes of the output head in the Fisher benchmark.
 const CLASSES: usize = 16;
 
+/// `DEEPNODE_BENCH_QUICK=1`: the small grid.
+fn quick() -> bool {
+    std::env::var("DEEPNODE_BENCH_QUICK").is_ok_and(|v| v == "1")
+}
+
 fn grid() -> Vec<(usize, usize, usize)> {
-    let quick = std::env::var("DEEPNODE_BENCH_QUICK").is_ok_and(|v| v == "1");
-    let (peers, ds): (&[usize], &[usize]) = if quick {
+    let (peers, ds): (&[usize], &[usize]) = if quick() {
         (&[64, 1024], &[256])
     } else {
         (&[64, 1024, 4096], &[256, 1024])
@@ -41,7 +49,7 @@ fn uniform(seed: u64, len: usize, scale: f32) -> Vec<f32> {
 }
 
 fn benches(c: &mut Criterion) {
-    let gpu = Gpu::new().expect("the benchmark needs a wgpu adapter (e.g. lavapipe)");
+    let mut gpu = Gpu::new().expect("the benchmark needs a wgpu adapter (e.g. lavapipe)");
     eprintln!(
         "device: {} ({:?})",
         gpu.adapter_info().name,
@@ -120,7 +128,103 @@ fn benches(c: &mut Criterion) {
             })
         });
     }
+    // ROWS callers of one row each: one call per caller, or all in one submission.
+    let x = uniform(1, ROWS * d, 1.0);
+    let eps = standard_normal(4, ROWS * peers);
+    let batches: Vec<GateRows<'_>> = (0..ROWS)
+        .map(|r| GateRows {
+            x: &x[r * d..(r + 1) * d],
+            eps: Some(&eps[r * peers..(r + 1) * peers]),
+            rows: 1,
+        })
+        .collect();
+    let id = format!("p{peers}_d{d}_k{k}_{ROWS}x1");
+    group.bench_function(BenchmarkId::new("resident_call_each", &id), |b| {
+        b.iter(|| {
+            for one in &batches {
+                gpu.gating_forward_resident(&gate, one.x, one.eps, 1, k)
+                    .unwrap();
+            }
+        })
+    });
+    group.bench_function(BenchmarkId::new("batched", &id), |b| {
+        b.iter(|| gpu.gating_forward_batched(&gate, &batches, k).unwrap())
+    });
     group.finish();
+
+    // The logits kernels against each other, same run: the resident forward pass (k = 2,
+    // noisy) with each kernel forced, and the automatic choice.
+    let mut group = c.benchmark_group("logits_kernel");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_secs(1));
+    let k = 2;
+    for (peers, d) in grid()
+        .into_iter()
+        .filter(|&(_, _, k)| k == 2)
+        .map(|(p, d, _)| (p, d))
+    {
+        let w_gate = uniform(2, d * peers, 0.05);
+        let w_noise = uniform(3, d * peers, 0.05);
+        let gate = gpu
+            .upload_gate(&w_gate, Some(&w_noise), d, peers)
+            .expect("valid shapes");
+        for rows in [16, ROWS, 256] {
+            let x = uniform(1, rows * d, 1.0);
+            let eps = standard_normal(4, rows * peers);
+            group.throughput(Throughput::Elements(rows as u64));
+            let id = format!("p{peers}_d{d}_rows{rows}");
+            for kernel in [
+                LogitsKernel::PerLogit,
+                LogitsKernel::Tiled,
+                LogitsKernel::Auto,
+            ] {
+                gpu.set_logits_kernel(kernel);
+                group.bench_function(BenchmarkId::new(format!("{kernel:?}"), &id), |b| {
+                    b.iter(|| {
+                        gpu.gating_forward_resident(&gate, &x, Some(&eps), rows, k)
+                            .unwrap()
+                    })
+                });
+            }
+        }
+    }
+    gpu.set_logits_kernel(LogitsKernel::Auto);
+    group.finish();
+
+    // Streaming: the largest gate (4,096 peers, d = 1,024, noisy: 33.5 MB of weights) on
+    // resident weights, in bytes that must cross memory per call (both weight matrices once,
+    // x, eps and the selection read back). Skipped in the quick grid (minutes on lavapipe).
+    if !quick() {
+        let mut group = c.benchmark_group("stream");
+        group
+            .sampling_mode(SamplingMode::Flat)
+            .sample_size(20)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2));
+        let (peers, d, k) = (4096, 1024, 2);
+        let w_gate = uniform(2, d * peers, 0.05);
+        let w_noise = uniform(3, d * peers, 0.05);
+        let gate = gpu
+            .upload_gate(&w_gate, Some(&w_noise), d, peers)
+            .expect("valid shapes");
+        for rows in [1, 16, ROWS, 256, 1024] {
+            let x = uniform(1, rows * d, 1.0);
+            let eps = standard_normal(4, rows * peers);
+            let bytes = 4 * (2 * d * peers + rows * (d + peers + 2 * k));
+            group.throughput(Throughput::Bytes(bytes as u64));
+            let id = format!("p{peers}_d{d}_k{k}_rows{rows}");
+            group.bench_function(BenchmarkId::new("resident", &id), |b| {
+                b.iter(|| {
+                    gpu.gating_forward_resident(&gate, &x, Some(&eps), rows, k)
+                        .unwrap()
+                })
+            });
+        }
+        group.finish();
+    }
 
     let mut group = c.benchmark_group("fisher_scores");
     group

@@ -1,16 +1,42 @@
 //! The wgpu context and the host side of every kernel: upload, chunk by rows, dispatch, read.
 
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 
 use wgpu::util::DeviceExt;
 
 use crate::types::{
-    GateInput, LoadBalance, Noise, Selection, check_k, check_len, check_responses, mul,
+    GateInput, GateRows, LoadBalance, Noise, Selection, check_k, check_len, check_responses, mul,
 };
 use crate::{FisherHead, GatingError, reference, shaders};
 
 /// Threads per workgroup along x in every shader (`@workgroup_size(64, 1, 1)`).
 const WG: u64 = 64;
+/// Rows per workgroup of `gating_logits_tiled.wgsl` (its `RT`).
+const LOGIT_ROWS: usize = 16;
+/// [`LogitsKernel::Auto`] never tiles batches of fewer rows.
+const TILED_FROM: usize = 4;
+/// On a GPU, [`LogitsKernel::Auto`] tiles only when the tiled grid has this many workgroups:
+/// on an H100 (Vulkan) the tiled kernel was 1.23-1.36x faster at 1,024 workgroups (4,096
+/// peers, 256 rows) and slower at 256 and below, where the per-logit kernel's weight reads
+/// hit the cache.
+const GPU_MIN_GROUPS: usize = 1024;
+
+/// The kernel that computes the gating logits `H(x)` ([`Gpu::set_logits_kernel`]). Both
+/// accumulate each dot product in the order `t = 0..d`; they agreed bit for bit in the tests on
+/// lavapipe and on an H100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogitsKernel {
+    /// [`LogitsKernel::PerLogit`] for batches under 4 rows; from 4 rows
+    /// [`LogitsKernel::Tiled`] on a CPU adapter (lavapipe), and on a GPU when the tiled grid
+    /// has at least 1,024 workgroups.
+    #[default]
+    Auto,
+    /// `gating_logits.wgsl`: one logit per invocation, each reading its column of the weights.
+    PerLogit,
+    /// `gating_logits_tiled.wgsl`: 16 rows x 64 peers per workgroup, each weight read serving
+    /// 16 rows, the rows' x staged in workgroup memory.
+    Tiled,
+}
 
 /// A GPU device with the crate's compute pipelines compiled.
 ///
@@ -26,7 +52,9 @@ pub struct Gpu {
     device_max_binding: u64,
     /// `max_compute_workgroups_per_dimension`.
     max_groups: u32,
-    logits: wgpu::ComputePipeline,
+    /// The logits kernels: per logit, tiled.
+    logits_pipelines: [wgpu::ComputePipeline; 2],
+    logits_kernel: LogitsKernel,
     top_k: wgpu::ComputePipeline,
     combine: wgpu::ComputePipeline,
     fisher: wgpu::ComputePipeline,
@@ -80,7 +108,9 @@ impl Gpu {
             ..Default::default()
         }))
         .map_err(|e| GatingError::RequestDevice(e.to_string()))?;
-        let pipeline = |name: &str, source: &str| {
+        // The tiled kernel writes its staging area before reading it, so it may skip zeroing
+        // workgroup memory.
+        let pipeline = |name: &str, source: &str, zero_workgroup_memory: bool| {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(name),
                 source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -90,19 +120,26 @@ impl Gpu {
                 layout: None,
                 module: &module,
                 entry_point: Some("main"),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[],
+                    zero_initialize_workgroup_memory: zero_workgroup_memory,
+                },
                 cache: None,
             })
         };
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let gpu = Self {
-            logits: pipeline("gating_logits", shaders::GATING_LOGITS),
-            top_k: pipeline("top_k_softmax", shaders::TOP_K_SOFTMAX),
-            combine: pipeline("combine", shaders::COMBINE),
-            fisher: pipeline("fisher_terms", shaders::FISHER_TERMS),
-            scatter: pipeline("scatter_rows", shaders::SCATTER_ROWS),
-            column_sum: pipeline("column_sum", shaders::COLUMN_SUM),
-            load: pipeline("load_prob", shaders::LOAD_PROB),
+            logits_pipelines: [
+                pipeline("gating_logits", shaders::GATING_LOGITS, true),
+                pipeline("gating_logits_tiled", shaders::GATING_LOGITS_TILED, false),
+            ],
+            logits_kernel: LogitsKernel::Auto,
+            top_k: pipeline("top_k_softmax", shaders::TOP_K_SOFTMAX, true),
+            combine: pipeline("combine", shaders::COMBINE, true),
+            fisher: pipeline("fisher_terms", shaders::FISHER_TERMS, true),
+            scatter: pipeline("scatter_rows", shaders::SCATTER_ROWS, true),
+            column_sum: pipeline("column_sum", shaders::COLUMN_SUM, true),
+            load: pipeline("load_prob", shaders::LOAD_PROB, true),
             max_binding: binding_limit(&limits),
             device_max_binding: binding_limit(&limits),
             max_groups: limits.max_compute_workgroups_per_dimension,
@@ -250,6 +287,7 @@ impl Gpu {
             d,
             peers,
             noisy: w_noise.is_some(),
+            scratch: Mutex::new(None),
         })
     }
 
@@ -257,6 +295,10 @@ impl Gpu {
     /// and, for a noisy gate, `eps` (`[rows, peers]`), and reads back the selection only.
     /// The same result as [`Gpu::gating_forward`] on the same weights. `eps` must be given
     /// exactly when the gate was uploaded with `W_noise`.
+    ///
+    /// The gate keeps the buffers of its last call (inputs, logits, selection, staging and
+    /// their bindings) and reuses them while a chunk fits, so a steady caller creates no
+    /// buffer per call.
     pub fn gating_forward_resident(
         &self,
         gate: &ResidentGate,
@@ -265,21 +307,69 @@ impl Gpu {
         rows: usize,
         k: usize,
     ) -> Result<Selection, GatingError> {
-        let (d, peers) = (gate.d, gate.peers);
-        check_len("x", mul("rows * d", rows, d)?, x.len())?;
-        match (gate.noisy, eps) {
-            (true, Some(e)) => check_len("eps", mul("rows * peers", rows, peers)?, e.len())?,
-            (false, None) => {}
-            (noisy, _) => {
-                // eps given for a noise-free gate, or missing for a noisy one.
-                check_len(
-                    "eps",
-                    if noisy { rows * peers } else { 0 },
-                    eps.map_or(usize::MAX, <[f32]>::len),
-                )?;
-            }
+        let batch = GateRows { x, eps, rows };
+        check_rows(gate, &batch)?;
+        check_k(k, gate.peers)?;
+        self.forward_resident(gate, x, eps, rows, k)
+    }
+
+    /// [`Gpu::gating_forward_resident`] for many callers' batches at once: their rows go up
+    /// in one upload and through one submission per chunk (not one per batch), and come back
+    /// as one [`Selection`] per batch, each equal to what its own call would return.
+    pub fn gating_forward_batched(
+        &self,
+        gate: &ResidentGate,
+        batches: &[GateRows<'_>],
+        k: usize,
+    ) -> Result<Vec<Selection>, GatingError> {
+        let mut rows = 0usize;
+        for batch in batches {
+            check_rows(gate, batch)?;
+            rows = rows
+                .checked_add(batch.rows)
+                .ok_or(GatingError::TooLargeForU32 {
+                    operand: "rows",
+                    value: usize::MAX,
+                })?;
         }
-        check_k(k, peers)?;
+        check_k(k, gate.peers)?;
+        let mut x = Vec::with_capacity(mul("rows * d", rows, gate.d)?);
+        let mut eps = Vec::with_capacity(if gate.noisy {
+            mul("rows * peers", rows, gate.peers)?
+        } else {
+            0
+        });
+        for batch in batches {
+            x.extend_from_slice(batch.x);
+            eps.extend_from_slice(batch.eps.unwrap_or_default());
+        }
+        let all = self.forward_resident(gate, &x, gate.noisy.then_some(&eps[..]), rows, k)?;
+        let mut out = Vec::with_capacity(batches.len());
+        let mut at = 0;
+        for batch in batches {
+            let span = at * k..(at + batch.rows) * k;
+            out.push(Selection {
+                indices: all.indices[span.clone()].to_vec(),
+                gates: all.gates[span].to_vec(),
+                rows: batch.rows,
+                k,
+                peers: gate.peers,
+            });
+            at += batch.rows;
+        }
+        Ok(out)
+    }
+
+    /// The resident forward pass on checked input, through the gate's reused buffers.
+    fn forward_resident(
+        &self,
+        gate: &ResidentGate,
+        x: &[f32],
+        eps: Option<&[f32]>,
+        rows: usize,
+        k: usize,
+    ) -> Result<Selection, GatingError> {
+        let (d, peers) = (gate.d, gate.peers);
         to_u32("rows", rows)?;
         let input = GateInput {
             x,
@@ -299,17 +389,141 @@ impl Gpu {
             k,
             peers,
         };
+        // A poisoned lock only means another call panicked mid-way: its buffers are rebuilt.
+        let mut scratch = gate
+            .scratch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for r0 in (0..rows).step_by(chunk) {
             let n = chunk.min(rows - r0);
+            let s: &Scratch = match scratch.take() {
+                Some(s) if s.rows >= n && s.k == k => scratch.insert(s),
+                old => {
+                    drop(old);
+                    scratch.insert(self.scratch(gate, chunk.min(rows), k))
+                }
+            };
+            let flags = if gate.noisy { NOISY } else { 0 };
+            self.queue.write_buffer(
+                &s.logits_params,
+                0,
+                bytemuck::cast_slice(&[n as u32, d as u32, peers as u32, flags]),
+            );
+            self.queue.write_buffer(
+                &s.top_k_params,
+                0,
+                bytemuck::cast_slice(&[n as u32, peers as u32, k as u32, 0]),
+            );
+            if n * d > 0 {
+                self.queue
+                    .write_buffer(&s.x, 0, bytemuck::cast_slice(&x[r0 * d..(r0 + n) * d]));
+            }
+            if let Some(eps) = input.noise.map(|noise| noise.eps) {
+                self.queue.write_buffer(
+                    &s.eps,
+                    0,
+                    bytemuck::cast_slice(&eps[r0 * peers..(r0 + n) * peers]),
+                );
+            }
             let scope = self.scope();
             let mut enc = self.encoder();
-            let l = self.encode_logits(&mut enc, &input, &gate.weights, r0, n, false)?;
-            let t = self.encode_top_k(&mut enc, &l.logits, n, peers, k, false)?;
-            let [i, g] = self.read(enc, [&t.indices, &t.gates], scope)?;
+            let (slot, groups) = self.logits_kernel(n, peers);
+            record(
+                &mut enc,
+                &self.logits_pipelines[slot],
+                &s.logits_binds[slot],
+                groups,
+            );
+            record(&mut enc, &self.top_k, &s.top_k_bind, (n as u32, 1));
+            let bytes = 4 * (n * k) as u64;
+            let read = self.read_via(
+                enc,
+                [(&s.indices, bytes), (&s.gates, bytes)],
+                &s.staging,
+                scope,
+            );
+            let [i, g] = match read {
+                Ok(out) => out,
+                Err(e) => {
+                    // The staging buffer may be left mapped: the next call builds new ones.
+                    *scratch = None;
+                    return Err(e);
+                }
+            };
             sel.indices.extend_from_slice(bytemuck::cast_slice(&i));
             sel.gates.extend_from_slice(bytemuck::cast_slice(&g));
         }
         Ok(sel)
+    }
+
+    /// Buffers and bindings of the resident forward pass for chunks of up to `rows` rows.
+    fn scratch(&self, gate: &ResidentGate, rows: usize, k: usize) -> Scratch {
+        let (d, peers) = (gate.d, gate.peers);
+        let input = |label: &str, len: usize| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 4 * len.max(1) as u64,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let uniform = |label: &str| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 16,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let x = input("x", rows * d);
+        let eps = input("eps", if gate.noisy { rows * peers } else { 1 });
+        let logits_params = uniform("logits params");
+        let top_k_params = uniform("top-k params");
+        let logits = self.output("logits", rows * peers);
+        let clean = self.output("clean (unused)", 1);
+        let sd = self.output("noise_sd (unused)", 1);
+        let indices = self.output("indices", rows * k);
+        let gates = self.output("gates", rows * k);
+        let thresholds = self.output("thresholds (unused)", 1);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging"),
+            size: 8 * (rows * k).max(1) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let w = &gate.weights;
+        let logits_buffers = [
+            &logits_params,
+            &x,
+            &w.w_gate,
+            &w.w_noise,
+            &eps,
+            &logits,
+            &clean,
+            &sd,
+        ];
+        // Pipelines with derived layouts need a bind group each.
+        let logits_binds = self
+            .logits_pipelines
+            .each_ref()
+            .map(|p| self.bind(p, &logits_buffers));
+        let top_k_bind = self.bind(
+            &self.top_k,
+            &[&top_k_params, &logits, &indices, &gates, &thresholds],
+        );
+        Scratch {
+            rows,
+            k,
+            x,
+            eps,
+            logits_params,
+            top_k_params,
+            indices,
+            gates,
+            staging,
+            logits_binds,
+            top_k_bind,
+        }
     }
 
     /// GPU twin of [`reference::combine`]: `G(x) = sum_s g_s f_s`, `[rows, d_out]`.
@@ -600,15 +814,42 @@ impl Gpu {
         let part_len = if parts { n * peers } else { 1 };
         let clean = self.output("clean", part_len);
         let sd = self.output("noise_sd", part_len);
+        let (slot, groups) = self.logits_kernel(n, peers);
         self.dispatch(
             enc,
-            &self.logits,
+            &self.logits_pipelines[slot],
             &[
                 &params, &x, &w.w_gate, &w.w_noise, &eps, &logits, &clean, &sd,
             ],
-            (groups_of(peers), n as u32),
+            groups,
         );
         Ok(LogitsBuffers { logits, clean, sd })
+    }
+
+    /// The logits kernel for a chunk of `n` rows: its slot in `logits_pipelines` and its
+    /// workgroup grid.
+    fn logits_kernel(&self, n: usize, peers: usize) -> (usize, (u32, u32)) {
+        let tiled_grid = (groups_of(peers), n.div_ceil(LOGIT_ROWS) as u32);
+        let tiled = match self.logits_kernel {
+            LogitsKernel::PerLogit => false,
+            LogitsKernel::Tiled => true,
+            LogitsKernel::Auto if n < TILED_FROM => false,
+            LogitsKernel::Auto => {
+                self.info.device_type == wgpu::DeviceType::Cpu
+                    || tiled_grid.0 as usize * tiled_grid.1 as usize >= GPU_MIN_GROUPS
+            }
+        };
+        if tiled {
+            (1, tiled_grid)
+        } else {
+            (0, (groups_of(peers), n as u32))
+        }
+    }
+
+    /// Picks the logits kernel of every later call (default [`LogitsKernel::Auto`]), e.g. to
+    /// compare kernels in one run. Results do not depend on it beyond the tolerances.
+    pub fn set_logits_kernel(&mut self, kernel: LogitsKernel) {
+        self.logits_kernel = kernel;
     }
 
     fn encode_top_k(
@@ -759,14 +1000,8 @@ impl Gpu {
             })
     }
 
-    /// Records one dispatch of `pipeline` with `buffers` bound at bindings 0, 1, 2, ...
-    fn dispatch(
-        &self,
-        enc: &mut wgpu::CommandEncoder,
-        pipeline: &wgpu::ComputePipeline,
-        buffers: &[&wgpu::Buffer],
-        groups: (u32, u32),
-    ) {
+    /// A bind group of `pipeline` with `buffers` at bindings 0, 1, 2, ...
+    fn bind(&self, pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
         let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
             .iter()
             .enumerate()
@@ -775,44 +1010,70 @@ impl Gpu {
                 resource: b.as_entire_binding(),
             })
             .collect();
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
-        });
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-        pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, &bind, &[]);
-        pass.dispatch_workgroups(groups.0, groups.1, 1);
+        })
     }
 
-    /// Submits `enc`, copies `outputs` back and closes the error scopes.
+    /// Records one dispatch of `pipeline` with `buffers` bound at bindings 0, 1, 2, ...
+    fn dispatch(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[&wgpu::Buffer],
+        groups: (u32, u32),
+    ) {
+        record(enc, pipeline, &self.bind(pipeline, buffers), groups);
+    }
+
+    /// Submits `enc`, copies `outputs` back (through one staging buffer) and closes the error
+    /// scopes.
     fn read<const N: usize>(
         &self,
-        mut enc: wgpu::CommandEncoder,
+        enc: wgpu::CommandEncoder,
         outputs: [&wgpu::Buffer; N],
         scope: [wgpu::ErrorScopeGuard; 2],
     ) -> Result<[Vec<u8>; N], GatingError> {
-        let staging = outputs.map(|b| {
-            let s = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("staging"),
-                size: b.size(),
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            enc.copy_buffer_to_buffer(b, 0, &s, 0, b.size());
-            s
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging"),
+            size: outputs.iter().map(|b| b.size()).sum(),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.read_via(enc, outputs.map(|b| (b, b.size())), &staging, scope)
+    }
+
+    /// Submits `enc`, copies the first `bytes` of each output into `staging` one after the
+    /// other, maps only those bytes, and closes the error scopes. Every `bytes` is a multiple
+    /// of 4 and their sum fits `staging`.
+    fn read_via<const N: usize>(
+        &self,
+        mut enc: wgpu::CommandEncoder,
+        outputs: [(&wgpu::Buffer, u64); N],
+        staging: &wgpu::Buffer,
+        scope: [wgpu::ErrorScopeGuard; 2],
+    ) -> Result<[Vec<u8>; N], GatingError> {
+        let mut at = 0;
+        let spans = outputs.map(|(b, bytes)| {
+            if bytes > 0 {
+                enc.copy_buffer_to_buffer(b, 0, staging, at, bytes);
+            }
+            at += bytes;
+            (at - bytes, at)
         });
         self.queue.submit([enc.finish()]);
         let (tx, rx) = mpsc::channel();
-        for (i, s) in staging.iter().enumerate() {
-            let tx = tx.clone();
-            s.map_async(wgpu::MapMode::Read, .., move |r| {
-                // The receiver lives until every callback has run (poll waits for them).
-                let _ = tx.send((i, r));
+        let mapped = at > 0;
+        if mapped {
+            staging.map_async(wgpu::MapMode::Read, ..at, move |r| {
+                // The receiver lives until the callback has run (poll waits for it).
+                let _ = tx.send(r);
             });
+        } else {
+            drop(tx);
         }
-        drop(tx);
         let polled = self.device.poll(wgpu::PollType::wait_indefinitely());
         let [oom, validation] = scope;
         let validation = pollster::block_on(validation.pop());
@@ -821,19 +1082,51 @@ impl Gpu {
             return Err(GatingError::Device(e.to_string()));
         }
         polled.map_err(|e| GatingError::Device(e.to_string()))?;
-        for (_, r) in rx.iter() {
+        for r in rx.iter() {
             r.map_err(|e| GatingError::Device(e.to_string()))?;
         }
-        let mut out: [Vec<u8>; N] = core::array::from_fn(|_| Vec::new());
-        for (o, s) in out.iter_mut().zip(&staging) {
-            let view = s
-                .get_mapped_range(..)
-                .map_err(|e| GatingError::Device(e.to_string()))?;
-            *o = view.to_vec();
-            drop(view);
-            s.unmap();
+        if !mapped {
+            return Ok(core::array::from_fn(|_| Vec::new()));
         }
+        let out = {
+            let view = staging
+                .get_mapped_range(..at)
+                .map_err(|e| GatingError::Device(e.to_string()))?;
+            spans.map(|(a, b)| view[a as usize..b as usize].to_vec())
+        };
+        staging.unmap();
         Ok(out)
+    }
+}
+
+/// Records one dispatch of `pipeline` with the bind group `bind` at group 0.
+fn record(
+    enc: &mut wgpu::CommandEncoder,
+    pipeline: &wgpu::ComputePipeline,
+    bind: &wgpu::BindGroup,
+    groups: (u32, u32),
+) {
+    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, bind, &[]);
+    pass.dispatch_workgroups(groups.0, groups.1, 1);
+}
+
+/// The shape checks of a resident call's batch (`x`, and `eps` exactly for a noisy gate).
+fn check_rows(gate: &ResidentGate, batch: &GateRows<'_>) -> Result<(), GatingError> {
+    let (d, peers, rows) = (gate.d, gate.peers, batch.rows);
+    check_len("x", mul("rows * d", rows, d)?, batch.x.len())?;
+    match (gate.noisy, batch.eps) {
+        (true, Some(e)) => check_len("eps", mul("rows * peers", rows, peers)?, e.len()),
+        (false, None) => Ok(()),
+        (noisy, eps) => {
+            // eps given for a noise-free gate, or missing for a noisy one.
+            check_len(
+                "eps",
+                if noisy { rows.saturating_mul(peers) } else { 0 },
+                eps.map_or(usize::MAX, <[f32]>::len),
+            )
+        }
     }
 }
 
@@ -851,6 +1144,26 @@ pub struct ResidentGate {
     d: usize,
     peers: usize,
     noisy: bool,
+    /// The buffers of the last call, reused by the next while its chunks fit.
+    scratch: Mutex<Option<Scratch>>,
+}
+
+/// The per-call buffers of [`Gpu::gating_forward_resident`] for chunks of up to `rows` rows
+/// and a given `k`, with their bind groups.
+struct Scratch {
+    rows: usize,
+    k: usize,
+    x: wgpu::Buffer,
+    eps: wgpu::Buffer,
+    logits_params: wgpu::Buffer,
+    top_k_params: wgpu::Buffer,
+    indices: wgpu::Buffer,
+    gates: wgpu::Buffer,
+    /// Indices then gates, `8 rows k` bytes.
+    staging: wgpu::Buffer,
+    /// One per logits kernel (`Gpu::logits_pipelines`).
+    logits_binds: [wgpu::BindGroup; 2],
+    top_k_bind: wgpu::BindGroup,
 }
 
 impl core::fmt::Debug for ResidentGate {

@@ -7,8 +7,8 @@ pub mod shaders;
 mod types;
 
 pub use error::GatingError;
-pub use gpu::{Gpu, ResidentGate};
-pub use types::{FisherHead, GateInput, LoadBalance, Noise, Selection};
+pub use gpu::{Gpu, LogitsKernel, ResidentGate};
+pub use types::{FisherHead, GateInput, GateRows, LoadBalance, Noise, Selection};
 
 /// `len` standard normal samples from `seed`, for [`Noise::eps`]: SplitMix64 uniforms through
 /// the Box-Muller transform in f64, rounded to f32. The same seed gives the same samples on

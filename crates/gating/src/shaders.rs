@@ -3,8 +3,11 @@
 //! Each file is a complete module with one `main` compute entry point; its header comment
 //! lists its bindings and the [`crate::reference`] function it mirrors.
 
-/// `shaders/gating_logits.wgsl`: noisy gating logits, mirrors `reference::gating_logits`.
+/// `shaders/gating_logits.wgsl`: noisy gating logits, one per invocation, mirrors `reference::gating_logits`.
 pub const GATING_LOGITS: &str = include_str!("../../../shaders/gating_logits.wgsl");
+/// `shaders/gating_logits_tiled.wgsl`: the same logits, 16 rows per workgroup, for batches
+/// of 4 rows or more.
+pub const GATING_LOGITS_TILED: &str = include_str!("../../../shaders/gating_logits_tiled.wgsl");
 /// `shaders/top_k_softmax.wgsl`: top-k and softmax per row, mirrors
 /// `reference::top_k_softmax`.
 pub const TOP_K_SOFTMAX: &str = include_str!("../../../shaders/top_k_softmax.wgsl");
@@ -23,6 +26,7 @@ pub const LOAD_PROB: &str = include_str!("../../../shaders/load_prob.wgsl");
 /// Every shader as `(file name, source)`, for validation and tooling.
 pub const ALL: &[(&str, &str)] = &[
     ("gating_logits.wgsl", GATING_LOGITS),
+    ("gating_logits_tiled.wgsl", GATING_LOGITS_TILED),
     ("top_k_softmax.wgsl", TOP_K_SOFTMAX),
     ("combine.wgsl", COMBINE),
     ("fisher_terms.wgsl", FISHER_TERMS),

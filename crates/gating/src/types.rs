@@ -29,6 +29,17 @@ pub struct GateInput<'a> {
     pub peers: usize,
 }
 
+/// One caller's batch for [`crate::Gpu::gating_forward_batched`] on a [`crate::ResidentGate`].
+#[derive(Debug, Clone, Copy)]
+pub struct GateRows<'a> {
+    /// Examples, `[rows, d]` row-major.
+    pub x: &'a [f32],
+    /// Standard normal samples, `[rows, peers]`: given exactly when the gate is noisy.
+    pub eps: Option<&'a [f32]>,
+    /// Number of examples.
+    pub rows: usize,
+}
+
 /// The sparse gate of a batch: for each row the `k` chosen peers, best first, and their gates.
 ///
 /// Produced by `gating_forward` / `top_k_softmax`; may also be built by hand (then `indices`

@@ -6,12 +6,14 @@ mod common;
 
 use common::{Rng, assert_close, gate_tol, gpu, mag_tol};
 use deepnode_gating::{
-    FisherHead, GateInput, GatingError, Noise, Selection, reference, standard_normal,
+    FisherHead, GateInput, GateRows, GatingError, LogitsKernel, Noise, Selection, reference,
+    standard_normal,
 };
 
 /// Row counts around the workgroup size (64) and a few odd ones.
 const ROWS: &[usize] = &[1, 3, 63, 64, 65, 130];
 
+#[derive(Clone)]
 struct Case {
     rows: usize,
     d: usize,
@@ -24,7 +26,12 @@ struct Case {
 
 impl Case {
     fn random(rng: &mut Rng, rows: usize, dyadic: bool) -> Self {
-        let d = rng.range(0, 24);
+        // Mostly small; one case in three spans several of the logits kernel's x tiles (64).
+        let d = if rng.range(0, 3) == 0 {
+            rng.range(65, 200)
+        } else {
+            rng.range(0, 24)
+        };
         let peers = rng.range(1, 80);
         let (x, w_gate) = if dyadic {
             (rng.dyadic_f32(rows * d), rng.dyadic_f32(d * peers))
@@ -100,6 +107,53 @@ fn gating_logits_matches_reference() {
             &cpu,
             mag_tol(&mag, 1e-5),
         );
+    }
+}
+
+/// Every logits kernel (one logit per invocation, tiled by 16 rows, the automatic
+/// choice) meets the reference's tolerance, and the kernels agree bit for bit (the same
+/// summation order), on shapes spanning several row tiles and x tiles.
+#[test]
+fn every_logits_kernel_matches_reference() {
+    let Some(_) = gpu() else { return };
+    let mut gpu = deepnode_gating::Gpu::new().expect("an adapter exists: the shared one opened");
+    let mut rng = Rng::new(13);
+    for (case, &rows) in ROWS.iter().enumerate() {
+        let c = Case::random(&mut rng, rows, false);
+        let noisy = case % 2 == 1;
+        let input = c.input(noisy);
+        let cpu = reference::gating_logits(&input).unwrap();
+        let (ax, aw, an, ae) = (abs(&c.x), abs(&c.w_gate), abs(&c.w_noise), abs(&c.eps));
+        let mag = reference::gating_logits(&GateInput {
+            x: &ax,
+            w_gate: &aw,
+            noise: noisy.then_some(Noise {
+                w_noise: &an,
+                eps: &ae,
+            }),
+            ..input
+        })
+        .unwrap();
+        gpu.set_logits_kernel(LogitsKernel::PerLogit);
+        let per_logit = gpu.gating_logits(&input).unwrap();
+        for kernel in [
+            LogitsKernel::PerLogit,
+            LogitsKernel::Tiled,
+            LogitsKernel::Auto,
+        ] {
+            gpu.set_logits_kernel(kernel);
+            let got = gpu.gating_logits(&input).unwrap();
+            let what = format!(
+                "case {case} {kernel:?} rows {rows} d {} peers {}",
+                c.d, c.peers
+            );
+            assert_close(&what, &got, &cpu, mag_tol(&mag, 1e-5));
+            let same = got
+                .iter()
+                .zip(&per_logit)
+                .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
+            assert!(same, "{what}: differs from PerLogit");
+        }
     }
 }
 
@@ -286,6 +340,71 @@ fn resident_gate_matches_per_call_upload() {
                 Err(GatingError::ShapeMismatch { operand: "eps", .. })
             ));
         }
+    }
+}
+
+/// Many callers' batches through one submission give each caller what its own call gives,
+/// bit for bit, while the gate's reused buffers grow, shrink and change `k` between calls.
+#[test]
+fn batched_calls_match_separate_calls() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(12);
+    for case in 0..4 {
+        let noisy = case % 2 == 0;
+        // One gate; each batch its own rows (0 rows included).
+        let template = Case::random(&mut rng, 1, case % 3 == 0);
+        let (d, peers) = (template.d, template.peers);
+        let gate = gpu
+            .upload_gate(
+                &template.w_gate,
+                noisy.then_some(&template.w_noise[..]),
+                d,
+                peers,
+            )
+            .unwrap();
+        let cases: Vec<Case> = [130, 0, 1, 65, 3, 64]
+            .iter()
+            .map(|&rows| Case {
+                rows,
+                x: rng.vec_f32(rows * d),
+                eps: standard_normal(rng.next_u64(), rows * peers),
+                ..template.clone()
+            })
+            .collect();
+        for k in [pick_k(&mut rng, peers, case), 1] {
+            let batches: Vec<GateRows<'_>> = cases
+                .iter()
+                .map(|c| GateRows {
+                    x: &c.x,
+                    eps: noisy.then_some(&c.eps[..]),
+                    rows: c.rows,
+                })
+                .collect();
+            let together = gpu.gating_forward_batched(&gate, &batches, k).unwrap();
+            assert_eq!(together.len(), cases.len());
+            for (i, c) in cases.iter().enumerate() {
+                let alone = gpu.gating_forward(&c.input(noisy), k).unwrap();
+                assert_eq!(together[i], alone, "case {case} batch {i} k {k}");
+                let resident = gpu
+                    .gating_forward_resident(&gate, &c.x, noisy.then_some(&c.eps[..]), c.rows, k)
+                    .unwrap();
+                assert_eq!(resident, alone, "case {case} batch {i} k {k} resident");
+            }
+        }
+        assert!(
+            gpu.gating_forward_batched(&gate, &[], 1)
+                .unwrap()
+                .is_empty()
+        );
+        let bad = [GateRows {
+            x: &cases[2].x,
+            eps: (!noisy).then_some(&cases[2].eps[..]),
+            rows: 1,
+        }];
+        assert!(matches!(
+            gpu.gating_forward_batched(&gate, &bad, 1),
+            Err(GatingError::ShapeMismatch { operand: "eps", .. })
+        ));
     }
 }
 
@@ -600,6 +719,35 @@ fn chunked_calls_match_reference() {
         shared.gating_logits(&input).unwrap(),
         "logits do not depend on chunks"
     );
+    let gate = gpu.upload_gate(&w_gate, Some(&w_noise), d, peers).unwrap();
+    let noisy = gpu.gating_forward(&input, k).unwrap();
+    assert_eq!(
+        gpu.gating_forward_resident(&gate, &x, Some(&eps), rows, k)
+            .unwrap(),
+        noisy,
+        "chunked resident == chunked per-call"
+    );
+    let (a, b) = (70, rows - 70);
+    let split = gpu
+        .gating_forward_batched(
+            &gate,
+            &[
+                GateRows {
+                    x: &x[..a * d],
+                    eps: Some(&eps[..a * peers]),
+                    rows: a,
+                },
+                GateRows {
+                    x: &x[a * d..],
+                    eps: Some(&eps[a * peers..]),
+                    rows: b,
+                },
+            ],
+            k,
+        )
+        .unwrap();
+    assert_eq!(split[0].indices, noisy.indices[..a * k], "chunked batch 0");
+    assert_eq!(split[1].gates, noisy.gates[a * k..], "chunked batch 1");
     let lb = gpu.load_balance(&input, k).unwrap();
     let lb_cpu = reference::load_balance(&input, k).unwrap();
     assert_close("chunked load", &lb.load, &lb_cpu.load, |i| {
