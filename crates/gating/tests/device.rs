@@ -64,6 +64,26 @@ impl Case {
             peers: self.peers,
         }
     }
+
+    /// The reference logits of `|x|`, `|W|`, `|eps|`: the scale of the logit tolerance.
+    fn logit_magnitudes(&self, noisy: bool) -> Vec<f32> {
+        let (ax, aw, an, ae) = (
+            abs(&self.x),
+            abs(&self.w_gate),
+            abs(&self.w_noise),
+            abs(&self.eps),
+        );
+        reference::gating_logits(&GateInput {
+            x: &ax,
+            w_gate: &aw,
+            noise: noisy.then_some(Noise {
+                w_noise: &an,
+                eps: &ae,
+            }),
+            ..self.input(noisy)
+        })
+        .unwrap()
+    }
 }
 
 fn abs(v: &[f32]) -> Vec<f32> {
@@ -88,17 +108,7 @@ fn gating_logits_matches_reference() {
         let c = Case::random(&mut rng, rows, false);
         let noisy = case % 2 == 0;
         let input = c.input(noisy);
-        let (ax, aw, an, ae) = (abs(&c.x), abs(&c.w_gate), abs(&c.w_noise), abs(&c.eps));
-        let mag_input = GateInput {
-            x: &ax,
-            w_gate: &aw,
-            noise: noisy.then_some(Noise {
-                w_noise: &an,
-                eps: &ae,
-            }),
-            ..input
-        };
-        let mag = reference::gating_logits(&mag_input).unwrap();
+        let mag = c.logit_magnitudes(noisy);
         let cpu = reference::gating_logits(&input).unwrap();
         let got = gpu.gating_logits(&input).unwrap();
         assert_close(
@@ -123,17 +133,7 @@ fn every_logits_kernel_matches_reference() {
         let noisy = case % 2 == 1;
         let input = c.input(noisy);
         let cpu = reference::gating_logits(&input).unwrap();
-        let (ax, aw, an, ae) = (abs(&c.x), abs(&c.w_gate), abs(&c.w_noise), abs(&c.eps));
-        let mag = reference::gating_logits(&GateInput {
-            x: &ax,
-            w_gate: &aw,
-            noise: noisy.then_some(Noise {
-                w_noise: &an,
-                eps: &ae,
-            }),
-            ..input
-        })
-        .unwrap();
+        let mag = c.logit_magnitudes(noisy);
         gpu.set_logits_kernel(LogitsKernel::PerLogit);
         let per_logit = gpu.gating_logits(&input).unwrap();
         for kernel in [
