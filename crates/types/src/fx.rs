@@ -12,8 +12,12 @@ use fixed::types::I64F64;
 ///
 /// The inner `fixed` value is private: its operators panic or wrap on overflow, so `Fx` offers
 /// only total operations (saturating, checked, or exact by construction).
+///
+/// Layout: 16 bytes aligned to 4 (`repr(packed(4))`), not the 16 of `i128`, so an entry
+/// `(Uid, Fx)` of a bond row takes 20 bytes instead of 32 (the epoch is memory-bound); each
+/// operation copies the bits into registers, and no reference to them is ever formed.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[repr(transparent)]
+#[repr(C, packed(4))]
 pub struct Fx(I64F64);
 
 impl Fx {
@@ -133,8 +137,8 @@ impl Fx {
     #[inline]
     #[must_use]
     pub fn saturating_div(self, rhs: Fx) -> Fx {
-        if rhs.0 == I64F64::ZERO {
-            return if self.0 < I64F64::ZERO {
+        if rhs.to_bits() == 0 {
+            return if self.to_bits() < 0 {
                 Fx(I64F64::MIN)
             } else {
                 Fx::MAX
@@ -205,13 +209,15 @@ fn frac_of(rem: u128, den: u128) -> u128 {
 
 impl fmt::Debug for Fx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        fmt::Display::fmt(self, f)
     }
 }
 
 impl fmt::Display for Fx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        // A copy: the field of a packed struct is never borrowed.
+        let x = self.0;
+        fmt::Display::fmt(&x, f)
     }
 }
 
@@ -376,6 +382,26 @@ mod tests {
             Fx::from_ratio(3, 4).saturating_div(Fx::from_bits(1)),
             Fx::MAX
         );
+    }
+
+    #[test]
+    fn bond_entries_are_twenty_bytes() {
+        use core::mem::{align_of, size_of};
+        assert_eq!(size_of::<Fx>(), 16);
+        assert_eq!(align_of::<Fx>(), 4);
+        assert_eq!(size_of::<(crate::Uid, Fx)>(), 20);
+        // Entries of a row lie at every 20 bytes, so most values sit off any 16-byte
+        // boundary: each one reads and writes its own bits.
+        let mut row: [(crate::Uid, Fx); 4] = [(0, Fx::ZERO); 4];
+        for (k, e) in row.iter_mut().enumerate() {
+            let k = i128::try_from(k).unwrap_or(0);
+            *e = (7, Fx::from_bits(-(k << 100) - k));
+        }
+        for (k, &(u, v)) in row.iter().enumerate() {
+            let k = i128::try_from(k).unwrap_or(0);
+            assert_eq!((u, v.to_bits()), (7, -(k << 100) - k));
+            assert_eq!(v.cmp(&Fx::ZERO), (-(k << 100) - k).cmp(&0));
+        }
     }
 
     #[test]
