@@ -20,8 +20,8 @@
 // peers; invocation j keeps its RT sums in four vec4 accumulators (rows 4q..4q+3 in the q-th),
 // so each weight it reads serves RT rows, and the workgroup stages the x values of its rows,
 // TK at a time, in workgroup memory (every entry read is written first: the host may skip
-// zeroing it). Accumulators past the tile's last row are skipped (a
-// uniform branch), so a one-row call does one row's work. The dot products are still
+// zeroing it). vec4 accumulators past the tile's last row are
+// skipped (a uniform branch): a tile of r rows does ceil(r / 4) vec4s' work. The dot products are still
 // accumulated in the order t = 0..d, like the reference.
 
 struct Params {

@@ -1046,8 +1046,8 @@ impl Gpu {
     }
 
     /// Submits `enc`, copies the first `bytes` of each output into `staging` one after the
-    /// other, maps only those bytes, and closes the error scopes. Every `bytes` is a multiple
-    /// of 4 and their sum fits `staging`.
+    /// other, maps only those bytes, and closes the error scopes. Every `bytes` is a non-zero
+    /// multiple of 4 (outputs hold at least one element) and their sum fits `staging`.
     fn read_via<const N: usize>(
         &self,
         mut enc: wgpu::CommandEncoder,
@@ -1057,23 +1057,16 @@ impl Gpu {
     ) -> Result<[Vec<u8>; N], GatingError> {
         let mut at = 0;
         let spans = outputs.map(|(b, bytes)| {
-            if bytes > 0 {
-                enc.copy_buffer_to_buffer(b, 0, staging, at, bytes);
-            }
+            enc.copy_buffer_to_buffer(b, 0, staging, at, bytes);
             at += bytes;
             (at - bytes, at)
         });
         self.queue.submit([enc.finish()]);
         let (tx, rx) = mpsc::channel();
-        let mapped = at > 0;
-        if mapped {
-            staging.map_async(wgpu::MapMode::Read, ..at, move |r| {
-                // The receiver lives until the callback has run (poll waits for it).
-                let _ = tx.send(r);
-            });
-        } else {
-            drop(tx);
-        }
+        staging.map_async(wgpu::MapMode::Read, ..at, move |r| {
+            // The receiver lives until the callback has run (poll waits for it).
+            let _ = tx.send(r);
+        });
         let polled = self.device.poll(wgpu::PollType::wait_indefinitely());
         let [oom, validation] = scope;
         let validation = pollster::block_on(validation.pop());
@@ -1084,9 +1077,6 @@ impl Gpu {
         polled.map_err(|e| GatingError::Device(e.to_string()))?;
         for r in rx.iter() {
             r.map_err(|e| GatingError::Device(e.to_string()))?;
-        }
-        if !mapped {
-            return Ok(core::array::from_fn(|_| Vec::new()));
         }
         let out = {
             let view = staging
