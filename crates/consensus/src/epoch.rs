@@ -33,12 +33,16 @@ pub struct Outputs<'a, N> {
 /// Rows must be sorted by uid with no repeats (`crate::canonicalize` sorts a `Vec` row). On
 /// error no bond is touched and `minted` and `stake` are not written: every check runs before
 /// the first bond is updated (`rank`, `trust` and `scratch` may hold partial sums, as the
-/// checks run in the same pass as steps 1 to 4).
+/// checks run in the same pass as steps 1 to 4; for [`Fx`](deepnode_types::Fx), `rank` may
+/// hold `r_j` and `t_j` paired, see below).
 ///
 /// Three passes over the rows: (1) checks, shares, row factors, rank and trust; (2) the bond
 /// update and the bond column sums; (3) dividends. Every sum adds its terms in the same order
 /// as mechanism.md's row-by-row definition (rows in uid order, a row's entries in uid order),
-/// so results do not depend on how rows are stored or merged.
+/// so results do not depend on how rows are stored or merged. A fixed-point backend adds
+/// `r_j` and `t_j` as 64-bit fractions paired in one slot of `rank` while every sum stays
+/// below 1 (one scattered update per weight instead of two) and otherwise repeats pass 1 with
+/// the full sums: the same bits either way.
 pub fn epoch_in_place<N, W, B>(
     params: &Params<N>,
     stake: &[u64],
@@ -71,7 +75,16 @@ where
         weights,
         stake,
     };
-    rank_and_trust(params, total, rows, bonds, scratch, rank, trust)?;
+    // A fixed-point backend sums r_j and t_j paired in `rank` while they stay below 1 (one
+    // scattered slot per weight instead of two); the same sums, bit for bit.
+    let paired = N::ZERO.fraction().is_some()
+        && rank_and_trust_paired(params, total, rows, bonds, scratch, rank)?;
+    if paired {
+        unpair_columns(rank, trust);
+    } else {
+        rank.fill(N::ZERO);
+        rank_and_trust(params, total, rows, bonds, scratch, rank, trust)?;
+    }
 
     // 5-7.
     consensus_columns(params, trust, rank, consensus, incentive);
@@ -163,28 +176,9 @@ where
             prefetch(rank, j);
             prefetch(trust, j);
         }
-        let (ok, full_sum) = uids_ok_and_sum(row, n);
-        if !ok {
-            check_row("weights", i, row.iter().map(|&(u, _)| u), n)?;
-        }
-        check_bonds(params, i, b, row, x, n)?;
-        let s = if total == 0 {
-            N::ZERO
-        } else {
-            N::share(x, total)
-        };
-        let sum = if mask {
-            row_sum(row, i, mask)
-        } else {
-            full_sum
-        };
-        if sum == 0 {
-            *f_out = N::pack_factor(N::factor(N::ZERO, 1));
+        let Some((f, s, cutoff)) = row_factor(params, total, i, row, b, x, n, f_out)? else {
             continue;
-        }
-        let f = s.factor(sum);
-        *f_out = N::pack_factor(f);
-        let cutoff = N::max_untrusted(params.trust_threshold, sum);
+        };
         let (before, after) = live(row, i, mask);
         for part in [before, after] {
             if far {
@@ -195,6 +189,117 @@ where
         }
     }
     Ok(())
+}
+
+/// [`rank_and_trust`] for a fixed-point backend, with `r_j` and `t_j` held as their 64
+/// fraction bits in one slot of `cols` ([`Scalar::pair`], `cols` all 0 on entry), so that
+/// each weight updates one scattered slot instead of two. Every term and every sum is exact
+/// while it stays below 1, where the saturating sums of [`Scalar::add`] are plain sums; the
+/// result is `Ok(false)` as soon as a term or a sum might reach 1 (a share or a term of 1, a
+/// carry out of 64 bits: possible when a column gets all the stake), and the caller then
+/// computes the sums with [`rank_and_trust`] instead. The checks and their errors are those
+/// of [`rank_and_trust`], in the same order.
+fn rank_and_trust_paired<N, W, B>(
+    params: &Params<N>,
+    total: u128,
+    rows: RowsRef<'_, W>,
+    bonds: &[B],
+    factors: &mut [N],
+    cols: &mut [N],
+) -> Result<bool, Error>
+where
+    N: Scalar,
+    W: AsRef<[(Uid, Weight)]>,
+    B: BondRowMut<N>,
+{
+    let n = cols.len();
+    let mask = params.mask_self_weights;
+    let far = n > PREFETCH_MIN;
+    let mut fits = true;
+    for (k, ((b, &x), f_out)) in bonds
+        .iter()
+        .zip(rows.stake)
+        .zip(factors.iter_mut())
+        .enumerate()
+    {
+        let i = rows.first.wrapping_add(k);
+        let row = rows.row(i);
+        for &(j, _) in head(rows.row(i.wrapping_add(1)), AHEAD) {
+            prefetch(cols, j);
+        }
+        let Some((f, s, cutoff)) = row_factor(params, total, i, row, b, x, n, f_out)? else {
+            continue;
+        };
+        let Some(s) = s.fraction() else {
+            fits = false;
+            continue;
+        };
+        let (before, after) = live(row, i, mask);
+        for part in [before, after] {
+            fits &= if far {
+                scatter_paired::<N, true>(part, f, s, cutoff, cols)
+            } else {
+                scatter_paired::<N, false>(part, f, s, cutoff, cols)
+            };
+        }
+    }
+    Ok(fits)
+}
+
+/// Splits the pairs of [`rank_and_trust_paired`] into `r_j` (left in `rank`) and `t_j`.
+fn unpair_columns<N: Scalar>(rank: &mut [N], trust: &mut [N]) {
+    for (r, t) in rank.iter_mut().zip(trust.iter_mut()) {
+        let (hi, lo) = r.unpair();
+        *r = N::of_fraction(hi);
+        *t = N::of_fraction(lo);
+    }
+}
+
+/// Steps 1 and 2 for row `i` with the checks of its weights and bond row: writes `f_i` to
+/// `f_out` and returns `(f_i, s_i, cutoff)` (the trust cutoff of [`Scalar::max_untrusted`]),
+/// or `None` for a row whose live weights sum to 0 (it adds nothing).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one row's inputs, inlined into its two callers"
+)]
+#[inline(always)]
+fn row_factor<N, B>(
+    params: &Params<N>,
+    total: u128,
+    i: usize,
+    row: &[(Uid, Weight)],
+    b: &B,
+    x: u64,
+    n: usize,
+    f_out: &mut N,
+) -> Result<Option<(N::Factor, N, u64)>, Error>
+where
+    N: Scalar,
+    B: BondRowMut<N>,
+{
+    let mask = params.mask_self_weights;
+    let (ok, full_sum) = uids_ok_and_sum(row, n);
+    if !ok {
+        check_row("weights", i, row.iter().map(|&(u, _)| u), n)?;
+    }
+    check_bonds(params, i, b, row, x, n)?;
+    let s = if total == 0 {
+        N::ZERO
+    } else {
+        N::share(x, total)
+    };
+    let sum = if mask {
+        row_sum(row, i, mask)
+    } else {
+        full_sum
+    };
+    if sum == 0 {
+        *f_out = N::pack_factor(N::factor(N::ZERO, 1));
+        return Ok(None);
+    }
+    let f = s.factor(sum);
+    *f_out = N::pack_factor(f);
+    Ok(Some((f, s, N::max_untrusted(params.trust_threshold, sum))))
 }
 
 /// Steps 5 and 6 column by column: `c_j = sigmoid(rho (t_j - kappa))` and `x_j = r_j c_j`
@@ -360,6 +465,35 @@ fn scatter_row<N: Scalar, const FAR: bool>(
             }
         }
     }
+}
+
+/// [`scatter_row`] onto paired fraction bits (`s` as its fraction bits): returns whether
+/// every term was below 1 and no sum carried out of 64 bits (whether the pairs are exact).
+#[inline(always)]
+fn scatter_paired<N: Scalar, const FAR: bool>(
+    part: &[(Uid, Weight)],
+    f: N::Factor,
+    s: u64,
+    cutoff: u64,
+    cols: &mut [N],
+) -> bool {
+    let mut fits = true;
+    for (k, &(j, w)) in part.iter().enumerate() {
+        if FAR && let Some(&(a, _)) = part.get(k.wrapping_add(AHEAD)) {
+            prefetch(cols, a);
+        }
+        let Ok(j) = usize::try_from(j) else { continue };
+        if let Some(slot) = cols.get_mut(j) {
+            let term = N::apply(f, u64::from(w)).fraction();
+            let (r, t) = slot.unpair();
+            let (r, carry_r) = r.overflowing_add(term.unwrap_or(0));
+            let add = if u64::from(w) > cutoff { s } else { 0 };
+            let (t, carry_t) = t.overflowing_add(add);
+            fits &= term.is_some() & !carry_r & !carry_t;
+            *slot = N::pair(r, t);
+        }
+    }
+    fits
 }
 
 /// Whether a weights row's uids are strictly increasing and below `n` (one branch-free pass;

@@ -58,6 +58,18 @@ pub trait Scalar: Copy + PartialOrd + Debug + FromRatio {
     /// The exact value as raw fixed-point bits (`value * 2^64`), for a fixed-point backend;
     /// `None` for float, whose `f64` is already exact.
     fn fixed_bits(self) -> Option<i128>;
+    /// For a fixed-point backend, a value in `[0, 1)` as its 64 fraction bits
+    /// (`value * 2^64`); `None` outside `[0, 1)`, and always `None` for float. The epoch uses
+    /// it to hold two column sums in one slot ([`Scalar::pair`]).
+    fn fraction(self) -> Option<u64>;
+    /// The value `x / 2^64` (exact for [`Fx`]; nearest `f64` for float).
+    fn of_fraction(x: u64) -> Self;
+    /// Two fractions `hi / 2^64` and `lo / 2^64` held in one `Self` (for [`Fx`]: the raw bits
+    /// `hi * 2^64 + lo`), read back by [`Scalar::unpair`]. Only called where
+    /// [`Scalar::fraction`] gave `Some`; float, which cannot hold two, returns 0.
+    fn pair(hi: u64, lo: u64) -> Self;
+    /// The two fractions stored by [`Scalar::pair`].
+    fn unpair(self) -> (u64, u64);
 }
 
 impl Scalar for Fx {
@@ -132,6 +144,26 @@ impl Scalar for Fx {
     }
     fn fixed_bits(self) -> Option<i128> {
         Some(self.to_bits())
+    }
+    #[inline]
+    fn fraction(self) -> Option<u64> {
+        u64::try_from(self.to_bits()).ok()
+    }
+    #[inline]
+    fn of_fraction(x: u64) -> Fx {
+        Fx::from_bits(i128::from(x))
+    }
+    #[inline]
+    fn pair(hi: u64, lo: u64) -> Fx {
+        Fx::from_bits(i128::from_ne_bytes(
+            ((u128::from(hi) << 64) | u128::from(lo)).to_ne_bytes(),
+        ))
+    }
+    #[inline]
+    fn unpair(self) -> (u64, u64) {
+        let bits = u128::from_ne_bytes(self.to_bits().to_ne_bytes());
+        let lo = u64::try_from(bits & u128::from(u64::MAX)).unwrap_or(0);
+        (u64::try_from(bits >> 64).unwrap_or(0), lo)
     }
 }
 
@@ -221,5 +253,18 @@ impl Scalar for f64 {
     }
     fn fixed_bits(self) -> Option<i128> {
         None
+    }
+    fn fraction(self) -> Option<u64> {
+        None
+    }
+    fn of_fraction(x: u64) -> f64 {
+        // 2^-64 is exact; the product rounds once.
+        x as f64 * (1.0 / 18_446_744_073_709_551_616.0)
+    }
+    fn pair(_hi: u64, _lo: u64) -> f64 {
+        0.0
+    }
+    fn unpair(self) -> (u64, u64) {
+        (0, 0)
     }
 }

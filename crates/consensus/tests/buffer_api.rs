@@ -169,3 +169,30 @@ fn unsorted_rows_and_short_buffers_are_typed_errors() {
         })
     );
 }
+
+/// `r_j` and `t_j` of a one-core fixed epoch on `stake` with every staked row weighting
+/// column 0 only (weight 1, so each term is exactly the row's share).
+fn column_zero(stake: Vec<u64>) -> (Fx, Fx) {
+    let n = stake.len();
+    let state = State {
+        params: Params::default(),
+        weights: vec![vec![(0, 1)]; n],
+        bonds: vec![vec![]; n],
+        stake,
+    };
+    let out = epoch(&state).expect("valid");
+    (out.rank[0], out.trust[0])
+}
+
+#[test]
+fn column_sums_that_reach_one_are_exact() {
+    // Rank and trust are summed as 64 fraction bits while below 1; sums of exactly 1 (one
+    // share of 1, or halves adding up to 1) must come out as 1, not wrap to 0.
+    assert_eq!(column_zero(vec![0, 5, 0]), (Fx::ONE, Fx::ONE));
+    assert_eq!(column_zero(vec![1, 1]), (Fx::ONE, Fx::ONE));
+    assert_eq!(column_zero(vec![3, 1, 4]), (Fx::ONE, Fx::ONE));
+    // Shares floor(2^64 / 3) each: the sum stays just below 1 and is the sum of the floors.
+    let third = Fx::from_bits(i128::from(u64::MAX / 3));
+    let sum = Fx::from_bits(3 * third.to_bits());
+    assert_eq!(column_zero(vec![7, 7, 7]), (sum, sum));
+}
