@@ -4,6 +4,9 @@
 # runs only when its tool is missing, so a prepared machine goes straight to the checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A one-off build gains nothing from incremental caches, which would take a third of the
+# target directory's disk (CI once ran out of space); set CARGO_INCREMENTAL=1 to keep them.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 step() { printf '\n== %s\n' "$*"; }
 
 step "setup (installs only what is missing)"
