@@ -222,6 +222,20 @@ fn benches(c: &mut Criterion) {
                         .unwrap()
                 })
             });
+            // The logits kernel alone (GPU timestamps), where the adapter has them: device
+            // time without the per-call cost, against the same byte count as the call.
+            if gpu
+                .logits_kernel_time(&gate, &x, Some(&eps), rows, 1)
+                .is_ok()
+            {
+                group.bench_function(BenchmarkId::new("kernel_only", &id), |b| {
+                    b.iter_custom(|iters| {
+                        let repeats = u32::try_from(iters).unwrap_or(u32::MAX);
+                        gpu.logits_kernel_time(&gate, &x, Some(&eps), rows, repeats)
+                            .unwrap()
+                    })
+                });
+            }
         }
         group.finish();
     }

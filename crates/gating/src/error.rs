@@ -73,6 +73,10 @@ pub enum GatingError {
         /// `max_compute_workgroups_per_dimension` of the device.
         limit: u32,
     },
+    /// The adapter lacks what the call needs (e.g. timestamp queries), or the call asks for
+    /// nothing (zero repeats). The string says what.
+    #[error("not supported here: {0}")]
+    Unsupported(&'static str),
     /// The device reported an error (validation, out of memory, lost device, failed map).
     #[error("GPU device error: {0}")]
     Device(String),

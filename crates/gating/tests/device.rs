@@ -343,6 +343,43 @@ fn resident_gate_matches_per_call_upload() {
     }
 }
 
+/// The kernel-only time grows with the repeats and stays within the wall time around the
+/// call; bad shapes, zero repeats and a missing timestamp feature are typed errors.
+#[test]
+fn logits_kernel_time_counts_the_dispatches() {
+    let Some(gpu) = gpu() else { return };
+    let (rows, d, peers) = (64, 256, 1024);
+    let w_gate = standard_normal(21, d * peers);
+    let w_noise = standard_normal(22, d * peers);
+    let x = standard_normal(23, rows * d);
+    let eps = standard_normal(24, rows * peers);
+    let gate = gpu.upload_gate(&w_gate, Some(&w_noise), d, peers).unwrap();
+    let time = |repeats| gpu.logits_kernel_time(&gate, &x, Some(&eps), rows, repeats);
+    let err = gpu.logits_kernel_time(&gate, &x, None, rows, 1);
+    assert!(
+        matches!(err, Err(GatingError::ShapeMismatch { operand: "eps", .. })),
+        "{err:?}"
+    );
+    let one = match time(1) {
+        Err(GatingError::Unsupported(what)) => {
+            eprintln!("{}: no {what}", gpu.adapter_info().name);
+            assert_eq!(what, "timestamp queries");
+            return;
+        }
+        other => other.unwrap(),
+    };
+    assert!(matches!(time(0), Err(GatingError::Unsupported(_))));
+    let start = std::time::Instant::now();
+    let many = time(300).unwrap();
+    let wall = start.elapsed();
+    assert!(one > std::time::Duration::ZERO, "{one:?}");
+    assert!(
+        many <= wall,
+        "kernel {many:?} over the call's wall time {wall:?}"
+    );
+    assert!(many > 20 * one, "300 dispatches {many:?}, one {one:?}");
+}
+
 /// Many callers' batches through one submission give each caller what its own call gives,
 /// bit for bit, while the gate's reused buffers grow, shrink and change `k` between calls.
 #[test]
