@@ -406,7 +406,7 @@ pub(crate) fn pay_dividends<N: Scalar, B: BondRowMut<N>>(
                 .and_then(|k| g.get(k))
                 .copied()
                 .unwrap_or(N::ZERO);
-            acc = acc.add(v.mul(g));
+            acc = acc.add_nonneg(v.mul(g));
         }
         *d = acc;
     }
@@ -743,7 +743,7 @@ fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
             if v > N::ZERO {
                 // Uids were checked against n: the slots exist (kept <= k < old_len).
                 if let Some(c) = usize::try_from(u).ok().and_then(|j| sums.get_mut(j)) {
-                    *c = c.add(v);
+                    *c = c.add_nonneg(v);
                 }
                 if let Some(e) = entries.get_mut(kept) {
                     *e = (u, v);
@@ -844,7 +844,7 @@ fn keep<N: Scalar>(
 ) -> Result<usize, Error> {
     if v > N::ZERO {
         let c = at(sums, j)?;
-        *c = c.add(v);
+        *c = c.add_nonneg(v);
         let max = entries.len();
         *entries.get_mut(kept).ok_or(Error::RowTooLong {
             what: "bonds",
@@ -887,7 +887,7 @@ fn rank_of<N: Scalar>(rank: &[N], j: Uid) -> N {
 #[inline(always)]
 fn mix<N: Scalar>(mode: BondMode<N>, old: N, fresh: N, r: impl FnOnce() -> N) -> N {
     match mode {
-        BondMode::Cumulative => old.add(fresh),
+        BondMode::Cumulative => old.add_nonneg(fresh),
         BondMode::Ema { alpha } => {
             // r_j >= w_ij s_i > 0 wherever fresh > 0, so the division is by a positive r_j.
             let r = if fresh > N::ZERO { r() } else { N::ZERO };
