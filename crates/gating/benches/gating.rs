@@ -179,6 +179,7 @@ fn benches(c: &mut Criterion) {
             for kernel in [
                 LogitsKernel::PerLogit,
                 LogitsKernel::Tiled,
+                LogitsKernel::Staged,
                 LogitsKernel::Auto,
             ] {
                 gpu.set_logits_kernel(kernel);

@@ -20,15 +20,17 @@ const TILED_FROM: usize = 4;
 /// peers, 256 rows) and slower at 256 and below, where the per-logit kernel's weight reads
 /// hit the cache.
 const GPU_MIN_GROUPS: usize = 1024;
+/// Peers per workgroup of `gating_logits_staged.wgsl` (its `PW`).
+const STAGED_PEERS: usize = 32;
 
 /// The kernel that computes the gating logits `H(x)` ([`Gpu::set_logits_kernel`]). Both
 /// accumulate each dot product in the order `t = 0..d`; they agreed bit for bit in the tests on
 /// lavapipe and on an H100.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogitsKernel {
-    /// [`LogitsKernel::PerLogit`] for batches under 4 rows; from 4 rows
-    /// [`LogitsKernel::Tiled`] on a CPU adapter (lavapipe), and on a GPU when the tiled grid
-    /// has at least 1,024 workgroups.
+    /// Under 4 rows: [`LogitsKernel::Staged`] on a GPU, [`LogitsKernel::PerLogit`] on a CPU
+    /// adapter (lavapipe). From 4 rows: [`LogitsKernel::Tiled`] on a CPU adapter, and on a GPU
+    /// when the tiled grid has at least 1,024 workgroups.
     #[default]
     Auto,
     /// `gating_logits.wgsl`: one logit per invocation, each reading its column of the weights.
@@ -36,6 +38,11 @@ pub enum LogitsKernel {
     /// `gating_logits_tiled.wgsl`: 16 rows x 64 peers per workgroup, each weight read serving
     /// 16 rows, the rows' x staged in workgroup memory.
     Tiled,
+    /// `gating_logits_staged.wgsl`: 32 peers of one row per workgroup of 256 invocations, all
+    /// of which load 64 x 32 weight tiles into workgroup memory (many reads in flight), from
+    /// where 32 of them add the products. Falls back to [`LogitsKernel::PerLogit`] where its
+    /// grid would exceed the device's workgroup limit.
+    Staged,
 }
 
 /// A GPU device with the crate's compute pipelines compiled.
@@ -52,8 +59,8 @@ pub struct Gpu {
     device_max_binding: u64,
     /// `max_compute_workgroups_per_dimension`.
     max_groups: u32,
-    /// The logits kernels: per logit, tiled.
-    logits_pipelines: [wgpu::ComputePipeline; 2],
+    /// The logits kernels: per logit, tiled, staged.
+    logits_pipelines: [wgpu::ComputePipeline; 3],
     logits_kernel: LogitsKernel,
     top_k: wgpu::ComputePipeline,
     combine: wgpu::ComputePipeline,
@@ -134,6 +141,7 @@ impl Gpu {
             logits_pipelines: [
                 pipeline("gating_logits", shaders::GATING_LOGITS, true),
                 pipeline("gating_logits_tiled", shaders::GATING_LOGITS_TILED, false),
+                pipeline("gating_logits_staged", shaders::GATING_LOGITS_STAGED, false),
             ],
             logits_kernel: LogitsKernel::Auto,
             top_k: pipeline("top_k_softmax", shaders::TOP_K_SOFTMAX, true),
@@ -831,20 +839,33 @@ impl Gpu {
     /// The logits kernel for a chunk of `n` rows: its slot in `logits_pipelines` and its
     /// workgroup grid.
     fn logits_kernel(&self, n: usize, peers: usize) -> (usize, (u32, u32)) {
-        let tiled_grid = (groups_of(peers), n.div_ceil(LOGIT_ROWS) as u32);
-        let tiled = match self.logits_kernel {
-            LogitsKernel::PerLogit => false,
-            LogitsKernel::Tiled => true,
-            LogitsKernel::Auto if n < TILED_FROM => false,
-            LogitsKernel::Auto => {
-                self.info.device_type == wgpu::DeviceType::Cpu
-                    || tiled_grid.0 as usize * tiled_grid.1 as usize >= GPU_MIN_GROUPS
-            }
+        let per_logit = (0, (groups_of(peers), n as u32));
+        let tiled = (1, (groups_of(peers), n.div_ceil(LOGIT_ROWS) as u32));
+        let staged_groups = peers.div_ceil(STAGED_PEERS);
+        let staged = match u32::try_from(staged_groups) {
+            Ok(g) if g <= self.max_groups => (2, (g, n as u32)),
+            _ => per_logit,
         };
-        if tiled {
-            (1, tiled_grid)
-        } else {
-            (0, (groups_of(peers), n as u32))
+        let cpu = self.info.device_type == wgpu::DeviceType::Cpu;
+        match self.logits_kernel {
+            LogitsKernel::PerLogit => per_logit,
+            LogitsKernel::Tiled => tiled,
+            LogitsKernel::Staged => staged,
+            LogitsKernel::Auto if n < TILED_FROM => {
+                if cpu {
+                    per_logit
+                } else {
+                    staged
+                }
+            }
+            LogitsKernel::Auto => {
+                let (x, y) = tiled.1;
+                if cpu || x as usize * y as usize >= GPU_MIN_GROUPS {
+                    tiled
+                } else {
+                    per_logit
+                }
+            }
         }
     }
 
@@ -1266,7 +1287,7 @@ struct Scratch {
     /// Indices then gates, `8 rows k` bytes.
     staging: wgpu::Buffer,
     /// One per logits kernel (`Gpu::logits_pipelines`).
-    logits_binds: [wgpu::BindGroup; 2],
+    logits_binds: [wgpu::BindGroup; 3],
     top_k_bind: wgpu::BindGroup,
 }
 

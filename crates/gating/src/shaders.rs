@@ -8,6 +8,9 @@ pub const GATING_LOGITS: &str = include_str!("../../../shaders/gating_logits.wgs
 /// `shaders/gating_logits_tiled.wgsl`: the same logits, 16 rows per workgroup, for batches
 /// of 4 rows or more.
 pub const GATING_LOGITS_TILED: &str = include_str!("../../../shaders/gating_logits_tiled.wgsl");
+/// `shaders/gating_logits_staged.wgsl`: the same logits, 32 peers of one row per workgroup
+/// through weight tiles in workgroup memory, for batches of under 4 rows on a GPU.
+pub const GATING_LOGITS_STAGED: &str = include_str!("../../../shaders/gating_logits_staged.wgsl");
 /// `shaders/top_k_softmax.wgsl`: top-k and softmax per row, mirrors
 /// `reference::top_k_softmax`.
 pub const TOP_K_SOFTMAX: &str = include_str!("../../../shaders/top_k_softmax.wgsl");
@@ -27,6 +30,7 @@ pub const LOAD_PROB: &str = include_str!("../../../shaders/load_prob.wgsl");
 pub const ALL: &[(&str, &str)] = &[
     ("gating_logits.wgsl", GATING_LOGITS),
     ("gating_logits_tiled.wgsl", GATING_LOGITS_TILED),
+    ("gating_logits_staged.wgsl", GATING_LOGITS_STAGED),
     ("top_k_softmax.wgsl", TOP_K_SOFTMAX),
     ("combine.wgsl", COMBINE),
     ("fisher_terms.wgsl", FISHER_TERMS),

@@ -139,6 +139,7 @@ fn every_logits_kernel_matches_reference() {
         for kernel in [
             LogitsKernel::PerLogit,
             LogitsKernel::Tiled,
+            LogitsKernel::Staged,
             LogitsKernel::Auto,
         ] {
             gpu.set_logits_kernel(kernel);
