@@ -160,35 +160,28 @@ where
     B: BondRowMut<N>,
 {
     let n = rank.len();
-    let mask = params.mask_self_weights;
     let far = n > PREFETCH_MIN;
-    for (k, ((b, &x), f_out)) in bonds
-        .iter()
-        .zip(rows.stake)
-        .zip(factors.iter_mut())
-        .enumerate()
-    {
-        let i = rows.first.wrapping_add(k);
-        let row = rows.row(i);
-        // Columns are fetched AHEAD entries before their update: the next row's first ones
-        // now, this row's further ones along the way.
-        for &(j, _) in head(rows.row(i.wrapping_add(1)), AHEAD) {
+    let mut cols = (rank, trust);
+    walk_rows(
+        params,
+        total,
+        rows,
+        bonds,
+        factors,
+        n,
+        &mut cols,
+        |(rank, trust), j| {
             prefetch(rank, j);
             prefetch(trust, j);
-        }
-        let Some((f, s, cutoff)) = row_factor(params, total, i, row, b, x, n, f_out)? else {
-            continue;
-        };
-        let (before, after) = live(row, i, mask);
-        for part in [before, after] {
+        },
+        |(rank, trust), part, f, s, cutoff| {
             if far {
                 scatter_row::<N, true>(part, f, s, cutoff, rank, trust);
             } else {
                 scatter_row::<N, false>(part, f, s, cutoff, rank, trust);
             }
-        }
-    }
-    Ok(())
+        },
+    )
 }
 
 /// [`rank_and_trust`] for a fixed-point backend, with `r_j` and `t_j` held as their 64
@@ -205,7 +198,7 @@ fn rank_and_trust_paired<N, W, B>(
     rows: RowsRef<'_, W>,
     bonds: &[B],
     factors: &mut [N],
-    cols: &mut [N],
+    mut cols: &mut [N],
 ) -> Result<bool, Error>
 where
     N: Scalar,
@@ -213,9 +206,59 @@ where
     B: BondRowMut<N>,
 {
     let n = cols.len();
-    let mask = params.mask_self_weights;
     let far = n > PREFETCH_MIN;
     let mut fits = true;
+    walk_rows(
+        params,
+        total,
+        rows,
+        bonds,
+        factors,
+        n,
+        &mut cols,
+        |cols, j| prefetch(cols, j),
+        |cols, part, f, s, cutoff| {
+            let Some(s) = s.fraction() else {
+                fits = false;
+                return;
+            };
+            fits &= if far {
+                scatter_paired::<N, true>(part, f, s, cutoff, cols)
+            } else {
+                scatter_paired::<N, false>(part, f, s, cutoff, cols)
+            };
+        },
+    )?;
+    Ok(fits)
+}
+
+/// Pass 1's walk over the rows, shared by both ways of summing `r_j` and `t_j`: for each row
+/// in uid order, the prefetch of the next row's first columns (`prefetch_column`), the checks
+/// and the row factor `f_i` ([`row_factor`], into `factors`), then `scatter` on each run of the
+/// row's live entries with `(f_i, s_i, cutoff)`. `cols` holds the column sums both callbacks
+/// work on.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the pass's inputs and its two callbacks, inlined into its two callers"
+)]
+#[inline(always)]
+fn walk_rows<N, W, B, C>(
+    params: &Params<N>,
+    total: u128,
+    rows: RowsRef<'_, W>,
+    bonds: &[B],
+    factors: &mut [N],
+    n: usize,
+    cols: &mut C,
+    prefetch_column: impl Fn(&C, Uid),
+    mut scatter: impl FnMut(&mut C, &[(Uid, Weight)], N::Factor, N, u64),
+) -> Result<(), Error>
+where
+    N: Scalar,
+    W: AsRef<[(Uid, Weight)]>,
+    B: BondRowMut<N>,
+{
+    let mask = params.mask_self_weights;
     for (k, ((b, &x), f_out)) in bonds
         .iter()
         .zip(rows.stake)
@@ -224,26 +267,20 @@ where
     {
         let i = rows.first.wrapping_add(k);
         let row = rows.row(i);
+        // Columns are fetched AHEAD entries before their update: the next row's first ones
+        // now, this row's further ones along the way (in `scatter`).
         for &(j, _) in head(rows.row(i.wrapping_add(1)), AHEAD) {
-            prefetch(cols, j);
+            prefetch_column(cols, j);
         }
         let Some((f, s, cutoff)) = row_factor(params, total, i, row, b, x, n, f_out)? else {
             continue;
         };
-        let Some(s) = s.fraction() else {
-            fits = false;
-            continue;
-        };
         let (before, after) = live(row, i, mask);
         for part in [before, after] {
-            fits &= if far {
-                scatter_paired::<N, true>(part, f, s, cutoff, cols)
-            } else {
-                scatter_paired::<N, false>(part, f, s, cutoff, cols)
-            };
+            scatter(cols, part, f, s, cutoff);
         }
     }
-    Ok(fits)
+    Ok(())
 }
 
 /// Splits the pairs of [`rank_and_trust_paired`] into `r_j` (left in `rank`) and `t_j`.
