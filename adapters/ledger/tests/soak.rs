@@ -20,6 +20,8 @@ const NODES: u32 = 256;
 const K: u32 = 64;
 const BLOCK: Duration = Duration::from_millis(200);
 const RUN: Duration = Duration::from_secs(4);
+/// The end of the run in which a client that does not read must no longer be read.
+const LATE: Duration = Duration::from_millis(1500);
 
 fn wallet(i: u32) -> Wallet {
     let mut seed = [7u8; 32];
@@ -57,9 +59,12 @@ fn build(dir: &std::path::Path) -> Chain {
     chain
 }
 
-fn ws_flood(addr: SocketAddr, stop: Arc<AtomicBool>) {
+/// A WebSocket client that sends batches of 64 calls as fast as the server takes them and
+/// never reads a reply; returns the bytes the server took in before `late` was set and in
+/// all.
+fn ws_flood(addr: SocketAddr, late: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> (usize, usize) {
     let Ok(mut s) = TcpStream::connect(addr) else {
-        return;
+        return (0, 0);
     };
     let _ = write!(
         s,
@@ -84,11 +89,21 @@ fn ws_flood(addr: SocketAddr, stop: Arc<AtomicBool>) {
     frame.extend_from_slice(&mask);
     frame.extend(batch.bytes().enumerate().map(|(k, c)| c ^ mask[k % 4]));
     let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+    let (mut sent, mut at, mut early) = (0, 0, None);
     while !stop.load(Ordering::SeqCst) {
-        if s.write_all(&frame).is_err() {
-            std::thread::sleep(Duration::from_millis(50));
+        if early.is_none() && late.load(Ordering::SeqCst) {
+            early = Some(sent);
+        }
+        // Frame after frame, resuming a frame where a timed-out write left it.
+        match s.write(&frame[at..]) {
+            Ok(n) => {
+                sent += n;
+                at = (at + n) % frame.len();
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+    (early.unwrap_or(sent), sent)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -127,9 +142,10 @@ async fn hostile_clients_beside_honest_submitters() {
             n
         }));
     }
+    let late = Arc::new(AtomicBool::new(false));
     let flood = {
-        let stop = stop.clone();
-        std::thread::spawn(move || ws_flood(addr, stop))
+        let (late, stop) = (late.clone(), stop.clone());
+        std::thread::spawn(move || ws_flood(addr, late, stop))
     };
     let mut idle = Vec::new();
     for _ in 0..50 {
@@ -149,6 +165,14 @@ async fn hostile_clients_beside_honest_submitters() {
     let mut lat = Vec::new();
     let mut nonce = 0;
     let mut max_rss = rss0;
+    // The last LATE of the run: by then the flood's replies fill its socket.
+    let late_timer = {
+        let late = late.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(RUN - LATE).await;
+            late.store(true, Ordering::SeqCst);
+        })
+    };
     while start.elapsed() < RUN {
         let ext = Extrinsic::sign(honest.key(), &id, nonce, Call::Transfer { to, amount: 1 });
         let t = Instant::now();
@@ -162,6 +186,7 @@ async fn hostile_clients_beside_honest_submitters() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = start.elapsed();
+    late_timer.await.expect("timer");
     let head1 = client
         .call("ledger_head", rpc_params![])
         .await
@@ -173,7 +198,7 @@ async fn hostile_clients_beside_honest_submitters() {
     for p in pollers {
         polls += p.await.expect("poller");
     }
-    flood.join().expect("flood");
+    let (flood_early, flooded) = flood.join().expect("flood");
     drop(idle);
     lat.sort();
     let pct = |q: usize| lat[(lat.len() * q / 100).min(lat.len() - 1)];
@@ -181,17 +206,25 @@ async fn hostile_clients_beside_honest_submitters() {
     let expected = (t0.elapsed().as_millis() / BLOCK.as_millis()) as u64;
     eprintln!(
         "soak: {} honest submits in {elapsed:?}, p50 {:?} p99 {:?}; {polls} epochInput polls; \
-         {blocks} blocks of ~{expected} expected; RSS {} -> max {} KiB",
+         {blocks} blocks of ~{expected} expected; RSS {} -> max {} KiB; the server took in {} KiB \
+         of the flood, {} KiB of it in the last {LATE:?}",
         lat.len(),
         pct(50),
         pct(99),
         rss0,
-        max_rss
+        max_rss,
+        flooded / 1024,
+        (flooded - flood_early) / 1024
     );
     node.stop().await.expect("stop");
     assert!(
         blocks * 2 >= expected,
         "blocks late: {blocks} of {expected}"
+    );
+    assert!(
+        flooded - flood_early < 1 << 20,
+        "the server kept reading a client that reads no reply: {} KiB in the last {LATE:?}",
+        (flooded - flood_early) / 1024
     );
     assert!(
         max_rss < rss0 + 256 * 1024,

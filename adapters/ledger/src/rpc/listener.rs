@@ -14,17 +14,25 @@
 //!   and the connection closes.
 //! - A WebSocket that answers no ping for [`Limits::ws_inactive`] is closed (jsonrpsee's
 //!   `PingConfig`).
+//! - Nothing more is read from a connection while a write to it is blocked
+//!   ([`Backpressured`]): a client that sends requests but does not read the replies stops
+//!   being read once its socket is full, instead of having the server queue work and replies
+//!   for it without bound (jsonrpsee 0.26 spawns a task for every WebSocket message it reads,
+//!   whether or not the replies before it could be sent).
 //! - `Host` must name a loopback host (`localhost`, `127.*`, `[::1]`) and an `Origin`, if
 //!   sent, must be a loopback origin, else HTTP 403: a browser page elsewhere cannot call it.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use jsonrpsee::server::{HttpBody, HttpResponse, Methods, StopHandle, TowerServiceBuilder};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::Service;
@@ -257,7 +265,7 @@ impl Conn {
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout);
         let conn = http.serve_connection_with_upgrades(
-            TokioIo::new(sock),
+            TokioIo::new(Backpressured::new(sock)),
             hyper_util::service::TowerToHyperService::new(svc),
         );
         tokio::pin!(conn);
@@ -301,6 +309,85 @@ impl Conn {
             Ok(Err(_)) => refuse(hyper::StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
             Err(_) => refuse(hyper::StatusCode::REQUEST_TIMEOUT, "request timeout"),
         }
+    }
+}
+
+/// A connection's stream that reads nothing while a write to it is blocked (the peer's
+/// receive window and the socket's send buffer are full): the reader is woken by the next
+/// write that goes through. So a peer that does not read its replies cannot make the server
+/// take in more of its requests; a WebSocket peer that never reads is then closed by the
+/// ping rule, as its pongs are not read either.
+pub(super) struct Backpressured {
+    inner: TcpStream,
+    write_blocked: bool,
+    reader: Option<Waker>,
+}
+
+impl Backpressured {
+    pub(super) fn new(inner: TcpStream) -> Backpressured {
+        Backpressured {
+            inner,
+            write_blocked: false,
+            reader: None,
+        }
+    }
+
+    /// Records whether the last write was blocked; wakes a waiting reader when it was not.
+    fn wrote<T>(&mut self, r: Poll<T>) -> Poll<T> {
+        self.write_blocked = r.is_pending();
+        if !self.write_blocked
+            && let Some(reader) = self.reader.take()
+        {
+            reader.wake();
+        }
+        r
+    }
+}
+
+impl AsyncRead for Backpressured {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.write_blocked {
+            self.reader = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Backpressured {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.wrote(r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -69,10 +69,11 @@ pub const MAX_BATCH_LEN: u32 = 64;
 /// (response too big).
 pub const MAX_RESPONSE_BYTES: u32 = 16 << 20;
 
-/// Replies a WebSocket connection may have waiting for its client to read; when full, the
-/// server reads nothing more from that connection until the client reads. With
-/// [`MAX_RESPONSE_BYTES`] this bounds one connection's buffered replies at 64 MiB, and a
-/// client that never reads at what it sent before the buffer filled.
+/// Replies a WebSocket connection may have queued for its socket. When they, and the socket's
+/// buffers, are full (a client that does not read), the server reads nothing more from that
+/// connection until the client reads: the accept loop's stream stops reading while a write
+/// is blocked (jsonrpsee alone would go on reading and spawning a task per message). A
+/// client that never reads is then closed by the ping rule (`Limits::ws_inactive`).
 pub const MESSAGE_BUFFER: u32 = 4;
 
 /// The first of the ledger's error codes, below JSON-RPC's reserved `-32768..=-32000`.
