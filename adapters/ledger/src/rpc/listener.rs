@@ -382,8 +382,9 @@ impl AsyncWrite for Backpressured {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let r = Pin::new(&mut self.inner).poll_flush(cx);
-        self.wrote(r)
+        // A TCP stream's flush does nothing (it says nothing of room in the socket), so it
+        // neither blocks nor unblocks the reader.
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
