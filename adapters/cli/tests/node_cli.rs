@@ -115,13 +115,20 @@ fn two_node_processes_set_weights_on_a_ledger_process() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Each node printed status lines (stdout is not a terminal: plain lines).
+    // Each node prints status lines (stdout is not a terminal: plain lines). Read while it
+    // runs: a node may set its weights before its first status line.
     for mut node in nodes {
+        let stdout = node.0.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut out);
+            let _ = tx.send(out);
+        });
+        let out = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a status line within 30 s");
         let _ = node.0.kill();
-        let mut out = String::new();
-        BufReader::new(node.0.stdout.take().expect("stdout"))
-            .read_line(&mut out)
-            .expect("a status line");
         assert!(out.starts_with("deepnode node: uid "), "{out}");
     }
 }
