@@ -62,9 +62,13 @@ pub trait Scalar: Copy + PartialOrd + Debug + FromRatio {
     /// `None` for float, whose `f64` is already exact.
     fn fixed_bits(self) -> Option<i128>;
     /// For a fixed-point backend, a value in `[0, 1)` as its 64 fraction bits
-    /// (`value * 2^64`); `None` outside `[0, 1)`, and always `None` for float. The epoch uses
-    /// it to hold two column sums in one slot ([`Scalar::pair`]).
-    fn fraction(self) -> Option<u64>;
+    /// (`value * 2^64`, from [`Scalar::fixed_bits`]); `None` outside `[0, 1)`, and always
+    /// `None` for float. The epoch uses it to hold two column sums in one slot
+    /// ([`Scalar::pair`]).
+    #[inline]
+    fn fraction(self) -> Option<u64> {
+        self.fixed_bits().and_then(|bits| u64::try_from(bits).ok())
+    }
     /// The value `x / 2^64` (exact for [`Fx`]; nearest `f64` for float).
     fn of_fraction(x: u64) -> Self;
     /// Two fractions `hi / 2^64` and `lo / 2^64` held in one `Self` (for [`Fx`]: the raw bits
@@ -158,12 +162,9 @@ impl Scalar for Fx {
     fn to_f64(self) -> f64 {
         Fx::to_f64(self)
     }
+    #[inline]
     fn fixed_bits(self) -> Option<i128> {
         Some(self.to_bits())
-    }
-    #[inline]
-    fn fraction(self) -> Option<u64> {
-        u64::try_from(self.to_bits()).ok()
     }
     #[inline]
     fn of_fraction(x: u64) -> Fx {
@@ -271,10 +272,8 @@ impl Scalar for f64 {
     fn to_f64(self) -> f64 {
         self
     }
+    #[inline]
     fn fixed_bits(self) -> Option<i128> {
-        None
-    }
-    fn fraction(self) -> Option<u64> {
         None
     }
     fn of_fraction(x: u64) -> f64 {

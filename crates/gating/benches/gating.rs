@@ -171,17 +171,12 @@ fn benches(c: &mut Criterion) {
         let gate = gpu
             .upload_gate(&w_gate, Some(&w_noise), d, peers)
             .expect("valid shapes");
-        for rows in [16, ROWS, 256] {
+        for rows in [1, 16, ROWS, 256] {
             let x = uniform(1, rows * d, 1.0);
             let eps = standard_normal(4, rows * peers);
             group.throughput(Throughput::Elements(rows as u64));
             let id = format!("p{peers}_d{d}_rows{rows}");
-            for kernel in [
-                LogitsKernel::PerLogit,
-                LogitsKernel::Tiled,
-                LogitsKernel::Staged,
-                LogitsKernel::Auto,
-            ] {
+            for kernel in LogitsKernel::ALL {
                 gpu.set_logits_kernel(kernel);
                 group.bench_function(BenchmarkId::new(format!("{kernel:?}"), &id), |b| {
                     b.iter(|| {

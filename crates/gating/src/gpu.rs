@@ -45,6 +45,16 @@ pub enum LogitsKernel {
     Staged,
 }
 
+impl LogitsKernel {
+    /// Every choice, [`LogitsKernel::Auto`] last (to compare them in one run).
+    pub const ALL: [LogitsKernel; 4] = [
+        LogitsKernel::PerLogit,
+        LogitsKernel::Tiled,
+        LogitsKernel::Staged,
+        LogitsKernel::Auto,
+    ];
+}
+
 /// A GPU device with the crate's compute pipelines compiled.
 ///
 /// Every method checks its input like its [`crate::reference`] twin, splits the batch into
@@ -413,28 +423,20 @@ impl Gpu {
                     scratch.insert(self.scratch(gate, chunk.min(rows), k))
                 }
             };
-            let flags = if gate.noisy { NOISY } else { 0 };
-            self.queue.write_buffer(
-                &s.logits_params,
-                0,
-                bytemuck::cast_slice(&[n as u32, d as u32, peers as u32, flags]),
+            self.upload_rows(
+                gate,
+                s,
+                &x[r0 * d..(r0 + n) * d],
+                input
+                    .noise
+                    .map(|noise| &noise.eps[r0 * peers..(r0 + n) * peers]),
+                n,
             );
             self.queue.write_buffer(
                 &s.top_k_params,
                 0,
                 bytemuck::cast_slice(&[n as u32, peers as u32, k as u32, 0]),
             );
-            if n * d > 0 {
-                self.queue
-                    .write_buffer(&s.x, 0, bytemuck::cast_slice(&x[r0 * d..(r0 + n) * d]));
-            }
-            if let Some(eps) = input.noise.map(|noise| noise.eps) {
-                self.queue.write_buffer(
-                    &s.eps,
-                    0,
-                    bytemuck::cast_slice(&eps[r0 * peers..(r0 + n) * peers]),
-                );
-            }
             let scope = self.scope();
             let mut enc = self.encoder();
             let (slot, groups) = self.logits_kernel(n, peers);
@@ -464,6 +466,31 @@ impl Gpu {
             sel.gates.extend_from_slice(bytemuck::cast_slice(&g));
         }
         Ok(sel)
+    }
+
+    /// Writes a chunk of `n` rows into the gate's reused buffers `s`: `x` (`[n, d]`), `eps`
+    /// (`[n, peers]`, for a noisy gate) and the logits kernel's params.
+    fn upload_rows(
+        &self,
+        gate: &ResidentGate,
+        s: &Scratch,
+        x: &[f32],
+        eps: Option<&[f32]>,
+        n: usize,
+    ) {
+        let flags = if gate.noisy { NOISY } else { 0 };
+        self.queue.write_buffer(
+            &s.logits_params,
+            0,
+            bytemuck::cast_slice(&[n as u32, gate.d as u32, gate.peers as u32, flags]),
+        );
+        if !x.is_empty() {
+            self.queue.write_buffer(&s.x, 0, bytemuck::cast_slice(x));
+        }
+        if let Some(eps) = eps.filter(|_| gate.noisy) {
+            self.queue
+                .write_buffer(&s.eps, 0, bytemuck::cast_slice(eps));
+        }
     }
 
     /// Buffers and bindings of the resident forward pass for chunks of up to `rows` rows.
@@ -913,19 +940,7 @@ impl Gpu {
             });
         }
         let s = self.scratch(gate, rows, 1);
-        let flags = if gate.noisy { NOISY } else { 0 };
-        self.queue.write_buffer(
-            &s.logits_params,
-            0,
-            bytemuck::cast_slice(&[rows as u32, d as u32, peers as u32, flags]),
-        );
-        if d > 0 {
-            self.queue.write_buffer(&s.x, 0, bytemuck::cast_slice(x));
-        }
-        if let Some(eps) = eps {
-            self.queue
-                .write_buffer(&s.eps, 0, bytemuck::cast_slice(eps));
-        }
+        self.upload_rows(gate, &s, x, eps, rows);
         let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("logits kernel time"),
             ty: wgpu::QueryType::Timestamp,

@@ -136,12 +136,7 @@ fn every_logits_kernel_matches_reference() {
         let mag = c.logit_magnitudes(noisy);
         gpu.set_logits_kernel(LogitsKernel::PerLogit);
         let per_logit = gpu.gating_logits(&input).unwrap();
-        for kernel in [
-            LogitsKernel::PerLogit,
-            LogitsKernel::Tiled,
-            LogitsKernel::Staged,
-            LogitsKernel::Auto,
-        ] {
+        for kernel in LogitsKernel::ALL {
             gpu.set_logits_kernel(kernel);
             let got = gpu.gating_logits(&input).unwrap();
             let what = format!(

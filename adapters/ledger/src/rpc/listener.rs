@@ -315,8 +315,9 @@ impl Conn {
 /// A connection's stream that reads nothing while a write to it is blocked (the peer's
 /// receive window and the socket's send buffer are full): the reader is woken by the next
 /// write that goes through. So a peer that does not read its replies cannot make the server
-/// take in more of its requests; a WebSocket peer that never reads is then closed by the
-/// ping rule, as its pongs are not read either.
+/// take in more of its requests. Such a WebSocket peer keeps its session (and its connection
+/// slots) until it closes: the ping rule does not close it, as jsonrpsee's send task stays
+/// in the blocked write.
 pub(super) struct Backpressured {
     inner: TcpStream,
     write_blocked: bool,

@@ -73,7 +73,7 @@ pub const MAX_RESPONSE_BYTES: u32 = 16 << 20;
 /// buffers, are full (a client that does not read), the server reads nothing more from that
 /// connection until the client reads: the accept loop's stream stops reading while a write
 /// is blocked (jsonrpsee alone would go on reading and spawning a task per message). A
-/// client that never reads is then closed by the ping rule (`Limits::ws_inactive`).
+/// client that never reads keeps its session, at bounded memory, until it closes.
 pub const MESSAGE_BUFFER: u32 = 4;
 
 /// The first of the ledger's error codes, below JSON-RPC's reserved `-32768..=-32000`.
