@@ -435,18 +435,22 @@ pub(crate) fn pay_dividends<N: Scalar, B: BondRowMut<N>>(
                 prefetch(g, j);
             }
         }
-        let entries = bonds.get(i).map_or(&[][..], BondRowMut::entries);
-        let mut acc = N::ZERO;
-        for &(j, v) in entries {
-            let g = usize::try_from(j)
-                .ok()
-                .and_then(|k| g.get(k))
-                .copied()
-                .unwrap_or(N::ZERO);
-            acc = acc.add_nonneg(v.mul(g));
-        }
-        *d = acc;
+        *d = row_dividend(bonds.get(i).map_or(&[][..], BondRowMut::entries), g);
     }
+}
+
+/// `d_i = sum_j B_ij g_j` for one bond row, in uid order (uids were checked against `n`).
+/// Not inlined: the loop keeps its operands in registers.
+#[inline(never)]
+fn row_dividend<N: Scalar>(entries: &[(Uid, N)], g: &[N]) -> N {
+    entries.iter().fold(N::ZERO, |acc, &(j, v)| {
+        let g = usize::try_from(j)
+            .ok()
+            .and_then(|k| g.get(k))
+            .copied()
+            .unwrap_or(N::ZERO);
+        acc.add_nonneg(v.mul(g))
+    })
 }
 
 /// Step 11: `delta_i = lambda i_i + (1 - lambda) d_i`; `minted_i = floor(emission delta_i)`
@@ -535,25 +539,30 @@ fn scatter_paired<N: Scalar, const FAR: bool>(
 
 /// Whether a weights row's uids are strictly increasing and below `n` (one branch-free pass;
 /// [`check_row`] then gives the exact error), and `sum_j weight_ij` over the whole row.
+///
+/// Strictly increasing uids are below `n` when the last one is, so each entry costs one
+/// comparison, with its predecessor.
 #[inline(always)]
 fn uids_ok_and_sum(row: &[(Uid, Weight)], n: usize) -> (bool, u64) {
-    let mut ok = true;
-    let mut next = 0u64;
+    let last_ok = row
+        .last()
+        .is_none_or(|&(u, _)| usize::try_from(u).is_ok_and(|u| u < n));
+    let mut increasing = true;
+    let mut prev = -1i64;
     let mut sum = 0u64;
-    let n = u64::try_from(n).unwrap_or(u64::MAX);
     for &(u, w) in row {
-        let u = u64::from(u);
-        ok &= (u >= next) & (u < n);
-        next = u.wrapping_add(1);
+        increasing &= i64::from(u) > prev;
+        prev = i64::from(u);
         // Below 2^48 for rows of at most 2^32 entries.
         sum = sum.wrapping_add(u64::from(w));
     }
-    (ok, sum)
+    (last_ok & increasing, sum)
 }
 
 /// Bond row `i`: uids below `n`, strictly increasing, values in `[0, N::MAX]`; a bounded row
 /// must hold the union of its old entries and the new ones (counting every non-zero weight of
 /// a staked row is an upper bound that needs no shares yet; a zero-stake row brings none).
+/// `row` has passed its own check.
 fn check_bonds<N: Scalar, B: BondRowMut<N>>(
     params: &Params<N>,
     i: usize,
@@ -563,6 +572,21 @@ fn check_bonds<N: Scalar, B: BondRowMut<N>>(
     n: usize,
 ) -> Result<(), Error> {
     let entries = b.entries();
+    if same_uids(entries, row) {
+        // The steady state: the row's uids, already checked, and the union is the row itself
+        // (at most its capacity). Only the values are left.
+        let ok = entries
+            .iter()
+            .fold(true, |ok, &(_, v)| ok & (v >= N::ZERO) & (v <= N::MAX));
+        if !ok
+            && let Some(&(uid, _)) = entries
+                .iter()
+                .find(|&&(_, v)| !(v >= N::ZERO && v <= N::MAX))
+        {
+            return Err(Error::InvalidBond { row: i, uid });
+        }
+        return Ok(());
+    }
     let mut ok = true;
     let mut next = 0u64;
     let n64 = u64::try_from(n).unwrap_or(u64::MAX);
@@ -769,26 +793,29 @@ fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
     let (before, after) = live(row, i, mask);
     if after.is_empty() && same_uids(bonds.entries(), before) {
         // The steady state: the bond row holds exactly the row's uids, so entry k of one is
-        // entry k of the other. One forward pass, no merge.
+        // entry k of the other. Every value is updated in its slot (one loop per bond rule),
+        // then the zeros, if any, are dropped.
         let entries = bonds.entries_mut();
-        let mut kept = 0usize;
-        for k in 0..old_len {
-            let (Some(&(u, b)), Some(&(_, w))) = (entries.get(k), before.get(k)) else {
-                break;
-            };
-            let v = mix(mode, b, value(w), || rank_of(rank, u));
-            if v > N::ZERO {
-                // Uids were checked against n: the slots exist (kept <= k < old_len).
-                if let Some(c) = usize::try_from(u).ok().and_then(|j| sums.get_mut(j)) {
-                    *c = c.add_nonneg(v);
-                }
-                if let Some(e) = entries.get_mut(kept) {
-                    *e = (u, v);
-                }
-                kept = kept.wrapping_add(1);
+        let all_kept = match mode {
+            BondMode::Cumulative => {
+                update_in_slots(entries, before, sums, |_, b, w| b.add_nonneg(value(w)))
             }
-        }
-        if kept != old_len {
+            BondMode::Ema { .. } => update_in_slots(entries, before, sums, |u, b, w| {
+                mix(mode, b, value(w), || rank_of(rank, u))
+            }),
+        };
+        if !all_kept {
+            let mut kept = 0usize;
+            for k in 0..old_len {
+                if let Some(&e) = entries.get(k)
+                    && e.1 > N::ZERO
+                {
+                    if let Some(slot) = entries.get_mut(kept) {
+                        *slot = e;
+                    }
+                    kept = kept.wrapping_add(1);
+                }
+            }
             bonds.resize(kept, (0, N::ZERO));
         }
         return Ok(());
@@ -866,6 +893,32 @@ fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
     }
     bonds.resize(kept, (0, N::ZERO));
     Ok(())
+}
+
+/// Step 8 on a bond row that holds exactly its weights' uids (`entries[k]` and `row[k]` share
+/// uid `j`): `B_ij` becomes `new(j, B_ij, weight_ij)` in its slot and, where above 0, is added
+/// to its column sum `C_j` (uids were checked against `n`). Returns whether every new value is
+/// above 0 (the caller drops the others). Not inlined: the loop keeps its operands in
+/// registers.
+#[inline(never)]
+fn update_in_slots<N: Scalar>(
+    entries: &mut [(Uid, N)],
+    row: &[(Uid, Weight)],
+    sums: &mut [N],
+    new: impl Fn(Uid, N, Weight) -> N,
+) -> bool {
+    let mut all = true;
+    for (e, &(_, w)) in entries.iter_mut().zip(row) {
+        let (u, b) = *e;
+        let v = new(u, b, w);
+        e.1 = v;
+        let above = v > N::ZERO;
+        all &= above;
+        if above && let Some(c) = usize::try_from(u).ok().and_then(|j| sums.get_mut(j)) {
+            *c = c.add_nonneg(v);
+        }
+    }
+    all
 }
 
 /// Stores a merged entry of row `row` at slot `kept` (never past the slot it was read from)

@@ -1,7 +1,8 @@
 //! The allocation-free API gives the same bits as the `Vec` API, and refuses before writing.
 
 use deepnode_consensus::{
-    BondMode, BoundedRow, Error, Fx, OutputBuffers, Outputs, Params, State, epoch, epoch_in_place,
+    BondMode, BoundedRow, Error, Fx, OutputBuffers, Outputs, Params, Scalar, State, epoch,
+    epoch_in_place,
 };
 
 const N: usize = 5;
@@ -168,6 +169,66 @@ fn unsorted_rows_and_short_buffers_are_typed_errors() {
             n: N
         })
     );
+}
+
+/// Bonds that hold exactly each row's weight uids (the steady state, checked by values
+/// only), with `bad` at row 2's second entry.
+fn steady_with<N: Scalar + Copy>(bad: N) -> (State<N>, Vec<Vec<(u32, N)>>) {
+    let s = state_of::<N>();
+    let bonds: Vec<Vec<(u32, N)>> = s
+        .weights
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            row.iter()
+                .enumerate()
+                .map(|(k, &(j, _))| (j, if (i, k) == (2, 1) { bad } else { N::ONE }))
+                .collect()
+        })
+        .collect();
+    (s, bonds)
+}
+
+/// [`state`] in another backend (its params and rows; its bonds are not used).
+fn state_of<N: Scalar>() -> State<N> {
+    let s = state();
+    State {
+        params: Params {
+            bonds: BondMode::Cumulative,
+            ..Params::default()
+        },
+        stake: s.stake,
+        weights: s.weights,
+        bonds: vec![],
+    }
+}
+
+#[test]
+fn a_bad_value_in_a_steady_bond_row_is_refused_before_anything_is_written() {
+    fn refused<N: Scalar + Copy>(bad: N) {
+        let (s, mut bonds) = steady_with(bad);
+        let before = bonds.clone();
+        let mut out = OutputBuffers::<N>::new(N);
+        let err = epoch_in_place(&s.params, &s.stake, &s.weights, &mut bonds, out.outputs());
+        assert_eq!(err, Err(Error::InvalidBond { row: 2, uid: 4 }), "{bad:?}");
+        assert!(
+            bonds
+                .iter()
+                .flatten()
+                .zip(before.iter().flatten())
+                .all(|(a, b)| a.0 == b.0 && a.1.to_f64().to_bits() == b.1.to_f64().to_bits()),
+            "{bad:?}"
+        );
+        assert_eq!(out.minted, [0; N]);
+    }
+    refused(Fx::ZERO.sub(Fx::from_ratio(1, 3)));
+    refused(-1.0f64);
+    refused(f64::NAN);
+    refused(f64::INFINITY);
+    // The same rows with a good value pass, through the steady path.
+    let (s, mut bonds) = steady_with(Fx::ONE);
+    let mut out = OutputBuffers::<Fx>::new(N);
+    epoch_in_place(&s.params, &s.stake, &s.weights, &mut bonds, out.outputs()).expect("valid");
 }
 
 /// `r_j` and `t_j` of a one-core fixed epoch on `stake` with every staked row weighting
