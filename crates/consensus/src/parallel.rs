@@ -93,6 +93,8 @@ impl<N: Scalar + Send + Sync> Parallel<N> {
             stake: new_stake,
             scratch,
         } = out;
+        // One slot per column or row is all this path uses.
+        let scratch = scratch.get_mut(..n).unwrap_or_default();
         let workers = self.threads.get().min(CHUNKS);
         let bounds = chunk_bounds(weights, bonds);
         let total = total_stake(stake);
@@ -116,7 +118,7 @@ impl<N: Scalar + Send + Sync> Parallel<N> {
                     .chunks_mut(n.saturating_mul(2))
                     .map(|p| p.split_at_mut(n)),
             );
-            let jobs: Vec<_> = split_rows(&mut *scratch, &bounds)
+            let jobs: Vec<_> = split_rows(&mut *dividends, &bounds)
                 .into_iter()
                 .zip(sums)
                 .enumerate()
@@ -128,7 +130,7 @@ impl<N: Scalar + Send + Sync> Parallel<N> {
                 t.fill(N::ZERO);
                 let (lo, hi) = range(&bounds, c);
                 let b = bonds.get(lo..hi).unwrap_or_default();
-                rank_and_trust(params, total, rows(c), b, factors, r, t)
+                rank_and_trust(params, total, rows(c), b, factors, &mut (r, t))
             });
             done.into_iter().collect::<Result<Vec<()>, Error>>()?;
         }
@@ -153,17 +155,17 @@ impl<N: Scalar + Send + Sync> Parallel<N> {
         // 7, in column order on one thread.
         let (x_sum, loss) = incentive_sums(rank, consensus, incentive);
 
-        // 8 by row chunks; chunk 0 sums its columns in `dividends`, chunk c in pair c's first
-        // half.
+        // 8 by row chunks (f_i in `dividends`); chunk 0 sums its columns in `scratch`, chunk c
+        // in pair c's first half.
         {
             let mut sums: Vec<&mut [N]> = Vec::with_capacity(CHUNKS);
-            sums.push(&mut *dividends);
+            sums.push(&mut *scratch);
             sums.extend(
                 self.partials
                     .chunks_mut(n.saturating_mul(2))
                     .map(|p| p.split_at_mut(n).0),
             );
-            let factors = &*scratch;
+            let factors = &*dividends;
             let rank = &*rank;
             let jobs: Vec<_> = split_rows(bonds, &bounds)
                 .into_iter()
@@ -180,21 +182,17 @@ impl<N: Scalar + Send + Sync> Parallel<N> {
         }
 
         // Chunk sums of C_j in chunk order, i_j = x_j / sum x, g_j = i_j / C_j (in
-        // `scratch`), by column ranges.
+        // `scratch`, over C_j), by column ranges.
         {
             let partials = &self.partials;
-            let jobs = split_columns(
-                workers,
-                n,
-                [&mut *dividends, &mut *incentive, &mut *scratch],
-            );
-            run(workers, jobs, |(lo, [col, inc, g])| {
+            let jobs = split_columns(workers, n, [&mut *scratch, &mut *incentive]);
+            run(workers, jobs, |(lo, [col, inc])| {
                 for pair in partials.chunks(n.saturating_mul(2)) {
                     let (sums, _) = pair.split_at(n);
                     add_onto(col, sums.get(lo..).unwrap_or_default());
                 }
                 normalise_incentive(inc, x_sum);
-                column_factors(g, col, inc);
+                column_factors(col, inc);
             });
         }
 

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use deepnode_types::{EpochOutput, Params, State, Uid, Weight};
 
-use crate::epoch::{Outputs, epoch_in_place};
+use crate::epoch::{Outputs, epoch_in_place, pairs_in_rank};
 use crate::{Error, Scalar};
 
 /// Sorts a row by uid; rejects a row longer than `n` or with a repeated uid. `what` names
@@ -149,7 +149,8 @@ pub struct OutputBuffers<N> {
     pub minted: Vec<u64>,
     /// Stake after minting.
     pub stake: Vec<u64>,
-    /// Working space.
+    /// Working space: `2n` entries for float, `n` for a fixed-point backend (see
+    /// [`Outputs::scratch`]).
     pub scratch: Vec<N>,
 }
 
@@ -164,7 +165,14 @@ impl<N: Scalar> OutputBuffers<N> {
             dividends: vec![N::ZERO; n],
             minted: vec![0; n],
             stake: vec![0; n],
-            scratch: vec![N::ZERO; n],
+            scratch: vec![
+                N::ZERO;
+                if pairs_in_rank::<N>() {
+                    n
+                } else {
+                    n.saturating_mul(2)
+                }
+            ],
         }
     }
 

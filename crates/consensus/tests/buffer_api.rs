@@ -189,12 +189,14 @@ fn steady_with<N: Scalar + Copy>(bad: N) -> (State<N>, Vec<Vec<(u32, N)>>) {
     (s, bonds)
 }
 
-/// [`state`] in another backend (its params and rows; its bonds are not used).
+/// [`state`]'s stake and rows in another backend, cumulative bonds and a trust threshold.
 fn state_of<N: Scalar>() -> State<N> {
     let s = state();
     State {
         params: Params {
             bonds: BondMode::Cumulative,
+            // Some weights then count towards rank but not trust (9 of row 0's 609).
+            trust_threshold: N::ratio(1, 4),
             ..Params::default()
         },
         stake: s.stake,
@@ -229,6 +231,57 @@ fn a_bad_value_in_a_steady_bond_row_is_refused_before_anything_is_written() {
     let (s, mut bonds) = steady_with(Fx::ONE);
     let mut out = OutputBuffers::<Fx>::new(N);
     epoch_in_place(&s.params, &s.stake, &s.weights, &mut bonds, out.outputs()).expect("valid");
+}
+
+/// Two epochs' outputs and bonds, or the error.
+type Run<N> = Result<(OutputBuffers<N>, Vec<Vec<(u32, N)>>), Error>;
+
+#[test]
+fn scratch_of_n_or_2n_gives_the_same_bits_and_less_is_refused() {
+    fn run<N: Scalar + Copy>(scratch: usize) -> Run<N> {
+        let (s, mut bonds) = steady_with(N::ONE);
+        let mut out = OutputBuffers::<N>::new(N);
+        out.scratch = vec![N::ZERO; scratch];
+        // Two epochs: a steady one on the bonds of the first.
+        for _ in 0..2 {
+            epoch_in_place(&s.params, &s.stake, &s.weights, &mut bonds, out.outputs())?;
+        }
+        out.scratch.clear();
+        Ok((out, bonds))
+    }
+    fn same_bits<N: Scalar + Copy>() {
+        let bits = |r: Run<N>| {
+            let (out, bonds) = r.expect("valid");
+            let all = [
+                &out.rank,
+                &out.trust,
+                &out.consensus,
+                &out.incentive,
+                &out.dividends,
+            ];
+            // Fixed-point bits, or the f64's own.
+            let values: Vec<i128> = all
+                .iter()
+                .flat_map(|v| v.iter())
+                .chain(bonds.iter().flatten().map(|(_, v)| v))
+                .map(|v| v.fixed_bits().unwrap_or(i128::from(v.to_f64().to_bits())))
+                .collect();
+            (values, out.minted, out.stake)
+        };
+        let n = bits(run::<N>(N));
+        assert_eq!(bits(run::<N>(2 * N)), n);
+        assert_eq!(bits(run::<N>(3 * N)), n);
+        assert!(matches!(
+            run::<N>(N - 1),
+            Err(Error::BufferLength {
+                name: "scratch",
+                len: 4,
+                n: N
+            })
+        ));
+    }
+    same_bits::<f64>();
+    same_bits::<Fx>();
 }
 
 /// `r_j` and `t_j` of a one-core fixed epoch on `stake` with every staked row weighting
