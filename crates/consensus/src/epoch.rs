@@ -84,13 +84,18 @@ where
     // side by side in `scratch` when it has 2n entries: one scattered slot per weight instead
     // of two. The same sums, bit for bit.
     let done = if pairs_in_rank::<N>() {
-        let paired = rank_and_trust_paired(params, total, rows, bonds, factors, rank)?;
-        if paired {
+        let mut paired = Paired {
+            cols: &mut *rank,
+            fits: true,
+        };
+        rank_and_trust(params, total, rows, bonds, factors, &mut paired)?;
+        let fits = paired.fits;
+        if fits {
             unpair_columns(rank, trust);
         } else {
             rank.fill(N::ZERO);
         }
-        paired
+        fits
     } else if let Some(pairs) = scratch.get_mut(..n.saturating_mul(2)) {
         pairs.fill(N::ZERO);
         rank_and_trust(params, total, rows, bonds, factors, &mut Adjacent(pairs))?;
@@ -195,38 +200,61 @@ where
 {
     let n = cols.columns();
     let far = n > PREFETCH_MIN;
-    walk_rows(
-        params,
-        total,
-        rows,
-        bonds,
-        factors,
-        n,
-        cols,
-        |cols, j| cols.fetch(j),
-        |cols, part, f, s, cutoff| {
+    let mask = params.mask_self_weights;
+    for (k, ((b, &x), f_out)) in bonds
+        .iter()
+        .zip(rows.stake)
+        .zip(factors.iter_mut())
+        .enumerate()
+    {
+        let i = rows.first.wrapping_add(k);
+        let row = rows.row(i);
+        if far {
+            fetch_rows_ahead(rows, bonds, k);
+        }
+        // Columns are fetched AHEAD entries before their update: the next row's first ones
+        // now, this row's further ones along the way (in `scatter_row`).
+        for &(j, _) in head(rows.row(i.wrapping_add(1)), AHEAD) {
+            cols.fetch(j);
+        }
+        let Some((f, s, cutoff)) = row_factor(params, total, i, row, b, x, n, f_out)? else {
+            continue;
+        };
+        let s = cols.share(s);
+        let (before, after) = live(row, i, mask);
+        for part in [before, after] {
             if far {
                 scatter_row::<N, C, true>(part, f, s, cutoff, cols);
             } else {
                 scatter_row::<N, C, false>(part, f, s, cutoff, cols);
             }
-        },
-    )
+        }
+    }
+    Ok(())
 }
 
 /// Where pass 1 adds `r_j` and `t_j`: two buffers, or one of adjacent pairs `[r_j, t_j]`
 /// (one cache line per weight instead of two). Uids were checked against `n`: a column out
 /// of range (a broken invariant) is skipped.
 pub(crate) trait RankTrust<N> {
+    /// A row's `s_i` as [`RankTrust::add`] adds it.
+    type Share: Copy;
     /// `n`.
     fn columns(&self) -> usize;
     /// Asks the cache for column `j`'s sums ([`prefetch`]).
     fn fetch(&self, j: Uid);
-    /// `r_j += x`, and `t_j += y` where `y` is `Some`.
-    fn add(&mut self, j: usize, x: N, y: Option<N>);
+    /// `s_i`, once per row, for its adds.
+    fn share(&mut self, s: N) -> Self::Share;
+    /// `r_j += x`, and `t_j += s` where `s` is `Some`.
+    fn add(&mut self, j: usize, x: N, s: Option<Self::Share>);
 }
 
 impl<N: Scalar> RankTrust<N> for (&mut [N], &mut [N]) {
+    type Share = N;
+    #[inline(always)]
+    fn share(&mut self, s: N) -> N {
+        s
+    }
     #[inline(always)]
     fn columns(&self) -> usize {
         self.0.len()
@@ -253,6 +281,11 @@ impl<N: Scalar> RankTrust<N> for (&mut [N], &mut [N]) {
 struct Adjacent<'a, N>(&'a mut [N]);
 
 impl<N: Scalar> RankTrust<N> for Adjacent<'_, N> {
+    type Share = N;
+    #[inline(always)]
+    fn share(&mut self, s: N) -> N {
+        s
+    }
     #[inline(always)]
     fn columns(&self) -> usize {
         self.0.len() / 2
@@ -273,116 +306,54 @@ impl<N: Scalar> RankTrust<N> for Adjacent<'_, N> {
     }
 }
 
+/// For a fixed-point backend: `r_j` and `t_j` as their 64 fraction bits in one slot
+/// ([`Scalar::pair`], all 0 on entry), one scattered slot per weight instead of two. Every
+/// term and sum is exact while it stays below 1, where the saturating sums of [`Scalar::add`]
+/// are plain sums; `fits` turns false as soon as a term or a sum might reach 1 (a share or a
+/// term of 1, a carry out of 64 bits: possible when a column gets all the stake), and the
+/// pairs are then to be discarded.
+struct Paired<'a, N> {
+    cols: &'a mut [N],
+    fits: bool,
+}
+
+impl<N: Scalar> RankTrust<N> for Paired<'_, N> {
+    /// The fraction bits of `s_i`.
+    type Share = u64;
+    #[inline(always)]
+    fn share(&mut self, s: N) -> u64 {
+        let bits = s.fraction();
+        self.fits &= bits.is_some();
+        bits.unwrap_or(0)
+    }
+    #[inline(always)]
+    fn columns(&self) -> usize {
+        self.cols.len()
+    }
+    #[inline(always)]
+    fn fetch(&self, j: Uid) {
+        prefetch(self.cols, j);
+    }
+    #[inline(always)]
+    fn add(&mut self, j: usize, x: N, s: Option<u64>) {
+        if let Some(slot) = self.cols.get_mut(j) {
+            let term = x.fraction();
+            let (r, t) = slot.unpair();
+            let (r, carry_r) = r.overflowing_add(term.unwrap_or(0));
+            let (t, carry_t) = t.overflowing_add(s.unwrap_or(0));
+            self.fits &= term.is_some() & !carry_r & !carry_t;
+            *slot = N::pair(r, t);
+        }
+    }
+}
+
 /// Whether a backend sums `r_j` and `t_j` paired in one slot of `rank` (fixed point, see
 /// [`Scalar::pair`]); float instead wants `2n` entries of `scratch` to hold them side by side.
 pub(crate) fn pairs_in_rank<N: Scalar>() -> bool {
     N::ZERO.fraction().is_some()
 }
 
-/// [`rank_and_trust`] for a fixed-point backend, with `r_j` and `t_j` held as their 64
-/// fraction bits in one slot of `cols` ([`Scalar::pair`], `cols` all 0 on entry), so that
-/// each weight updates one scattered slot instead of two. Every term and every sum is exact
-/// while it stays below 1, where the saturating sums of [`Scalar::add`] are plain sums; the
-/// result is `Ok(false)` as soon as a term or a sum might reach 1 (a share or a term of 1, a
-/// carry out of 64 bits: possible when a column gets all the stake), and the caller then
-/// computes the sums with [`rank_and_trust`] instead. The checks and their errors are those
-/// of [`rank_and_trust`], in the same order.
-fn rank_and_trust_paired<N, W, B>(
-    params: &Params<N>,
-    total: u128,
-    rows: RowsRef<'_, W>,
-    bonds: &[B],
-    factors: &mut [N],
-    mut cols: &mut [N],
-) -> Result<bool, Error>
-where
-    N: Scalar,
-    W: AsRef<[(Uid, Weight)]>,
-    B: BondRowMut<N>,
-{
-    let n = cols.len();
-    let far = n > PREFETCH_MIN;
-    let mut fits = true;
-    walk_rows(
-        params,
-        total,
-        rows,
-        bonds,
-        factors,
-        n,
-        &mut cols,
-        |cols, j| prefetch(cols, j),
-        |cols, part, f, s, cutoff| {
-            let Some(s) = s.fraction() else {
-                fits = false;
-                return;
-            };
-            fits &= if far {
-                scatter_paired::<N, true>(part, f, s, cutoff, cols)
-            } else {
-                scatter_paired::<N, false>(part, f, s, cutoff, cols)
-            };
-        },
-    )?;
-    Ok(fits)
-}
-
-/// Pass 1's walk over the rows, shared by both ways of summing `r_j` and `t_j`: for each row
-/// in uid order, the prefetch of the next row's first columns (`prefetch_column`), the checks
-/// and the row factor `f_i` ([`row_factor`], into `factors`), then `scatter` on each run of the
-/// row's live entries with `(f_i, s_i, cutoff)`. `cols` holds the column sums both callbacks
-/// work on.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the pass's inputs and its two callbacks, inlined into its two callers"
-)]
-#[inline(always)]
-fn walk_rows<N, W, B, C>(
-    params: &Params<N>,
-    total: u128,
-    rows: RowsRef<'_, W>,
-    bonds: &[B],
-    factors: &mut [N],
-    n: usize,
-    cols: &mut C,
-    prefetch_column: impl Fn(&C, Uid),
-    mut scatter: impl FnMut(&mut C, &[(Uid, Weight)], N::Factor, N, u64),
-) -> Result<(), Error>
-where
-    N: Scalar,
-    W: AsRef<[(Uid, Weight)]>,
-    B: BondRowMut<N>,
-    C: ?Sized,
-{
-    let mask = params.mask_self_weights;
-    for (k, ((b, &x), f_out)) in bonds
-        .iter()
-        .zip(rows.stake)
-        .zip(factors.iter_mut())
-        .enumerate()
-    {
-        let i = rows.first.wrapping_add(k);
-        let row = rows.row(i);
-        if n > PREFETCH_MIN {
-            fetch_rows_ahead(rows, bonds, k);
-        }
-        // Columns are fetched AHEAD entries before their update: the next row's first ones
-        // now, this row's further ones along the way (in `scatter`).
-        for &(j, _) in head(rows.row(i.wrapping_add(1)), AHEAD) {
-            prefetch_column(cols, j);
-        }
-        let Some((f, s, cutoff)) = row_factor(params, total, i, row, b, x, n, f_out)? else {
-            continue;
-        };
-        let (before, after) = live(row, i, mask);
-        for part in [before, after] {
-            scatter(cols, part, f, s, cutoff);
-        }
-    }
-    Ok(())
-}
-
-/// Splits the pairs of [`rank_and_trust_paired`] into `r_j` (left in `rank`) and `t_j`.
+/// Splits the pairs of [`Paired`] into `r_j` (left in `rank`) and `t_j`.
 fn unpair_columns<N: Scalar>(rank: &mut [N], trust: &mut [N]) {
     for (r, t) in rank.iter_mut().zip(trust.iter_mut()) {
         let (hi, lo) = r.unpair();
@@ -396,7 +367,7 @@ fn unpair_columns<N: Scalar>(rank: &mut [N], trust: &mut [N]) {
 /// or `None` for a row whose live weights sum to 0 (it adds nothing).
 #[allow(
     clippy::too_many_arguments,
-    reason = "one row's inputs, inlined into its two callers"
+    reason = "one row's inputs, inlined into pass 1"
 )]
 #[inline(always)]
 fn row_factor<N, B>(
@@ -594,7 +565,7 @@ pub(crate) fn mint<N: Scalar>(
 fn scatter_row<N: Scalar, C: RankTrust<N> + ?Sized, const FAR: bool>(
     part: &[(Uid, Weight)],
     f: N::Factor,
-    s: N,
+    s: C::Share,
     cutoff: u64,
     cols: &mut C,
 ) {
@@ -609,35 +580,6 @@ fn scatter_row<N: Scalar, C: RankTrust<N> + ?Sized, const FAR: bool>(
             (u64::from(w) > cutoff).then_some(s),
         );
     }
-}
-
-/// [`scatter_row`] onto paired fraction bits (`s` as its fraction bits): returns whether
-/// every term was below 1 and no sum carried out of 64 bits (whether the pairs are exact).
-#[inline(always)]
-fn scatter_paired<N: Scalar, const FAR: bool>(
-    part: &[(Uid, Weight)],
-    f: N::Factor,
-    s: u64,
-    cutoff: u64,
-    cols: &mut [N],
-) -> bool {
-    let mut fits = true;
-    for (k, &(j, w)) in part.iter().enumerate() {
-        if FAR && let Some(&(a, _)) = part.get(k.wrapping_add(AHEAD)) {
-            prefetch(cols, a);
-        }
-        let Ok(j) = usize::try_from(j) else { continue };
-        if let Some(slot) = cols.get_mut(j) {
-            let term = N::apply(f, u64::from(w)).fraction();
-            let (r, t) = slot.unpair();
-            let (r, carry_r) = r.overflowing_add(term.unwrap_or(0));
-            let add = if u64::from(w) > cutoff { s } else { 0 };
-            let (t, carry_t) = t.overflowing_add(add);
-            fits &= term.is_some() & !carry_r & !carry_t;
-            *slot = N::pair(r, t);
-        }
-    }
-    fits
 }
 
 /// Whether a weights row's uids are strictly increasing and below `n` (one branch-free pass;
