@@ -3,7 +3,7 @@
 use deepnode_types::{BondMode, Params, Uid, Weight};
 
 use crate::bonds::BondRowMut;
-use crate::validate::{check_params, check_row, consensus_of};
+use crate::validate::{check_params, check_row, consensus_of, consensus_of_pair};
 use crate::{Error, Scalar};
 
 /// Caller-provided outputs of [`epoch_in_place`], each of length `n` (`scratch`: at least).
@@ -418,14 +418,19 @@ pub(crate) fn consensus_columns<N: Scalar>(
     consensus: &mut [N],
     incentive: &mut [N],
 ) {
-    for (((c, i), &t), &r) in consensus
-        .iter_mut()
-        .zip(incentive.iter_mut())
-        .zip(trust)
-        .zip(rank)
-    {
+    // Two columns at a time: their sigmoids' multiply chains overlap (the same bits).
+    let mut c2 = consensus.chunks_exact_mut(2);
+    let mut t2 = trust.chunks_exact(2);
+    for (c, t) in (&mut c2).zip(&mut t2) {
+        if let ([c0, c1], &[t0, t1]) = (c, t) {
+            [*c0, *c1] = consensus_of_pair(params, [t0, t1]);
+        }
+    }
+    for (c, &t) in c2.into_remainder().iter_mut().zip(t2.remainder()) {
         *c = consensus_of(params, t);
-        *i = r.mul(*c);
+    }
+    for ((i, &c), &r) in incentive.iter_mut().zip(consensus.iter()).zip(rank) {
+        *i = r.mul(c);
     }
 }
 

@@ -5,6 +5,10 @@
 //! Q1.127 (63 guard bits), each term `t_n = floor(floor(t_{n-1} r) / n)`, until a term is 0;
 //! finally `>> k`. The guard bits keep the result within 2^-120 of the exact value, so it is
 //! monotone in `x` except where two neighbours differ by less than that.
+//!
+//! Each step waits on the one before (a product, then a division), so one series is bound by
+//! multiply latency: the functions here run `L` independent series side by side, whose steps
+//! overlap, with the same steps and so the same bits as one at a time (`L = 1`).
 
 /// `floor(ln 2 * 2^64)`. Regenerate: `python3 -c "import mpmath as m; m.mp.prec=200;
 /// print(hex(int(m.floor(m.log(2)*2**64))))"`.
@@ -20,6 +24,40 @@ fn mul_shr64(a: u128, r: u64) -> u128 {
     let lo = a & u128::from(u64::MAX);
     // hi <= 2^63 and r < 2^64, so hi * r < 2^127; lo * r < 2^128; the sum < 2^128.
     hi.wrapping_mul(r).wrapping_add(lo.wrapping_mul(r) >> 64)
+}
+
+/// `floor((2^64 - 1) / n)` for `n` in `1..64` (index 0 unused).
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    reason = "evaluated at compile time: n < 64 indexes a [_; 64] and divides without overflow"
+)]
+const RECIPROCALS_64: [u64; 64] = {
+    let mut t = [0u64; 64];
+    let mut n = 1;
+    while n < 64 {
+        t[n] = u64::MAX / n as u64;
+        n += 1;
+    }
+    t
+};
+
+/// `floor(x / n)` for `1 <= n < 64`, exactly: [`div_small`] on 64-bit operands (one 64 x 64
+/// product instead of four).
+fn div_small_64(x: u64, n: u64) -> u64 {
+    let m = usize::try_from(n)
+        .ok()
+        .and_then(|k| RECIPROCALS_64.get(k))
+        .copied()
+        .unwrap_or(0);
+    if m == 0 {
+        return x.checked_div(n).unwrap_or(0);
+    }
+    // m >= (2^64 - n) / n, so x m / 2^64 > x / n - 1 and q is floor(x / n) or one less;
+    // q n <= x, and the remainder is below 2n.
+    let q = u64::try_from(u128::from(x).wrapping_mul(u128::from(m)) >> 64).unwrap_or(0);
+    let rem = x.wrapping_sub(q.wrapping_mul(n));
+    if rem >= n { q.wrapping_add(1) } else { q }
 }
 
 /// `floor((2^128 - 1) / n)` for `n` in `1..64` (index 0 unused).
@@ -67,43 +105,74 @@ fn div_small(x: u128, n: u128) -> u128 {
     if rem >= n { q.wrapping_add(1) } else { q }
 }
 
-/// `exp(-x)` in Q1.127 for `x` given as Q64.64 raw bits (`x >= 0`).
-pub(crate) fn exp_neg_q127(x: u128) -> u128 {
-    let k = x / LN2_Q64;
-    if k >= 128 {
-        return 0;
-    }
-    // k * LN2 <= x by the definition of k, so r >= 0; r < LN2 < 2^64.
-    let r = x.wrapping_sub(k.wrapping_mul(LN2_Q64));
-    let r = u64::try_from(r).unwrap_or(u64::MAX);
-    let mut term = ONE_Q127;
-    let mut pos = ONE_Q127;
-    let mut neg: u128 = 0;
-    let mut n: u128 = 1;
-    // Terms fall by at least r/n < 0.7 a step, so the loop ends after < 50 steps.
-    while n < 64 {
-        // n >= 1 throughout, so the division is defined.
-        term = div_small(mul_shr64(term, r), n);
-        if term == 0 {
-            break;
+/// `exp(-x)` in Q1.127 for each `x` given as Q64.64 raw bits (`x >= 0`).
+pub(crate) fn exp_neg_q127<const L: usize>(x: [u128; L]) -> [u128; L] {
+    let k = x.map(|x| x / LN2_Q64);
+    // k * LN2 <= x by the definition of k, so r >= 0; r < LN2 < 2^64. Where k >= 128 the
+    // result is 0: r = 0 ends that lane's series at once.
+    let r = core::array::from_fn::<u64, L, _>(|l| match (x.get(l), k.get(l)) {
+        (Some(&x), Some(&k)) if k < 128 => {
+            u64::try_from(x.wrapping_sub(k.wrapping_mul(LN2_Q64))).unwrap_or(u64::MAX)
         }
-        if n % 2 == 1 {
-            neg = neg.wrapping_add(term);
-        } else {
-            pos = pos.wrapping_add(term);
+        _ => 0,
+    });
+    // A series' sum, pos - neg, in one accumulator that wraps modulo 2^128: the same value
+    // as two sums subtracted at the end.
+    let mut sum = [ONE_Q127; L];
+    let mut term = [ONE_Q127; L];
+    let mut n: u64 = 1;
+    // Terms fall by at least r/n < 0.7 a step, so a series ends after < 50 steps; once a
+    // term is 0 every later one is, and adds nothing. While a term needs more than 64 bits,
+    // a step is a 128-bit product and division ...
+    while term.iter().any(|&t| t > u128::from(u64::MAX)) && n < 64 {
+        for ((t, s), &r) in term.iter_mut().zip(&mut sum).zip(&r) {
+            *t = div_small(mul_shr64(*t, r), u128::from(n));
+            *s = alternate(*s, *t, n);
         }
         n = n.wrapping_add(1);
     }
-    // An alternating series with falling terms: 0 < neg < pos <= 2^127 + term_2.
-    pos.wrapping_sub(neg).min(ONE_Q127) >> k
+    // ... and from there on the same step in 64 bits: for t < 2^64, mul_shr64(t, r) is the
+    // high half of the 64 x 64 product, below 2^64, and div_small_64 divides it exactly.
+    let mut small = term.map(|t| u64::try_from(t).unwrap_or(0));
+    while small.iter().any(|&t| t != 0) && n < 64 {
+        for ((t, s), &r) in small.iter_mut().zip(&mut sum).zip(&r) {
+            let product = u128::from(*t).wrapping_mul(u128::from(r)) >> 64;
+            *t = div_small_64(u64::try_from(product).unwrap_or(0), n);
+            *s = alternate(*s, u128::from(*t), n);
+        }
+        n = n.wrapping_add(1);
+    }
+    // An alternating series with falling terms: 0 < sum <= 2^127 + term_2.
+    core::array::from_fn(|l| match (sum.get(l), k.get(l)) {
+        (Some(&s), Some(&k)) if k < 128 => s.min(ONE_Q127) >> k,
+        _ => 0,
+    })
 }
 
-/// `1 / (1 + exp(-z))` as Q64.64 raw bits for a Q64.64 `z`, in `[0, 2^64]`.
+/// `sum - term` for an odd step `n`, `sum + term` for an even one (wrapping).
+#[inline(always)]
+fn alternate(sum: u128, term: u128, n: u64) -> u128 {
+    if n % 2 == 1 {
+        sum.wrapping_sub(term)
+    } else {
+        sum.wrapping_add(term)
+    }
+}
+
+/// `1 / (1 + exp(-z))` as Q64.64 raw bits for each Q64.64 `z`, in `[0, 2^64]`.
 ///
 /// With `e = floor(exp(-|z|) 2^64)`: `z >= 0` gives `floor(2^128 / (2^64 + e))`, `z < 0` gives
 /// `floor(e 2^64 / (2^64 + e))`; `z = 0` is exactly 1/2.
-pub(crate) fn sigmoid_q64(z: i128) -> u128 {
-    let e = exp_neg_q127(z.unsigned_abs()) >> 63;
+pub(crate) fn sigmoid_q64<const L: usize>(z: [i128; L]) -> [u128; L] {
+    let e = exp_neg_q127(z.map(i128::unsigned_abs));
+    core::array::from_fn(|l| match (z.get(l), e.get(l)) {
+        (Some(&z), Some(&e)) => sigmoid_of_exp(z, e >> 63),
+        _ => 0,
+    })
+}
+
+/// The sigmoid of `z` from `e = floor(exp(-|z|) 2^64)`.
+fn sigmoid_of_exp(z: i128, e: u128) -> u128 {
     let one: u128 = 1 << 64;
     if z == 0 {
         return one >> 1;
@@ -139,14 +208,79 @@ mod tests {
             let x = f64::from(i) * 0.025;
             let bits = (x * 18446744073709551616.0) as u128;
             let want = libm::exp(-(bits as f64 / 18446744073709551616.0));
-            let got = to_f64_q127(exp_neg_q127(bits));
+            let got = to_f64_q127(exp_neg_q127([bits])[0]);
             assert!(
                 (got - want).abs() <= 1e-17 + 1e-15 * want,
                 "x={x} got={got} want={want}"
             );
         }
-        assert_eq!(exp_neg_q127(0), ONE_Q127);
-        assert_eq!(exp_neg_q127(u128::MAX), 0);
+        assert_eq!(exp_neg_q127([0]), [ONE_Q127]);
+        assert_eq!(exp_neg_q127([u128::MAX]), [0]);
+    }
+
+    /// SPEC.md §4 step by step for one `x`, with plain 128-bit division: every term, until
+    /// one is 0.
+    #[allow(
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used,
+        reason = "test oracle: plain arithmetic, every value fits (r < 2^64, sums < 2^128)"
+    )]
+    fn exp_neg_spec(x: u128) -> u128 {
+        let k = x / LN2_Q64;
+        if k >= 128 {
+            return 0;
+        }
+        let r = u64::try_from(x - k * LN2_Q64).unwrap();
+        let (mut term, mut pos, mut neg) = (ONE_Q127, ONE_Q127, 0u128);
+        for n in 1..64u128 {
+            term = mul_shr64(term, r) / n;
+            if term == 0 {
+                break;
+            }
+            if n % 2 == 1 {
+                neg += term;
+            } else {
+                pos += term;
+            }
+        }
+        (pos - neg).min(ONE_Q127) >> k
+    }
+
+    #[test]
+    fn exp_gives_the_spec_bits_in_any_width_and_lanes() {
+        // Random x below 130 ln 2 (past the k >= 128 cut), so each lane's 64-bit tail starts
+        // at a different step, and the edges: r = 0, r just below ln 2.
+        let mut x: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+        let mut next = || {
+            x = x
+                .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+                .wrapping_add(0x5851_f42d_4c95_7f2d_1405_7b7e_f767_814f);
+            x % (130 * LN2_Q64)
+        };
+        let check = |xs: [u128; 6]| {
+            let want = xs.map(exp_neg_spec);
+            assert_eq!(xs.map(|x| exp_neg_q127([x])[0]), want, "x = {xs:x?}");
+            let [a, b, c, d, e, f] = xs;
+            let pairs = [[a, b], [c, d], [e, f]].map(exp_neg_q127);
+            assert_eq!(pairs.as_flattened(), want, "x = {xs:x?}");
+            let threes = [[a, b, c], [d, e, f]].map(exp_neg_q127);
+            assert_eq!(threes.as_flattened(), want, "x = {xs:x?}");
+        };
+        for _ in 0..10_000 {
+            check(core::array::from_fn(|_| next()));
+        }
+        for k in [0u128, 1, 5, 127, 128, 200] {
+            check([0u128, 1, 2, 1 << 32, LN2_Q64 / 2, LN2_Q64 - 1].map(|r| k * LN2_Q64 + r));
+        }
+        check([u128::MAX, 0, u128::MAX, LN2_Q64 - 1, 1, u128::MAX]);
+    }
+
+    #[test]
+    fn sigmoid_lanes_give_each_lanes_bits() {
+        for i in -400..400i128 {
+            let z = [i * ((1i128 << 64) / 37) + i, (i * 7919) << 56];
+            assert_eq!(sigmoid_q64(z), z.map(|z| sigmoid_q64([z])[0]), "z = {z:?}");
+        }
     }
 
     #[test]
@@ -165,6 +299,19 @@ mod tests {
                 assert_eq!(div_small(v, n), v / n, "{v} / {n}");
             }
         }
+        for i in 0..200_000u64 {
+            x = x
+                .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+                .wrapping_add(0x5851_f42d_4c95_7f2d_1405_7b7e_f767_814f);
+            let v = ((x >> 64) as u64) >> (i % 64);
+            let n = i % 63 + 1;
+            assert_eq!(div_small_64(v, n), v / n, "{v} / {n}");
+        }
+        for n in 1..64u64 {
+            for v in [0, 1, n - 1, n, u64::MAX, u64::MAX - 1, u64::MAX / n * n] {
+                assert_eq!(div_small_64(v, n), v / n, "{v} / {n}");
+            }
+        }
     }
 
     #[test]
@@ -172,13 +319,13 @@ mod tests {
         let mut last = 0u128;
         let mut z: i128 = -(50i128 << 64);
         while z < (50i128 << 64) {
-            let s = sigmoid_q64(z);
+            let [s] = sigmoid_q64([z]);
             assert!(s >= last && s <= 1 << 64, "z={z}");
             last = s;
             z += (1i128 << 64) / 997;
         }
-        assert_eq!(sigmoid_q64(0), 1 << 63);
-        assert_eq!(sigmoid_q64(i128::MAX), 1 << 64);
-        assert_eq!(sigmoid_q64(i128::MIN), 0);
+        assert_eq!(sigmoid_q64([0]), [1 << 63]);
+        assert_eq!(sigmoid_q64([i128::MAX]), [1 << 64]);
+        assert_eq!(sigmoid_q64([i128::MIN]), [0]);
     }
 }

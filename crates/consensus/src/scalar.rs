@@ -51,6 +51,12 @@ pub trait Scalar: Copy + PartialOrd + Debug + FromRatio {
     fn max_untrusted(threshold: Self, row_sum: u64) -> u64;
     /// `1 / (1 + exp(-self))`, in `[0, 1]`.
     fn sigmoid(self) -> Self;
+    /// [`Scalar::sigmoid`] of two values, bit for bit (for [`Fx`], the two series run side by
+    /// side, whose multiply chains overlap).
+    #[inline]
+    fn sigmoid_pair([a, b]: [Self; 2]) -> [Self; 2] {
+        [a.sigmoid(), b.sigmoid()]
+    }
     /// `floor(units * clamp(self, 0, 1))`, at most `units`.
     fn of_units(self, units: u64) -> u64;
     /// The nearest value to `x` (for [`Fx`]: nearest grid point, ties to even, saturating;
@@ -147,8 +153,12 @@ impl Scalar for Fx {
         u64::try_from(th.saturating_mul(u128::from(row_sum)) >> 64).unwrap_or(u64::MAX)
     }
     fn sigmoid(self) -> Fx {
-        let bits = sigmoid_q64(self.to_bits());
+        let [bits] = sigmoid_q64([self.to_bits()]);
         Fx::from_bits(i128::try_from(bits).unwrap_or(i128::MAX))
+    }
+    fn sigmoid_pair(pair: [Fx; 2]) -> [Fx; 2] {
+        sigmoid_q64(pair.map(Fx::to_bits))
+            .map(|bits| Fx::from_bits(i128::try_from(bits).unwrap_or(i128::MAX)))
     }
     fn of_units(self, units: u64) -> u64 {
         let frac = u128::try_from(self.to_bits().clamp(0, 1 << 64)).unwrap_or(0);

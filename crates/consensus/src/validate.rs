@@ -129,7 +129,18 @@ pub fn check_min_weights<N: Scalar>(
 }
 
 /// The consensus curve of mechanism.md: `c(t) = sigmoid(rho (t - kappa))`, the consensus of a
-/// node whose trust is `t`. The epoch computes `c_j` with exactly this function.
+/// node whose trust is `t`. The epoch computes `c_j` with exactly this curve, two columns at a
+/// time ([`Scalar::sigmoid_pair`], the same bits).
 pub fn consensus_of<N: Scalar>(params: &Params<N>, trust: N) -> N {
-    params.rho.mul(trust.sub(params.kappa)).sigmoid()
+    consensus_arg(params, trust).sigmoid()
+}
+
+/// [`consensus_of`] for two trusts at once.
+pub(crate) fn consensus_of_pair<N: Scalar>(params: &Params<N>, trust: [N; 2]) -> [N; 2] {
+    N::sigmoid_pair(trust.map(|t| consensus_arg(params, t)))
+}
+
+/// The sigmoid's argument `rho (t - kappa)`.
+fn consensus_arg<N: Scalar>(params: &Params<N>, trust: N) -> N {
+    params.rho.mul(trust.sub(params.kappa))
 }
