@@ -26,30 +26,12 @@ fn mul_shr64(a: u128, r: u64) -> u128 {
     hi.wrapping_mul(r).wrapping_add(lo.wrapping_mul(r) >> 64)
 }
 
-/// `floor((2^64 - 1) / n)` for `n` in `1..64` (index 0 unused).
-#[allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    reason = "evaluated at compile time: n < 64 indexes a [_; 64] and divides without overflow"
-)]
-const RECIPROCALS_64: [u64; 64] = {
-    let mut t = [0u64; 64];
-    let mut n = 1;
-    while n < 64 {
-        t[n] = u64::MAX / n as u64;
-        n += 1;
-    }
-    t
-};
-
 /// `floor(x / n)` for `1 <= n < 64`, exactly: [`div_small`] on 64-bit operands (one 64 x 64
 /// product instead of four).
 fn div_small_64(x: u64, n: u64) -> u64 {
-    let m = usize::try_from(n)
-        .ok()
-        .and_then(|k| RECIPROCALS_64.get(k))
-        .copied()
-        .unwrap_or(0);
+    // The high half of floor((2^128 - 1) / n) is floor((2^64 - 1) / n): both are 2^64 / n
+    // rounded down, less one where n divides 2^64.
+    let m = u64::try_from(reciprocal(n) >> 64).unwrap_or(0);
     if m == 0 {
         return x.checked_div(n).unwrap_or(0);
     }
@@ -76,15 +58,22 @@ const RECIPROCALS: [u128; 64] = {
     t
 };
 
-/// `floor(x / n)` for `1 <= n < 64`, exactly, by a multiplication instead of a 128-bit
-/// division: with `m = floor((2^128 - 1) / n)`, `q = floor(x m / 2^128)` is `floor(x / n)` or
-/// one less (`x m / 2^128 > x / n - 1`), and one comparison of the remainder settles it.
-fn div_small(x: u128, n: u128) -> u128 {
-    let m = usize::try_from(n)
+/// `floor((2^128 - 1) / n)` for `1 <= n < 64`; 0 for any other `n`.
+#[inline(always)]
+fn reciprocal(n: u64) -> u128 {
+    usize::try_from(n)
         .ok()
         .and_then(|k| RECIPROCALS.get(k))
         .copied()
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// `floor(x / n)` for `1 <= n < 64`, exactly, by a multiplication instead of a 128-bit
+/// division: with `m = floor((2^128 - 1) / n)`, `q = floor(x m / 2^128)` is `floor(x / n)` or
+/// one less (`x m / 2^128 > x / n - 1`), and one comparison of the remainder settles it.
+fn div_small(x: u128, n: u64) -> u128 {
+    let m = reciprocal(n);
+    let n = u128::from(n);
     if m == 0 {
         return x.checked_div(n).unwrap_or(0);
     }
@@ -126,7 +115,7 @@ pub(crate) fn exp_neg_q127<const L: usize>(x: [u128; L]) -> [u128; L] {
     // a step is a 128-bit product and division ...
     while term.iter().any(|&t| t > u128::from(u64::MAX)) && n < 64 {
         for ((t, s), &r) in term.iter_mut().zip(&mut sum).zip(&r) {
-            *t = div_small(mul_shr64(*t, r), u128::from(n));
+            *t = div_small(mul_shr64(*t, r), n);
             *s = alternate(*s, *t, n);
         }
         n = n.wrapping_add(1);
@@ -291,12 +280,13 @@ mod tests {
                 .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
                 .wrapping_add(0x5851_f42d_4c95_7f2d_1405_7b7e_f767_814f);
             let v = x >> (i % 128);
-            let n = u128::from(i % 63 + 1);
-            assert_eq!(div_small(v, n), v / n, "{v} / {n}");
+            let n = u64::from(i % 63 + 1);
+            assert_eq!(div_small(v, n), v / u128::from(n), "{v} / {n}");
         }
-        for n in 1..64u128 {
-            for v in [0, 1, n - 1, n, u128::MAX, u128::MAX - 1, u128::MAX / n * n] {
-                assert_eq!(div_small(v, n), v / n, "{v} / {n}");
+        for n in 1..64u64 {
+            let w = u128::from(n);
+            for v in [0, 1, w - 1, w, u128::MAX, u128::MAX - 1, u128::MAX / w * w] {
+                assert_eq!(div_small(v, n), v / w, "{v} / {n}");
             }
         }
         for i in 0..200_000u64 {
