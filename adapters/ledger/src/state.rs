@@ -385,7 +385,10 @@ impl LedgerState {
     /// shared consensus crate on the fixed-point path, mints, and lets the controller move
     /// `min_allowed_weights` from the loss.
     pub fn end_block(&mut self) -> Vec<Event> {
-        if self.block == 0 || self.block % self.config.tempo != 0 || self.neurons.is_empty() {
+        if self.block == 0
+            || !self.block.is_multiple_of(self.config.tempo)
+            || self.neurons.is_empty()
+        {
             return Vec::new();
         }
         let input = self.epoch_input();

@@ -150,10 +150,10 @@ async fn hostile_clients_beside_honest_submitters() {
     let mut idle = Vec::new();
     for _ in 0..50 {
         let s = tokio::net::TcpSocket::new_v4().expect("socket");
-        if s.bind(SocketAddr::from(([127, 0, 0, 2], 0))).is_ok() {
-            if let Ok(c) = s.connect(addr).await {
-                idle.push(c);
-            }
+        if s.bind(SocketAddr::from(([127, 0, 0, 2], 0))).is_ok()
+            && let Ok(c) = s.connect(addr).await
+        {
+            idle.push(c);
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

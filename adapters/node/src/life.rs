@@ -272,14 +272,15 @@ pub async fn run(
             .weights_block
             .is_none_or(|b| mg.block >= b.saturating_add(mg.weights_rate_limit));
         // The trainer's scores cover everything since the last row.
-        if due && cfg.scoring == Scoring::Trainer {
-            if let Some(t) = trainer.take() {
-                let (t, fresh) = blocking(t, |t| Ok(t.take_scores())).await?;
-                for (j, v) in fresh {
-                    *scores.entry(j).or_insert(0.0) += v;
-                }
-                trainer = Some(t);
+        if due
+            && cfg.scoring == Scoring::Trainer
+            && let Some(t) = trainer.take()
+        {
+            let (t, fresh) = blocking(t, |t| Ok(t.take_scores())).await?;
+            for (j, v) in fresh {
+                *scores.entry(j).or_insert(0.0) += v;
             }
+            trainer = Some(t);
         }
         if due && !scores.is_empty() && cfg.scoring != Scoring::Nothing {
             match set_weights(&client, wallet, &mg, uid, &scores).await {

@@ -178,10 +178,10 @@ impl NoiseTcp {
             .ok_or_else(|| NodeError::Handshake("no remote static key".into()))?
             .to_vec();
         let peer = verify_binding(theirs.as_deref().unwrap_or_default(), &remote_static)?;
-        if let Some(want) = expected {
-            if want != peer {
-                return Err(NodeError::WrongPeer);
-            }
+        if let Some(want) = expected
+            && want != peer
+        {
+            return Err(NodeError::WrongPeer);
         }
         if !hs.is_handshake_finished() {
             return Err(NodeError::Handshake("the handshake did not finish".into()));

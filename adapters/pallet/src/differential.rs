@@ -86,10 +86,10 @@ fn not_a_ledger_state(state: &State<Fx>) -> Option<String> {
         return Some(format!("{n} nodes"));
     }
     for (i, row) in state.weights.iter().enumerate() {
-        if !row.is_empty() {
-            if let Err(e) = deepnode_rules::check_weights(&state.params, i, row, n, n) {
-                return Some(format!("weights row {i}: {e}"));
-            }
+        if !row.is_empty()
+            && let Err(e) = deepnode_rules::check_weights(&state.params, i, row, n, n)
+        {
+            return Some(format!("weights row {i}: {e}"));
         }
     }
     for (i, row) in state.bonds.iter().enumerate() {

@@ -32,13 +32,13 @@ pub fn check_params<N: Scalar>(params: &Params<N>) -> Result<(), Error> {
             range: "[0, 1)",
         });
     }
-    if let BondMode::Ema { alpha } = params.bonds {
-        if !(alpha > N::ZERO && alpha <= N::ONE) {
-            return Err(Error::ParamOutOfRange {
-                name: "alpha",
-                range: "(0, 1]",
-            });
-        }
+    if let BondMode::Ema { alpha } = params.bonds
+        && !(alpha > N::ZERO && alpha <= N::ONE)
+    {
+        return Err(Error::ParamOutOfRange {
+            name: "alpha",
+            range: "(0, 1]",
+        });
     }
     Ok(())
 }

@@ -636,19 +636,19 @@ pub fn fuzz_oracle(data: &[u8]) {
         max_features: 1024,
         max_image_elems: 3 * 64 * 64,
     };
-    if let Some(bytes) = data.first_chunk::<HEADER_LEN>() {
-        if let Ok(h) = Header::decode(bytes) {
-            let mut again = [0u8; HEADER_LEN];
-            h.encode(&mut again);
-            assert_eq!(&again, bytes, "decode-encode is not identity");
-            let _ = limits.check(&h);
-        }
+    if let Some(bytes) = data.first_chunk::<HEADER_LEN>()
+        && let Ok(h) = Header::decode(bytes)
+    {
+        let mut again = [0u8; HEADER_LEN];
+        h.encode(&mut again);
+        assert_eq!(&again, bytes, "decode-encode is not identity");
+        let _ = limits.check(&h);
     }
-    if let Some(bytes) = data.first_chunk::<CHUNK_HEADER_LEN>() {
-        if let Ok(c) = ChunkHeader::decode(bytes) {
-            let mut again = [0u8; CHUNK_HEADER_LEN];
-            c.encode(&mut again);
-            assert_eq!(&again, bytes, "chunk decode-encode is not identity");
-        }
+    if let Some(bytes) = data.first_chunk::<CHUNK_HEADER_LEN>()
+        && let Ok(c) = ChunkHeader::decode(bytes)
+    {
+        let mut again = [0u8; CHUNK_HEADER_LEN];
+        c.encode(&mut again);
+        assert_eq!(&again, bytes, "chunk decode-encode is not identity");
     }
 }
