@@ -419,14 +419,12 @@ pub(crate) fn consensus_columns<N: Scalar>(
     incentive: &mut [N],
 ) {
     // Two columns at a time: their sigmoids' multiply chains overlap (the same bits).
-    let mut c2 = consensus.chunks_exact_mut(2);
-    let mut t2 = trust.chunks_exact(2);
-    for (c, t) in (&mut c2).zip(&mut t2) {
-        if let ([c0, c1], &[t0, t1]) = (c, t) {
-            [*c0, *c1] = consensus_of_pair(params, [t0, t1]);
-        }
+    let (c2, c_rest) = consensus.as_chunks_mut::<2>();
+    let (t2, t_rest) = trust.as_chunks::<2>();
+    for (c, &t) in c2.iter_mut().zip(t2) {
+        *c = consensus_of_pair(params, t);
     }
-    for (c, &t) in c2.into_remainder().iter_mut().zip(t2.remainder()) {
+    for (c, &t) in c_rest.iter_mut().zip(t_rest) {
         *c = consensus_of(params, t);
     }
     for ((i, &c), &r) in incentive.iter_mut().zip(consensus.iter()).zip(rank) {

@@ -121,11 +121,11 @@ pub(crate) fn exp_neg_q127<const L: usize>(x: [u128; L]) -> [u128; L] {
         n = n.wrapping_add(1);
     }
     // ... and from there on the same step in 64 bits: for t < 2^64, mul_shr64(t, r) is the
-    // high half of the 64 x 64 product, below 2^64, and div_small_64 divides it exactly.
+    // high half of one 64 x 64 product, below 2^64, and div_small_64 divides it exactly.
     let mut small = term.map(|t| u64::try_from(t).unwrap_or(0));
     while small.iter().any(|&t| t != 0) && n < 64 {
         for ((t, s), &r) in small.iter_mut().zip(&mut sum).zip(&r) {
-            let product = u128::from(*t).wrapping_mul(u128::from(r)) >> 64;
+            let product = mul_shr64(u128::from(*t), r);
             *t = div_small_64(u64::try_from(product).unwrap_or(0), n);
             *s = alternate(*s, u128::from(*t), n);
         }

@@ -153,12 +153,11 @@ impl Scalar for Fx {
         u64::try_from(th.saturating_mul(u128::from(row_sum)) >> 64).unwrap_or(u64::MAX)
     }
     fn sigmoid(self) -> Fx {
-        let [bits] = sigmoid_q64([self.to_bits()]);
-        Fx::from_bits(i128::try_from(bits).unwrap_or(i128::MAX))
+        let [c] = sigmoid_fx([self]);
+        c
     }
     fn sigmoid_pair(pair: [Fx; 2]) -> [Fx; 2] {
-        sigmoid_q64(pair.map(Fx::to_bits))
-            .map(|bits| Fx::from_bits(i128::try_from(bits).unwrap_or(i128::MAX)))
+        sigmoid_fx(pair)
     }
     fn of_units(self, units: u64) -> u64 {
         let frac = u128::try_from(self.to_bits().clamp(0, 1 << 64)).unwrap_or(0);
@@ -192,6 +191,13 @@ impl Scalar for Fx {
         let lo = u64::try_from(bits & u128::from(u64::MAX)).unwrap_or(0);
         (u64::try_from(bits >> 64).unwrap_or(0), lo)
     }
+}
+
+/// [`sigmoid_q64`] on `Fx` values, `L` series side by side (results in `[0, 1]`, so the
+/// conversion back never saturates).
+fn sigmoid_fx<const L: usize>(z: [Fx; L]) -> [Fx; L] {
+    sigmoid_q64(z.map(Fx::to_bits))
+        .map(|bits| Fx::from_bits(i128::try_from(bits).unwrap_or(i128::MAX)))
 }
 
 #[allow(
