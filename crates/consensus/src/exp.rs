@@ -6,9 +6,14 @@
 //! finally `>> k`. The guard bits keep the result within 2^-120 of the exact value, so it is
 //! monotone in `x` except where two neighbours differ by less than that.
 //!
-//! Each step waits on the one before (a product, then a division), so one series is bound by
-//! multiply latency: the functions here run `L` independent series side by side, whose steps
-//! overlap, with the same steps and so the same bits as one at a time (`L = 1`).
+//! The sigmoid needs only the top 64 of those bits, which a shorter computation settles for
+//! all but about one input in 2^46: `exp(-r) = exp(-a/64) exp(-c)` from a table of 45 series
+//! values and a 15-term polynomial ([`exp_neg_q64_fast`]), within 2^9 of the series' sum.
+//! Where that margin straddles a multiple of the output's unit, the series itself runs.
+//!
+//! Each step of the series waits on the one before (a product, then a division), so one series
+//! is bound by multiply latency: the functions here run `L` independent series side by side,
+//! whose steps overlap, with the same steps and so the same bits as one at a time (`L = 1`).
 
 /// `floor(ln 2 * 2^64)`. Regenerate: `python3 -c "import mpmath as m; m.mp.prec=200;
 /// print(hex(int(m.floor(m.log(2)*2**64))))"`.
@@ -16,6 +21,143 @@ pub(crate) const LN2_Q64: u128 = 0xb172_17f7_d1cf_79ab;
 
 /// 1.0 in Q1.127.
 const ONE_Q127: u128 = 1 << 127;
+
+/// SPEC.md §4 step 3 with its sum `pos - neg` (before the clamp), for `r = R / 2^64 < ln 2`, in
+/// plain arithmetic: every term until one is 0. Within 2^7 of `exp(-r) 2^127`: a term's
+/// rounding error `d_m < d_{m-1} r / m + 1` stays below 2, for at most 63 terms, and the terms
+/// left out are below 2 (an alternating, falling tail).
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "term <= 2^127 and R < 2^64, so term R < 2^191 splits into products below 2^128; \
+              m >= 1; pos - neg > 0 (an alternating series with falling terms)"
+)]
+const fn series_q127(r: u64) -> u128 {
+    let r = r as u128;
+    let (mut term, mut pos, mut neg) = (ONE_Q127, ONE_Q127, 0u128);
+    let mut m = 1u128;
+    while m < 64 {
+        // floor(term R / 2^64), as in mul_shr64.
+        let product = (term >> 64) * r + (((term & (u64::MAX as u128)) * r) >> 64);
+        term = product / m;
+        if term == 0 {
+            break;
+        }
+        if m % 2 == 1 {
+            neg += term;
+        } else {
+            pos += term;
+        }
+        m += 1;
+    }
+    pos - neg
+}
+
+/// `exp(-a/64)` in Q1.127 for `a` in `0..=44` (`a/64 < ln 2`): [`series_q127`] of
+/// `R = a 2^58`, computed at compile time; each within 2^7 of the exact value.
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    reason = "evaluated at compile time: a < 45 indexes a [_; 45]"
+)]
+const EXP_STEPS: [u128; 45] = {
+    let mut t = [0u128; 45];
+    let mut a = 0;
+    while a < 45 {
+        t[a] = series_q127((a as u64) << 58);
+        a += 1;
+    }
+    t
+};
+
+/// `floor(2^127 / m!)` for `m` in `0..=14`: the Taylor coefficients of [`exp_neg_q127_fast`].
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    reason = "evaluated at compile time: m < 15 indexes a [_; 15], and divides by m >= 1"
+)]
+const INVERSE_FACTORIALS: [u128; 15] = {
+    let mut t = [0u128; 15];
+    t[0] = ONE_Q127;
+    let mut m = 1;
+    while m < 15 {
+        t[m] = t[m - 1] / m as u128;
+        m += 1;
+    }
+    t
+};
+
+/// `exp(-r)` in Q1.127 for `r = R / 2^64 < ln 2`, within 2^8 of the exact value: with
+/// `a = R >> 58` (at most 44) and `c = (R mod 2^58) / 2^64 < 2^-6`, the table's `exp(-a/64)`
+/// times `exp(-c)` by Horner's rule on the Taylor polynomial of degree 14.
+///
+/// Error: `floor(2^127 / m!)` and each step's floor are each 1 off at most and earlier errors
+/// shrink by `c` a step, so the polynomial is within 2.1 of its exact value, itself within
+/// `2^127 c^15 / 15! < 1` of `2^127 exp(-c)`; the table entry is within 2^7; the product's
+/// floor adds 1: at most 2^7 + 3.1 + 1 < 2^8.
+fn exp_neg_q127_fast(r: u64) -> u128 {
+    let a = usize::try_from(r >> 58).unwrap_or(usize::MAX);
+    let c = r & ((1 << 58) - 1);
+    let (&last, rest) = INVERSE_FACTORIALS.split_last().unwrap_or((&0, &[]));
+    let mut p = last;
+    for &coefficient in rest.iter().rev() {
+        // p < 2 coefficient / (m + 1) and c < 2^-6: the product is far below coefficient.
+        p = coefficient.wrapping_sub(mul_shr64(p, c));
+    }
+    mul_q127(EXP_STEPS.get(a).copied().unwrap_or(0), p)
+}
+
+/// `floor(x y / 2^127)` for `x, y <= 2^127`: exact (the product is below 2^254).
+fn mul_q127(x: u128, y: u128) -> u128 {
+    let (high, low) = mul_wide(x, y);
+    (high << 1) | (low >> 127)
+}
+
+/// The 256-bit product `x y` as its high and low 128-bit words, from four 64 x 64 products.
+#[inline(always)]
+fn mul_wide(x: u128, y: u128) -> (u128, u128) {
+    const LO: u128 = u64::MAX as u128;
+    let (x1, x0) = (x >> 64, x & LO);
+    let (y1, y0) = (y >> 64, y & LO);
+    let (p00, p01, p10) = (
+        x0.wrapping_mul(y0),
+        x0.wrapping_mul(y1),
+        x1.wrapping_mul(y0),
+    );
+    // The middle column: three parts below 2^64 each, so no wrap.
+    let mid = (p00 >> 64).wrapping_add(p01 & LO).wrapping_add(p10 & LO);
+    let high = x1
+        .wrapping_mul(y1)
+        .wrapping_add(p01 >> 64)
+        .wrapping_add(p10 >> 64)
+        .wrapping_add(mid >> 64);
+    (high, (mid << 64) | (p00 & LO))
+}
+
+/// How far [`exp_neg_q127_fast`] may be from the series' sum: below 2^7 + 2^8 (their bounds
+/// above), taken 2^7 times wider.
+const FAST_MARGIN: u128 = 1 << 16;
+
+/// SPEC.md §4's `exp_neg(x) >> 63` (`exp(-x)` as Q64.64 bits, the sigmoid's `e`) from
+/// [`exp_neg_q127_fast`], for Q64.64 bits `x >= 0`, given a `margin` that bounds its distance
+/// from the series' sum ([`FAST_MARGIN`]); `None` where the margin straddles two results,
+/// which only the series can settle.
+fn exp_neg_q64_fast(x: u128, margin: u128) -> Option<u128> {
+    let k = x / LN2_Q64;
+    if k >= 128 {
+        return Some(0);
+    }
+    // k LN2 <= x, and r < LN2 < 2^64.
+    let r = u64::try_from(x.wrapping_sub(k.wrapping_mul(LN2_Q64))).ok()?;
+    let f = exp_neg_q127_fast(r);
+    // The series' sum lies in (f - margin, f + margin); where that is below 2^127 the clamp
+    // does nothing, and both ends give the same e exactly when the sum does.
+    let low = f.checked_sub(margin)?;
+    let high = f.checked_add(margin).filter(|&h| h < ONE_Q127)?;
+    // k < 128, so the shift is below 191; from 128 on both ends give 0 (they are below 2^127).
+    let shift = u32::try_from(k.wrapping_add(63)).unwrap_or(u32::MAX);
+    let e = |v: u128| v.checked_shr(shift).unwrap_or(0);
+    (e(low) == e(high)).then_some(e(low))
+}
 
 /// `floor(a * r / 2^64)` for `a <= 2^127`, `r < 2^64`: exact, no overflow.
 fn mul_shr64(a: u128, r: u64) -> u128 {
@@ -77,18 +219,8 @@ fn div_small(x: u128, n: u64) -> u128 {
     if m == 0 {
         return x.checked_div(n).unwrap_or(0);
     }
-    const LO: u128 = u64::MAX as u128;
-    let (x1, x0) = (x >> 64, x & LO);
-    let (m1, m0) = (m >> 64, m & LO);
-    // The high 128 bits of the 256-bit product x m, from four 64 x 64 products.
-    let mid = (x0.wrapping_mul(m0) >> 64)
-        .wrapping_add(x0.wrapping_mul(m1) & LO)
-        .wrapping_add(x1.wrapping_mul(m0) & LO);
-    let q = x1
-        .wrapping_mul(m1)
-        .wrapping_add(x0.wrapping_mul(m1) >> 64)
-        .wrapping_add(x1.wrapping_mul(m0) >> 64)
-        .wrapping_add(mid >> 64);
+    // The high 128 bits of the 256-bit product x m.
+    let (q, _) = mul_wide(x, m);
     // q <= x / n, so q n <= x; the remainder is below 2n.
     let rem = x.wrapping_sub(q.wrapping_mul(n));
     if rem >= n { q.wrapping_add(1) } else { q }
@@ -153,9 +285,22 @@ fn alternate(sum: u128, term: u128, n: u64) -> u128 {
 /// With `e = floor(exp(-|z|) 2^64)`: `z >= 0` gives `floor(2^128 / (2^64 + e))`, `z < 0` gives
 /// `floor(e 2^64 / (2^64 + e))`; `z = 0` is exactly 1/2.
 pub(crate) fn sigmoid_q64<const L: usize>(z: [i128; L]) -> [u128; L] {
-    let e = exp_neg_q127(z.map(i128::unsigned_abs));
+    sigmoid_q64_with(z, FAST_MARGIN)
+}
+
+/// [`sigmoid_q64`] with the fast path's margin as a parameter (tests widen it to force the
+/// series).
+fn sigmoid_q64_with<const L: usize>(z: [i128; L], margin: u128) -> [u128; L] {
+    let x = z.map(i128::unsigned_abs);
+    let fast = x.map(|x| exp_neg_q64_fast(x, margin));
+    // The series for every lane where any needs it (about one input in 2^46).
+    let e = if fast.iter().all(Option::is_some) {
+        fast.map(|e| e.unwrap_or(0))
+    } else {
+        exp_neg_q127(x).map(|e| e >> 63)
+    };
     core::array::from_fn(|l| match (z.get(l), e.get(l)) {
-        (Some(&z), Some(&e)) => sigmoid_of_exp(z, e >> 63),
+        (Some(&z), Some(&e)) => sigmoid_of_exp(z, e),
         _ => 0,
     })
 }
@@ -220,19 +365,72 @@ mod tests {
             return 0;
         }
         let r = u64::try_from(x - k * LN2_Q64).unwrap();
-        let (mut term, mut pos, mut neg) = (ONE_Q127, ONE_Q127, 0u128);
-        for n in 1..64u128 {
-            term = mul_shr64(term, r) / n;
-            if term == 0 {
-                break;
-            }
-            if n % 2 == 1 {
-                neg += term;
-            } else {
-                pos += term;
-            }
+        series_q127(r).min(ONE_Q127) >> k
+    }
+
+    /// SPEC.md §4's sigmoid from [`exp_neg_spec`].
+    fn sigmoid_spec(z: i128) -> u128 {
+        sigmoid_of_exp(z, exp_neg_spec(z.unsigned_abs()) >> 63)
+    }
+
+    /// Random values below `bound` (> 0), from a fixed seed.
+    #[allow(clippy::arithmetic_side_effects, reason = "bound > 0 at every call")]
+    fn below(seed: u128, bound: u128) -> impl FnMut() -> u128 {
+        let mut x = seed;
+        move || {
+            x = x
+                .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+                .wrapping_add(0x5851_f42d_4c95_7f2d_1405_7b7e_f767_814f);
+            x % bound
         }
-        (pos - neg).min(ONE_Q127) >> k
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used, reason = "values below ln 2 < 2^64")]
+    fn fast_exp_is_within_its_bound_of_the_series() {
+        // Every table step's ends, and random r below ln 2.
+        let steps = (0..45u64).flat_map(|a| [a << 58, (a << 58) + 1, ((a + 1) << 58) - 1]);
+        let mut next = below(7, LN2_Q64);
+        let random = (0..200_000).map(|_| u64::try_from(next()).unwrap());
+        let mut worst = 0;
+        for r in steps.chain([0, 1, 2, LN2_Q64 as u64 - 1]).chain(random) {
+            let (fast, series) = (exp_neg_q127_fast(r), series_q127(r));
+            worst = worst.max(fast.abs_diff(series));
+        }
+        // The bounds give < 2^7 + 2^8; FAST_MARGIN is 2^16.
+        assert!(worst < 1 << 9, "worst distance {worst}");
+        assert!(FAST_MARGIN >= worst << 7);
+    }
+
+    #[test]
+    #[allow(
+        clippy::unwrap_used,
+        clippy::arithmetic_side_effects,
+        clippy::cast_possible_wrap,
+        reason = "test inputs: every value is below 2^72"
+    )]
+    fn sigmoid_gives_the_spec_bits_by_either_path() {
+        // z over +-130 ln 2 (past k = 128 both ways), and the edges of each k.
+        let mut next = below(11, 260 * LN2_Q64);
+        let mid = 130 * LN2_Q64 as i128;
+        let random = (0..100_000).map(|_| i128::try_from(next()).unwrap() - mid);
+        let edges = [0u128, 1, 5, 127, 128, 200].into_iter().flat_map(|k| {
+            [0u128, 1, 1 << 58, LN2_Q64 / 2, LN2_Q64 - 1].map(|r| (k * LN2_Q64 + r) as i128)
+        });
+        let z: alloc::vec::Vec<i128> = random
+            .chain(edges.flat_map(|x| [x, -x]))
+            .chain([i128::MAX, i128::MIN, i128::MIN + 1])
+            .collect();
+        let mut series_only = 0;
+        for &z in &z {
+            let want = sigmoid_spec(z);
+            assert_eq!(sigmoid_q64([z]), [want], "z = {z}");
+            // A margin of 2^100 straddles two results wherever k < 37: the series' bits.
+            assert_eq!(sigmoid_q64_with([z], 1 << 100), [want], "z = {z}");
+            series_only += usize::from(exp_neg_q64_fast(z.unsigned_abs(), 1 << 100).is_none());
+        }
+        // About 37 in 130 of the random z have k < 37.
+        assert!(series_only > z.len() / 5, "{series_only} of {}", z.len());
     }
 
     #[test]
