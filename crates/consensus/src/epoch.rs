@@ -136,7 +136,11 @@ where
 
     // 9-10. `sums` now becomes g_j = i_j / C_j, and `dividends` (f_i no longer needed) d_i.
     column_factors(sums, incentive);
-    pay_dividends(bonds, sums, dividends);
+    if let Some(g) = pack_fractions(sums) {
+        pay_dividends(bonds, &Halves(g), dividends);
+    } else {
+        pay_dividends(bonds, &*sums, dividends);
+    }
 
     // 11.
     mint(params, stake, incentive, dividends, minted, new_stake);
@@ -499,22 +503,22 @@ pub(crate) fn column_factors<N: Scalar>(c: &mut [N], incentive: &[N]) {
     }
 }
 
-/// Step 10 for a run of rows: `d_i = sum_j B_ij g_j` (`g` of length `n`; `dividends` and
-/// `bonds` hold the run's rows). Each row on its own.
-pub(crate) fn pay_dividends<N: Scalar, B: BondRowMut<N>>(
+/// Step 10 for a run of rows: `d_i = sum_j B_ij g_j` (`g` holds `n` columns; `dividends`
+/// and `bonds` hold the run's rows). Each row on its own.
+pub(crate) fn pay_dividends<N: Scalar, B: BondRowMut<N>, G: ColumnFactors<N> + ?Sized>(
     bonds: &[B],
-    g: &[N],
+    g: &G,
     dividends: &mut [N],
 ) {
     for (i, d) in dividends.iter_mut().enumerate() {
-        if g.len() > PREFETCH_MIN
+        if g.columns() > PREFETCH_MIN
             && let Some(b) = bonds.get(i.wrapping_add(ROWS_AHEAD))
         {
             prefetch_row(b.entries());
         }
         if let Some(next) = bonds.get(i.wrapping_add(1)) {
             for &(j, _) in next.entries().get(..AHEAD).unwrap_or(next.entries()) {
-                prefetch(g, j);
+                g.fetch(j);
             }
         }
         *d = row_dividend(bonds.get(i).map_or(&[][..], BondRowMut::entries), g);
@@ -524,15 +528,87 @@ pub(crate) fn pay_dividends<N: Scalar, B: BondRowMut<N>>(
 /// `d_i = sum_j B_ij g_j` for one bond row, in uid order (uids were checked against `n`).
 /// Not inlined: the loop keeps its operands in registers.
 #[inline(never)]
-fn row_dividend<N: Scalar>(entries: &[(Uid, N)], g: &[N]) -> N {
-    entries.iter().fold(N::ZERO, |acc, &(j, v)| {
+fn row_dividend<N: Scalar, G: ColumnFactors<N> + ?Sized>(entries: &[(Uid, N)], g: &G) -> N {
+    entries
+        .iter()
+        .fold(N::ZERO, |acc, &(j, v)| acc.add_nonneg(g.times(j, v)))
+}
+
+/// Step 10's `g_j`, as pass 3 reads them: one per slot (`[N]`), or two fractions per slot
+/// ([`Halves`]).
+pub(crate) trait ColumnFactors<N> {
+    /// `n`.
+    fn columns(&self) -> usize;
+    /// Asks the cache for `g_j` ([`prefetch`]).
+    fn fetch(&self, j: Uid);
+    /// `B_ij g_j` for `B_ij >= 0`, exactly `v.mul(g_j)` (0 for a uid out of range, a broken
+    /// invariant).
+    fn times(&self, j: Uid, v: N) -> N;
+}
+
+impl<N: Scalar> ColumnFactors<N> for [N] {
+    #[inline(always)]
+    fn columns(&self) -> usize {
+        self.len()
+    }
+    #[inline(always)]
+    fn fetch(&self, j: Uid) {
+        prefetch(self, j);
+    }
+    #[inline(always)]
+    fn times(&self, j: Uid, v: N) -> N {
         let g = usize::try_from(j)
             .ok()
-            .and_then(|k| g.get(k))
+            .and_then(|k| self.get(k))
             .copied()
             .unwrap_or(N::ZERO);
-        acc.add_nonneg(v.mul(g))
-    })
+        v.mul(g)
+    }
+}
+
+/// For a fixed-point backend whose every `g_j` is below 1: `g_2m` and `g_2m+1` as their 64
+/// fraction bits in slot `m` ([`Scalar::pair`]), half the bytes of one `g_j` per slot, so
+/// pass 3's scattered reads of `g` span half the memory; `B_ij g_j` is
+/// [`Scalar::mul_fraction`], the same bits as `mul`.
+struct Halves<'a, N>(&'a [N]);
+
+impl<N: Scalar> ColumnFactors<N> for Halves<'_, N> {
+    #[inline(always)]
+    fn columns(&self) -> usize {
+        self.0.len().saturating_mul(2)
+    }
+    #[inline(always)]
+    fn fetch(&self, j: Uid) {
+        prefetch(self.0, j >> 1);
+    }
+    #[inline(always)]
+    fn times(&self, j: Uid, v: N) -> N {
+        let (even, odd) = usize::try_from(j >> 1)
+            .ok()
+            .and_then(|k| self.0.get(k))
+            .map_or((0, 0), |g| g.unpair());
+        v.mul_fraction(if j & 1 == 0 { even } else { odd })
+    }
+}
+
+/// For a fixed-point backend ([`pairs_in_rank`]) whose every `g_j` is in `[0, 1)`: packs them
+/// two to a slot in place (see [`Halves`]) and returns the `ceil(n / 2)` slots; `None`
+/// (`g` untouched) otherwise.
+fn pack_fractions<N: Scalar>(g: &mut [N]) -> Option<&[N]> {
+    if !pairs_in_rank::<N>() || !g.iter().all(|x| x.fraction().is_some()) {
+        return None;
+    }
+    let slots = g.len().div_ceil(2);
+    // Slot m is written after g_2m and g_2m+1 are read, and before any later pair, which lie
+    // at 2m + 2 and above.
+    for m in 0..slots {
+        let at = |k: usize| g.get(k).and_then(|x| x.fraction()).unwrap_or(0);
+        let pair = N::pair(at(m.wrapping_mul(2)), at(m.wrapping_mul(2).wrapping_add(1)));
+        if let Some(slot) = g.get_mut(m) {
+            *slot = pair;
+        }
+    }
+    g.get(..slots)
 }
 
 /// Step 11: `delta_i = lambda i_i + (1 - lambda) d_i`; `minted_i = floor(emission delta_i)`

@@ -34,6 +34,12 @@ pub trait Scalar: Copy + PartialOrd + Debug + FromRatio {
     fn mul(self, rhs: Self) -> Self;
     /// `self / rhs` for `self >= 0`, `rhs > 0`: floor, saturating.
     fn div(self, rhs: Self) -> Self;
+    /// `self * (x / 2^64)` for `self >= 0`: exactly `self.mul(Self::of_fraction(x))`, in
+    /// fewer instructions for [`Fx`] (a factor below 1 cannot saturate).
+    #[inline]
+    fn mul_fraction(self, x: u64) -> Self {
+        self.mul(Self::of_fraction(x))
+    }
     /// A row's factor `f_i = s_i / S_i`, carried at higher precision than `Self`.
     type Factor: Copy;
     /// `f_i = self / row_sum` for `self >= 0`, `row_sum > 0` (for [`Fx`]: Q.80 bits,
@@ -117,6 +123,19 @@ impl Scalar for Fx {
     fn div(self, rhs: Fx) -> Fx {
         // Division by 0 saturates; callers never divide by 0 (each call site says why).
         self.saturating_div(rhs)
+    }
+    #[inline]
+    fn mul_fraction(self, x: u64) -> Fx {
+        let Ok(b) = u128::try_from(self.to_bits()) else {
+            return self.mul(Fx::of_fraction(x));
+        };
+        // b = hi 2^64 + lo: floor(b x / 2^64) = hi x + floor(lo x / 2^64) exactly. With
+        // hi < 2^63 and x, lo < 2^64 the sum is at most (2^63 - 1)(2^64 - 1) + 2^64 - 2, below
+        // 2^127: no wrap, no saturation (the product is at most b).
+        let (hi, lo) = (b >> 64, b & u128::from(u64::MAX));
+        let x = u128::from(x);
+        let bits = hi.wrapping_mul(x).wrapping_add(lo.wrapping_mul(x) >> 64);
+        Fx::from_bits(i128::try_from(bits).unwrap_or(i128::MAX))
     }
     type Factor = u128;
     #[inline]
@@ -357,6 +376,36 @@ mod tests {
             let want = f.saturating_mul(u128::from(w)) >> 16;
             let want = Fx::from_bits(i128::try_from(want).unwrap_or(i128::MAX));
             assert_eq!(<Fx as Scalar>::apply(f, w), want, "{f} x {w}");
+        }
+    }
+
+    #[test]
+    fn mul_fraction_is_the_saturating_product() {
+        let mut next = spread(9);
+        let max = i128::MAX;
+        let top = u64::MAX;
+        let edges = [
+            (max, top),
+            (max, 0),
+            (max, 1),
+            (0, top),
+            (1, top),
+            (1 << 64, top),
+            ((1 << 64) - 1, top),
+            (-1, top),
+            (i128::MIN, 1 << 63),
+        ];
+        let random = (0..20_000).map(|_| {
+            let a = i128::from_ne_bytes(next().to_ne_bytes());
+            (
+                a >> (next() >> 122),
+                u64::try_from(next() >> 64).unwrap_or(top),
+            )
+        });
+        for (a, x) in edges.into_iter().chain(random) {
+            let a = Fx::from_bits(a);
+            let want = Scalar::mul(a, <Fx as Scalar>::of_fraction(x));
+            assert_eq!(a.mul_fraction(x), want, "{a:?} x {x}");
         }
     }
 }
