@@ -134,7 +134,8 @@ where
     sums.fill(N::ZERO);
     update_bonds(params, rows, bonds, dividends, rank, sums)?;
 
-    // 9-10. `sums` now becomes g_j = i_j / C_j, and `dividends` (f_i no longer needed) d_i.
+    // 9-10. `sums` now becomes g_j = i_j / C_j (for a fixed-point backend, two to a slot when
+    // every g_j is below 1), and `dividends` (f_i no longer needed) d_i.
     column_factors(sums, incentive);
     if let Some(g) = pack_fractions(sums) {
         pay_dividends(bonds, &Halves(g), dividends);
@@ -567,9 +568,9 @@ impl<N: Scalar> ColumnFactors<N> for [N] {
 }
 
 /// For a fixed-point backend whose every `g_j` is below 1: `g_2m` and `g_2m+1` as their 64
-/// fraction bits in slot `m` ([`Scalar::pair`]), half the bytes of one `g_j` per slot, so
-/// pass 3's scattered reads of `g` span half the memory; `B_ij g_j` is
-/// [`Scalar::mul_fraction`], the same bits as `mul`.
+/// fraction bits in slot `m` ([`Scalar::pair`]), 8 bytes per `g_j` instead of 16, so pass 3's
+/// scattered reads of `g` span half the memory; `B_ij g_j` is [`Scalar::mul_fraction`], the
+/// same bits as `mul`.
 struct Halves<'a, N>(&'a [N]);
 
 impl<N: Scalar> ColumnFactors<N> for Halves<'_, N> {
