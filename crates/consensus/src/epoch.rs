@@ -592,11 +592,11 @@ impl<N: Scalar> ColumnFactors<N> for Halves<'_, N> {
     }
 }
 
-/// For a fixed-point backend ([`pairs_in_rank`]) whose every `g_j` is in `[0, 1)`: packs them
-/// two to a slot in place (see [`Halves`]) and returns the `ceil(n / 2)` slots; `None`
-/// (`g` untouched) otherwise.
+/// Where every `g_j` is in `[0, 1)` as a fraction ([`Scalar::fraction`]: a fixed-point backend
+/// only, never float): packs them two to a slot in place (see [`Halves`]) and returns the
+/// `ceil(n / 2)` slots; `None` (`g` untouched) otherwise.
 fn pack_fractions<N: Scalar>(g: &mut [N]) -> Option<&[N]> {
-    if !pairs_in_rank::<N>() || !g.iter().all(|x| x.fraction().is_some()) {
+    if !g.iter().all(|x| x.fraction().is_some()) {
         return None;
     }
     let slots = g.len().div_ceil(2);

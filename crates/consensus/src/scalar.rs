@@ -5,7 +5,7 @@
 
 use core::fmt::Debug;
 
-use crate::exp::sigmoid_q64;
+use crate::exp::{mul_shr64, sigmoid_q64};
 use deepnode_types::{FromRatio, Fx};
 
 /// A number the epoch can be computed in. Implemented for [`Fx`] and `f64`.
@@ -129,13 +129,8 @@ impl Scalar for Fx {
         let Ok(b) = u128::try_from(self.to_bits()) else {
             return self.mul(Fx::of_fraction(x));
         };
-        // b = hi 2^64 + lo: floor(b x / 2^64) = hi x + floor(lo x / 2^64) exactly. With
-        // hi < 2^63 and x, lo < 2^64 the sum is at most (2^63 - 1)(2^64 - 1) + 2^64 - 2, below
-        // 2^127: no wrap, no saturation (the product is at most b).
-        let (hi, lo) = (b >> 64, b & u128::from(u64::MAX));
-        let x = u128::from(x);
-        let bits = hi.wrapping_mul(x).wrapping_add(lo.wrapping_mul(x) >> 64);
-        Fx::from_bits(i128::try_from(bits).unwrap_or(i128::MAX))
+        // floor(b x / 2^64) for b < 2^127: at most b, so it fits and never saturates.
+        Fx::from_bits(i128::try_from(mul_shr64(b, x)).unwrap_or(i128::MAX))
     }
     type Factor = u128;
     #[inline]
