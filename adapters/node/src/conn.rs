@@ -4,15 +4,17 @@
 //! does not hold up a small forward.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deepnode_wire::{
-    CHUNK_HEADER_LEN, ChunkHeader, FIRST, HEADER_LEN, Header, Kind, LAST, Limits, MAX_CHUNK_DATA,
-    Modality, REPLY, Status, WireError,
+    CHUNK_HEADER_LEN, ChunkHeader, DType, FIRST, HEADER_LEN, Header, Kind, LAST, Limits,
+    MAX_CHUNK_DATA, Modality, REPLY, Shape, Status, WireError,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use crate::transport::{AccountKey, FrameRead, FrameWrite, Session};
 use crate::{Model, NodeError, Tensor};
@@ -37,39 +39,240 @@ impl Admission for AdmitAll {
 pub struct Counters {
     /// Requests that reached the model and succeeded.
     pub served: AtomicU64,
-    /// Requests refused with a status (or whose model failed).
+    /// Requests refused with a status (or whose model failed), forwards and backwards alike.
     pub refused: AtomicU64,
+    /// Connections and sessions closed at once because a session limit was reached (or, with
+    /// [`ServeConfig::admit_at_handshake`], the peer was not admitted).
+    pub sessions_refused: AtomicU64,
+    /// Errors of the listening socket's `accept` (e.g. out of file descriptors).
+    pub accept_errors: AtomicU64,
 }
 
-/// What a node serves and how much at once.
+/// What a node serves and how much at once. Every limit holds against hostile peers: past it
+/// a request is refused, a message dropped or a session closed, never an unbounded wait.
 #[derive(Clone)]
 pub struct ServeConfig {
     /// Shapes and sizes accepted, requests and responses alike.
     pub limits: Limits,
-    /// Requests served at once for one peer; past it, Busy.
+    /// Requests served at once for one account, over all its sessions; past it, Busy. A
+    /// request holds its permit until its reply is written.
     pub per_peer: usize,
     /// Requests served at once in total (shared by every connection through
     /// [`ServeConfig::global`]); past it, Busy.
     pub global: Arc<Semaphore>,
-    /// Partly received messages one peer may have open at once; past it, the connection is
+    /// Partly received messages one session may have open at once; past it, the connection is
     /// closed (a peer that opens messages and never finishes them).
     pub max_open_messages: usize,
+    /// Bytes of partly received messages one session may hold (each counted at its declared
+    /// size when its first chunk arrives); a message past it is refused (Busy) and dropped.
+    pub max_open_bytes: usize,
+    /// Bytes of partly received messages over all sessions of a node; past it, as above.
+    pub max_open_bytes_total: usize,
+    /// A message still unfinished this long after its first chunk is dropped (a forward is
+    /// answered DeadlineExpired).
+    pub message_timeout: Duration,
+    /// Accepted connections (in the handshake or in session) at once; past it, a new
+    /// connection is closed at once.
+    pub max_sessions: usize,
+    /// Accepted connections at once from one IP address; past it, as above.
+    pub max_sessions_per_address: usize,
+    /// Accepted sessions at once of one account; past it, the new session is closed after its
+    /// handshake.
+    pub max_sessions_per_account: usize,
+    /// Whether an accepted session of an account that [`Admission`] refuses is closed after its
+    /// handshake (requests are checked anyway, as admission may change).
+    pub admit_at_handshake: bool,
+    /// A session that received nothing this long while none of this node's requests on it
+    /// wait is closed.
+    pub idle_timeout: Duration,
+    /// Messages queued for one session's writer (replies, refusals and this node's
+    /// requests); a full queue makes the reader wait, up to [`ServeConfig::send_timeout`].
+    pub max_queued: usize,
+    /// A reply that cannot be queued, or a write that makes no progress, for this long closes
+    /// the session (a peer that never reads).
+    pub send_timeout: Duration,
     /// Counts served and refused requests (shared by every connection of a node).
     pub counters: Arc<Counters>,
 }
 
 impl ServeConfig {
-    /// `limits`, at most `per_peer` requests at once per peer and `total` in all, 64 open
-    /// messages per peer, fresh counters.
+    /// `limits`, at most `per_peer` requests at once per account and `total` in all, and the
+    /// defaults of the other limits: 64 open messages per session, open bytes up to 64 MiB
+    /// per session and 256 MiB in all, unfinished messages dropped
+    /// after 30 s, 512 accepted connections, 16 per address, 4 sessions per account, admission
+    /// at the handshake, idle sessions closed after 120 s, 64 queued messages per session, a
+    /// 10 s send timeout; fresh counters.
     pub fn new(limits: Limits, per_peer: usize, total: usize) -> ServeConfig {
         ServeConfig {
             limits,
             per_peer,
             global: Arc::new(Semaphore::new(total)),
             max_open_messages: 64,
+            max_open_bytes: 64 << 20,
+            max_open_bytes_total: 256 << 20,
+            message_timeout: Duration::from_secs(30),
+            max_sessions: 512,
+            max_sessions_per_address: 16,
+            max_sessions_per_account: 4,
+            admit_at_handshake: true,
+            idle_timeout: Duration::from_secs(120),
+            max_queued: 64,
+            send_timeout: Duration::from_secs(10),
             counters: Arc::default(),
         }
     }
+}
+
+/// A node's state behind its session and byte limits, shared by all its sessions.
+pub(crate) struct Shared {
+    table: Mutex<Table>,
+    /// Bytes of unfinished messages, over all sessions.
+    open_bytes: Arc<Semaphore>,
+    open_bytes_max: usize,
+}
+
+#[derive(Default)]
+struct Table {
+    /// Accepted connections, in the handshake or in session.
+    accepted: usize,
+    by_address: HashMap<IpAddr, usize>,
+    accounts: HashMap<AccountKey, Account>,
+    /// Sessions running, accepted and dialed.
+    sessions: usize,
+}
+
+struct Account {
+    /// Accepted sessions of the account.
+    accepted: usize,
+    /// Sessions of the account, accepted and dialed.
+    sessions: usize,
+    /// The account's request permits, shared by its sessions.
+    permits: Arc<Semaphore>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: &ServeConfig) -> Arc<Shared> {
+        let max = config.max_open_bytes_total.min(Semaphore::MAX_PERMITS);
+        Arc::new(Shared {
+            table: Mutex::new(Table::default()),
+            open_bytes: Arc::new(Semaphore::new(max)),
+            open_bytes_max: max,
+        })
+    }
+
+    /// A slot for a connection accepted from `ip`, or `None` when the node or the address is
+    /// at its limit.
+    pub(crate) fn address_slot(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        config: &ServeConfig,
+    ) -> Option<AddressSlot> {
+        let mut t = self.table.lock().ok()?;
+        let n = t.by_address.get(&ip).copied().unwrap_or(0);
+        if t.accepted >= config.max_sessions || n >= config.max_sessions_per_address {
+            return None;
+        }
+        t.accepted += 1;
+        t.by_address.insert(ip, n + 1);
+        Some(AddressSlot {
+            shared: Arc::clone(self),
+            ip,
+        })
+    }
+
+    /// Registers a session of `peer` (`accepted`: the peer dialed); `None` when the account
+    /// is at its limit of accepted sessions.
+    pub(crate) fn account_slot(
+        self: &Arc<Self>,
+        peer: AccountKey,
+        accepted: bool,
+        config: &ServeConfig,
+    ) -> Option<AccountSlot> {
+        let mut t = self.table.lock().ok()?;
+        let a = t.accounts.entry(peer).or_insert_with(|| Account {
+            accepted: 0,
+            sessions: 0,
+            permits: Arc::new(Semaphore::new(config.per_peer)),
+        });
+        if accepted && a.accepted >= config.max_sessions_per_account {
+            return None;
+        }
+        a.accepted += usize::from(accepted);
+        a.sessions += 1;
+        let permits = Arc::clone(&a.permits);
+        t.sessions += 1;
+        Some(AccountSlot {
+            shared: Arc::clone(self),
+            peer,
+            accepted,
+            permits,
+        })
+    }
+
+    /// Sessions running now, accepted and dialed.
+    pub(crate) fn sessions(&self) -> usize {
+        self.table.lock().map_or(0, |t| t.sessions)
+    }
+
+    /// Bytes of unfinished messages held now.
+    pub(crate) fn open_bytes(&self) -> usize {
+        self.open_bytes_max - self.open_bytes.available_permits()
+    }
+}
+
+/// An accepted connection's place in the node's limits, given back when dropped.
+pub(crate) struct AddressSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.shared.table.lock() {
+            t.accepted = t.accepted.saturating_sub(1);
+            if let Some(n) = t.by_address.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    t.by_address.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+/// A session's place in its account's limits, given back when dropped.
+pub(crate) struct AccountSlot {
+    shared: Arc<Shared>,
+    peer: AccountKey,
+    accepted: bool,
+    permits: Arc<Semaphore>,
+}
+
+impl Drop for AccountSlot {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.shared.table.lock() {
+            t.sessions = t.sessions.saturating_sub(1);
+            if let Some(a) = t.accounts.get_mut(&self.peer) {
+                a.sessions = a.sessions.saturating_sub(1);
+                a.accepted = a.accepted.saturating_sub(usize::from(self.accepted));
+            }
+            // An account is forgotten once it has no session and no request in flight (each
+            // holds its permits); until then a new session shares the same permits.
+            let mine = &self.permits;
+            t.accounts.retain(|_, a| {
+                a.sessions > 0
+                    || Arc::strong_count(&a.permits)
+                        > 1 + usize::from(Arc::ptr_eq(&a.permits, mine))
+            });
+        }
+    }
+}
+
+/// What a session holds in its node's limits.
+pub(crate) struct Slots {
+    /// Set for an accepted session.
+    pub(crate) _address: Option<AddressSlot>,
+    pub(crate) account: AccountSlot,
 }
 
 /// A live session with one peer.
@@ -82,8 +285,15 @@ pub struct Connection {
     limits: Limits,
 }
 
-/// Requests awaiting a reply; `None` once the session is over, so new requests fail at once.
-type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Result<Tensor, NodeError>>>>>>;
+/// Requests awaiting a reply, each with the dtype and shape its response must have (none
+/// for raw requests); `None` once the session is over, so new requests fail at once.
+type Pending = Arc<Mutex<Option<HashMap<u64, Waiting>>>>;
+
+/// A request awaiting its reply.
+struct Waiting {
+    tx: oneshot::Sender<Result<Tensor, NodeError>>,
+    expect: Option<(DType, Shape)>,
+}
 
 /// A message waiting to be sent: the concatenation of `parts` (a header, inputs, gradient),
 /// moved in whole so that no byte is copied before it is sealed.
@@ -91,7 +301,12 @@ struct Outgoing {
     id: u64,
     reply: bool,
     parts: [Vec<u8>; 3],
+    /// The request permits of a reply, given back once it is written (or dropped).
+    hold: Option<Permits>,
 }
+
+/// A served request's permits: its account's and the node's.
+type Permits = (OwnedSemaphorePermit, OwnedSemaphorePermit);
 
 impl Outgoing {
     fn new(id: u64, reply: bool, header: &Header, body: [Vec<u8>; 2]) -> Outgoing {
@@ -102,6 +317,7 @@ impl Outgoing {
             id,
             reply,
             parts: [h.to_vec(), inputs, grad],
+            hold: None,
         }
     }
 
@@ -149,18 +365,19 @@ pub fn now_ms() -> u64 {
 }
 
 impl Connection {
-    /// Starts serving `session` with `model` under `admission` and `config`; the returned
-    /// handle sends this node's requests over the same session. The session ends when the peer
-    /// closes it, breaks the protocol, `closing` turns true (the node shuts down), or every
-    /// handle is dropped.
-    pub fn start(
+    /// Starts serving `session` with `model` under `admission` and `config`, holding `slots`
+    /// in the node's limits (`shared`) until it ends; the returned handle sends this node's
+    /// requests over the same session. The session ends when the peer closes it, breaks the
+    /// protocol, stays idle, stops reading, `closing` turns true (the node shuts down), or
+    /// every handle is dropped.
+    pub(crate) fn start(
         session: Session,
         model: Arc<dyn Model>,
         admission: Arc<dyn Admission>,
-        config: ServeConfig,
+        (config, shared, slots): (ServeConfig, Arc<Shared>, Slots),
         closing: watch::Receiver<bool>,
     ) -> Arc<Connection> {
-        let (tx, rx) = mpsc::channel(256);
+        let (tx, rx) = mpsc::channel(config.max_queued.max(1));
         let conn = Arc::new(Connection {
             peer: session.peer,
             out: tx.clone(),
@@ -169,24 +386,37 @@ impl Connection {
             dim: model.dim(),
             limits: config.limits,
         });
-        tokio::spawn(write_loop(session.writer, rx, closing.clone()));
+        let (ended_tx, ended) = watch::channel(false);
+        tokio::spawn(write_loop(
+            session.writer,
+            rx,
+            [closing.clone(), ended],
+            config.send_timeout,
+        ));
         let reader = Reader {
             peer: session.peer,
             out: tx,
             pending: Arc::clone(&conn.pending),
             model,
             admission,
-            per_peer: Arc::new(Semaphore::new(config.per_peer)),
+            per_peer: Arc::clone(&slots.account.permits),
+            session_bytes: Arc::new(Semaphore::new(
+                config.max_open_bytes.min(Semaphore::MAX_PERMITS),
+            )),
+            shared,
             config,
             open: HashMap::new(),
+            _slots: slots,
         };
         let pending = Arc::clone(&conn.pending);
         tokio::spawn(async move {
             let _ = reader.run(session.reader, closing).await;
-            // The session is over: every waiting request fails now, not at its deadline.
+            // The session is over: every waiting request fails now, not at its deadline, and
+            // the writer stops.
             if let Ok(mut p) = pending.lock() {
                 *p = None;
             }
+            ended_tx.send_replace(true);
         });
         conn
     }
@@ -220,8 +450,14 @@ impl Connection {
             deadline,
         )
         .ok_or(NodeError::Tensor("too large"))?;
+        let (b, s) = match (modality, inputs.shape.dims()) {
+            (Modality::Image, &[b, ..]) => (b, 1),
+            (_, &[b, s, ..]) => (b, s),
+            _ => return Err(NodeError::Tensor("inputs need at least two dimensions")),
+        };
+        let expect = Shape::new(&[b, s, self.limits.dim]).map(|s| (DType::F32, s));
         let msg = Outgoing::new(id, false, &header, [inputs.bytes.clone(), Vec::new()]);
-        self.request(id, msg, timeout).await
+        self.request(id, msg, expect, timeout).await
     }
 
     /// Sends the gradient `grad` (`[B, S, D]`) of this node's loss with respect to the peer's
@@ -273,20 +509,23 @@ impl Connection {
             id,
             reply: false,
             parts: [data, Vec::new(), Vec::new()],
+            hold: None,
         };
-        self.request(id, msg, timeout).await
+        self.request(id, msg, None, timeout).await
     }
 
-    /// Sends request `msg` (id `id`) and waits at most `timeout` for the reply.
+    /// Sends request `msg` (id `id`) and waits at most `timeout` for the reply, which must be
+    /// finite and of `expect`'s dtype and shape when given ([`NodeError::BadAnswer`]).
     async fn request(
         &self,
         id: u64,
         msg: Outgoing,
+        expect: Option<(DType, Shape)>,
         timeout: Duration,
     ) -> Result<Tensor, NodeError> {
         let (tx, rx) = oneshot::channel();
         match self.pending.lock().as_deref_mut() {
-            Ok(Some(p)) => p.insert(id, tx),
+            Ok(Some(p)) => p.insert(id, Waiting { tx, expect }),
             _ => return Err(NodeError::Closed),
         };
         let result = tokio::time::timeout(timeout, async {
@@ -307,15 +546,18 @@ fn deadline_after(timeout: Duration) -> u64 {
 }
 
 /// Sends queued messages as chunks, one chunk per message in turn, sealing a few chunks
-/// before each write.
+/// before each write. Stops when either of `stop` turns true, every sender is gone, or a write
+/// makes no progress for `send_timeout`.
 async fn write_loop(
     mut writer: Box<dyn FrameWrite>,
     mut rx: mpsc::Receiver<Outgoing>,
-    mut closing: watch::Receiver<bool>,
+    stop: [watch::Receiver<bool>; 2],
+    send_timeout: Duration,
 ) {
+    let [mut closing, mut ended] = stop;
     let mut active: VecDeque<(Outgoing, usize)> = VecDeque::new();
     loop {
-        if *closing.borrow() {
+        if *closing.borrow() || *ended.borrow() {
             return;
         }
         if active.is_empty() && writer.buffered() == 0 {
@@ -325,6 +567,7 @@ async fn write_loop(
                     None => return,
                 },
                 _ = closing.wait_for(|c| *c) => return,
+                _ = ended.wait_for(|c| *c) => return,
             }
         }
         while let Ok(m) = rx.try_recv() {
@@ -360,10 +603,13 @@ async fn write_loop(
                 };
                 frame[..CHUNK_HEADER_LEN].copy_from_slice(&h);
                 tokio::select! {
-                    r = writer.send_in_place(frame) => if r.is_err() {
-                        return;
+                    r = tokio::time::timeout(send_timeout, writer.send_in_place(frame)) => {
+                        if !matches!(r, Ok(Ok(()))) {
+                            return;
+                        }
                     },
                     _ = closing.wait_for(|c| *c) => return,
+                    _ = ended.wait_for(|c| *c) => return,
                 }
             } else {
                 let [a, b, c] = m.slices(pos, n);
@@ -378,10 +624,13 @@ async fn write_loop(
         // Write once a few frames are sealed, or at once when nothing else is waiting.
         if writer.buffered() >= FLUSH_AT || active.is_empty() {
             tokio::select! {
-                r = writer.flush() => if r.is_err() {
-                    return;
+                r = tokio::time::timeout(send_timeout, writer.flush()) => {
+                    if !matches!(r, Ok(Ok(()))) {
+                        return;
+                    }
                 },
                 _ = closing.wait_for(|c| *c) => return,
+                _ = ended.wait_for(|c| *c) => return,
             }
         }
     }
@@ -400,6 +649,24 @@ struct Open {
     split: usize,
     /// Refused or unwanted: its remaining chunks are read and dropped.
     discard: bool,
+    /// When its first chunk arrived.
+    started: Instant,
+    /// Its declared bytes in the session's and the node's budgets (a request's).
+    _bytes: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
+}
+
+impl Open {
+    fn discarded() -> Open {
+        Open {
+            header: None,
+            body: Vec::new(),
+            grad: Vec::new(),
+            split: 0,
+            discard: true,
+            started: Instant::now(),
+            _bytes: None,
+        }
+    }
 }
 
 struct Reader {
@@ -408,9 +675,15 @@ struct Reader {
     pending: Pending,
     model: Arc<dyn Model>,
     admission: Arc<dyn Admission>,
+    /// The account's request permits (shared by its sessions).
     per_peer: Arc<Semaphore>,
+    /// Bytes of this session's unfinished requests.
+    session_bytes: Arc<Semaphore>,
+    shared: Arc<Shared>,
     config: ServeConfig,
     open: HashMap<(u64, bool), Open>,
+    /// Dropped last: the session's place in the node's limits.
+    _slots: Slots,
 }
 
 impl Reader {
@@ -419,16 +692,68 @@ impl Reader {
         mut frames: Box<dyn FrameRead>,
         mut closing: watch::Receiver<bool>,
     ) -> Result<(), NodeError> {
+        let every = self
+            .config
+            .message_timeout
+            .min(self.config.idle_timeout)
+            .div_f64(4.0)
+            .max(Duration::from_millis(10));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heard = Instant::now();
+        let out = self.out.clone();
         loop {
             let frame = tokio::select! {
                 f = frames.recv() => match f? {
-                    Some(f) => f,
+                    Some(f) => Some(f),
                     None => return Ok(()),
                 },
                 _ = closing.wait_for(|c| *c) => return Ok(()),
+                // The writer stopped (the peer does not read, or the socket failed).
+                _ = out.closed() => return Err(NodeError::Closed),
+                _ = tick.tick() => None,
             };
+            let Some(frame) = frame else {
+                self.expire().await?;
+                let waiting = self
+                    .pending
+                    .lock()
+                    .is_ok_and(|p| p.as_ref().is_some_and(|p| !p.is_empty()));
+                if waiting || !self.open.is_empty() {
+                    heard = Instant::now();
+                } else if heard.elapsed() >= self.config.idle_timeout {
+                    return Err(NodeError::Timeout);
+                }
+                continue;
+            };
+            heard = Instant::now();
             self.chunk(frame).await?;
         }
+    }
+
+    /// Drops the buffers of messages unfinished past the message timeout; an expired forward
+    /// is answered DeadlineExpired. Their remaining chunks are read and dropped.
+    async fn expire(&mut self) -> Result<(), NodeError> {
+        let timeout = self.config.message_timeout;
+        let expired: Vec<(u64, bool)> = self
+            .open
+            .iter()
+            .filter(|(_, o)| !o.discard && o.started.elapsed() >= timeout)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in expired {
+            let Some(open) = self.open.insert(key, Open::discarded()) else {
+                continue;
+            };
+            match (key.1, open.header) {
+                (false, Some(h)) => {
+                    self.refused(h, Status::DeadlineExpired).await?;
+                }
+                (true, _) => self.resolve(key.0, Err(NodeError::Timeout)),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     async fn chunk(&mut self, frame: &[u8]) -> Result<(), NodeError> {
@@ -451,7 +776,7 @@ impl Reader {
             let (h, rest) = data
                 .split_first_chunk::<HEADER_LEN>()
                 .ok_or_else(|| NodeError::Protocol("first chunk shorter than a header".into()))?;
-            let open = self.first(key.1, c.request_id, h).await;
+            let open = self.first(key.1, c.request_id, h).await?;
             self.open.insert(key, open);
             self.append(key, rest)?;
         } else {
@@ -469,7 +794,7 @@ impl Reader {
                         "message shorter than its header says".into(),
                     ));
                 }
-                self.complete(key.1, h, open.body, open.grad).await;
+                self.complete(key.1, h, open.body, open.grad).await?;
             }
         }
         Ok(())
@@ -498,14 +823,12 @@ impl Reader {
     }
 
     /// Reads a message's header and decides, before any body byte, whether to keep it.
-    async fn first(&mut self, reply: bool, id: u64, bytes: &[u8; HEADER_LEN]) -> Open {
-        let discard = Open {
-            header: None,
-            body: Vec::new(),
-            grad: Vec::new(),
-            split: 0,
-            discard: true,
-        };
+    async fn first(
+        &mut self,
+        reply: bool,
+        id: u64,
+        bytes: &[u8; HEADER_LEN],
+    ) -> Result<Open, NodeError> {
         let header = match Header::decode(bytes) {
             Ok(h) => h,
             Err(e) => {
@@ -515,29 +838,37 @@ impl Reader {
                     } else {
                         Status::Malformed
                     };
-                    self.refuse(id, Modality::Tensor, status).await;
+                    self.config.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    self.reply_error(id, Modality::Tensor, status).await?;
                 }
-                return discard;
+                return Ok(Open::discarded());
             }
         };
+        let mut bytes = None;
         if reply {
-            let wanted = self
-                .pending
-                .lock()
-                .is_ok_and(|p| p.as_ref().is_some_and(|p| p.contains_key(&id)));
-            let valid = match header.kind {
-                Kind::Response => self.config.limits.check(&header).is_ok(),
-                Kind::Error => true,
-                _ => false,
+            let expect = match self.pending.lock().as_deref() {
+                Ok(Some(p)) => p.get(&id).map(|w| w.expect),
+                _ => None,
             };
-            if !wanted || !valid {
-                if wanted {
-                    self.resolve(
-                        id,
-                        Err(NodeError::Protocol("invalid response header".into())),
-                    );
+            let refusal = match (expect, header.kind) {
+                (None, _) => None,
+                (Some(_), Kind::Error) => Some(Ok(())),
+                (Some(e), Kind::Response) => Some(if self.config.limits.check(&header).is_err() {
+                    Err(NodeError::Protocol("invalid response header".into()))
+                } else if e.is_some_and(|e| e != (header.dtype, header.shape)) {
+                    Err(NodeError::BadAnswer("not the shape or dtype asked for"))
+                } else {
+                    Ok(())
+                }),
+                (Some(_), _) => Some(Err(NodeError::Protocol("invalid response header".into()))),
+            };
+            match refusal {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    self.resolve(id, Err(e));
+                    return Ok(Open::discarded());
                 }
-                return discard;
+                None => return Ok(Open::discarded()),
             }
         } else {
             let status = if !matches!(header.kind, Kind::Forward | Kind::Backward) {
@@ -554,13 +885,23 @@ impl Reader {
                 }
             };
             if let Some(status) = status {
-                if header.kind == Kind::Forward {
-                    self.refuse(id, header.modality, status).await;
-                }
-                return discard;
+                self.refused(header, status).await?;
+                return Ok(Open::discarded());
             }
+            // The declared bytes, reserved before they arrive (the buffers below).
+            let n = u32::try_from(header.payload_len).unwrap_or(u32::MAX);
+            let reserved = (
+                Arc::clone(&self.session_bytes).try_acquire_many_owned(n),
+                Arc::clone(&self.shared.open_bytes).try_acquire_many_owned(n),
+            );
+            let (Ok(a), Ok(b)) = reserved else {
+                self.refused(header, Status::Busy).await?;
+                return Ok(Open::discarded());
+            };
+            bytes = Some((a, b));
         }
-        // The cap was checked: the allocations are bounded by `limits.max_payload`.
+        // The cap was checked: the allocations are bounded by `limits.max_payload` (a
+        // request's also by the open-bytes budgets, a response's by the shape asked for).
         let total = usize::try_from(header.payload_len).unwrap_or(0);
         let split = match header.kind {
             Kind::Backward => header
@@ -571,80 +912,121 @@ impl Reader {
                 .min(total),
             _ => total,
         };
-        Open {
+        Ok(Open {
             header: Some(header),
             body: Vec::with_capacity(split),
             grad: Vec::with_capacity(total - split),
             split,
             discard: false,
-        }
+            started: Instant::now(),
+            _bytes: bytes,
+        })
     }
 
-    async fn complete(&mut self, reply: bool, h: Header, body: Vec<u8>, grad: Vec<u8>) {
+    async fn complete(
+        &mut self,
+        reply: bool,
+        h: Header,
+        body: Vec<u8>,
+        grad: Vec<u8>,
+    ) -> Result<(), NodeError> {
         if reply {
+            let expect = match self.pending.lock().as_deref() {
+                Ok(Some(p)) => p.get(&h.request_id).map(|w| w.expect),
+                _ => None,
+            };
             let result = match h.kind {
-                Kind::Response => Tensor::new(h.dtype, h.shape, body),
+                Kind::Response => Tensor::new(h.dtype, h.shape, body).and_then(|t| {
+                    if expect.flatten().is_some() && !t.is_finite() {
+                        Err(NodeError::BadAnswer("holds NaN or infinity"))
+                    } else {
+                        Ok(t)
+                    }
+                }),
                 _ => Err(NodeError::Refused(h.status)),
             };
             self.resolve(h.request_id, result);
-            return;
+            return Ok(());
         }
         if h.deadline_ms != 0 && now_ms() > h.deadline_ms {
-            if h.kind == Kind::Forward {
-                self.refuse(h.request_id, h.modality, Status::DeadlineExpired)
-                    .await;
-            }
-            return;
+            return self.refused(h, Status::DeadlineExpired).await;
         }
         let permits = (
             Arc::clone(&self.per_peer).try_acquire_owned(),
             Arc::clone(&self.config.global).try_acquire_owned(),
         );
         let (Ok(p1), Ok(p2)) = permits else {
-            if h.kind == Kind::Forward {
-                self.refuse(h.request_id, h.modality, Status::Busy).await;
-            }
-            return;
+            return self.refused(h, Status::Busy).await;
         };
         let model = Arc::clone(&self.model);
         let out = self.out.clone();
         let counters = Arc::clone(&self.config.counters);
-        tokio::spawn(serve(model, out, h, [body, grad], (p1, p2), counters));
+        let send_timeout = self.config.send_timeout;
+        tokio::spawn(serve(
+            model,
+            out,
+            h,
+            [body, grad],
+            (p1, p2),
+            (counters, send_timeout),
+        ));
+        Ok(())
     }
 
     fn resolve(&self, id: u64, result: Result<Tensor, NodeError>) {
-        let tx = match self.pending.lock().as_deref_mut() {
+        let waiting = match self.pending.lock().as_deref_mut() {
             Ok(Some(p)) => p.remove(&id),
             _ => None,
         };
-        if let Some(tx) = tx {
-            let _ = tx.send(result);
+        if let Some(w) = waiting {
+            let _ = w.tx.send(result);
         }
     }
 
-    async fn refuse(&self, id: u64, modality: Modality, status: Status) {
+    /// Counts request `h` refused with `status` and answers it when it is a forward.
+    async fn refused(&self, h: Header, status: Status) -> Result<(), NodeError> {
         self.config.counters.refused.fetch_add(1, Ordering::Relaxed);
+        if h.kind == Kind::Forward {
+            self.reply_error(h.request_id, h.modality, status).await?;
+        }
+        Ok(())
+    }
+
+    /// Queues an Error reply; a queue that stays full past the send timeout ends the session.
+    async fn reply_error(
+        &self,
+        id: u64,
+        modality: Modality,
+        status: Status,
+    ) -> Result<(), NodeError> {
         let msg = Outgoing::new(
             id,
             true,
             &Header::error(id, modality, status),
             [Vec::new(), Vec::new()],
         );
-        let _ = self.out.send(msg).await;
+        match tokio::time::timeout(self.config.send_timeout, self.out.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(NodeError::Closed),
+            Err(_) => Err(NodeError::Timeout),
+        }
     }
 }
 
-/// Runs one admitted request on the model (off the async threads) and replies to a Forward.
+/// Runs one admitted request on the model (off the async threads) and replies to a Forward;
+/// the permits are held until the reply is written.
 async fn serve(
     model: Arc<dyn Model>,
     out: mpsc::Sender<Outgoing>,
     h: Header,
     [body, grad]: [Vec<u8>; 2],
-    permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
-    counters: Arc<Counters>,
+    permits: Permits,
+    (counters, send_timeout): (Arc<Counters>, Duration),
 ) {
-    let reply = |header: Header, body: Vec<u8>| {
-        Outgoing::new(h.request_id, true, &header, [body, Vec::new()])
+    let reply = |header: Header, body: Vec<u8>, hold: Permits| {
+        let mut m = Outgoing::new(h.request_id, true, &header, [body, Vec::new()]);
+        m.hold = Some(hold);
+        m
     };
     let inputs = Tensor::new(h.dtype, h.shape, body);
     let status_of = |e: &NodeError| match e {
@@ -652,7 +1034,6 @@ async fn serve(
         _ => Status::ModelFailed,
     };
     let result = tokio::task::spawn_blocking(move || -> Result<Option<Tensor>, NodeError> {
-        let _permits = permits;
         let inputs = inputs?;
         if !inputs.is_finite() {
             return Err(NodeError::Tensor("inputs hold NaN or infinity"));
@@ -688,17 +1069,21 @@ async fn serve(
             h.request_id,
             0,
         ) {
-            Some(rh) => reply(rh, t.bytes),
+            Some(rh) => reply(rh, t.bytes, permits),
             None => reply(
                 Header::error(h.request_id, h.modality, Status::ModelFailed),
                 Vec::new(),
+                permits,
             ),
         },
         (Kind::Forward, Err(e)) => reply(
             Header::error(h.request_id, h.modality, status_of(&e)),
             Vec::new(),
+            permits,
         ),
         _ => return,
     };
-    let _ = out.send(msg).await;
+    // A peer that does not read: the reply (and its permits) is dropped after the timeout,
+    // and the writer, stuck as long, ends the session.
+    let _ = tokio::time::timeout(send_timeout, out.send(msg)).await;
 }

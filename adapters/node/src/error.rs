@@ -45,6 +45,12 @@ pub enum NodeError {
     /// The model refused or failed.
     #[error("model: {0}")]
     Model(String),
+    /// A peer's answer is not finite or not of the dtype and shape asked for; it is not used.
+    #[error("bad answer: {0}")]
+    BadAnswer(&'static str),
+    /// The node's listener stopped: peers can no longer reach it.
+    #[error("the listener stopped")]
+    ListenerStopped,
 }
 
 impl NodeError {

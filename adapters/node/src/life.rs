@@ -13,6 +13,7 @@ use deepnode_ledger::view::MetagraphView;
 use deepnode_ledger::{Call, Client, LedgerError, Wallet};
 use deepnode_wire::Modality;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::query::{Answer, Backoff, RowError, fan_out, weights_row};
 use crate::transport::AccountKey;
@@ -85,6 +86,8 @@ pub struct Status {
     pub answers: u64,
     /// Peer queries that failed (stand-in used).
     pub failed: u64,
+    /// Peer queries not sent because the peer backs off after a failure (stand-in used).
+    pub skipped: u64,
     /// The last failed peer query: `uid J: reason` (a peer that keeps failing shows here).
     pub last_peer_error: Option<String>,
     /// Block of this node's last accepted weights row.
@@ -186,21 +189,23 @@ pub async fn run(
     let me = transport.account();
     let admission = Arc::new(MetagraphAdmission::new(cfg.stake_floor));
     let counters = Arc::clone(&cfg.serve.counters);
+    let served: Arc<dyn Model> = Arc::new(OneModality(Arc::clone(&model), cfg.modality));
     let node = Arc::new(Node::new(
         Arc::new(transport),
-        Arc::clone(&model),
+        served,
         admission.clone(),
         cfg.serve.clone(),
     ));
     // However run ends (stop, error), the node stops serving and closes its sessions.
     let _shutdown = ShutdownOnDrop(Arc::clone(&node));
-    let (addr, _listener) = node.listen(cfg.listen).await?;
+    let (addr, mut listener) = node.listen(cfg.listen).await?;
     let uid = join(&client, wallet, &cfg, &addr.to_string()).await?;
     let mut st = Status {
         uid: Some(uid),
         ..Status::default()
     };
     let mut peers: HashMap<Uid, Peer> = HashMap::new();
+    let mut dialing: HashMap<Uid, Dialing> = HashMap::new();
     let mut backoff: HashMap<Uid, Backoff> = HashMap::new();
     let mut scores: HashMap<Uid, f64> = HashMap::new();
     let mut rng = cfg.seed ^ u64::from(uid).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -210,6 +215,9 @@ pub async fn run(
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.changed() => {}
+            // The listener ends only when the node shuts down: if it ever does here, peers
+            // can no longer reach this node.
+            _ = &mut listener => return Err(NodeError::ListenerStopped),
         }
         if *stop.borrow() {
             return Ok(());
@@ -226,7 +234,7 @@ pub async fn run(
             &mg,
             (me, uid),
             cfg.modality,
-            &mut peers,
+            (&mut peers, &mut dialing),
             &mut backoff,
             cfg.timeout,
         )
@@ -242,8 +250,9 @@ pub async fn run(
             let (t, answered) = train(t, &cfg, &model, uid, &peers, &mut backoff).await?;
             st.answers += answered.0;
             st.failed += answered.1;
-            if answered.2.is_some() {
-                st.last_peer_error = answered.2;
+            st.skipped += answered.2;
+            if answered.3.is_some() {
+                st.last_peer_error = answered.3;
             }
             st.progress = Some(t.progress());
             trainer = Some(t);
@@ -259,6 +268,7 @@ pub async fn run(
                             *scores.entry(*j).or_insert(0.0) += 1.0;
                         }
                     }
+                    Answer::StandIn(_, NodeError::BackingOff) => st.skipped += 1,
                     Answer::StandIn(_, e) => {
                         st.failed += 1;
                         st.last_peer_error = failure(*j, e).or(st.last_peer_error.take());
@@ -355,15 +365,25 @@ async fn join(
     Ok(uid)
 }
 
-/// Dials the metagraph peers that serve `modality` and are not yet connected (or whose key
-/// or endpoint changed, or whose connection closed), all at once under `timeout`; drops peers
-/// gone from the metagraph or that serve another modality now. `(me, uid)` is this node.
+/// A dial under way: the peer's key and endpoint, and the task.
+type Dialing = (
+    AccountKey,
+    String,
+    JoinHandle<Result<Arc<Connection>, NodeError>>,
+);
+
+/// Takes in the dials that finished (a connected peer, or a failure that backs the peer
+/// off), starts dials in the background to the metagraph peers that serve `modality` and are
+/// neither connected nor being dialed (or whose key or endpoint changed, or whose connection
+/// closed), each under `timeout`, and drops peers gone from the metagraph or that serve
+/// another modality now. Never waits on a dial: a peer that stalls its handshake delays no
+/// query. `(me, uid)` is this node.
 async fn refresh(
     node: &Arc<Node>,
     mg: &MetagraphView,
     (me, uid): (AccountKey, Uid),
     modality: Modality,
-    peers: &mut HashMap<Uid, Peer>,
+    (peers, dialing): (&mut HashMap<Uid, Peer>, &mut HashMap<Uid, Dialing>),
     backoff: &mut HashMap<Uid, Backoff>,
     timeout: Duration,
 ) {
@@ -377,39 +397,21 @@ async fn refresh(
             wanted.insert(j, (key, n.endpoint.clone()));
         }
     }
-    peers.retain(|j, p| {
-        wanted
-            .get(j)
-            .is_some_and(|(k, e)| *k == p.key && *e == p.endpoint)
-            && p.conn.is_open()
-    });
-    let now = Instant::now();
-    let dials: Vec<_> = wanted
-        .into_iter()
-        .filter(|(j, _)| !peers.contains_key(j) && backoff.get(j).is_none_or(|b| b.ready(now)))
-        .map(|(j, (key, endpoint))| {
-            let node = Arc::clone(node);
-            tokio::spawn(async move {
-                let addr: Result<SocketAddr, _> = endpoint.parse();
-                let conn = match addr {
-                    Ok(a) => tokio::time::timeout(timeout, node.dial(a, key))
-                        .await
-                        .unwrap_or(Err(NodeError::Timeout)),
-                    Err(_) => Err(NodeError::Protocol("bad endpoint".into())),
-                };
-                (j, key, endpoint, conn)
-            })
-        })
+    let done: Vec<Uid> = dialing
+        .iter()
+        .filter(|(_, d)| d.2.is_finished())
+        .map(|(j, _)| *j)
         .collect();
-    for d in dials {
-        let Ok((j, key, endpoint, conn)) = d.await else {
+    for j in done {
+        let Some((key, endpoint, task)) = dialing.remove(&j) else {
             continue;
         };
         let b = backoff
             .entry(j)
             .or_insert_with(|| Backoff::new(Duration::from_millis(200), Duration::from_secs(30)));
-        match conn {
-            Ok(conn) => {
+        // The task is finished: this returns at once.
+        match task.await {
+            Ok(Ok(conn)) => {
                 b.succeeded();
                 peers.insert(
                     j,
@@ -420,8 +422,64 @@ async fn refresh(
                     },
                 );
             }
-            Err(_) => b.failed(Instant::now()),
+            _ => b.failed(Instant::now()),
         }
+    }
+    let current = |j: &Uid, key: &AccountKey, endpoint: &String| {
+        wanted
+            .get(j)
+            .is_some_and(|(k, e)| k == key && e == endpoint)
+    };
+    peers.retain(|j, p| current(j, &p.key, &p.endpoint) && p.conn.is_open());
+    dialing.retain(|j, d| {
+        let keep = current(j, &d.0, &d.1);
+        if !keep {
+            d.2.abort();
+        }
+        keep
+    });
+    let now = Instant::now();
+    for (j, (key, endpoint)) in wanted {
+        if peers.contains_key(&j)
+            || dialing.contains_key(&j)
+            || !backoff.get(&j).is_none_or(|b| b.ready(now))
+        {
+            continue;
+        }
+        let node = Arc::clone(node);
+        let addr: Result<SocketAddr, _> = endpoint.parse();
+        let task = tokio::spawn(async move {
+            match addr {
+                Ok(a) => tokio::time::timeout(timeout, node.dial(a, key))
+                    .await
+                    .unwrap_or(Err(NodeError::Timeout)),
+                Err(_) => Err(NodeError::Protocol("bad endpoint".into())),
+            }
+        });
+        dialing.insert(j, (key, endpoint, task));
+    }
+}
+
+/// A model served for one modality only: requests of any other are refused.
+struct OneModality(Arc<dyn Model>, Modality);
+
+impl Model for OneModality {
+    fn dim(&self) -> u32 {
+        self.0.dim()
+    }
+    fn serves(&self, modality: Modality) -> bool {
+        modality == self.1 && self.0.serves(modality)
+    }
+    fn forward(&self, modality: Modality, inputs: &Tensor) -> Result<Tensor, NodeError> {
+        self.0.forward(modality, inputs)
+    }
+    fn backward(
+        &self,
+        modality: Modality,
+        inputs: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(), NodeError> {
+        self.0.backward(modality, inputs, grad)
     }
 }
 
@@ -497,24 +555,26 @@ async fn query(
 }
 
 /// Sends every answering peer `dL/df_j = f_j - mean` of `L = 1/2 sum_j |f_j - mean|^2`
-/// (the mean over the answers taken as a constant), fire and forget.
+/// (the mean over the answers taken as a constant), fire and forget. Only finite answers of
+/// the batch's shape `[B, S, D]` enter the mean; the others get no gradient.
 async fn send_gradients(
     cfg: &RunConfig,
     peers: &HashMap<Uid, Peer>,
     x: &Tensor,
     answers: &[(Uid, Answer)],
 ) {
+    let (b, s) = cfg.batch;
+    let dims = [b, s, cfg.serve.limits.dim];
+    let len = dims.iter().map(|&d| d as usize).product::<usize>();
     let outs: Vec<(Uid, Vec<f32>)> = answers
         .iter()
         .filter_map(|(j, a)| match a {
-            Answer::Peer(t) => Some((*j, t.to_f32())),
-            Answer::StandIn(..) => None,
+            Answer::Peer(t) if t.shape.dims() == dims && t.is_finite() => Some((*j, t.to_f32())),
+            _ => None,
         })
+        .filter(|o| o.1.len() == len)
         .collect();
-    let Some(len) = outs.first().map(|o| o.1.len()) else {
-        return;
-    };
-    if outs.iter().any(|o| o.1.len() != len) {
+    if outs.is_empty() {
         return;
     }
     let mut mean = vec![0f32; len];
@@ -523,8 +583,6 @@ async fn send_gradients(
             *m += v / outs.len() as f32;
         }
     }
-    let (b, s) = cfg.batch;
-    let dims = [b, s, cfg.serve.limits.dim];
     for (j, o) in outs {
         let grad: Vec<f32> = o.iter().zip(&mean).map(|(v, m)| v - m).collect();
         if let (Some(p), Ok(g)) = (peers.get(&j), Tensor::from_f32(&dims, &grad)) {
@@ -583,7 +641,8 @@ async fn blocking<R: Send + 'static>(
 /// One training step: the trainer's batch goes to the peers its gate chose (this node's own
 /// slot answered by its own model; peers not connected answer nothing), the answers train
 /// it, and the gradients it returns go back to their peers, fire and forget. Returns the
-/// trainer and (answers, failures, the last failure as `uid J: reason`).
+/// trainer and (answers, failures, peers skipped while backing off, the last failure as
+/// `uid J: reason`).
 async fn train(
     t: Box<dyn Trainer>,
     cfg: &RunConfig,
@@ -591,7 +650,7 @@ async fn train(
     uid: Uid,
     peers: &HashMap<Uid, Peer>,
     backoff: &mut HashMap<Uid, Backoff>,
-) -> Result<(Box<dyn Trainer>, (u64, u64, Option<String>)), NodeError> {
+) -> Result<(Box<dyn Trainer>, (u64, u64, u64, Option<String>)), NodeError> {
     let (t, ask) = blocking(t, move |t| t.ask(uid)).await?;
     let asked: Vec<(Uid, Arc<Connection>)> = ask
         .uids
@@ -611,30 +670,32 @@ async fn train(
     )
     .await?;
     let mut answers: Vec<(Uid, Option<Tensor>)> = Vec::with_capacity(ask.uids.len());
-    let mut tally = (0, 0, None);
+    let mut tally = (0, 0, 0, None);
     for j in &ask.uids {
         let answer = if *j == uid {
             model.forward(cfg.modality, &ask.inputs).ok()
         } else {
             match fanned.iter().find(|(u, _)| u == j).map(|(_, a)| a) {
-                Some(Answer::Peer(t)) => Some(t.clone()),
+                Some(Answer::Peer(t)) => {
+                    tally.0 += 1;
+                    Some(t.clone())
+                }
+                Some(Answer::StandIn(_, NodeError::BackingOff)) => {
+                    tally.2 += 1;
+                    None
+                }
                 Some(Answer::StandIn(_, e)) => {
-                    tally.2 = failure(*j, e).or(tally.2.take());
+                    tally.1 += 1;
+                    tally.3 = failure(*j, e).or(tally.3.take());
                     None
                 }
                 None => {
-                    tally.2 = Some(format!("uid {j}: not connected"));
+                    tally.1 += 1;
+                    tally.3 = Some(format!("uid {j}: not connected"));
                     None
                 }
             }
         };
-        if *j != uid {
-            if answer.is_some() {
-                tally.0 += 1;
-            } else {
-                tally.1 += 1;
-            }
-        }
         answers.push((*j, answer));
     }
     let (t, grads) = blocking(t, move |t| t.learn(answers)).await?;

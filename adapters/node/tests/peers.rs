@@ -202,13 +202,10 @@ async fn a_dialer_refuses_any_account_but_the_one_dialed() {
 
 #[tokio::test]
 async fn callers_outside_the_metagraph_are_refused_before_their_body() {
-    let b = serving(
-        2,
-        projection(),
-        Arc::new(Only(vec![account(1)])),
-        config(4, 16),
-    )
-    .await;
+    // Sessions are not checked at the handshake here: requests still are.
+    let mut cfg = config(4, 16);
+    cfg.admit_at_handshake = false;
+    let b = serving(2, projection(), Arc::new(Only(vec![account(1)])), cfg).await;
     let member = node(1, projection(), Arc::new(AdmitAll), config(4, 16));
     let stranger = node(5, projection(), Arc::new(AdmitAll), config(4, 16));
     let s = stranger.dial(b, account(2)).await.unwrap();
