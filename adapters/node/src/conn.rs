@@ -853,13 +853,15 @@ impl Reader {
             let refusal = match (expect, header.kind) {
                 (None, _) => None,
                 (Some(_), Kind::Error) => Some(Ok(())),
-                (Some(e), Kind::Response) => Some(if self.config.limits.check(&header).is_err() {
-                    Err(NodeError::Protocol("invalid response header".into()))
-                } else if e.is_some_and(|e| e != (header.dtype, header.shape)) {
-                    Err(NodeError::BadAnswer("not the shape or dtype asked for"))
-                } else {
-                    Ok(())
-                }),
+                (Some(e), Kind::Response) => {
+                    Some(if e.is_some_and(|e| e != (header.dtype, header.shape)) {
+                        Err(NodeError::BadAnswer("not the shape or dtype asked for"))
+                    } else if self.config.limits.check(&header).is_err() {
+                        Err(NodeError::Protocol("invalid response header".into()))
+                    } else {
+                        Ok(())
+                    })
+                }
                 (Some(_), _) => Some(Err(NodeError::Protocol("invalid response header".into()))),
             };
             match refusal {

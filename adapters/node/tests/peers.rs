@@ -6,11 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use deepnode_node::transport::{FrameRead, FrameWrite, Session};
 use deepnode_node::{
     AccountKey, Admission, AdmitAll, EchoBias, Model, Node, NodeError, NoiseTcp, RandomProjection,
-    ServeConfig, Tensor,
+    ServeConfig, Tensor, Transport,
 };
-use deepnode_wire::{DType, HEADER_LEN, Header, Kind, Limits, Modality, Shape, Status};
+use deepnode_wire::{
+    CHUNK_HEADER_LEN, ChunkHeader, DType, FIRST, HEADER_LEN, Header, Kind, LAST, Limits, Modality,
+    REPLY, Shape, Status,
+};
 use ed25519_dalek::SigningKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -542,4 +546,454 @@ async fn large_interleaved_messages_arrive_intact_both_ways() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(mirror.0.lock().unwrap()[..], [(inputs, grad)]);
+}
+
+/// Polls `cond` every 10 ms until it holds; fails after `limit` with `what`.
+async fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !cond() {
+        assert!(started.elapsed() < limit, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A raw session to the node at `addr` (account 2) under account `seed`: a hostile peer that
+/// writes chunks of its choosing.
+async fn raw_session(seed: u8, addr: SocketAddr) -> Session {
+    NoiseTcp::new(key(seed), GENESIS, Duration::from_secs(5))
+        .unwrap()
+        .dial(addr, account(2))
+        .await
+        .unwrap()
+}
+
+/// Sends one chunk of message `id`.
+async fn chunk(w: &mut dyn FrameWrite, id: u64, flags: u8, data: &[u8]) -> Result<(), NodeError> {
+    let mut h = [0u8; CHUNK_HEADER_LEN];
+    ChunkHeader {
+        request_id: id,
+        len: data.len() as u16,
+        flags,
+    }
+    .encode(&mut h);
+    w.push(&[&h, data])?;
+    w.flush().await
+}
+
+/// Opens forward `id` of TEXT tokens `[1, seq]` (its header only: the body never comes).
+async fn open_forward(w: &mut dyn FrameWrite, id: u64, seq: u32) {
+    let mut h = [0u8; HEADER_LEN];
+    text_header(&[1, seq], id, 0).encode(&mut h);
+    chunk(w, id, FIRST, &h).await.unwrap();
+}
+
+/// The next Error reply on a raw session, as (request id, status); `None` when the session
+/// ends or nothing comes within `within`.
+async fn next_refusal(r: &mut dyn FrameRead, within: Duration) -> Option<(u64, Status)> {
+    let started = std::time::Instant::now();
+    loop {
+        let left = within.checked_sub(started.elapsed())?;
+        let frame = tokio::time::timeout(left, r.recv()).await.ok()?.ok()??;
+        let (head, data) = frame.split_first_chunk::<CHUNK_HEADER_LEN>()?;
+        let c = ChunkHeader::decode(head).ok()?;
+        if c.flags & (REPLY | FIRST) != REPLY | FIRST {
+            continue;
+        }
+        let h = data
+            .first_chunk::<HEADER_LEN>()
+            .and_then(|h| Header::decode(h).ok());
+        if let Some(h) = h.filter(|h| h.kind == Kind::Error) {
+            return Some((c.request_id, h.status));
+        }
+    }
+}
+
+fn counters_of(cfg: &ServeConfig) -> Arc<deepnode_node::Counters> {
+    Arc::clone(&cfg.counters)
+}
+
+#[tokio::test]
+async fn sessions_are_capped_per_account() {
+    let mut cfg = config(4, 16);
+    cfg.max_sessions_per_account = 2;
+    let counters = counters_of(&cfg);
+    let b = serving(2, projection(), Arc::new(AdmitAll), cfg).await;
+    let a = node(1, projection(), Arc::new(AdmitAll), config(4, 16));
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        conns.push(a.dial(b, account(2)).await.unwrap());
+    }
+    // The server closes one of the three after its handshake; the other two serve.
+    until("one session closed", 10 * SECOND, || {
+        conns.iter().filter(|c| !c.is_open()).count() == 1
+    })
+    .await;
+    conns.retain(|c| c.is_open());
+    for c in &conns {
+        assert!(c.forward(Modality::Text, &text(), SECOND).await.is_ok());
+    }
+    assert_eq!(conns.iter().filter(|c| c.is_open()).count(), 2);
+    assert_eq!(counters.sessions_refused.load(Ordering::SeqCst), 1);
+    // Another account is not affected.
+    let other = node(3, projection(), Arc::new(AdmitAll), config(4, 16));
+    let o = other.dial(b, account(2)).await.unwrap();
+    assert!(o.forward(Modality::Text, &text(), SECOND).await.is_ok());
+}
+
+#[tokio::test]
+async fn connections_are_capped_per_address_and_in_total() {
+    for per_address in [true, false] {
+        let mut cfg = config(4, 16);
+        if per_address {
+            cfg.max_sessions_per_address = 2;
+        } else {
+            cfg.max_sessions = 2;
+        }
+        let counters = counters_of(&cfg);
+        let b = serving(2, projection(), Arc::new(AdmitAll), cfg).await;
+        // Three accounts from one address: the third connection is closed before its
+        // handshake.
+        let mut held = Vec::new();
+        for seed in [1, 3] {
+            let n = node(seed, projection(), Arc::new(AdmitAll), config(4, 16));
+            let c = n.dial(b, account(2)).await.unwrap();
+            assert!(c.forward(Modality::Text, &text(), SECOND).await.is_ok());
+            held.push((n, c));
+        }
+        let third = node(4, projection(), Arc::new(AdmitAll), config(4, 16));
+        assert!(third.dial(b, account(2)).await.is_err());
+        assert_eq!(counters.sessions_refused.load(Ordering::SeqCst), 1);
+        // Once one leaves, its place is free again.
+        held.pop();
+        let mut again = None;
+        let started = std::time::Instant::now();
+        while again.is_none() {
+            assert!(started.elapsed() < 10 * SECOND, "no place after one left");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            again = third.dial(b, account(2)).await.ok();
+        }
+        let c = again.unwrap();
+        assert!(c.forward(Modality::Text, &text(), SECOND).await.is_ok());
+    }
+}
+
+#[tokio::test]
+async fn accounts_outside_the_metagraph_lose_their_session_at_the_handshake() {
+    let b = serving(
+        2,
+        projection(),
+        Arc::new(Only(vec![account(1)])),
+        config(4, 16),
+    )
+    .await;
+    let stranger = node(5, projection(), Arc::new(AdmitAll), config(4, 16));
+    let s = stranger.dial(b, account(2)).await.unwrap();
+    let e = s
+        .forward(Modality::Text, &text(), SECOND)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, NodeError::Closed), "{e}");
+    until("the stranger's session closed", 10 * SECOND, || {
+        !s.is_open()
+    })
+    .await;
+    let member = node(1, projection(), Arc::new(AdmitAll), config(4, 16));
+    let m = member.dial(b, account(2)).await.unwrap();
+    assert!(m.forward(Modality::Text, &text(), SECOND).await.is_ok());
+}
+
+#[tokio::test]
+async fn idle_sessions_are_closed_and_busy_ones_kept() {
+    let mut cfg = config(4, 16);
+    cfg.idle_timeout = Duration::from_millis(800);
+    let n = node(2, projection(), Arc::new(AdmitAll), cfg);
+    let b = n.listen("127.0.0.1:0".parse().unwrap()).await.unwrap().0;
+    let idle = node(1, projection(), Arc::new(AdmitAll), config(4, 16));
+    let busy = node(3, projection(), Arc::new(AdmitAll), config(4, 16));
+    let i = idle.dial(b, account(2)).await.unwrap();
+    let k = busy.dial(b, account(2)).await.unwrap();
+    let started = std::time::Instant::now();
+    while i.is_open() {
+        assert!(
+            started.elapsed() < 15 * SECOND,
+            "the idle session stayed open"
+        );
+        // One forward every 100 ms keeps the other session alive.
+        assert!(k.forward(Modality::Text, &text(), SECOND).await.is_ok());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    assert!(k.is_open());
+    assert!(k.forward(Modality::Text, &text(), SECOND).await.is_ok());
+    until("the server forgot the idle session", 10 * SECOND, || {
+        n.sessions() == 1
+    })
+    .await;
+}
+
+/// Limits with room for `[1, 4096]` token messages (32 KiB) and `[8, 4096, D]` responses.
+fn wide(per_peer: usize, global: usize) -> ServeConfig {
+    let mut cfg = config(per_peer, global);
+    cfg.limits.max_seq = 4096;
+    cfg
+}
+
+#[tokio::test]
+async fn unfinished_messages_are_bounded_per_session_and_in_total_and_expire() {
+    let mut cfg = wide(4, 16);
+    cfg.max_open_bytes = 100 << 10;
+    cfg.max_open_bytes_total = 150 << 10;
+    cfg.message_timeout = Duration::from_millis(1500);
+    let n = node(2, projection(), Arc::new(AdmitAll), cfg);
+    let b = n.listen("127.0.0.1:0".parse().unwrap()).await.unwrap().0;
+    let mut s1 = raw_session(1, b).await;
+    // Three 32 KiB messages fit the session's 100 KiB; the fourth is refused at once.
+    for id in 1..=4 {
+        open_forward(s1.writer.as_mut(), id, 4096).await;
+    }
+    let r = next_refusal(s1.reader.as_mut(), 10 * SECOND).await;
+    assert_eq!(r, Some((4, Status::Busy)));
+    assert_eq!(n.open_bytes(), 3 * (32 << 10));
+    // Another session: the node's 150 KiB hold one more.
+    let mut s2 = raw_session(3, b).await;
+    open_forward(s2.writer.as_mut(), 1, 4096).await;
+    open_forward(s2.writer.as_mut(), 2, 4096).await;
+    let r = next_refusal(s2.reader.as_mut(), 10 * SECOND).await;
+    assert_eq!(r, Some((2, Status::Busy)));
+    // An honest small request still fits and is served.
+    let honest = node(4, projection(), Arc::new(AdmitAll), wide(4, 16));
+    let h = honest.dial(b, account(2)).await.unwrap();
+    assert!(h.forward(Modality::Text, &text(), SECOND).await.is_ok());
+    // The unfinished ones expire: each is answered DeadlineExpired and its bytes are freed.
+    let mut expired = Vec::new();
+    while let Some((id, status)) = next_refusal(s1.reader.as_mut(), 10 * SECOND).await {
+        assert_eq!(status, Status::DeadlineExpired);
+        expired.push(id);
+        if expired.len() == 3 {
+            break;
+        }
+    }
+    expired.sort_unstable();
+    assert_eq!(expired, [1, 2, 3]);
+    assert_eq!(
+        next_refusal(s2.reader.as_mut(), 10 * SECOND).await,
+        Some((1, Status::DeadlineExpired))
+    );
+    until("the bytes freed", 10 * SECOND, || n.open_bytes() == 0).await;
+    // The session is still usable: a whole message is served.
+    let mut body = [0u8; HEADER_LEN].to_vec();
+    text_header(&[2, 4], 9, 0).encode((&mut body[..HEADER_LEN]).try_into().unwrap());
+    body.extend_from_slice(&text().bytes);
+    chunk(s1.writer.as_mut(), 9, FIRST | LAST, &body)
+        .await
+        .unwrap();
+    let frame = tokio::time::timeout(10 * SECOND, s1.reader.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let c = ChunkHeader::decode(frame.first_chunk::<CHUNK_HEADER_LEN>().unwrap()).unwrap();
+    assert_eq!((c.request_id, c.flags & REPLY), (9, REPLY));
+    let h = Header::decode(frame[CHUNK_HEADER_LEN..].first_chunk().unwrap()).unwrap();
+    assert_eq!(h.kind, Kind::Response);
+}
+
+#[tokio::test]
+async fn a_peer_that_never_reads_is_closed_and_its_permits_come_back() {
+    let mut cfg = wide(2, 4);
+    cfg.max_queued = 4;
+    cfg.send_timeout = Duration::from_millis(500);
+    cfg.limits.max_payload = 1 << 20;
+    let global = Arc::clone(&cfg.global);
+    let n = node(2, projection(), Arc::new(AdmitAll), cfg);
+    let b = n.listen("127.0.0.1:0".parse().unwrap()).await.unwrap().0;
+    // Requests of [8, 4096] tokens (256 KiB) whose 1 MiB responses are never read.
+    let Session {
+        reader: _unread,
+        mut writer,
+        ..
+    } = raw_session(1, b).await;
+    let tokens = Tensor::from_i64(&[8, 4096], &[1; 8 * 4096]).unwrap();
+    let flood = tokio::spawn(async move {
+        for id in 1..=64u64 {
+            let mut msg = [0u8; HEADER_LEN].to_vec();
+            text_header(&[8, 4096], id, 0).encode((&mut msg[..HEADER_LEN]).try_into().unwrap());
+            msg.extend_from_slice(&tokens.bytes);
+            let parts: Vec<&[u8]> = msg.chunks(deepnode_wire::MAX_CHUNK_DATA).collect();
+            for (i, part) in parts.iter().enumerate() {
+                let first = if i == 0 { FIRST } else { 0 };
+                let last = if i + 1 == parts.len() { LAST } else { 0 };
+                if chunk(writer.as_mut(), id, first | last, part)
+                    .await
+                    .is_err()
+                {
+                    return id;
+                }
+            }
+        }
+        65
+    });
+    until("a session up", 10 * SECOND, || n.sessions() == 1).await;
+    // The node gives up on the peer: the session closes and every permit comes back.
+    until("the session closed", 20 * SECOND, || n.sessions() == 0).await;
+    until("the permits back", 10 * SECOND, || {
+        global.available_permits() == 4
+    })
+    .await;
+    let _ = tokio::time::timeout(10 * SECOND, flood).await;
+    let honest = node(3, projection(), Arc::new(AdmitAll), wide(4, 16));
+    let h = honest.dial(b, account(2)).await.unwrap();
+    assert!(h.forward(Modality::Text, &text(), SECOND).await.is_ok());
+}
+
+/// A model that sleeps before answering and records the most forwards it ran at once.
+struct Crowded {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl Model for Crowded {
+    fn dim(&self) -> u32 {
+        DIM
+    }
+    fn serves(&self, m: Modality) -> bool {
+        m == Modality::Text
+    }
+    fn forward(&self, m: Modality, x: &Tensor) -> Result<Tensor, NodeError> {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(200));
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        RandomProjection::new(3, DIM).forward(m, x)
+    }
+    fn backward(&self, _: Modality, _: &Tensor, _: &Tensor) -> Result<(), NodeError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permits_are_per_account_across_its_sessions() {
+    let model = Arc::new(Crowded {
+        now: AtomicUsize::new(0),
+        most: AtomicUsize::new(0),
+    });
+    let b = serving(2, model.clone(), Arc::new(AdmitAll), config(2, 16)).await;
+    let a = node(1, projection(), Arc::new(AdmitAll), config(4, 16));
+    let mut flood = Vec::new();
+    for _ in 0..3 {
+        let c = a.dial(b, account(2)).await.unwrap();
+        for _ in 0..4 {
+            let c = Arc::clone(&c);
+            flood.push(tokio::spawn(async move {
+                c.forward(Modality::Text, &text(), 5 * SECOND).await
+            }));
+        }
+    }
+    let (mut ok, mut busy) = (0, 0);
+    for f in flood {
+        match f.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(NodeError::Refused(Status::Busy)) => busy += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(ok >= 2 && busy >= 6, "ok {ok}, busy {busy}");
+    assert_eq!(
+        model.most.load(Ordering::SeqCst),
+        2,
+        "one account, two permits"
+    );
+}
+
+/// What a model answers to a forward of `[batch, seq]`.
+type Answer = fn(u32, u32) -> Tensor;
+
+/// Answers every forward with `out(batch, seq)`.
+struct Answers(Answer);
+
+impl Model for Answers {
+    fn dim(&self) -> u32 {
+        DIM
+    }
+    fn serves(&self, _: Modality) -> bool {
+        true
+    }
+    fn forward(&self, _: Modality, x: &Tensor) -> Result<Tensor, NodeError> {
+        let d = x.shape.dims();
+        Ok((self.0)(d[0], d[1]))
+    }
+    fn backward(&self, _: Modality, _: &Tensor, _: &Tensor) -> Result<(), NodeError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn bad_answers_are_refused_and_their_peers_backed_off() {
+    let bad: [(u32, Answer); 4] = [
+        (2, |b, s| {
+            let mut v = vec![0.5f32; (b * s * DIM) as usize];
+            v[3] = f32::NAN;
+            Tensor::from_f32(&[b, s, DIM], &v).unwrap()
+        }),
+        (3, |b, s| {
+            Tensor::from_f32(&[b, s, DIM], &vec![f32::INFINITY; (b * s * DIM) as usize]).unwrap()
+        }),
+        // More rows than asked for (within the limits).
+        (4, |b, s| Tensor::zeros(&[2 * b, 2 * s, DIM]).unwrap()),
+        // The right size in bytes, the wrong dtype.
+        (5, |b, s| {
+            Tensor::from_i64(&[b, s, DIM], &vec![1; (b * s * DIM) as usize]).unwrap()
+        }),
+    ];
+    let a = node(1, projection(), Arc::new(AdmitAll), config(4, 16));
+    let mut peers = Vec::new();
+    for (seed, f) in bad {
+        let addr = serving(
+            seed as u8,
+            Arc::new(Answers(f)),
+            Arc::new(AdmitAll),
+            config(4, 16),
+        )
+        .await;
+        peers.push((seed, a.dial(addr, account(seed as u8)).await.unwrap()));
+    }
+    let addr = serving(6, projection(), Arc::new(AdmitAll), config(4, 16)).await;
+    peers.push((6, a.dial(addr, account(6)).await.unwrap()));
+    let mut backoff = std::collections::HashMap::new();
+    let answers = ask_all(&peers, &mut backoff).await;
+    for (uid, answer) in &answers {
+        match (uid, answer) {
+            (6, deepnode_node::Answer::Peer(_)) => assert_eq!(backoff[uid].wait(), Duration::ZERO),
+            (2..=5, deepnode_node::Answer::StandIn(t, NodeError::BadAnswer(_))) => {
+                assert_eq!(t, &Tensor::zeros(&[2, 4, DIM]).unwrap());
+                assert!(
+                    backoff[uid].wait() > Duration::ZERO,
+                    "uid {uid} not backed off"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // The sessions stay usable: the honest peer answers again.
+    let answers = ask_all(&peers, &mut backoff).await;
+    assert!(matches!(answers[4].1, deepnode_node::Answer::Peer(_)));
+}
+
+#[tokio::test]
+async fn refused_backwards_are_counted() {
+    let mut cfg = config(4, 16);
+    cfg.admit_at_handshake = false;
+    let counters = counters_of(&cfg);
+    let b = serving(2, projection(), Arc::new(Only(Vec::new())), cfg).await;
+    let a = node(1, projection(), Arc::new(AdmitAll), config(4, 16));
+    let c = a.dial(b, account(2)).await.unwrap();
+    let grad = Tensor::zeros(&[2, 4, DIM]).unwrap();
+    c.backward(Modality::Text, &text(), &grad, SECOND)
+        .await
+        .unwrap();
+    until("the refused backward counted", 10 * SECOND, || {
+        counters.refused.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(counters.served.load(Ordering::SeqCst), 0);
 }
