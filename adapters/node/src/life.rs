@@ -430,7 +430,21 @@ async fn refresh(
             .get(j)
             .is_some_and(|(k, e)| k == key && e == endpoint)
     };
-    peers.retain(|j, p| current(j, &p.key, &p.endpoint) && p.conn.is_open());
+    // A session that closed (the peer left, idled out, or refused this node after the
+    // handshake) backs its peer off, so a peer that keeps refusing is not redialed each tick.
+    let now = Instant::now();
+    peers.retain(|j, p| {
+        let open = p.conn.is_open();
+        if !open {
+            backoff
+                .entry(*j)
+                .or_insert_with(|| {
+                    Backoff::new(Duration::from_millis(200), Duration::from_secs(30))
+                })
+                .failed(now);
+        }
+        current(j, &p.key, &p.endpoint) && open
+    });
     dialing.retain(|j, d| {
         let keep = current(j, &d.0, &d.1);
         if !keep {
@@ -438,7 +452,6 @@ async fn refresh(
         }
         keep
     });
-    let now = Instant::now();
     for (j, (key, endpoint)) in wanted {
         if peers.contains_key(&j)
             || dialing.contains_key(&j)

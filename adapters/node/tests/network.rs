@@ -474,3 +474,179 @@ async fn nodes_query_only_peers_serving_their_modality() {
         );
     }
 }
+
+/// Answers every forward with `f(batch, seq)`, whatever the inputs: a hostile peer.
+struct Bad(fn(u32, u32) -> Tensor);
+
+impl Model for Bad {
+    fn dim(&self) -> u32 {
+        DIM
+    }
+    fn serves(&self, _: Modality) -> bool {
+        true
+    }
+    fn forward(&self, _: Modality, x: &Tensor) -> Result<Tensor, NodeError> {
+        let d = x.shape.dims();
+        Ok((self.0)(d[0], d[1]))
+    }
+    fn backward(&self, _: Modality, _: &Tensor, _: &Tensor) -> Result<(), NodeError> {
+        Ok(())
+    }
+}
+
+/// Registers wallet `b`, stakes 1000 and serves `endpoint` for TEXT; returns its uid.
+async fn neuron(client: &Client, b: u8, endpoint: &str) -> Uid {
+    let wallet = Wallet::from_seed([b; 32]);
+    let wait = Duration::from_secs(30);
+    let h = client
+        .send(wallet.key(), deepnode_ledger::Call::Register)
+        .await
+        .expect("register");
+    client.wait_committed(&h, wait).await.expect("registered");
+    let key = wallet.account().to_string();
+    let mg = client.metagraph().await.expect("metagraph");
+    let uid = mg.nodes.iter().find(|n| n.key == key).expect("neuron").uid;
+    let uid = Uid::try_from(uid).expect("uid");
+    for call in [
+        deepnode_ledger::Call::AddStake { uid, amount: 1000 },
+        deepnode_ledger::Call::Serve {
+            uid,
+            endpoint: endpoint.as_bytes().to_vec(),
+            modality: Modality::Text.code(),
+        },
+    ] {
+        let h = client.send(wallet.key(), call).await.expect("send");
+        client.wait_committed(&h, wait).await.expect("committed");
+    }
+    uid
+}
+
+/// Beside peers that answer NaN or the wrong shape and an endpoint that never finishes a
+/// handshake: honest gradients still flow (the echo model's bias moves and stays finite), the
+/// bad peers get no weight, queries are never held up by the dial, and a TEXT node refuses
+/// an IMAGE request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_answers_and_a_tarpit_leave_training_rows_and_queries_alone() {
+    let net = ledger(6).await;
+    let rpc = format!("http://{}", net.ledger.addr());
+    // Wallet 5: a registered neuron whose endpoint accepts TCP and never speaks.
+    let tarpit = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let tarpit_addr = tarpit.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = tarpit.accept().await {
+            held.push(s);
+        }
+    });
+    let tarpit_uid = neuron(&net.client, 5, &tarpit_addr.to_string()).await;
+    let (stop_tx, stop) = watch::channel(false);
+    let echo = Arc::new(EchoBias::new(DIM, 0.1));
+    let mut statuses = Vec::new();
+    for b in [1u8, 2, 3, 4, 6] {
+        let model: Arc<dyn Model> = match b {
+            2 => echo.clone(),
+            3 => Arc::new(Bad(|b, s| {
+                Tensor::from_f32(&[b, s, DIM], &vec![f32::NAN; (b * s * DIM) as usize])
+                    .expect("nan")
+            })),
+            4 => Arc::new(Bad(|b, s| {
+                Tensor::from_f32(&[b, s + 1, DIM], &vec![1.0; (b * (s + 1) * DIM) as usize])
+                    .expect("wide")
+            })),
+            _ => Arc::new(RandomProjection::new(u64::from(b), DIM)),
+        };
+        let (tx, rx) = watch::channel(Status::default());
+        statuses.push(rx);
+        let mut cfg = config(&rpc, u64::from(b));
+        cfg.timeout = Duration::from_secs(3);
+        let stop = stop.clone();
+        tokio::spawn(
+            async move { run(&Wallet::from_seed([b; 32]), model, None, cfg, tx, stop).await },
+        );
+    }
+    // The longest time between two of node 1's ticks.
+    let mut ticks = statuses[0].clone();
+    let gaps = tokio::spawn(async move {
+        let (mut last, mut most) = (None::<Instant>, Duration::ZERO);
+        while ticks.changed().await.is_ok() {
+            let now = Instant::now();
+            if let Some(l) = last {
+                most = most.max(now - l);
+            }
+            last = Some(now);
+        }
+        most
+    });
+    let started = Instant::now();
+    let done = |s: &Status| s.rows_set >= 2 && s.answers >= 20;
+    while !(done(&statuses[0].borrow()) && echo.bias().iter().any(|&b| b != 0.0)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no rows or no gradients: {:#?}, bias {:?}",
+            statuses[0].borrow(),
+            echo.bias()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        echo.bias().iter().all(|b| b.is_finite()),
+        "{:?}",
+        echo.bias()
+    );
+    let st = statuses[0].borrow().clone();
+    assert!(st.failed > 0 && st.skipped > 0, "{st:?}");
+    // Node 1's row names no bad peer and not the tarpit.
+    let mg = net.client.metagraph().await.expect("metagraph");
+    let uid_of = |b: u8| {
+        let k = Wallet::from_seed([b; 32]).account().to_string();
+        let n = mg.nodes.iter().find(|n| n.key == k).expect("registered");
+        (Uid::try_from(n.uid).expect("uid"), n.endpoint.clone())
+    };
+    let row = net.client.weights(uid_of(1).0).await.expect("weights");
+    assert!(row.iter().any(|e| e.0 == uid_of(6).0), "{row:?}");
+    for bad in [uid_of(3).0, uid_of(4).0, tarpit_uid] {
+        assert!(row.iter().all(|e| e.0 != bad), "uid {bad} in {row:?}");
+    }
+    // A TEXT node refuses an IMAGE request (from a registered, staked account).
+    let transport = deepnode_node::NoiseTcp::new(
+        Wallet::from_seed([5; 32]).key().clone(),
+        net.client.genesis_hash().await.expect("genesis").0,
+        Duration::from_secs(3),
+    )
+    .expect("transport");
+    let caller = deepnode_node::Node::new(
+        Arc::new(transport),
+        Arc::new(RandomProjection::new(5, DIM)),
+        Arc::new(deepnode_node::AdmitAll),
+        config(&rpc, 5).serve,
+    );
+    let addr = uid_of(1).1.parse().expect("endpoint");
+    let conn = caller
+        .dial(addr, Wallet::from_seed([1; 32]).account().0)
+        .await
+        .expect("dial");
+    let text = Tensor::from_i64(&[1, 4], &[1, 2, 3, 4]).expect("text");
+    let image = Tensor::from_f32(&[1, 3, 8, 8], &[0.5; 192]).expect("image");
+    let second = Duration::from_secs(5);
+    assert!(conn.forward(Modality::Text, &text, second).await.is_ok());
+    let e = conn
+        .forward(Modality::Image, &image, second)
+        .await
+        .expect_err("image refused");
+    assert!(
+        matches!(
+            e,
+            NodeError::Refused(deepnode_wire::Status::UnservedModality)
+        ),
+        "{e}"
+    );
+    stop_tx.send(true).expect("stop");
+    let most = tokio::time::timeout(Duration::from_secs(30), gaps)
+        .await
+        .expect("node 1 stopped")
+        .expect("join");
+    // A dial that stalls for its whole 3 s timeout never holds up a tick.
+    assert!(most < Duration::from_millis(2500), "a tick took {most:?}");
+}

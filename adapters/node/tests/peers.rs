@@ -800,50 +800,51 @@ async fn unfinished_messages_are_bounded_per_session_and_in_total_and_expire() {
 
 #[tokio::test]
 async fn a_peer_that_never_reads_is_closed_and_its_permits_come_back() {
-    let mut cfg = wide(2, 4);
+    let mut cfg = config(2, 4);
     cfg.max_queued = 4;
     cfg.send_timeout = Duration::from_millis(500);
-    cfg.limits.max_payload = 1 << 20;
     let global = Arc::clone(&cfg.global);
-    let n = node(2, projection(), Arc::new(AdmitAll), cfg);
+    // Each small request of two rows gets a 1 MiB answer, others their own shape.
+    let big = Answers(|b, s| match b {
+        2 => Tensor::zeros(&[1, 1, 1 << 18]).unwrap(),
+        _ => Tensor::zeros(&[b, s, DIM]).unwrap(),
+    });
+    let n = node(2, Arc::new(big), Arc::new(AdmitAll), cfg);
     let b = n.listen("127.0.0.1:0".parse().unwrap()).await.unwrap().0;
-    // Requests of [8, 4096] tokens (256 KiB) whose 1 MiB responses are never read.
     let Session {
         reader: _unread,
         mut writer,
         ..
     } = raw_session(1, b).await;
-    let tokens = Tensor::from_i64(&[8, 4096], &[1; 8 * 4096]).unwrap();
+    // The peer sends requests and never reads; it keeps its side of the session open.
     let flood = tokio::spawn(async move {
-        for id in 1..=64u64 {
-            let mut msg = [0u8; HEADER_LEN].to_vec();
-            text_header(&[8, 4096], id, 0).encode((&mut msg[..HEADER_LEN]).try_into().unwrap());
-            msg.extend_from_slice(&tokens.bytes);
-            let parts: Vec<&[u8]> = msg.chunks(deepnode_wire::MAX_CHUNK_DATA).collect();
-            for (i, part) in parts.iter().enumerate() {
-                let first = if i == 0 { FIRST } else { 0 };
-                let last = if i + 1 == parts.len() { LAST } else { 0 };
-                if chunk(writer.as_mut(), id, first | last, part)
-                    .await
-                    .is_err()
-                {
-                    return id;
-                }
+        let mut msg = [0u8; HEADER_LEN].to_vec();
+        msg.extend_from_slice(&text().bytes);
+        for id in 1..=2000u64 {
+            text_header(&[2, 4], id, 0).encode((&mut msg[..HEADER_LEN]).try_into().unwrap());
+            if chunk(writer.as_mut(), id, FIRST | LAST, &msg)
+                .await
+                .is_err()
+            {
+                break;
             }
         }
-        65
+        writer
     });
-    until("a session up", 10 * SECOND, || n.sessions() == 1).await;
     // The node gives up on the peer: the session closes and every permit comes back.
-    until("the session closed", 20 * SECOND, || n.sessions() == 0).await;
+    until("the session closed", 20 * SECOND, || {
+        n.sessions() == 0 && flood.is_finished()
+    })
+    .await;
     until("the permits back", 10 * SECOND, || {
         global.available_permits() == 4
     })
     .await;
-    let _ = tokio::time::timeout(10 * SECOND, flood).await;
-    let honest = node(3, projection(), Arc::new(AdmitAll), wide(4, 16));
+    let _writer = flood.await.unwrap();
+    let honest = node(3, projection(), Arc::new(AdmitAll), config(4, 16));
     let h = honest.dial(b, account(2)).await.unwrap();
-    assert!(h.forward(Modality::Text, &text(), SECOND).await.is_ok());
+    let one = Tensor::from_i64(&[1, 4], &[1, 2, 3, 4]).unwrap();
+    assert!(h.forward(Modality::Text, &one, SECOND).await.is_ok());
 }
 
 /// A model that sleeps before answering and records the most forwards it ran at once.
