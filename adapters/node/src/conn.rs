@@ -63,10 +63,11 @@ pub struct ServeConfig {
     /// Partly received messages one session may have open at once; past it, the connection is
     /// closed (a peer that opens messages and never finishes them).
     pub max_open_messages: usize,
-    /// Bytes of partly received messages one session may hold (each counted at its declared
-    /// size when its first chunk arrives); a message past it is refused (Busy) and dropped.
+    /// Bytes of partly received requests one session may hold (each counted at its declared
+    /// size when its first chunk arrives); a request past it is refused (Busy) and dropped.
+    /// Keep it at least `limits.max_payload`, or the largest requests are always refused.
     pub max_open_bytes: usize,
-    /// Bytes of partly received messages over all sessions of a node; past it, as above.
+    /// Bytes of partly received requests over all sessions of a node; past it, as above.
     pub max_open_bytes_total: usize,
     /// A message still unfinished this long after its first chunk is dropped (a forward is
     /// answered DeadlineExpired).
@@ -98,10 +99,10 @@ pub struct ServeConfig {
 impl ServeConfig {
     /// `limits`, at most `per_peer` requests at once per account and `total` in all, and the
     /// defaults of the other limits: 64 open messages per session, open bytes up to 64 MiB
-    /// per session and 256 MiB in all, unfinished messages dropped
-    /// after 30 s, 512 accepted connections, 16 per address, 4 sessions per account, admission
-    /// at the handshake, idle sessions closed after 120 s, 64 queued messages per session, a
-    /// 10 s send timeout; fresh counters.
+    /// per session and 256 MiB in all, unfinished messages dropped after 30 s, 512 accepted
+    /// connections, 16 per address, 4 sessions per account, admission at the handshake, idle
+    /// sessions closed after 120 s, 64 queued messages per session, a 10 s send timeout;
+    /// fresh counters.
     pub fn new(limits: Limits, per_peer: usize, total: usize) -> ServeConfig {
         ServeConfig {
             limits,

@@ -174,7 +174,7 @@ struct Peer {
 /// without, up to `cfg.k` peers with random inputs, each answering peer getting the gradient
 /// of the disagreement loss `1/2 sum_j |f_j - mean|^2`. Scores accumulate as `cfg.scoring`
 /// says and become a weights row whenever the ledger's rate limit allows. Reports on
-/// `status`.
+/// `status`. Fails with [`NodeError::ListenerStopped`] if its listener ever stops.
 pub async fn run(
     wallet: &Wallet,
     model: Arc<dyn Model>,
