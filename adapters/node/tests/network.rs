@@ -560,7 +560,8 @@ async fn bad_answers_and_a_tarpit_leave_training_rows_and_queries_alone() {
         let (tx, rx) = watch::channel(Status::default());
         statuses.push(rx);
         let mut cfg = config(&rpc, u64::from(b));
-        cfg.timeout = Duration::from_secs(3);
+        // Node 1's dials (and queries) may take 10 s: the tarpit's would, awaited.
+        cfg.timeout = Duration::from_secs(if b == 1 { 10 } else { 3 });
         let stop = stop.clone();
         tokio::spawn(
             async move { run(&Wallet::from_seed([b; 32]), model, None, cfg, tx, stop).await },
@@ -647,6 +648,7 @@ async fn bad_answers_and_a_tarpit_leave_training_rows_and_queries_alone() {
         .await
         .expect("node 1 stopped")
         .expect("join");
-    // A dial that stalls for its whole 3 s timeout never holds up a tick.
-    assert!(most < Duration::from_millis(2500), "a tick took {most:?}");
+    // A dial that stalls for its whole 10 s timeout never holds up a tick (the ledger's
+    // replies alone can take a second or two on a loaded machine).
+    assert!(most < Duration::from_secs(5), "a tick took {most:?}");
 }
