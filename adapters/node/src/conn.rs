@@ -75,7 +75,8 @@ pub struct ServeConfig {
     /// Accepted connections (in the handshake or in session) at once; past it, a new
     /// connection is closed at once.
     pub max_sessions: usize,
-    /// Accepted connections at once from one IP address; past it, as above.
+    /// Accepted connections at once from one IP address; past it, as above. Nodes that share
+    /// an address (a devnet on loopback) each hold one, so it bounds such a network's size.
     pub max_sessions_per_address: usize,
     /// Accepted sessions at once of one account; past it, the new session is closed after its
     /// handshake.
@@ -100,7 +101,7 @@ impl ServeConfig {
     /// `limits`, at most `per_peer` requests at once per account and `total` in all, and the
     /// defaults of the other limits: 64 open messages per session, open bytes up to 64 MiB
     /// per session and 256 MiB in all, unfinished messages dropped after 30 s, 512 accepted
-    /// connections, 16 per address, 4 sessions per account, admission at the handshake, idle
+    /// connections, 64 per address, 4 sessions per account, admission at the handshake, idle
     /// sessions closed after 120 s, 64 queued messages per session, a 10 s send timeout;
     /// fresh counters.
     pub fn new(limits: Limits, per_peer: usize, total: usize) -> ServeConfig {
@@ -113,7 +114,7 @@ impl ServeConfig {
             max_open_bytes_total: 256 << 20,
             message_timeout: Duration::from_secs(30),
             max_sessions: 512,
-            max_sessions_per_address: 16,
+            max_sessions_per_address: 64,
             max_sessions_per_account: 4,
             admit_at_handshake: true,
             idle_timeout: Duration::from_secs(120),
