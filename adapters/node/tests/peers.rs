@@ -998,3 +998,26 @@ async fn refused_backwards_are_counted() {
     .await;
     assert_eq!(counters.served.load(Ordering::SeqCst), 0);
 }
+
+/// Admits the accounts listed so far; more can be added.
+struct Growing(std::sync::Mutex<Vec<AccountKey>>);
+
+impl Admission for Growing {
+    fn admit(&self, a: &AccountKey) -> bool {
+        self.0.lock().unwrap().contains(a)
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_registrant_gets_a_session_once_admitted() {
+    let admission = Arc::new(Growing(Default::default()));
+    let b = serving(2, projection(), admission.clone(), config(4, 16)).await;
+    let fresh = node(1, projection(), Arc::new(AdmitAll), config(4, 16));
+    let early = fresh.dial(b, account(2)).await.unwrap();
+    until("the early session closed", 10 * SECOND, || !early.is_open()).await;
+    // The metagraph shows it now: its next dial gets a session that serves.
+    admission.0.lock().unwrap().push(account(1));
+    let c = fresh.dial(b, account(2)).await.unwrap();
+    assert!(c.forward(Modality::Text, &text(), SECOND).await.is_ok());
+    assert!(c.is_open());
+}
