@@ -48,10 +48,14 @@ pub struct RunArgs {
     /// With `--scoring favor`: the accounts (hex) the row gives weight to, and nobody else.
     #[arg(long, value_delimiter = ',')]
     favor: Vec<String>,
-    /// Train on text shard `I/N` of the system text, querying peers through the gating layer
-    /// (the training adapter; needs the `torch` feature), e.g. `--train 0/4`.
+    /// Train on this text domain (`c`, `fortunes`, `licenses`, `python`), querying peers
+    /// through the gating layer (the training adapter; needs the `torch` feature).
     #[arg(long)]
     train: Option<String>,
+    /// With `--train`: the domains of the network's learners, on which this learner also
+    /// trains a little (a small sample of each) and is evaluated, e.g. `c,fortunes,python`.
+    #[arg(long, value_delimiter = ',')]
+    domains: Vec<String>,
     /// With `--train`: the number of uids the gate chooses among.
     #[arg(long, default_value_t = 8)]
     slots: usize,
@@ -120,7 +124,14 @@ pub fn run_node(cmd: NodeCmd) -> Result<(), Failure> {
     let wallet = Wallet::load(&args.wallet).map_err(Failure::input)?;
     let (model, trainer): (Arc<dyn Model>, Option<Box<dyn Trainer>>) = match &args.train {
         // A learner serves its trained encoder (`--model` is the training adapter's).
-        Some(shard) => torch::learner(shard, args.slots, args.k, args.dim, args.seed)?,
+        Some(domain) => torch::learner(
+            domain,
+            &args.domains,
+            args.slots,
+            args.k,
+            args.dim,
+            args.seed,
+        )?,
         None => (
             match args.model {
                 ModelArg::Projection => Arc::new(RandomProjection::new(args.seed, args.dim)),
@@ -402,7 +413,7 @@ mod torch {
     use std::sync::Arc;
 
     use deepnode_node::Model;
-    use deepnode_torch::data::TextCorpus;
+    use deepnode_torch::data::Domain;
     use deepnode_torch::{EncoderConfig, Learner, LearnerConfig, LocalConfig, TorchModel};
 
     use super::Served;
@@ -423,18 +434,23 @@ mod torch {
         Ok(Arc::new(m))
     }
 
-    /// The learner of `--train I/N` and the model it serves (its trained encoder).
+    /// The learner of `--train DOMAIN --domains ...` and the model it serves (its trained
+    /// encoder).
     pub fn learner(
-        shard: &str,
+        domain: &str,
+        network: &[String],
         slots: usize,
         k: usize,
         dim: u32,
         seed: u64,
     ) -> Result<Served, Failure> {
-        let bad = || Failure::input(format!("--train {shard}: expected I/N with I < N"));
-        let (i, n) = shard.split_once('/').ok_or_else(bad)?;
-        let (i, n): (usize, usize) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
-        let corpus = TextCorpus::system_shard(i, n).map_err(Failure::input)?;
+        let input = |e| Failure::input(format!("--train {domain}: {e}"));
+        let own = Domain::parse(domain).map_err(input)?;
+        let network = network
+            .iter()
+            .map(|d| Domain::parse(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(input)?;
         let defaults = LearnerConfig::default();
         let config = LearnerConfig {
             local: LocalConfig {
@@ -450,7 +466,7 @@ mod torch {
             },
             ..defaults
         };
-        let mut learner = Learner::new(config, corpus).map_err(Failure::input)?;
+        let mut learner = Learner::specialist(config, own, &network).map_err(input)?;
         let seed = i64::try_from(seed).map_err(|_| Failure::input("--seed too large for torch"))?;
         let served = Arc::new(
             TorchModel::new(seed, encoder(dim), deepnode_torch::ServeConfig::default())
@@ -482,7 +498,14 @@ mod torch {
     }
 
     /// Refused: no libtorch.
-    pub fn learner(_: &str, _: usize, _: usize, _: u32, _: u64) -> Result<Served, Failure> {
+    pub fn learner(
+        _: &str,
+        _: &[String],
+        _: usize,
+        _: usize,
+        _: u32,
+        _: u64,
+    ) -> Result<Served, Failure> {
         Err(Failure::input(WHY))
     }
 }

@@ -100,6 +100,26 @@ fn a_small_devnet_pays_learners_and_starves_the_cabal() {
         out.join("chain").to_str().unwrap(),
     ]);
     assert!(v.status.success(), "{}", stderr(&v));
+    // 4. Every learner does better with its peers than its twin alone on the other domains.
+    let gains = s["premise"]["gains"].as_array().unwrap();
+    assert_eq!(gains.len(), 3, "{report}");
+    for g in gains {
+        let others = g["others"][0].as_f64();
+        assert!(
+            others.is_some_and(|x| x > 0.0),
+            "{}: gain on the other domains {others:?}\n{report}",
+            g["learner"]
+        );
+    }
+    let ablation = s["premise"]["ablation"].as_array().unwrap();
+    assert_eq!(ablation.len(), 9, "three learners on three domains");
+    for a in ablation {
+        for key in [
+            "learner", "domain", "own", "peers", "alone", "student", "zeros",
+        ] {
+            assert!(!a[key].is_null(), "{key} missing in {a}");
+        }
+    }
     // The report's parts.
     for f in [
         "report.md",
@@ -111,6 +131,7 @@ fn a_small_devnet_pays_learners_and_starves_the_cabal() {
         "weights.png",
         "train_loss.png",
         "valid_loss.svg",
+        "gain.png",
         "logs/node-0.log",
     ] {
         assert!(out.join(f).exists(), "{f} missing");
@@ -134,7 +155,13 @@ seed = 3
 emission = 100_000_000
 [[group]]
 role = "learner"
-count = 3
+domain = "fortunes"
+[[group]]
+role = "learner"
+domain = "python"
+[[group]]
+role = "learner"
+domain = "c"
 [[group]]
 role = "noise"
 [[group]]

@@ -1,7 +1,8 @@
-//! Training data with no download at run time: the text of Debian's `fortunes` package, else
-//! the licenses every Debian system has; and generated float features and images.
+//! Training data with no download at run time: text domains a Debian system has (the
+//! `fortunes` package, the common licenses, Python's standard library, C headers), read in a
+//! fixed order; and generated float features and images.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tch::{Kind, Tensor};
 
@@ -11,6 +12,138 @@ use crate::TorchError;
 pub const FORTUNES: &str = "/usr/share/games/fortunes";
 /// The fallback text, present on every Debian system.
 pub const LICENSES: &str = "/usr/share/common-licenses";
+
+/// A kind of text a learner can specialise in, read from the local system at run time.
+///
+/// Each domain is a fixed, sorted list of files, read up to [`Domain::MAX_BYTES`] bytes
+/// (ASCII only, other bytes dropped), so two machines with the same packages read the same
+/// text. The domains are far apart: a model of one predicts another poorly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Domain {
+    /// Debian's `fortunes` (`/usr/share/games/fortunes`): quips and quotations.
+    Fortunes,
+    /// `/usr/share/common-licenses`: licence texts, on every Debian system.
+    Licenses,
+    /// Python's standard library sources (`/usr/lib/python3.*/*.py`).
+    Python,
+    /// C headers (`/usr/include`, its top level and `linux/`).
+    C,
+}
+
+impl Domain {
+    /// Every domain, in name order.
+    pub const ALL: [Domain; 4] = [
+        Domain::C,
+        Domain::Fortunes,
+        Domain::Licenses,
+        Domain::Python,
+    ];
+
+    /// The most bytes read of one domain.
+    pub const MAX_BYTES: usize = 2 << 20;
+
+    /// The domain's name in scenarios, flags and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Domain::Fortunes => "fortunes",
+            Domain::Licenses => "licenses",
+            Domain::Python => "python",
+            Domain::C => "c",
+        }
+    }
+
+    /// The domain named `name`.
+    pub fn parse(name: &str) -> Result<Domain, TorchError> {
+        Domain::ALL
+            .into_iter()
+            .find(|d| d.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Domain::ALL.iter().map(|d| d.name()).collect();
+                TorchError::Corpus(format!(
+                    "unknown domain `{name}` (known: {})",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    /// The files of the domain, in the order they are read.
+    fn files(self) -> Vec<PathBuf> {
+        match self {
+            Domain::Fortunes => text_files(Path::new(FORTUNES)),
+            Domain::Licenses => text_files(Path::new(LICENSES)),
+            Domain::Python => {
+                // The newest `python3.N` folder: the standard library's own modules.
+                let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
+                    .map(|entries| {
+                        entries
+                            .flatten()
+                            .map(|e| e.path())
+                            .filter(|p| {
+                                p.file_name()
+                                    .and_then(|n| n.to_str())
+                                    .and_then(|n| n.strip_prefix("python3."))
+                                    .is_some_and(|v| v.parse::<u32>().is_ok())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                dirs.sort_by_key(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(|n| n.strip_prefix("python3."))
+                        .and_then(|v| v.parse::<u32>().ok())
+                });
+                dirs.last()
+                    .map(|d| with_extension(text_files(d), "py"))
+                    .unwrap_or_default()
+            }
+            Domain::C => {
+                let mut files = with_extension(text_files(Path::new("/usr/include")), "h");
+                files.extend(with_extension(
+                    text_files(Path::new("/usr/include/linux")),
+                    "h",
+                ));
+                files
+            }
+        }
+    }
+
+    /// The domain's text (at most [`Domain::MAX_BYTES`]), its last tenth held out. Fails
+    /// with a one-line reason when the system has less than 16 KiB of it.
+    pub fn corpus(self) -> Result<TextCorpus, TorchError> {
+        let mut bytes = Vec::new();
+        for path in self.files() {
+            if bytes.len() >= Domain::MAX_BYTES {
+                break;
+            }
+            let Ok(text) = std::fs::read(&path) else {
+                continue;
+            };
+            for line in text.split(|&b| b == b'\n') {
+                // Fortunes: drop the `%` separator lines, keep the entries.
+                if line != b"%" {
+                    bytes.extend(line.iter().filter(|b| b.is_ascii()));
+                    bytes.push(b'\n');
+                }
+            }
+        }
+        bytes.truncate(Domain::MAX_BYTES);
+        if bytes.len() < 16 << 10 {
+            let hint = match self {
+                Domain::Fortunes => " (apt-get install fortunes, or run scripts/libtorch.sh)",
+                Domain::Python => " (apt-get install python3)",
+                Domain::C => " (apt-get install libc6-dev)",
+                Domain::Licenses => "",
+            };
+            return Err(TorchError::Corpus(format!(
+                "domain `{}`: only {} bytes of text on this system{hint}",
+                self.name(),
+                bytes.len()
+            )));
+        }
+        Ok(TextCorpus::from_bytes(bytes))
+    }
+}
 
 /// A byte corpus split into a training part and a validation tail.
 #[derive(Debug, Clone)]
@@ -76,6 +209,24 @@ impl TextCorpus {
     pub fn valid_batch(&self, batch: usize, seq: usize) -> Tensor {
         windows(&self.valid, batch, seq, 0x5eed)
     }
+
+    /// Validation windows drawn from `seed`: round `r` of an evaluation passes `r` so that
+    /// rounds sample the held-out text instead of repeating one batch.
+    pub fn valid_batch_at(&self, batch: usize, seq: usize, seed: u64) -> Tensor {
+        windows(
+            &self.valid,
+            batch,
+            seq,
+            0x5eed ^ seed.wrapping_mul(0x9e37_79b9),
+        )
+    }
+}
+
+fn with_extension(files: Vec<PathBuf>, ext: &str) -> Vec<PathBuf> {
+    files
+        .into_iter()
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some(ext))
+        .collect()
 }
 
 /// Every regular file under `dir` except fortune indexes (`*.dat`) and their UTF-8 twins

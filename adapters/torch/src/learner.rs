@@ -1,4 +1,4 @@
-//! [`Learner`]: a [`LocalModel`] training on its own text shard behind the node's
+//! [`Learner`]: a [`LocalModel`] training on its own text domain behind the node's
 //! [`Trainer`] seam. Gate slot `j` is the peer with uid `j`; the node fetches what the gate
 //! asks, the learner trains on it and hands back the gradients and Fisher scores.
 
@@ -10,7 +10,8 @@ use tch::Tensor;
 
 use crate::TorchError;
 use crate::convert::tokens_to_node;
-use crate::data::TextCorpus;
+use crate::data::{Domain, TextCorpus, splitmix};
+use crate::encoder::EncoderConfig;
 use crate::local::{LocalConfig, LocalModel, Mixture};
 use crate::served::TorchModel;
 
@@ -37,24 +38,43 @@ pub struct LearnerConfig {
     /// A peer's Fisher score enters the row only while its mean benefit exceeds `confidence`
     /// standard errors (a one-sided test that the peer lowers the loss).
     pub confidence: f64,
+    /// Share of training windows drawn from the other domains of the network (a trickle of
+    /// the text its users bring); the rest come from its own domain.
+    pub visitors: f64,
+    /// Windows per validation batch.
+    pub eval_batch: usize,
+    /// Validation rounds per domain that the reported means and intervals cover (the last
+    /// ones).
+    pub window: usize,
 }
 
 impl Default for LearnerConfig {
-    /// The local model's defaults, batches of 4 x 32 bytes, validation every 25 steps, with
-    /// the twin.
+    /// The local model's defaults with the network's shared readout, the context gate and
+    /// `k = 4`; batches of 4 x 32 bytes, a quarter of the windows from the other domains;
+    /// validation every 10 steps on 16 windows of one domain at a time; the twin.
     fn default() -> Self {
         LearnerConfig {
             local: LocalConfig {
                 student_stands_in: true,
+                readout: Some(crate::local::NETWORK_READOUT),
+                context_gate: true,
+                k: 4,
+                student: EncoderConfig {
+                    hidden: 128,
+                    ..EncoderConfig::default()
+                },
                 ..LocalConfig::default()
             },
             batch: 4,
             seq: 32,
-            eval_every: 25,
+            eval_every: 10,
             alone: true,
             memory: 0.98,
             confidence: 3.0,
             sync_every: 10,
+            visitors: 0.25,
+            eval_batch: 16,
+            window: 12,
         }
     }
 }
@@ -64,27 +84,82 @@ enum Pending {
     None,
     /// A training batch `[B, S + 1]`.
     Train(Tensor),
-    /// The validation batch `[B, S + 1]`.
-    Eval(Tensor),
+    /// A validation batch `[B, S + 1]` of the domain at this index of `Learner::domains`.
+    Eval(Tensor, usize),
 }
 
-/// A node's learning side: its [`LocalModel`] (and the optional twin trained alone) on one text
-/// shard. Implements [`Trainer`]; [`Trainer::take_scores`] gives the Fisher scores.
+/// One validation round of one domain: the cross-entropy with each stand-in for `G(x)`, and
+/// per peer asked the rise when its answer is replaced by zeros.
+#[derive(Debug, Clone)]
+struct Round {
+    peers: f64,
+    student: f64,
+    zeros: f64,
+    alone: Option<f64>,
+    without: Vec<(usize, f64)>,
+}
+
+/// A domain the learner trains and is evaluated on: its own, or another of the network's.
+struct Field {
+    name: String,
+    text: TextCorpus,
+    rounds: Vec<Round>,
+}
+
+/// A node's learning side: its [`LocalModel`] (and the optional twin trained alone) on its own
+/// text, with a trickle of the network's other domains. Implements [`Trainer`];
+/// [`Trainer::take_scores`] gives the Fisher scores.
 pub struct Learner {
     config: LearnerConfig,
     model: LocalModel,
     alone: Option<LocalModel>,
-    corpus: TextCorpus,
+    /// The own domain first, then the others.
+    domains: Vec<Field>,
     pending: Pending,
     evaluated_at: Option<u64>,
+    evaluations: u64,
     progress: Progress,
     evidence: Vec<Evidence>,
     served: Option<Arc<TorchModel>>,
 }
 
 impl Learner {
-    /// A learner on `corpus`, its models drawn from `config.local.seed`.
+    /// A learner on `corpus` alone (one domain, named `text` in its progress), its models
+    /// drawn from `config.local.seed`.
     pub fn new(config: LearnerConfig, corpus: TextCorpus) -> Result<Learner, TorchError> {
+        Learner::with_domains(config, ("text".to_owned(), corpus), Vec::new())
+    }
+
+    /// A specialist of `own` in a network whose learners cover `network` (its own domain may
+    /// be among them): most of its training windows come from its own domain, a `visitors`
+    /// share from the others, and it is evaluated on every one.
+    pub fn specialist(
+        config: LearnerConfig,
+        own: Domain,
+        network: &[Domain],
+    ) -> Result<Learner, TorchError> {
+        let mut others = Vec::new();
+        for &d in network {
+            if d != own && !others.iter().any(|(n, _)| n == d.name()) {
+                others.push((d.name().to_owned(), d.corpus()?));
+            }
+        }
+        Learner::with_domains(config, (own.name().to_owned(), own.corpus()?), others)
+    }
+
+    /// A learner on its `own` named text and `others` (name, text; training windows come
+    /// from each one's training part, validation from its held-out part).
+    pub fn with_domains(
+        config: LearnerConfig,
+        own: (String, TextCorpus),
+        others: Vec<(String, TextCorpus)>,
+    ) -> Result<Learner, TorchError> {
+        if !(0.0..=1.0).contains(&config.visitors) {
+            return Err(TorchError::Config("visitors must be in [0, 1]"));
+        }
+        if config.eval_batch == 0 || config.window == 0 {
+            return Err(TorchError::Config("eval_batch and window must be positive"));
+        }
         if !(0.0..1.0).contains(&config.memory) {
             return Err(TorchError::Config("memory must be in [0, 1)"));
         }
@@ -103,17 +178,54 @@ impl Learner {
             ..config.local
         };
         let alone = config.alone.then(|| LocalModel::new(twin)).transpose()?;
+        let domains = std::iter::once(own)
+            .chain(others)
+            .map(|(name, text)| Field {
+                name,
+                text,
+                rounds: Vec::new(),
+            })
+            .collect();
         Ok(Learner {
             config,
             model,
             alone,
-            corpus,
+            domains,
             pending: Pending::None,
             evaluated_at: None,
+            evaluations: 0,
             progress: Progress::default(),
             evidence: vec![Evidence::default(); config.local.peers],
             served: None,
         })
+    }
+
+    /// The training batch of step `steps`: each window from the own domain, or with
+    /// probability `visitors` from one of the other domains (drawn from the seed).
+    fn train_batch(&self, steps: u64) -> Tensor {
+        let (b, s) = (self.config.batch, self.config.seq);
+        let seed = self.config.local.seed.wrapping_mul(1_000_003) ^ steps;
+        let others = self.domains.len() - 1;
+        if others == 0 || self.config.visitors == 0.0 {
+            return self.domains[0].text.train_batch(b, s, seed);
+        }
+        let mut state = seed ^ 0xd0_3a1a;
+        let windows: Vec<Tensor> = (0..b as u64)
+            .map(|w| {
+                let draw = (splitmix(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
+                let field = if draw < self.config.visitors {
+                    1 + (splitmix(&mut state) % others as u64) as usize
+                } else {
+                    0
+                };
+                self.domains[field].text.train_batch(
+                    1,
+                    s,
+                    seed.wrapping_add(w.wrapping_mul(0x51_7cc1)),
+                )
+            })
+            .collect();
+        Tensor::cat(&windows, 0)
     }
 
     /// Makes `served` (the model this node serves, same encoder configuration) follow the
@@ -142,36 +254,123 @@ impl Learner {
         })
     }
 
-    /// Validation cross-entropy with the peers' `answers`, with the student standing in for
-    /// all of them, with zeros, and of the twin trained alone.
+    /// One validation round of domain `field`: cross-entropy with the peers' `answers`, with
+    /// each answering peer's answer replaced by zeros, with the student standing in for all
+    /// of them, with zeros, and of the twin trained alone.
     fn evaluate(
         &mut self,
         batch: &Tensor,
+        field: usize,
         answers: &HashMap<usize, NodeTensor>,
     ) -> Result<(), TorchError> {
         let mut query = |j: usize, _: &NodeTensor| answers.get(&j).cloned();
-        let mut valid = vec![
-            (
-                "peers".to_owned(),
-                self.model.evaluate(batch, Mixture::Peers, &mut query)?,
-            ),
-            (
-                "student".to_owned(),
-                self.model.evaluate(batch, Mixture::Student, &mut query)?,
-            ),
-            (
-                "zeros".to_owned(),
-                self.model.evaluate(batch, Mixture::Zeros, &mut query)?,
-            ),
-        ];
-        if let Some(alone) = &self.alone {
-            valid.push((
-                "alone".to_owned(),
-                alone.evaluate(batch, Mixture::Zeros, &mut query)?,
-            ));
+        let peers = self.model.evaluate(batch, Mixture::Peers, &mut query)?;
+        let mut without = Vec::with_capacity(answers.len());
+        let mut asked: Vec<usize> = answers.keys().copied().collect();
+        asked.sort_unstable();
+        for j in asked {
+            let mut query = |i: usize, _: &NodeTensor| {
+                if i == j {
+                    None
+                } else {
+                    answers.get(&i).cloned()
+                }
+            };
+            let loss = self.model.evaluate(batch, Mixture::Peers, &mut query)?;
+            without.push((j, loss - peers));
         }
-        self.progress.valid = valid;
+        let round = Round {
+            peers,
+            student: self.model.evaluate(batch, Mixture::Student, &mut query)?,
+            zeros: self.model.evaluate(batch, Mixture::Zeros, &mut query)?,
+            alone: match &self.alone {
+                Some(alone) => Some(alone.evaluate(batch, Mixture::Zeros, &mut query)?),
+                None => None,
+            },
+            without,
+        };
+        let rounds = &mut self.domains[field].rounds;
+        rounds.push(round);
+        let excess = rounds.len().saturating_sub(self.config.window);
+        rounds.drain(..excess);
+        self.progress.valid = self.summary();
         Ok(())
+    }
+
+    /// The validation summary, over the last `window` rounds of each domain evaluated:
+    /// `D/peers`, `D/student`, `D/zeros`, `D/alone` (mean cross-entropy, nats per byte),
+    /// `D/gain_lo` and `D/gain_hi` (a 95% bootstrap interval of the mean of `alone - peers`
+    /// over those rounds), `D/rounds`, `D/own` (1 for the learner's own domain) and
+    /// `D/value/J` per peer uid `J` (how much the cross-entropy rises without its answers, 0 in
+    /// rounds that did not ask it); then `value/J`, the mean of `D/value/J` over the domains,
+    /// and `others/gain`, `others/gain_lo`, `others/gain_hi` (the mean gain over the domains
+    /// other than the own one, with a 95% bootstrap interval stratified by domain).
+    fn summary(&self) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        let mut value: std::collections::BTreeMap<usize, f64> = Default::default();
+        let mut evaluated = 0usize;
+        for (i, field) in self.domains.iter().enumerate() {
+            let rounds = &field.rounds;
+            if rounds.is_empty() {
+                continue;
+            }
+            evaluated += 1;
+            let n = rounds.len() as f64;
+            let mean = |f: &dyn Fn(&Round) -> f64| rounds.iter().map(f).sum::<f64>() / n;
+            let name = &field.name;
+            out.push((format!("{name}/own"), if i == 0 { 1.0 } else { 0.0 }));
+            out.push((format!("{name}/rounds"), n));
+            out.push((format!("{name}/peers"), mean(&|r| r.peers)));
+            out.push((format!("{name}/student"), mean(&|r| r.student)));
+            out.push((format!("{name}/zeros"), mean(&|r| r.zeros)));
+            let gains: Vec<f64> = rounds
+                .iter()
+                .filter_map(|r| Some(r.alone? - r.peers))
+                .collect();
+            if gains.len() == rounds.len() {
+                out.push((format!("{name}/alone"), mean(&|r| r.alone.unwrap_or(0.0))));
+                let (lo, hi) = bootstrap_interval(&gains);
+                out.push((format!("{name}/gain_lo"), lo));
+                out.push((format!("{name}/gain_hi"), hi));
+            }
+            let mut here: std::collections::BTreeMap<usize, f64> = Default::default();
+            for r in rounds {
+                for &(j, rise) in &r.without {
+                    *here.entry(j).or_default() += rise / n;
+                }
+            }
+            for (j, v) in here {
+                out.push((format!("{name}/value/{j}"), v));
+                *value.entry(j).or_default() += v;
+            }
+        }
+        for (j, v) in value {
+            out.push((format!("value/{j}"), v / evaluated.max(1) as f64));
+        }
+        // The other domains together: the mean over them of each one's mean gain, with a
+        // bootstrap that resamples each domain's rounds on its own (stratified).
+        let others: Vec<Vec<f64>> = self.domains[1..]
+            .iter()
+            .map(|f| {
+                f.rounds
+                    .iter()
+                    .filter_map(|r| Some(r.alone? - r.peers))
+                    .collect()
+            })
+            .filter(|g: &Vec<f64>| !g.is_empty())
+            .collect();
+        if !others.is_empty() {
+            let mean = others
+                .iter()
+                .map(|g| g.iter().sum::<f64>() / g.len() as f64)
+                .sum::<f64>()
+                / others.len() as f64;
+            let (lo, hi) = stratified_interval(&others);
+            out.push(("others/gain".to_owned(), mean));
+            out.push(("others/gain_lo".to_owned(), lo));
+            out.push(("others/gain_hi".to_owned(), hi));
+        }
+        out
     }
 
     fn learn_inner(
@@ -184,8 +383,8 @@ impl Learner {
             .collect();
         match std::mem::replace(&mut self.pending, Pending::None) {
             Pending::None => Err(TorchError::Config("learn without ask")),
-            Pending::Eval(batch) => {
-                self.evaluate(&batch, &answers)?;
+            Pending::Eval(batch, field) => {
+                self.evaluate(&batch, field, &answers)?;
                 Ok(Vec::new())
             }
             Pending::Train(batch) => {
@@ -226,26 +425,24 @@ impl Trainer for Learner {
         let eval = steps > 0
             && steps.is_multiple_of(self.config.eval_every)
             && self.evaluated_at != Some(steps);
-        let (batch, noisy) = if eval {
+        if eval {
             self.evaluated_at = Some(steps);
-            (
-                self.corpus.valid_batch(self.config.batch, self.config.seq),
-                false,
-            )
-        } else {
-            let seed = self.config.local.seed.wrapping_mul(1_000_003) ^ steps;
-            (
-                self.corpus
-                    .train_batch(self.config.batch, self.config.seq, seed),
-                true,
-            )
-        };
-        let ask = self.ask_for(&batch, noisy)?;
-        self.pending = if eval {
-            Pending::Eval(batch)
-        } else {
-            Pending::Train(batch)
-        };
+            // Domains take turns; each one's rounds walk through its held-out text.
+            let m = self.domains.len() as u64;
+            let field = (self.evaluations % m) as usize;
+            let batch = self.domains[field].text.valid_batch_at(
+                self.config.eval_batch,
+                self.config.seq,
+                self.evaluations / m,
+            );
+            self.evaluations += 1;
+            let ask = self.ask_for(&batch, false)?;
+            self.pending = Pending::Eval(batch, field);
+            return Ok(ask);
+        }
+        let batch = self.train_batch(steps);
+        let ask = self.ask_for(&batch, true)?;
+        self.pending = Pending::Train(batch);
         Ok(ask)
     }
 
@@ -277,6 +474,40 @@ impl Trainer for Learner {
     fn progress(&self) -> Progress {
         self.progress.clone()
     }
+}
+
+/// The 2.5% and 97.5% points of the mean of `x` over bootstrap resamples (see
+/// [`stratified_interval`]).
+fn bootstrap_interval(x: &[f64]) -> (f64, f64) {
+    stratified_interval(&[x.to_vec()])
+}
+
+/// A 95% bootstrap interval of the mean over `groups` of each group's mean: 2,000 resamples,
+/// each drawing every group's values with replacement within the group, from a fixed seed (the
+/// same values give the same interval). A group of one value counts as exact.
+fn stratified_interval(groups: &[Vec<f64>]) -> (f64, f64) {
+    const RESAMPLES: usize = 2000;
+    let groups: Vec<&Vec<f64>> = groups.iter().filter(|g| !g.is_empty()).collect();
+    if groups.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mut state = 0xb007_5742_u64;
+    let mut means: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            let total: f64 = groups
+                .iter()
+                .map(|g| {
+                    let sum: f64 = (0..g.len())
+                        .map(|_| g[(splitmix(&mut state) % g.len() as u64) as usize])
+                        .sum();
+                    sum / g.len() as f64
+                })
+                .sum();
+            total / groups.len() as f64
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    (means[RESAMPLES / 40], means[RESAMPLES - 1 - RESAMPLES / 40])
 }
 
 /// The least effective number of steps [`Evidence::helps`] decides on.

@@ -15,6 +15,9 @@ use crate::convert::{is_float, to_node, to_tch, tokens_to_node};
 use crate::encoder::{Encoder, EncoderConfig};
 use crate::gating::{self, Balance, Gate, Logits};
 
+/// The seed of the TEXT readout every learner of a network shares ([`LocalConfig::readout`]).
+pub const NETWORK_READOUT: u64 = 0x7e47_5eed;
+
 /// Sizes and rates of a [`LocalModel`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LocalConfig {
@@ -37,6 +40,18 @@ pub struct LocalConfig {
     /// Whether the student `dist(x)` fills the slot of a chosen peer that did not answer
     /// (otherwise zeros do). Either way the peer gets no gradient and no Fisher score.
     pub student_stands_in: bool,
+    /// The network's shared readout: with `Some(seed)`, training also minimises the
+    /// next-byte cross-entropy of `E h(x) + c` (weight 1), where `E` is the fixed matrix
+    /// `standard_normal(seed, 256 D) / sqrt(D)`, the same at every node, and `c` a trained
+    /// bias; and the mixing matrix is `A = E + A'` with `A'` trained from zeros. The node's
+    /// own head `W_o` stays its own. Every node's representation then means next-byte logits
+    /// in one shared basis, so a caller reads a peer's answer from the first step without
+    /// learning the peer's private basis. `None`: no readout, `A = A'`.
+    pub readout: Option<u64>,
+    /// Whether the gate reads the context so far, the running mean of the encoding over
+    /// positions `0..=t` (causal), instead of position `t`'s encoding alone: a few bytes
+    /// rarely tell which domain a text is from, a few dozen do.
+    pub context_gate: bool,
 }
 
 impl Default for LocalConfig {
@@ -55,6 +70,8 @@ impl Default for LocalConfig {
             noise: true,
             seed: 1,
             student_stands_in: false,
+            readout: None,
+            context_gate: false,
         }
     }
 }
@@ -162,6 +179,8 @@ pub struct LocalModel {
     w_noise: Tensor,
     own_w: Tensor,
     own_b: Tensor,
+    /// The shared readout `E` and the node's bias `c` ([`LocalConfig::readout`]).
+    readout: Option<(Tensor, Tensor)>,
     mix_w: Tensor,
     opt: nn::Optimizer,
     student_vs: nn::VarStore,
@@ -205,9 +224,19 @@ impl LocalModel {
             stdev: scale,
         };
         let own_w = root.var("own_w", &[256, d], init);
+        let readout = config.readout.map(|seed| {
+            let values: Vec<f32> = standard_normal(seed, 256 * d as usize)
+                .into_iter()
+                .map(|v| v * scale as f32)
+                .collect();
+            (
+                Tensor::from_slice(&values).view([256, d]),
+                root.var("readout_b", &[256], nn::Init::Const(0.0)),
+            )
+        });
         let own_b = root.var("own_b", &[256], nn::Init::Const(0.0));
-        // A = 0: a peer's answer has no say in the output until training gives it one, so no
-        // peer (useful or not) moves the loss at the start.
+        // A' = 0: without a shared readout, a peer's answer has no say in the output until
+        // training gives it one, so no peer (useful or not) moves the loss at the start.
         let mix_w = root.var("mix_w", &[256, d], nn::Init::Const(0.0));
         let opt = nn::Adam::default().build(&vs, config.lr)?;
         let student_vs = nn::VarStore::new(Device::Cpu);
@@ -223,6 +252,7 @@ impl LocalModel {
             w_noise,
             own_w,
             own_b,
+            readout,
             mix_w,
             opt,
             student_vs,
@@ -264,7 +294,13 @@ impl LocalModel {
         let targets = batch.narrow(1, 1, seq);
         let own = self.encoder.forward(Modality::Text, &inputs)?;
         let rows = size[0] * seq;
-        let x = own.reshape([rows, self.config.encoder.dim]);
+        let x = if self.config.context_gate {
+            let counts =
+                Tensor::arange_start(1, seq + 1, (Kind::Float, Device::Cpu)).view([1, seq, 1]);
+            (own.cumsum(1, Kind::Float) / counts).reshape([rows, self.config.encoder.dim])
+        } else {
+            own.reshape([rows, self.config.encoder.dim])
+        };
         let eps = (noisy && self.config.noise).then(|| {
             let peers = self.config.peers;
             let e = standard_normal(
@@ -291,6 +327,16 @@ impl LocalModel {
         })
     }
 
+    /// The mixing matrix `A`: the trained `A'` (zeros at the start), plus the shared readout
+    /// `E` when the network has one (a peer's answer then counts as its next-byte logits from
+    /// the first step, and training adjusts how much).
+    fn mixing(&self) -> Tensor {
+        match &self.readout {
+            Some((e, _)) => &self.mix_w + e,
+            None => self.mix_w.shallow_clone(),
+        }
+    }
+
     /// Head logits `W_o h + b + A G`, `[rows, 256]`, for `own` `[rows, D]` and `mixed`
     /// `[rows, D]`; with `frozen`, the head's parameters are detached (the student's loss
     /// trains the student only).
@@ -304,7 +350,7 @@ impl LocalModel {
         };
         own.matmul(&pick(&self.own_w).tr())
             + pick(&self.own_b)
-            + mixed.matmul(&pick(&self.mix_w).tr())
+            + mixed.matmul(&pick(&self.mixing()).tr())
     }
 
     /// The loss of a routed batch given every peer's response `[B, S, D]` (index = peer;
@@ -328,10 +374,14 @@ impl LocalModel {
         let mixed = gating::combine(&routed.gate.gates, &slots);
         let own = routed.own.reshape([rows, d]);
         let logits = self.head(&own, &mixed, false);
-        let cross_entropy = logits.cross_entropy_for_logits(&routed.targets.reshape([rows]));
+        let targets = routed.targets.reshape([rows]);
+        let cross_entropy = logits.cross_entropy_for_logits(&targets);
         let balance = gating::balance(&routed.logits, &routed.gate, k);
-        let total = &cross_entropy
+        let mut total = &cross_entropy
             + (&balance.cv2_importance + &balance.cv2_load) * self.config.balance_weight;
+        if let Some((e, c)) = &self.readout {
+            total += (own.matmul(&e.tr()) + c).cross_entropy_for_logits(&targets);
+        }
         Ok(Loss {
             total,
             cross_entropy,
@@ -513,7 +563,7 @@ impl LocalModel {
                 .contiguous()
                 .view(-1),
         )?;
-        let weights: Vec<f32> = Vec::try_from(self.mix_w.detach().contiguous().view(-1))?;
+        let weights: Vec<f32> = Vec::try_from(self.mixing().detach().contiguous().view(-1))?;
         let head = FisherHead {
             weights: &weights,
             probs: &probs,
@@ -537,7 +587,7 @@ impl LocalModel {
             let (w, b, a) = (
                 self.own_w.detach().to_kind(Kind::Double),
                 self.own_b.detach().to_kind(Kind::Double),
-                self.mix_w.detach().to_kind(Kind::Double),
+                self.mixing().detach().to_kind(Kind::Double),
             );
             let head = |g: &Tensor| own.matmul(&w.tr()) + &b + g.matmul(&a.tr());
             let full = head(&mixed);
@@ -570,7 +620,7 @@ impl LocalModel {
             };
             let full = loss.logits.detach().to_kind(Kind::Double);
             let base = ce(&full);
-            let a = self.mix_w.detach().to_kind(Kind::Double);
+            let a = self.mixing().detach().to_kind(Kind::Double);
             let gates = routed.gate.gates.detach().to_kind(Kind::Double);
             let slots = loss.slots.detach().to_kind(Kind::Double);
             let mut out = Tensor::zeros([self.config.peers as i64], (Kind::Double, Device::Cpu));

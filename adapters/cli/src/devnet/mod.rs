@@ -19,7 +19,7 @@ use deepnode_ledger::{Chain, Client, Genesis, LedgerNode, Wallet, verify};
 use crate::exit::Failure;
 use crate::node_cli::MetricsLine;
 use live::Live;
-use record::{Ablation, EpochRecord, NodeRecord, summarize};
+use record::{EpochRecord, Evaluation, NodeRecord, summarize};
 use scenario::{Member, Role, Scenario, Signal};
 
 /// `deepnode devnet`.
@@ -58,7 +58,7 @@ pub fn run(args: DevnetArgs) -> Result<(), Failure> {
         sc.resize(n).map_err(bad)?;
     }
     sc.check().map_err(bad)?;
-    if sc.shards() > 0 && !cfg!(feature = "torch") {
+    if sc.learners() > 0 && !cfg!(feature = "torch") {
         return Err(Failure::input(
             "learners need libtorch, and this deepnode was built without the `torch` feature: \
              run ./scripts/devnet.sh (or cargo run --release -p deepnode-cli --features torch \
@@ -215,7 +215,9 @@ fn node_args(sc: &Scenario, m: &Member, rpc: &str, wallets: &[Wallet]) -> Vec<St
     let rest: Vec<String> = match m.role {
         Role::Learner | Role::Offline => vec![
             "--train".into(),
-            format!("{}/{}", m.shard.unwrap_or(0), sc.shards()),
+            m.domain.clone().unwrap_or_default(),
+            "--domains".into(),
+            sc.domains().join(","),
             "--slots".into(),
             sc.nodes().to_string(),
             "--scoring".into(),
@@ -389,7 +391,7 @@ async fn devnet(sc: &Scenario, out: &Path) -> Result<Ran, Failure> {
     live.note(&format!(
         "ledger on {rpc}; starting {} nodes ({} learners)",
         members.len(),
-        sc.shards()
+        sc.learners()
     ));
     let exe = std::env::current_exe().map_err(Failure::failed)?;
     let mut procs = spawn(&exe, sc, out, &rpc, members, &wallets)?;
@@ -436,11 +438,11 @@ fn finish(sc: &Scenario, text: &str, out: &Path, ran: Ran) -> Result<(), Failure
             }
         };
     let mut traces = Vec::new();
-    let mut ablation = Vec::new();
+    let mut evaluations = Vec::new();
     for p in procs.iter().filter(|p| p.member.role.trains()) {
         let trace = MetricsLine::read_all(&p.metrics);
         if let Some(last) = trace.iter().rev().find(|x| !x.valid.is_empty()) {
-            ablation.push(Ablation {
+            evaluations.push(Evaluation {
                 name: p.member.name.clone(),
                 seed: p.member.seed,
                 steps: last.steps,
@@ -455,7 +457,7 @@ fn finish(sc: &Scenario, text: &str, out: &Path, ran: Ran) -> Result<(), Failure
         sc.warmup_steps,
         sc.seed,
         verified,
-        ablation,
+        &evaluations,
         &left,
     );
     let md = report::write(out, &epochs, &summary, &traces, text).map_err(Failure::failed)?;

@@ -65,17 +65,96 @@ pub struct EpochRecord {
     pub nodes: Vec<NodeRecord>,
 }
 
-/// Validation losses of one learner (the ablation) at its last evaluation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Ablation {
+/// A learner's last validation summary, as its metrics file has it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
     /// `node-<index>`.
     pub name: String,
     /// Its seed (models and batches).
     pub seed: u64,
     /// Training steps at the evaluation.
     pub steps: u64,
-    /// Validation loss by mixture: `peers`, `student`, `zeros`, `alone`.
+    /// The learner's validation keys (`D/peers`, `D/gain_lo`, `others/gain`, `value/J`, ...).
     pub valid: BTreeMap<String, f64>,
+}
+
+/// One learner on one evaluation domain: mean validation cross-entropy (nats per byte) over
+/// its last rounds there.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DomainLoss {
+    /// `node-<index>`.
+    pub learner: String,
+    /// The evaluation domain.
+    pub domain: String,
+    /// Whether it is the learner's own domain.
+    pub own: bool,
+    /// With the peers' answers mixed by the gate.
+    pub peers: f64,
+    /// The twin of the same seed trained on the same batches with no peers.
+    pub alone: f64,
+    /// With the distilled student standing in for every peer.
+    pub student: f64,
+    /// With zeros for every peer.
+    pub zeros: f64,
+    /// 95% bootstrap interval of `alone - peers` (over validation batches).
+    pub gain_interval: (f64, f64),
+    /// Validation rounds the means cover.
+    pub rounds: u64,
+    /// The learner's seed and training steps.
+    pub seed: u64,
+    /// Training steps at the evaluation.
+    pub steps: u64,
+}
+
+/// What one learner gains from its peers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Gain {
+    /// `node-<index>`.
+    pub learner: String,
+    /// Its own domain.
+    pub domain: String,
+    /// `alone - peers` on its own domain, and its 95% interval.
+    pub own: (f64, f64, f64),
+    /// The mean over the other domains of `alone - peers`, and its 95% interval (a bootstrap
+    /// stratified by domain); `None` when the network has one domain.
+    pub others: Option<(f64, f64, f64)>,
+    /// On the other domains, the share of the peers' gain that the student keeps:
+    /// `mean(alone - student) / mean(alone - peers)`.
+    pub student_keeps: Option<f64>,
+}
+
+/// The value one node gives the learners, beside what it earns.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeValue {
+    /// `node-<index>`.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Its domain (learners).
+    pub domain: Option<String>,
+    /// Summed over the other learners: how much their validation loss rises when its answers
+    /// are replaced by zeros (mean over their evaluation domains; nats per byte; a learner
+    /// whose loss falls without them counts 0).
+    pub value: f64,
+    /// Its incentive at the last epoch.
+    pub incentive: f64,
+}
+
+/// The learners' gains, the value each node gives, and how the incentive follows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Premise {
+    /// Per learner and evaluation domain.
+    pub ablation: Vec<DomainLoss>,
+    /// Per learner.
+    pub gains: Vec<Gain>,
+    /// Per node.
+    pub values: Vec<NodeValue>,
+    /// Spearman's rank correlation over the nodes between value given and incentive earned
+    /// at the last epoch (`None` with fewer than three nodes or a constant side).
+    pub value_incentive_correlation: Option<f64>,
+    /// Learners alone on their domain, and learners that share theirs, with their incentive:
+    /// whether every unique specialist out-earns every learner of a shared domain.
+    pub unique_out_earns_shared: Option<bool>,
 }
 
 /// A node that left during the run.
@@ -120,8 +199,8 @@ pub struct Summary {
     pub rows: (u64, u64),
     /// Claim 3: whether `deepnode ledger verify` passed on the chain, and its blocks.
     pub chain_verified: Option<u64>,
-    /// Claim 4, per learner.
-    pub ablation: Vec<Ablation>,
+    /// Claim 4: what the learners gain from their peers, and what the market pays for it.
+    pub premise: Premise,
     /// Nodes that left.
     pub departures: Vec<Departure>,
 }
@@ -176,7 +255,7 @@ pub fn summarize(
     warmup: u64,
     seed: u64,
     chain_verified: Option<u64>,
-    ablation: Vec<Ablation>,
+    evaluations: &[Evaluation],
     left: &[(String, u64, String)],
 ) -> Summary {
     let roles: Vec<String> = {
@@ -277,9 +356,170 @@ pub fn summarize(
         cabal_share_falls,
         rows,
         chain_verified,
-        ablation,
+        premise: premise(epochs, evaluations),
         departures,
     }
+}
+
+/// The premise's numbers from the learners' last evaluations and the last epoch.
+pub fn premise(epochs: &[EpochRecord], evaluations: &[Evaluation]) -> Premise {
+    let mut ablation = Vec::new();
+    let mut gains = Vec::new();
+    for e in evaluations {
+        let get = |k: &str| e.valid.get(k).copied();
+        let mut domains: Vec<&str> = e
+            .valid
+            .keys()
+            .filter_map(|k| k.strip_suffix("/own"))
+            .collect();
+        domains.sort_unstable();
+        let mut own_gain = None;
+        let mut own_domain = String::new();
+        let (mut alone_sum, mut student_sum, mut peers_sum, mut others) = (0.0, 0.0, 0.0, 0);
+        for d in domains {
+            let k = |m: &str| get(&format!("{d}/{m}"));
+            let (Some(peers), Some(alone), Some(student), Some(zeros)) =
+                (k("peers"), k("alone"), k("student"), k("zeros"))
+            else {
+                continue;
+            };
+            let own = k("own") == Some(1.0);
+            let interval = (k("gain_lo").unwrap_or(0.0), k("gain_hi").unwrap_or(0.0));
+            if own {
+                own_gain = Some((alone - peers, interval.0, interval.1));
+                own_domain = d.to_owned();
+            } else {
+                alone_sum += alone;
+                student_sum += student;
+                peers_sum += peers;
+                others += 1;
+            }
+            ablation.push(DomainLoss {
+                learner: e.name.clone(),
+                domain: d.to_owned(),
+                own,
+                peers,
+                alone,
+                student,
+                zeros,
+                gain_interval: interval,
+                rounds: k("rounds").unwrap_or(0.0) as u64,
+                seed: e.seed,
+                steps: e.steps,
+            });
+        }
+        let Some(own) = own_gain else { continue };
+        let others_gain = match (
+            get("others/gain"),
+            get("others/gain_lo"),
+            get("others/gain_hi"),
+        ) {
+            (Some(g), Some(lo), Some(hi)) => Some((g, lo, hi)),
+            _ => None,
+        };
+        let gain = alone_sum - peers_sum;
+        gains.push(Gain {
+            learner: e.name.clone(),
+            domain: own_domain,
+            own,
+            others: others_gain,
+            student_keeps: (others > 0 && gain > 0.0).then(|| (alone_sum - student_sum) / gain),
+        });
+    }
+    let last = epochs.last();
+    let values: Vec<NodeValue> = last
+        .map(|l| {
+            l.nodes
+                .iter()
+                .map(|n| {
+                    let key = format!("value/{}", n.uid);
+                    // Answers that raise a learner's loss give it nothing: what it pays is
+                    // never below zero either.
+                    let value = evaluations
+                        .iter()
+                        .filter(|e| e.name != n.name)
+                        .filter_map(|e| e.valid.get(&key))
+                        .map(|v| v.max(0.0))
+                        .sum();
+                    NodeValue {
+                        name: n.name.clone(),
+                        role: n.role,
+                        domain: gains
+                            .iter()
+                            .find(|g| g.learner == n.name)
+                            .map(|g| g.domain.clone()),
+                        value,
+                        incentive: n.incentive,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let value_incentive_correlation = spearman(
+        &values.iter().map(|v| v.value).collect::<Vec<_>>(),
+        &values.iter().map(|v| v.incentive).collect::<Vec<_>>(),
+    );
+    let learners: Vec<&NodeValue> = values.iter().filter(|v| v.domain.is_some()).collect();
+    let sharing = |v: &NodeValue| learners.iter().filter(|o| o.domain == v.domain).count();
+    let unique: Vec<f64> = learners
+        .iter()
+        .filter(|v| sharing(v) == 1)
+        .map(|v| v.incentive)
+        .collect();
+    let shared: Vec<f64> = learners
+        .iter()
+        .filter(|v| sharing(v) > 1)
+        .map(|v| v.incentive)
+        .collect();
+    let unique_out_earns_shared = (!unique.is_empty() && !shared.is_empty()).then(|| {
+        let low = unique.iter().copied().fold(f64::INFINITY, f64::min);
+        shared.iter().all(|&s| low > s)
+    });
+    Premise {
+        ablation,
+        gains,
+        values,
+        value_incentive_correlation,
+        unique_out_earns_shared,
+    }
+}
+
+/// Spearman's rank correlation of `x` and `y` (ties take their mean rank): Pearson's
+/// correlation of the ranks. `None` for fewer than three pairs or a side without spread.
+pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
+    if x.len() != y.len() || x.len() < 3 {
+        return None;
+    }
+    let (rx, ry) = (ranks(x), ranks(y));
+    let n = x.len() as f64;
+    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in rx.iter().zip(&ry) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
+}
+
+/// The rank of each value (1-based; ties share the mean of their ranks).
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut out = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            out[k] = rank;
+        }
+        i = j + 1;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -341,7 +581,7 @@ mod tests {
             epoch(5, 80, true, false),
         ];
         let left = [("node-1".to_owned(), 3, "kill".to_owned())];
-        let s = summarize(&epochs, 0.05, 0, 7, Some(40), Vec::new(), &left);
+        let s = summarize(&epochs, 0.05, 0, 7, Some(40), &[], &left);
         assert_eq!(s.epochs, 5);
         let (l, nl) = s.learner_vs_noise_lazy;
         assert!(
@@ -363,7 +603,7 @@ mod tests {
             epoch(2, 90, true, false),
             epoch(3, 95, true, false),
         ];
-        let s = summarize(&epochs, 0.05, 0, 7, None, Vec::new(), &[]);
+        let s = summarize(&epochs, 0.05, 0, 7, None, &[], &[]);
         assert_eq!(s.honest_rows_from, Some(1));
         assert_eq!(s.cabal_share_falls, Some(false));
         // Before the warm-up, rows do not count as informed.
@@ -373,11 +613,82 @@ mod tests {
                 n.steps = steps;
             }
         }
-        let s = summarize(&epochs, 0.05, 20, 7, None, Vec::new(), &[]);
+        let s = summarize(&epochs, 0.05, 20, 7, None, &[], &[]);
         assert_eq!(s.honest_rows_from, Some(2));
         // Dishonest to the end: no verdict.
         let epochs = vec![epoch(1, 100, true, true), epoch(2, 90, true, true)];
-        let s = summarize(&epochs, 0.05, 0, 7, None, Vec::new(), &[]);
+        let s = summarize(&epochs, 0.05, 0, 7, None, &[], &[]);
         assert_eq!((s.honest_rows_from, s.cabal_share_falls), (None, None));
+    }
+
+    #[test]
+    fn spearman_ranks_ties_together_and_needs_spread() {
+        let r = spearman(&[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 30.0, 40.0]).unwrap();
+        assert!((r - 1.0).abs() < 1e-12);
+        let r = spearman(&[1.0, 2.0, 3.0, 4.0], &[4.0, 3.0, 2.0, 1.0]).unwrap();
+        assert!((r + 1.0).abs() < 1e-12);
+        // Ties share their mean rank: [1.5, 1.5, 3] against [1, 2, 3].
+        let r = spearman(&[0.0, 0.0, 5.0], &[1.0, 2.0, 3.0]).unwrap();
+        assert!((r - 0.866_025_403_784_438_6).abs() < 1e-12, "{r}");
+        assert_eq!(spearman(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
+        assert_eq!(spearman(&[1.0, 2.0], &[1.0, 2.0]), None);
+    }
+
+    #[test]
+    fn the_premise_reads_gains_values_and_the_pair() {
+        // node-0 and node-1 share "a", node-2 alone on "b"; node-3 is noise.
+        let mut e = epoch(1, 100, true, false);
+        e.nodes = vec![
+            node("node-0", Role::Learner, 100, 0.2, true),
+            node("node-1", Role::Learner, 100, 0.25, true),
+            node("node-2", Role::Learner, 100, 0.55, true),
+            node("node-3", Role::Noise, 100, 0.0, false),
+        ];
+        let eval = |name: &str, own: &str, other: &str, gain_other: f64, values: [f64; 4]| {
+            let mut valid = BTreeMap::new();
+            for (d, own_flag, gain) in [(own, 1.0, 0.01), (other, 0.0, gain_other)] {
+                valid.insert(format!("{d}/own"), own_flag);
+                valid.insert(format!("{d}/peers"), 2.0 - gain);
+                valid.insert(format!("{d}/alone"), 2.0);
+                valid.insert(format!("{d}/student"), 2.0 - gain / 2.0);
+                valid.insert(format!("{d}/zeros"), 2.1);
+                valid.insert(format!("{d}/gain_lo"), gain - 0.01);
+                valid.insert(format!("{d}/gain_hi"), gain + 0.01);
+                valid.insert(format!("{d}/rounds"), 12.0);
+            }
+            valid.insert("others/gain".into(), gain_other);
+            valid.insert("others/gain_lo".into(), gain_other - 0.01);
+            valid.insert("others/gain_hi".into(), gain_other + 0.01);
+            for (uid, v) in values.iter().enumerate() {
+                valid.insert(format!("value/{uid}"), *v);
+            }
+            Evaluation {
+                name: name.into(),
+                seed: 1,
+                steps: 100,
+                valid,
+            }
+        };
+        let evals = [
+            eval("node-0", "a", "b", 0.4, [9.0, 0.1, 0.5, -0.01]),
+            eval("node-1", "a", "b", 0.5, [0.1, 9.0, 0.6, -0.02]),
+            eval("node-2", "b", "a", 0.3, [0.2, 0.2, 9.0, 0.0]),
+        ];
+        let p = premise(&[e], &evals);
+        assert_eq!(p.ablation.len(), 6);
+        assert_eq!(p.gains.len(), 3);
+        let g = &p.gains[0];
+        assert_eq!(g.domain, "a");
+        assert!((g.own.0 - 0.01).abs() < 1e-12);
+        assert_eq!(g.others.map(|o| o.0), Some(0.4));
+        assert!((g.student_keeps.unwrap() - 0.5).abs() < 1e-12);
+        // Own value (9.0) is not counted: node-0 gave 0.1 + 0.2 to the others.
+        assert!((p.values[0].value - 0.3).abs() < 1e-12, "{:?}", p.values[0]);
+        assert!((p.values[2].value - 1.1).abs() < 1e-12);
+        assert_eq!(p.values[3].value, 0.0, "harmful answers give nothing");
+        assert_eq!(p.unique_out_earns_shared, Some(true));
+        // Values 0.3, 0.3, 1.1, 0 against incentives 0.2, 0.25, 0.55, 0.
+        let r = p.value_incentive_correlation.unwrap();
+        assert!(r > 0.7, "{r}");
     }
 }

@@ -10,7 +10,7 @@ use deepnode_sim::plot::{Figure, Lines, save};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::record::{EpochRecord, Summary};
+use super::record::{EpochRecord, Premise, Summary};
 use crate::node_cli::MetricsLine;
 
 /// The weights matrix of every epoch as small heat maps (rows: setters, columns: receivers,
@@ -69,6 +69,116 @@ impl Figure for WeightGrid<'_> {
             grid.draw(&Rectangle::new([(0, 0), (side, side)], BLACK.mix(0.5)))
                 .map_err(|e| s(&e))?;
         }
+        Ok(())
+    }
+}
+
+/// The premise at a glance: per learner, validation loss trained alone and with its peers
+/// (and with the student standing in), on its own domain and on the other domains (mean).
+struct GainBars<'a> {
+    premise: &'a Premise,
+}
+
+impl Figure for GainBars<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let s = |e: &dyn std::fmt::Display| e.to_string();
+        root.fill(&WHITE).map_err(|e| s(&e))?;
+        // One group of bars per (learner, own | others).
+        let mut groups: Vec<(String, [f64; 3])> = Vec::new();
+        for g in &self.premise.gains {
+            for own in [true, false] {
+                let rows: Vec<_> = self
+                    .premise
+                    .ablation
+                    .iter()
+                    .filter(|a| a.learner == g.learner && a.own == own)
+                    .collect();
+                if rows.is_empty() {
+                    continue;
+                }
+                let n = rows.len() as f64;
+                let mean = |f: &dyn Fn(&&super::record::DomainLoss) -> f64| {
+                    rows.iter().map(f).sum::<f64>() / n
+                };
+                let label = if own {
+                    format!("{} {}", g.learner, g.domain)
+                } else {
+                    format!("{} others", g.learner)
+                };
+                groups.push((
+                    label,
+                    [mean(&|a| a.alone), mean(&|a| a.peers), mean(&|a| a.student)],
+                ));
+            }
+        }
+        let top = groups
+            .iter()
+            .flat_map(|g| g.1)
+            .fold(0.0f64, f64::max)
+            .max(1.0)
+            * 1.1;
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                "validation loss per learner: alone, with peers, student (nats/byte)",
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(70)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..groups.len().max(1) as f64, 0.0..top)
+            .map_err(|e| s(&e))?;
+        let labels: Vec<String> = groups.iter().map(|g| g.0.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(groups.len().max(1) * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - i as f64 - 0.5).abs() < 0.26 {
+                    labels.get(i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("cross-entropy")
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(|e| s(&e))?;
+        let colors = [
+            RGBColor(200, 90, 60),
+            RGBColor(40, 110, 190),
+            RGBColor(120, 170, 90),
+        ];
+        for (i, (_, bars)) in groups.iter().enumerate() {
+            for (b, (&v, color)) in bars.iter().zip(colors).enumerate() {
+                let x0 = i as f64 + 0.1 + 0.27 * b as f64;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(x0, 0.0), (x0 + 0.25, v)],
+                        color.filled(),
+                    )))
+                    .map_err(|e| s(&e))?;
+            }
+        }
+        for (name, color) in ["alone", "peers", "student"].iter().zip(colors) {
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(0.0, 0.0), (0.0, 0.0)],
+                    color.filled(),
+                )))
+                .map_err(|e| s(&e))?
+                .label(*name)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(|e| s(&e))?;
         Ok(())
     }
 }
@@ -140,12 +250,29 @@ pub fn write(
         y_range: None,
     };
     figure(dir, "train_loss", &train)?;
+    figure(
+        dir,
+        "gain",
+        &GainBars {
+            premise: &summary.premise,
+        },
+    )?;
     let mut series = Vec::new();
     for (name, t) in traces {
-        for mix in ["peers", "alone", "student"] {
+        let Some(domain) = summary
+            .premise
+            .gains
+            .iter()
+            .find(|g| &g.learner == name)
+            .map(|g| g.domain.clone())
+        else {
+            continue;
+        };
+        for mix in ["peers", "alone"] {
+            let key = format!("{domain}/{mix}");
             let mut pts: Vec<(f64, f64)> = t
                 .iter()
-                .filter_map(|m| Some((m.steps as f64, *m.valid.get(mix)?)))
+                .filter_map(|m| Some((m.steps as f64, *m.valid.get(&key)?)))
                 .collect();
             pts.dedup_by(|a, b| a.0 == b.0);
             if !pts.is_empty() {
@@ -154,7 +281,7 @@ pub fn write(
         }
     }
     let valid = Lines {
-        title: "validation loss: with peers, trained alone, student standing in".into(),
+        title: "validation loss on each learner's own domain: with peers, trained alone".into(),
         x_label: "training steps".into(),
         y_label: "cross-entropy".into(),
         series,
@@ -231,6 +358,7 @@ fn markdown(epochs: &[EpochRecord], s: &Summary) -> String {
          the end of every epoch) and the nodes' logs in `logs/`.\n",
         s.nodes, s.epochs, s.seed
     );
+    premise(&mut md, &s.premise);
     let _ = writeln!(md, "![stake share by role](stake_share.png)\n");
     let _ = writeln!(
         md,
@@ -323,34 +451,7 @@ fn markdown(epochs: &[EpochRecord], s: &Summary) -> String {
         }
     );
     let _ = writeln!(md, "![weights per epoch](weights.png)\n");
-    let _ = writeln!(md, "## 4. Ablation: validation loss (nats per byte)\n");
-    let _ = writeln!(
-        md,
-        "Each learner evaluates on its own held-out text: its model with the peers' answers \
-         (`peers`), with its distilled student standing in for every peer (`student`), with \
-         zeros (`zeros`), and a twin of the same seed trained on the same batches with no peers \
-         (`alone`). Reported as measured.\n"
-    );
-    let _ = writeln!(
-        md,
-        "| learner | seed | steps | peers | student | zeros | alone |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
-    for a in &s.ablation {
-        let g = |k: &str| a.valid.get(k).map_or("-".into(), |v| format!("{v:.3}"));
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            a.name,
-            a.seed,
-            a.steps,
-            g("peers"),
-            g("student"),
-            g("zeros"),
-            g("alone")
-        );
-    }
-    let _ = writeln!(md, "\n![validation loss](valid_loss.png)\n");
+    let _ = writeln!(md, "![validation loss](valid_loss.png)\n");
     let _ = writeln!(md, "![training loss](train_loss.png)\n");
     if !s.departures.is_empty() {
         let _ = writeln!(md, "## Nodes that left\n");
@@ -410,4 +511,109 @@ fn markdown(epochs: &[EpochRecord], s: &Summary) -> String {
          `summary.json`, `logs/node-*.log`, `metrics/node-*.jsonl`, the figures as PNG and SVG."
     );
     md
+}
+
+fn signed(x: f64) -> String {
+    format!("{x:+.3}")
+}
+
+fn interval(lo: f64, hi: f64) -> String {
+    format!("[{lo:+.3}, {hi:+.3}]")
+}
+
+/// The report's first section: what each learner gains from its peers on its own domain and
+/// on the others, what the student keeps offline, and whether the incentive follows value.
+fn premise(md: &mut String, p: &Premise) {
+    let _ = writeln!(md, "## What a learner gains from its peers\n");
+    if p.gains.is_empty() {
+        let _ = writeln!(md, "No learner finished a validation round.\n");
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "Each learner trains on its own domain (and a small sample of the others) and is \
+         evaluated on every domain of the network. Gain = loss of its twin trained alone on the \
+         same batches minus its loss with the peers' answers (nats per byte, positive: the peers \
+         help), with a 95% bootstrap interval over validation batches. The student column is \
+         the share of the gain on the other domains that the distilled student keeps when no \
+         peer answers.\n"
+    );
+    let _ = writeln!(md, "![gain per learner](gain.png)\n");
+    let _ = writeln!(
+        md,
+        "| learner | domain | gain, own domain | gain, other domains (mean) | student keeps |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|");
+    for g in &p.gains {
+        let (own, lo, hi) = g.own;
+        let others = g.others.map_or("-".into(), |(x, lo, hi)| {
+            format!("{} {}", signed(x), interval(lo, hi))
+        });
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} {} | {others} | {} |",
+            g.learner,
+            g.domain,
+            signed(own),
+            interval(lo, hi),
+            g.student_keeps.map_or("-".into(), pct)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nPer learner and evaluation domain (mean over the last validation rounds):\n"
+    );
+    let _ = writeln!(
+        md,
+        "| learner | domain | own | steps | rounds | peers | alone | student | zeros | gain (95%) |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    for a in &p.ablation {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} {} |",
+            a.learner,
+            a.domain,
+            if a.own { "yes" } else { "" },
+            a.steps,
+            a.rounds,
+            a.peers,
+            a.alone,
+            a.student,
+            a.zeros,
+            signed(a.alone - a.peers),
+            interval(a.gain_interval.0, a.gain_interval.1)
+        );
+    }
+    let _ = writeln!(md, "\n### Does the incentive follow value?\n");
+    let _ = writeln!(
+        md,
+        "A node's value: summed over the other learners, how much their validation loss rises \
+         when its answers are replaced by zeros (a leave-one-out in their evaluation, not read \
+         from the chain). Rank correlation (Spearman) over the nodes between value and \
+         incentive at the last epoch: {}.\n",
+        p.value_incentive_correlation
+            .map_or("undefined".into(), |r| format!("{r:.3}"))
+    );
+    let _ = writeln!(md, "| node | role | domain | value given | incentive |");
+    let _ = writeln!(md, "|---|---|---|---|---|");
+    for v in &p.values {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.4} | {:.4} |",
+            v.name,
+            v.role.name(),
+            v.domain.as_deref().unwrap_or("-"),
+            v.value,
+            v.incentive
+        );
+    }
+    if let Some(yes) = p.unique_out_earns_shared {
+        let _ = writeln!(
+            md,
+            "\nEvery learner alone on its domain earns {} than every learner that shares one.\n",
+            if yes { "more" } else { "NOT more" }
+        );
+    }
+    let _ = writeln!(md);
 }

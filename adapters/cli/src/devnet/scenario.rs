@@ -10,7 +10,7 @@ pub const DEFAULT: &str = include_str!("../../../../examples/devnet.toml");
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Trains on its own text shard through its gating layer; weights from Fisher scores.
+    /// Trains on its own text domain through its gating layer; weights from Fisher scores.
     Learner,
     /// A learner that leaves at its group's `leave` epoch.
     Offline,
@@ -68,7 +68,12 @@ pub struct Group {
     /// How they leave.
     #[serde(default)]
     pub signal: Signal,
+    /// The text domain they specialise in (learners and offline nodes; default `fortunes`).
+    pub domain: Option<String>,
 }
+
+/// The domain of a learner group that names none.
+pub const DEFAULT_DOMAIN: &str = "fortunes";
 
 fn one() -> usize {
     1
@@ -111,7 +116,7 @@ impl Default for Scenario {
     /// The values of `examples/devnet.toml`, with no groups.
     fn default() -> Self {
         Scenario {
-            epochs: 40,
+            epochs: 60,
             tempo: 10,
             block_ms: 500,
             seed: 1,
@@ -120,7 +125,7 @@ impl Default for Scenario {
             trust_threshold: 0.0,
             warmup_steps: 0,
             dim: 32,
-            k: 2,
+            k: 4,
             query_ms: 100,
             groups: Vec::new(),
         }
@@ -140,8 +145,8 @@ pub struct Member {
     pub leave: Option<(u64, Signal)>,
     /// Its seed.
     pub seed: u64,
-    /// Its text shard among the learners (learners only).
-    pub shard: Option<usize>,
+    /// Its text domain (learners only).
+    pub domain: Option<String>,
     /// The indices of the other members of its group (cabal only).
     pub group: Vec<usize>,
 }
@@ -196,6 +201,12 @@ impl Scenario {
             if g.role == Role::Cabal && g.count < 2 {
                 return Err("a cabal needs at least two nodes".into());
             }
+            if g.domain.is_some() && !g.role.trains() {
+                return Err(format!(
+                    "`domain` is for learner and offline groups, not {}",
+                    g.role.name()
+                ));
+            }
         }
         Ok(())
     }
@@ -232,7 +243,6 @@ impl Scenario {
     /// The nodes in scenario order.
     pub fn members(&self) -> Vec<Member> {
         let mut out: Vec<Member> = Vec::with_capacity(self.nodes());
-        let mut shard = 0;
         for g in &self.groups {
             let first = out.len();
             for _ in 0..g.count {
@@ -243,9 +253,10 @@ impl Scenario {
                     role: g.role,
                     leave: g.leave.map(|e| (e, g.signal)),
                     seed: self.seed.wrapping_mul(1000).wrapping_add(index as u64),
-                    shard: g.role.trains().then(|| {
-                        shard += 1;
-                        shard - 1
+                    domain: g.role.trains().then(|| {
+                        g.domain
+                            .clone()
+                            .unwrap_or_else(|| DEFAULT_DOMAIN.to_owned())
                     }),
                     group: Vec::new(),
                 });
@@ -259,13 +270,25 @@ impl Scenario {
         out
     }
 
-    /// Learners (trainers) among the nodes: the number of text shards.
-    pub fn shards(&self) -> usize {
+    /// Learners (trainers) among the nodes.
+    pub fn learners(&self) -> usize {
         self.groups
             .iter()
             .filter(|g| g.role.trains())
             .map(|g| g.count)
             .sum()
+    }
+
+    /// The text domains of the learners, sorted, each once: what every learner is evaluated on.
+    pub fn domains(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .members()
+            .into_iter()
+            .filter_map(|m| m.domain)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 }
 
@@ -279,10 +302,11 @@ mod tests {
         assert_eq!(s.nodes(), 8);
         let m = s.members();
         assert_eq!(m.iter().filter(|m| m.role.trains()).count(), 4);
-        assert_eq!(s.shards(), 4);
+        assert_eq!(s.learners(), 4);
+        assert_eq!(s.domains(), ["c", "fortunes", "python"]);
         let cabal: Vec<_> = m.iter().filter(|m| m.role == Role::Cabal).collect();
         assert_eq!(cabal[0].group, vec![cabal[1].index]);
-        assert_eq!(m[3].leave, Some((26, Signal::Kill)));
+        assert_eq!(m[3].leave, Some((40, Signal::Kill)));
     }
 
     #[test]
@@ -300,10 +324,10 @@ mod tests {
 
     #[test]
     fn bad_scenarios_are_refused_with_a_reason() {
-        let base = DEFAULT.replace("epochs = 40", "epochs = 30");
+        let base = DEFAULT.replace("epochs = 60", "epochs = 45");
         for (text, why) in [
             (format!("{base}\nextra = 1"), "unknown field"),
-            (base.replace("leave = 26", "leave = 31"), "not within"),
+            (base.replace("leave = 40", "leave = 46"), "not within"),
             (base.replace("count = 2", "count = 1"), "cabal needs"),
             (
                 base.replace("tempo = 10", "tempo = 0"),
@@ -327,7 +351,7 @@ mod tests {
         let mut s = Scenario::parse(DEFAULT).unwrap();
         s.resize(12).unwrap();
         assert_eq!(s.nodes(), 12);
-        assert_eq!(s.groups[0].count, 7);
-        assert!(s.resize(5).is_err(), "the other groups hold 5");
+        assert_eq!(s.groups[0].count, 5);
+        assert!(s.resize(7).is_err(), "the other groups hold 7");
     }
 }
