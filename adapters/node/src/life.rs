@@ -200,6 +200,8 @@ pub async fn run(
     let _shutdown = ShutdownOnDrop(Arc::clone(&node));
     let (addr, mut listener) = node.listen(cfg.listen).await?;
     let uid = join(&client, wallet, &cfg, &addr.to_string()).await?;
+    // The block of the last row this node saw committed.
+    let mut committed: Option<u64> = None;
     let mut st = Status {
         uid: Some(uid),
         ..Status::default()
@@ -228,7 +230,13 @@ pub async fn run(
         };
         admission.update(&mg);
         st.block = mg.block;
-        st.weights_block = mg.nodes.get(uid as usize).and_then(|n| n.weights_block);
+        // A row this node saw committed counts even when the metagraph read is older than
+        // it (the read raced the commit): submitting again would only meet the rate limit.
+        st.weights_block = mg
+            .nodes
+            .get(uid as usize)
+            .and_then(|n| n.weights_block)
+            .max(committed);
         refresh(
             &node,
             &mg,
@@ -294,9 +302,11 @@ pub async fn run(
         }
         if due && !scores.is_empty() && cfg.scoring != Scoring::Nothing {
             match set_weights(&client, wallet, &mg, uid, &scores).await {
-                Ok(Ok(())) => {
+                Ok(Ok(block)) => {
                     st.last_row_error = None;
                     st.rows_set += 1;
+                    st.weights_block = Some(block);
+                    committed = Some(block);
                     scores.clear();
                 }
                 // Not enough scores for a row yet: nothing was sent.
@@ -604,15 +614,16 @@ async fn send_gradients(
     }
 }
 
-/// Turns `scores` into a row and submits it: `Ok(Err(_))` when no valid row can be made
-/// (nothing sent), `Err(_)` when the ledger refused it or could not be reached.
+/// Turns `scores` into a row and submits it: `Ok(Ok(block))`, the block that committed it;
+/// `Ok(Err(_))` when no valid row can be made (nothing sent); `Err(_)` when the ledger
+/// refused it or could not be reached.
 async fn set_weights(
     client: &Client,
     wallet: &Wallet,
     mg: &MetagraphView,
     uid: Uid,
     scores: &HashMap<Uid, f64>,
-) -> Result<Result<(), RowError>, NodeError> {
+) -> Result<Result<u64, RowError>, NodeError> {
     // A node never weights itself: on a ledger that masks self weights such a weight would
     // not count towards `min_allowed_weights`, and on one that does not it would buy rank.
     let params = Params::<Fx> {
@@ -629,11 +640,11 @@ async fn set_weights(
         .send(wallet.key(), Call::SetWeights { uid, weights: row })
         .await
         .map_err(ledger)?;
-    client
+    let block = client
         .wait_committed(&h, Duration::from_secs(30))
         .await
         .map_err(ledger)?;
-    Ok(Ok(()))
+    Ok(Ok(block))
 }
 
 /// Runs `f` on `t` on a blocking thread (training is CPU work; the network threads stay
