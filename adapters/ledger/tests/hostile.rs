@@ -4,6 +4,8 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use deepnode_ledger::{Call, Chain, Extrinsic, Genesis, LedgerNode, Wallet};
@@ -279,4 +281,182 @@ async fn slow_requests_and_silent_connections_time_out() {
         );
     }
     node.stop().await.expect("stop");
+}
+
+/// One hogging socket of a local process: connects to `addr` from 127.0.0.1 and holds the
+/// connection, sending nothing (`idle`) or a declared 100 kB body a byte every 200 ms; when
+/// the server closes it, opens another. Stops when `stop` is set; returns the connections it
+/// opened.
+async fn hog(addr: SocketAddr, idle: bool, stop: Arc<AtomicBool>) -> usize {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut opened = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        opened += 1;
+        if !idle {
+            let head = format!(
+                "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+                 Content-Length: 100000\r\n\r\n["
+            );
+            if s.write_all(head.as_bytes()).await.is_err() {
+                continue;
+            }
+        }
+        let mut buf = [0u8; 256];
+        while !stop.load(Ordering::SeqCst) {
+            tokio::select! {
+                r = s.read(&mut buf) => if matches!(r, Ok(0) | Err(_)) { break },
+                () = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if !idle && s.write_all(b" ").await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    opened
+}
+
+/// A local process holds 96 sockets to a loopback server (half idle, half sending a body a
+/// byte at a time) and reopens each one the server closes, while an honest client makes
+/// eleven calls, each on a fresh connection as `deepnode tx` does. Every call is served.
+/// Before, the per-IP cap (64) counted 127.0.0.1 as one client, the hog held every slot and
+/// every honest call was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_hog_cannot_lock_honest_clients_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = node(dir.path()).await;
+    let addr = node.addr();
+    let url = format!("http://{addr}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let hogs: Vec<_> = (0..96)
+        .map(|k| tokio::spawn(hog(addr, k % 2 == 0, stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let w = wallet(1);
+    let mut served = Vec::new();
+    let mut failed = Vec::new();
+    for k in 0..11 {
+        let start = Instant::now();
+        let call = async {
+            let client = deepnode_ledger::Client::new(&url)?;
+            if k % 2 == 0 {
+                client.call("ledger_head", jsonrpsee::rpc_params![]).await?;
+            } else {
+                client
+                    .send(w.key(), Call::AddStake { uid: 0, amount: 1 })
+                    .await?;
+            }
+            Ok::<_, deepnode_ledger::LedgerError>(())
+        };
+        match tokio::time::timeout(Duration::from_secs(15), call).await {
+            Ok(Ok(())) => served.push(start.elapsed()),
+            Ok(Err(e)) => failed.push(e.to_string()),
+            Err(_) => failed.push("no reply in 15 s".into()),
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut opened = 0;
+    for h in hogs {
+        opened += h.await.expect("hog");
+    }
+    served.sort();
+    eprintln!(
+        "local hog ({opened} connections opened): {} of 11 honest calls served, p50 {:?}, max {:?}; \
+         failures {failed:?}",
+        served.len(),
+        served.get(served.len() / 2),
+        served.last()
+    );
+    node.stop().await.expect("stop");
+    assert!(failed.is_empty(), "honest calls refused: {failed:?}");
+}
+
+/// Upgraded WebSocket sessions count against the connection limits: with 4 connections per
+/// IP, of which 3 may be WebSockets, a fourth upgrade gets HTTP 429 (the rest is kept for
+/// HTTP), and an HTTP call at the cap evicts the session that has been idle longest. Before,
+/// a session stopped counting once upgraded: the fourth upgrade was accepted and no session
+/// was ever closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_sessions_count_against_the_connection_limits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chain = Chain::open(dir.path(), None).expect("open");
+    let limits = deepnode_ledger::rpc::Limits {
+        max_per_ip: 4,
+        max_ws_per_ip: 3,
+        eviction_grace: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let node = LedgerNode::start_with_limits(
+        chain,
+        "127.0.0.1:0".parse().expect("addr"),
+        Duration::from_millis(100),
+        limits,
+    )
+    .await
+    .expect("start");
+    let addr = node.addr();
+    let (fourth, evicted, others_open, reply) = tokio::task::spawn_blocking(move || {
+        let sessions: Vec<TcpStream> = (0..3)
+            .map(|_| {
+                let s = ws_connect(addr);
+                std::thread::sleep(Duration::from_millis(50));
+                s
+            })
+            .collect();
+        // A fourth upgrade: refused, it would eat the HTTP reserve.
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .expect("handshake");
+        let mut head = [0u8; 12];
+        let _ = s.read_exact(&mut head);
+        let fourth = String::from_utf8_lossy(&head).to_string();
+        drop(s);
+        std::thread::sleep(Duration::from_millis(300));
+        // Three sessions and this: at the cap of 4, so the call evicts the oldest session.
+        let _extra = TcpStream::connect(addr).expect("connect");
+        std::thread::sleep(Duration::from_millis(300));
+        let reply = post(addr, r#"{"jsonrpc":"2.0","id":1,"method":"ledger_head"}"#);
+        // Closed: end of stream or a reset after whatever was sent (a ping); open: no more
+        // bytes within 500 ms.
+        let closed = |mut s: &TcpStream| {
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .expect("timeout");
+            let mut b = [0u8; 64];
+            loop {
+                match s.read(&mut b) {
+                    Ok(0) => return true,
+                    Ok(_) => {}
+                    Err(e) => {
+                        return !matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        );
+                    }
+                }
+            }
+        };
+        let evicted = closed(&sessions[0]);
+        let others_open = sessions[1..].iter().filter(|s| !closed(s)).count();
+        (fourth, evicted, others_open, reply)
+    })
+    .await
+    .expect("client");
+    node.stop().await.expect("stop");
+    assert_eq!(fourth, "HTTP/1.1 429", "a fourth upgrade from one address");
+    assert!(reply.contains("\"result\""), "{reply}");
+    assert!(
+        evicted,
+        "the oldest idle session was not evicted at the cap"
+    );
+    assert!(others_open >= 1, "every session was closed");
 }

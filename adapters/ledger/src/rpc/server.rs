@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use deepnode_consensus::{Uid, Weight};
+use jsonrpsee::core::middleware::RpcServiceBuilder;
 use jsonrpsee::core::{RegisterMethodError, SubscriptionResult};
 use jsonrpsee::server::{
     BatchRequestConfig, PendingSubscriptionSink, PingConfig, Server, ServerConfig, ServerHandle,
@@ -17,7 +18,7 @@ use jsonrpsee::types::{ErrorObjectOwned, Extensions, Params};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::listener::{Limits, accept_loop, bind};
+use super::listener::{GateLayer, Limits, accept_loop, bind};
 use super::producer::produce;
 use super::{MAX_BATCH_LEN, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MESSAGE_BUFFER, tx_error_code};
 use crate::error::{RpcError, UsageError};
@@ -137,7 +138,10 @@ impl LedgerNode {
                     .max_failures(1),
             )
             .build();
-        let builder = Server::builder().set_config(config).to_service_builder();
+        let builder = Server::builder()
+            .set_config(config)
+            .set_rpc_middleware(RpcServiceBuilder::new().layer(GateLayer))
+            .to_service_builder();
         let listener = bind(listen).await?;
         let addr = listener.local_addr()?;
         let module = module(shared.clone()).map_err(RpcError::Register)?;
