@@ -31,22 +31,27 @@ fn wallet(i: u32) -> Wallet {
 
 /// `NODES` nodes with `K` weights each; the honest submitter is `wallet(NODES)`.
 fn build(dir: &std::path::Path) -> Chain {
+    build_n(dir, NODES)
+}
+
+/// `nodes` nodes with `K` weights each; the honest submitter is `wallet(nodes)`.
+fn build_n(dir: &std::path::Path, nodes: u32) -> Chain {
     let mut g = Genesis::default();
     g.config.tempo = 100_000;
-    g.config.max_nodes = NODES;
-    g.config.max_block_extrinsics = NODES * 2;
-    g.endowments = (0..=NODES)
+    g.config.max_nodes = nodes;
+    g.config.max_block_extrinsics = nodes * 2;
+    g.endowments = (0..=nodes)
         .map(|i| (wallet(i).account(), 1_000_000))
         .collect();
     let mut chain = Chain::open(dir, Some(&g)).expect("open");
     let id = chain.genesis_hash();
-    for i in 0..NODES {
+    for i in 0..nodes {
         let ext = Extrinsic::sign(wallet(i).key(), &id, 0, Call::Register);
         chain.submit_verified(ext).expect("register");
     }
     chain.produce_block(1).expect("block 1");
-    for i in 0..NODES {
-        let weights = (0..K).map(|j| ((i + j) % NODES, 1 + j as u16)).collect();
+    for i in 0..nodes {
+        let weights = (0..K).map(|j| ((i + j) % nodes, 1 + j as u16)).collect();
         let ext = Extrinsic::sign(
             wallet(i).key(),
             &id,
@@ -230,5 +235,154 @@ async fn hostile_clients_beside_honest_submitters() {
         max_rss < rss0 + 256 * 1024,
         "memory grew {} KiB",
         max_rss - rss0
+    );
+}
+
+/// Nodes of the chain the large-reply tests serve: `ledger_metagraph` is then about 380 KB,
+/// a 10-call batch about 3.8 MB.
+const BIG: u32 = 1024;
+
+/// A WebSocket client that sends `frame` over and over, as fast as the server takes it, and
+/// never reads a reply, until `stop` is set; returns the bytes the server took in.
+fn ws_never_reads(addr: SocketAddr, frame: Vec<u8>, stop: Arc<AtomicBool>) -> usize {
+    let Some(mut s) = common::ws_open(addr) else {
+        return 0;
+    };
+    let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+    let (mut sent, mut at) = (0, 0);
+    while !stop.load(Ordering::SeqCst) {
+        match s.write(&frame[at..]) {
+            Ok(n) => {
+                sent += n;
+                at = (at + n) % frame.len();
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    sent
+}
+
+/// Two WebSocket clients send frames of ten `ledger_metagraph` calls (3.8 MB of replies
+/// each) for 8 s and read nothing, while an honest client calls `ledger_head` and submits.
+/// Server memory stays bounded and every honest call is answered. Before, the server read
+/// every frame and built every reply: hundreds of megabytes in seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_read_large_replies_cost_bounded_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = Instant::now();
+    let chain = build_n(dir.path(), BIG);
+    eprintln!("large replies: built {BIG} nodes in {:?}", t.elapsed());
+    let id = chain.genesis_hash();
+    let node = LedgerNode::start(chain, "127.0.0.1:0".parse().expect("addr"), BLOCK * 5)
+        .await
+        .expect("start");
+    let addr = node.addr();
+    let client = Client::new(&format!("http://{addr}")).expect("client");
+    client.metagraph().await.expect("metagraph");
+    let rss0 = rss_kib();
+    let stop = Arc::new(AtomicBool::new(false));
+    let frame = common::ws_text(common::batch_of("ledger_metagraph", 10).as_bytes());
+    let floods: Vec<_> = (0..2)
+        .map(|_| {
+            let (frame, stop) = (frame.clone(), stop.clone());
+            std::thread::spawn(move || ws_never_reads(addr, frame, stop))
+        })
+        .collect();
+    let honest = wallet(BIG);
+    let to = AccountId([9; 32]);
+    let (mut lat, mut failures, mut max_rss, mut nonce) = (Vec::new(), Vec::new(), rss0, 0);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(8) {
+        let t = Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(10), async {
+            client.call("ledger_head", rpc_params![]).await?;
+            let ext = Extrinsic::sign(honest.key(), &id, nonce, Call::Transfer { to, amount: 1 });
+            client.submit_hex(ext.to_hex()).await
+        })
+        .await;
+        match r {
+            Ok(Ok(_)) => {
+                lat.push(t.elapsed());
+                nonce += 1;
+            }
+            Ok(Err(e)) => failures.push(e.to_string()),
+            Err(_) => failures.push("no reply in 10 s".into()),
+        }
+        max_rss = max_rss.max(rss_kib());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let taken: usize = floods.into_iter().map(|f| f.join().expect("flood")).sum();
+    max_rss = max_rss.max(rss_kib());
+    lat.sort();
+    eprintln!(
+        "large replies: {} honest head+submit rounds, p50 {:?}, max {:?}; failures {failures:?}; \
+         RSS {rss0} -> max {max_rss} KiB; the server took in {} KiB of frames",
+        lat.len(),
+        lat.get(lat.len() / 2),
+        lat.last(),
+        taken / 1024
+    );
+    node.stop().await.expect("stop");
+    assert!(failures.is_empty(), "honest calls failed: {failures:?}");
+    assert!(
+        max_rss < rss0 + 192 * 1024,
+        "memory grew {} KiB",
+        max_rss - rss0
+    );
+}
+
+/// A WebSocket client sends 300 frames of ten `ledger_metagraph` calls and leaves without
+/// reading: the calls it queued are dropped with it, so a second after it left the server is
+/// idle again (CPU time measured over the next 3 s). Before, every frame read kept executing
+/// after the client had gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_departed_client_leaves_no_work_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chain = build_n(dir.path(), BIG);
+    let node = LedgerNode::start(chain, "127.0.0.1:0".parse().expect("addr"), BLOCK * 10)
+        .await
+        .expect("start");
+    let addr = node.addr();
+    let frame = common::ws_text(common::batch_of("ledger_metagraph", 10).as_bytes());
+    let sent = tokio::task::spawn_blocking(move || {
+        let Some(mut s) = common::ws_open(addr) else {
+            return 0;
+        };
+        let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
+        let mut sent = 0;
+        for _ in 0..300 {
+            if s.write_all(&frame).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        // Leave at once, replies unread.
+        let _ = s.shutdown(std::net::Shutdown::Both);
+        sent
+    })
+    .await
+    .expect("client");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cpu0 = common::cpu_time();
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let busy = common::cpu_time() - cpu0;
+    let wall = t0.elapsed();
+    let client = Client::new(&format!("http://{addr}")).expect("client");
+    let t = Instant::now();
+    client
+        .call("ledger_head", rpc_params![])
+        .await
+        .expect("head");
+    eprintln!(
+        "departed client: {sent} frames sent; server CPU {busy:?} in the {wall:?} after it left \
+         (+1 s); then ledger_head in {:?}",
+        t.elapsed()
+    );
+    node.stop().await.expect("stop");
+    assert!(
+        busy < wall / 3,
+        "the server kept working for a client that left: {busy:?} CPU in {wall:?}"
     );
 }

@@ -183,6 +183,8 @@ pub(super) struct Slot {
     registry: Arc<Registry>,
     /// An upgraded WebSocket session.
     ws: AtomicBool,
+    /// The first request asked for an upgrade: the stream parses what follows as frames.
+    ws_ready: AtomicBool,
     /// Registry milliseconds at accept.
     accepted: u64,
     /// HTTP requests read whole and being answered (such a connection is not evicted).
@@ -194,7 +196,7 @@ pub(super) struct Slot {
     gone: AtomicBool,
     /// Evicted or stopped: reads and writes fail.
     killed: AtomicBool,
-    /// Calls admitted or waiting at the gate.
+    /// WebSocket messages read and not yet handled.
     queued: AtomicUsize,
     /// Reply bytes of this connection made and not yet written.
     unwritten: AtomicUsize,
@@ -257,6 +259,7 @@ impl Registry {
             ip,
             registry: self.clone(),
             ws: AtomicBool::new(false),
+            ws_ready: AtomicBool::new(false),
             executing: AtomicUsize::new(0),
             accepted: now,
             since: AtomicU64::new(now),
@@ -337,6 +340,12 @@ impl Slot {
         self.changed.notify_waiters();
     }
 
+    /// A message counted by the stream was handled.
+    fn done(&self) {
+        take(&self.queued, 1);
+        Slot::wake(&self.reader);
+    }
+
     fn read_paused(&self) -> bool {
         self.queued.load(Ordering::SeqCst) >= MAX_QUEUED_CALLS
     }
@@ -407,8 +416,7 @@ impl Drop for Ticket {
             take(&reg.unwritten, self.reserved);
             reg.changed.notify_waiters();
         }
-        self.slot.queued.fetch_sub(1, Ordering::SeqCst);
-        Slot::wake(&self.slot.reader);
+        self.slot.done();
     }
 }
 
@@ -435,7 +443,6 @@ impl Refusal {
 
 /// Waits for `slot`'s turn and room for a reply (module docs).
 async fn admit(slot: Arc<Slot>, heavy: bool) -> Result<Ticket, Refusal> {
-    slot.queued.fetch_add(1, Ordering::SeqCst);
     let mut ticket = Ticket {
         slot: slot.clone(),
         _turn: None,
@@ -572,7 +579,15 @@ where
         &self,
         n: Notification<'a>,
     ) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
-        self.inner.notification(n)
+        let slot = n.extensions().get::<ConnRef>().map(|c| c.0.clone());
+        let inner = self.inner.clone();
+        async move {
+            let rp = inner.notification(n).await;
+            if let Some(slot) = slot {
+                slot.done();
+            }
+            rp
+        }
     }
 }
 
@@ -847,6 +862,12 @@ impl Conn {
         req.extensions_mut().insert(ConnRef(self.slot.clone()));
         let mut svc = self.builder.build(self.methods, self.stop);
         if jsonrpsee::server::ws::is_upgrade_request(&req) {
+            if !self.slot.ws_ready.load(Ordering::SeqCst) || self.slot.ws.load(Ordering::SeqCst) {
+                return refuse(
+                    hyper::StatusCode::BAD_REQUEST,
+                    "a WebSocket upgrade must be a connection's first request",
+                );
+            }
             if !self.slot.registry.try_ws(&self.slot) {
                 return refuse(
                     hyper::StatusCode::TOO_MANY_REQUESTS,
@@ -899,16 +920,178 @@ impl Conn {
     }
 }
 
+/// What a connection's stream is carrying.
+enum Mode {
+    /// The first request's head, up to its blank line (`tail`: its last bytes): it decides
+    /// whether the rest is WebSocket frames.
+    Head {
+        len: usize,
+        tail: [u8; 4],
+        upgrade: Vec<u8>,
+    },
+    /// HTTP requests, passed as they come.
+    Http,
+    /// A WebSocket session's client frames, parsed as they pass.
+    Ws(WsIn),
+}
+
+/// The longest first request head scanned for an upgrade.
+const MAX_HEAD: usize = 16 << 10;
+
+/// Bytes read from a WebSocket's socket at a time, so that one read takes in a few frames,
+/// not all the socket holds.
+const WS_READ: usize = 4096;
+
+/// The client-to-server frames of a WebSocket, parsed as they pass: each complete data
+/// message is counted in [`Slot::queued`]; an unmasked frame closes the connection; a
+/// message past [`MAX_REQUEST_BYTES`] is cut so that jsonrpsee answers it with `-32007`
+/// (its reader then skips the message's whole length: the stream supplies the part already
+/// passed as zeros, and drops the message's later fragments) and the session goes on.
+#[derive(Default)]
+struct WsIn {
+    head: [u8; 14],
+    have: usize,
+    /// Payload bytes left in the current frame.
+    left: u64,
+    /// The current frame is a data frame, the last of its message, dropped.
+    data: bool,
+    fin: bool,
+    drop_frame: bool,
+    /// The current frame made its message too long.
+    over: bool,
+    /// Payload bytes of the current data message so far.
+    msg: u64,
+    /// Dropping the later fragments of a message that was too long.
+    dropping: bool,
+}
+
+/// What a WebSocket client sent that the server refuses.
+#[derive(Debug)]
+struct Unmasked;
+
+impl WsIn {
+    /// The header's length once its first bytes are in.
+    fn head_len(&self) -> Option<usize> {
+        if self.have < 2 {
+            return None;
+        }
+        let ext = match self.head[1] & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        Some(2 + ext + if self.head[1] & 0x80 != 0 { 4 } else { 0 })
+    }
+
+    /// Passes `chunk` to `out`, frame by frame; returns the bytes of `chunk` consumed and the
+    /// zeros to supply before the rest.
+    fn feed(
+        &mut self,
+        chunk: &[u8],
+        out: &mut Vec<u8>,
+        slot: &Slot,
+    ) -> Result<(usize, u64), Unmasked> {
+        let mut i = 0;
+        while i < chunk.len() {
+            if self.left > 0 {
+                let n = usize::try_from(self.left)
+                    .unwrap_or(usize::MAX)
+                    .min(chunk.len() - i);
+                if !self.drop_frame {
+                    out.extend_from_slice(&chunk[i..i + n]);
+                }
+                i += n;
+                self.left -= n as u64;
+                if self.left == 0 {
+                    let zeros = self.frame_end(slot);
+                    if zeros > 0 {
+                        return Ok((i, zeros));
+                    }
+                }
+                continue;
+            }
+            self.head[self.have] = chunk[i];
+            self.have += 1;
+            i += 1;
+            let Some(need) = self.head_len() else {
+                continue;
+            };
+            if self.have < need {
+                continue;
+            }
+            if self.head[1] & 0x80 == 0 {
+                return Err(Unmasked);
+            }
+            let len = match self.head[1] & 0x7f {
+                126 => u64::from(u16::from_be_bytes([self.head[2], self.head[3]])),
+                127 => u64::from_be_bytes(self.head[2..10].try_into().unwrap_or([0xff; 8])),
+                n => u64::from(n),
+            };
+            self.have = 0;
+            self.fin = self.head[0] & 0x80 != 0;
+            self.data = self.head[0] & 0x08 == 0;
+            self.over = false;
+            self.drop_frame = self.dropping && self.data;
+            if self.drop_frame {
+                if self.fin {
+                    self.dropping = false;
+                }
+            } else {
+                out.extend_from_slice(&self.head[..need]);
+                if self.data {
+                    let before = self.msg;
+                    self.msg = self.msg.saturating_add(len);
+                    if self.msg > u64::from(MAX_REQUEST_BYTES) {
+                        // jsonrpsee's reader skips `self.msg` bytes from here: this frame's
+                        // payload, then `before` zeros.
+                        self.over = true;
+                        self.dropping = !self.fin;
+                        self.msg = before;
+                    }
+                }
+            }
+            self.left = len;
+            if len == 0 {
+                let zeros = self.frame_end(slot);
+                if zeros > 0 {
+                    return Ok((i, zeros));
+                }
+            }
+        }
+        Ok((i, 0))
+    }
+
+    /// The current frame ended; returns the zeros to supply after it.
+    fn frame_end(&mut self, slot: &Slot) -> u64 {
+        if self.over {
+            self.over = false;
+            return std::mem::take(&mut self.msg);
+        }
+        if self.data && self.fin && !self.drop_frame {
+            self.msg = 0;
+            slot.queued.fetch_add(1, Ordering::SeqCst);
+        }
+        0
+    }
+}
+
 /// A connection's stream, tied to its [`Slot`]: it reads nothing while a write to it is
 /// blocked (the peer's receive window and the socket's send buffer are full) or while
-/// [`MAX_QUEUED_CALLS`] of its calls wait, so a peer that does not read its replies cannot
-/// make the server take in more of its requests; it counts written bytes against the reply
-/// budgets; it marks the connection departed at end of input or on an error; and once the
-/// connection is evicted its reads and writes fail.
+/// [`MAX_QUEUED_CALLS`] of its WebSocket messages wait or run, so a peer that does not read
+/// its replies cannot make the server take in more of its requests; it counts written bytes
+/// against the reply budgets; it marks the connection departed at end of input or on an
+/// error; once the connection is evicted its reads and writes fail. A connection may become a
+/// WebSocket only with its first request: the stream passes that request's head alone, and
+/// parses what follows as frames ([`WsIn`]).
 pub(super) struct Backpressured {
     inner: TcpStream,
     slot: Arc<Slot>,
     write_blocked: bool,
+    mode: Mode,
+    /// Bytes read from the socket and not yet passed on.
+    stash: Vec<u8>,
+    /// Zeros to pass before the stash.
+    zeros: u64,
 }
 
 impl Backpressured {
@@ -917,6 +1100,13 @@ impl Backpressured {
             inner,
             slot,
             write_blocked: false,
+            mode: Mode::Head {
+                len: 0,
+                tail: [0; 4],
+                upgrade: Vec::new(),
+            },
+            stash: Vec::new(),
+            zeros: 0,
         }
     }
 
@@ -950,6 +1140,80 @@ impl Backpressured {
         }
         r
     }
+
+    /// Reads up to `max` bytes from the socket into the stash.
+    fn fill(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<std::io::Result<usize>> {
+        let mut tmp = vec![0u8; max];
+        let mut rb = ReadBuf::new(&mut tmp);
+        match Pin::new(&mut self.inner).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                self.stash.extend_from_slice(rb.filled());
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Passes stashed bytes to `buf` under the current mode.
+    fn pass(&mut self, buf: &mut ReadBuf<'_>) -> std::io::Result<()> {
+        let room = buf.remaining();
+        match &mut self.mode {
+            Mode::Http => {
+                let n = room.min(self.stash.len());
+                buf.put_slice(&self.stash[..n]);
+                self.stash.drain(..n);
+            }
+            Mode::Head { len, tail, upgrade } => {
+                let mut n = 0;
+                let mut end = false;
+                while n < room.min(self.stash.len()) {
+                    let b = self.stash[n];
+                    n += 1;
+                    *len += 1;
+                    tail.rotate_left(1);
+                    tail[3] = b;
+                    if upgrade.len() < MAX_HEAD {
+                        upgrade.push(b);
+                    }
+                    if *tail == *b"\r\n\r\n" || *len >= MAX_HEAD {
+                        end = true;
+                        break;
+                    }
+                }
+                buf.put_slice(&self.stash[..n]);
+                self.stash.drain(..n);
+                if end {
+                    let head = String::from_utf8_lossy(upgrade).to_ascii_lowercase();
+                    let ws = head.lines().any(|l| {
+                        l.split_once(':')
+                            .is_some_and(|(k, v)| k.trim() == "upgrade" && v.contains("websocket"))
+                    });
+                    self.mode = if ws {
+                        self.slot.ws_ready.store(true, Ordering::SeqCst);
+                        Mode::Ws(WsIn::default())
+                    } else {
+                        Mode::Http
+                    };
+                }
+            }
+            Mode::Ws(ws) => {
+                let take = room.min(self.stash.len());
+                let mut out = Vec::with_capacity(take);
+                let (used, zeros) =
+                    ws.feed(&self.stash[..take], &mut out, &self.slot)
+                        .map_err(|_| {
+                            self.slot.kill();
+                            std::io::Error::from(std::io::ErrorKind::InvalidData)
+                        })?;
+                buf.put_slice(&out);
+                self.stash.drain(..used);
+                self.zeros = zeros;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl AsyncRead for Backpressured {
@@ -961,26 +1225,73 @@ impl AsyncRead for Backpressured {
         if self.killed() {
             return Self::aborted();
         }
-        if self.write_blocked || self.slot.read_paused() {
-            *lock(&self.slot.reader) = Some(cx.waker().clone());
-            // Re-checked once the waker is in place, so a wake in between is not lost.
-            if self.killed() {
-                return Self::aborted();
-            }
-            if self.write_blocked || self.slot.read_paused() {
-                return Poll::Pending;
-            }
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
         }
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if self.zeros > 0 {
+            let n = usize::try_from(self.zeros)
+                .unwrap_or(usize::MAX)
+                .min(buf.remaining());
+            buf.put_slice(&vec![0u8; n]);
+            self.zeros -= n as u64;
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if self.write_blocked || self.slot.read_paused() {
+                *lock(&self.slot.reader) = Some(cx.waker().clone());
+                // Re-checked once the waker is in place, so a wake in between is not lost.
+                if self.killed() {
+                    return Self::aborted();
+                }
+                if self.write_blocked || self.slot.read_paused() {
+                    return Poll::Pending;
+                }
+            }
+            if self.stash.is_empty() {
+                if let Mode::Http = self.mode {
+                    // Straight into `buf`.
+                    let before = buf.filled().len();
+                    let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+                    return self.after_read(r, buf.filled().len() > before, cx);
+                }
+                let max = if let Mode::Ws(_) = self.mode {
+                    WS_READ
+                } else {
+                    buf.remaining().min(MAX_HEAD)
+                };
+                match self.fill(cx, max) {
+                    Poll::Ready(Ok(0)) => return self.after_read(Poll::Ready(Ok(())), false, cx),
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Ready(Err(e)) => return self.after_read(Poll::Ready(Err(e)), false, cx),
+                    Poll::Pending => return self.after_read(Poll::Pending, false, cx),
+                }
+            }
+            let before = buf.filled().len();
+            self.pass(buf)?;
+            if buf.filled().len() > before || self.zeros > 0 {
+                let _ = self.after_read(Poll::Ready(Ok(())), true, cx);
+                return Poll::Ready(Ok(()));
+            }
+            // Everything passed was dropped (the fragments of a message too long): read on.
+        }
+    }
+}
+
+impl Backpressured {
+    /// Bookkeeping after a socket read: progress, departure, the waker for an eviction.
+    fn after_read(
+        &mut self,
+        r: Poll<std::io::Result<()>>,
+        got: bool,
+        cx: &Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match &r {
-            Poll::Ready(Ok(())) if buf.filled().len() == before => self.slot.depart(),
-            Poll::Ready(Ok(())) => {
+            Poll::Ready(Ok(())) if got => {
                 if self.slot.ws.load(Ordering::SeqCst) {
                     self.slot.touch();
                 }
             }
-            Poll::Ready(Err(_)) => self.slot.depart(),
+            Poll::Ready(_) => self.slot.depart(),
             Poll::Pending => {
                 // So that an eviction wakes a reader waiting on the socket.
                 *lock(&self.slot.reader) = Some(cx.waker().clone());
