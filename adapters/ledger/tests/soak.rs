@@ -386,3 +386,123 @@ async fn a_departed_client_leaves_no_work_behind() {
         "the server kept working for a client that left: {busy:?} CPU in {wall:?}"
     );
 }
+
+/// A reader that POSTs `method` over and over on one kept-alive connection and reads each
+/// reply whole without parsing it, until `stop` is set; returns the replies read.
+fn poller(addr: SocketAddr, method: &'static str, stop: Arc<AtomicBool>) -> usize {
+    let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}"}}"#);
+    let mut n = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(mut s) = TcpStream::connect(addr) else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+        while !stop.load(Ordering::SeqCst) {
+            let req = format!(
+                "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if s.write_all(req.as_bytes()).is_err() {
+                break;
+            }
+            // The head, then Content-Length bytes of body.
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut b).is_ok() {
+                head.push(b[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            let Some(len) = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+            else {
+                break;
+            };
+            let mut reply = vec![0u8; len];
+            if s.read_exact(&mut reply).is_err() {
+                break;
+            }
+            n += 1;
+        }
+    }
+    n
+}
+
+/// `ledger_submit` timed alone, `n` times 20 ms apart, from `wallet(nodes)` at nonces from
+/// `nonce`; every submission must be accepted. Returns the sorted latencies.
+async fn submits(
+    client: &Client,
+    id: &deepnode_ledger::H256,
+    nodes: u32,
+    nonce: &mut u64,
+    n: usize,
+) -> Vec<Duration> {
+    let honest = wallet(nodes);
+    let to = AccountId([9; 32]);
+    let mut lat = Vec::new();
+    for _ in 0..n {
+        let ext = Extrinsic::sign(honest.key(), id, *nonce, Call::Transfer { to, amount: 1 });
+        let t = Instant::now();
+        client
+            .submit_hex(ext.to_hex())
+            .await
+            .expect("an honest submission is accepted");
+        lat.push(t.elapsed());
+        *nonce += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lat.sort();
+    lat
+}
+
+/// Submit latency with and without heavy readers: four pollers of `ledger_epochInput` and
+/// two of `ledger_metagraph` on a 1024-node chain, which the server used to build on the
+/// runtime threads that also accept submissions. Now each block's replies are serialized
+/// once and heavy reads run on blocking threads, so submit p50 under the readers stays near
+/// idle (asserted loosely: within 4x of idle plus 20 ms, on a loaded 2-core machine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_readers_do_not_stall_submissions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chain = build_n(dir.path(), BIG);
+    let id = chain.genesis_hash();
+    let node = LedgerNode::start(chain, "127.0.0.1:0".parse().expect("addr"), BLOCK * 5)
+        .await
+        .expect("start");
+    let addr = node.addr();
+    let client = Client::new(&format!("http://{addr}")).expect("client");
+    let mut nonce = 0;
+    let idle = submits(&client, &id, BIG, &mut nonce, 40).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = ["ledger_epochInput"; 4]
+        .into_iter()
+        .chain(["ledger_metagraph"; 2])
+        .map(|m| {
+            let stop = stop.clone();
+            std::thread::spawn(move || poller(addr, m, stop))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let loaded = submits(&client, &id, BIG, &mut nonce, 40).await;
+    stop.store(true, Ordering::SeqCst);
+    let polls: usize = readers.into_iter().map(|r| r.join().expect("reader")).sum();
+    let p = |l: &[Duration], q: usize| l[(l.len() * q / 100).min(l.len() - 1)];
+    eprintln!(
+        "heavy readers: submit p50/p99 idle {:?}/{:?}, under 6 readers {:?}/{:?} ({polls} \
+         replies read)",
+        p(&idle, 50),
+        p(&idle, 99),
+        p(&loaded, 50),
+        p(&loaded, 99)
+    );
+    node.stop().await.expect("stop");
+    assert!(polls > 0, "the readers were never answered");
+    assert!(
+        p(&loaded, 50) <= p(&idle, 50) * 4 + Duration::from_millis(20),
+        "submit p50 {:?} under readers, {:?} idle",
+        p(&loaded, 50),
+        p(&idle, 50)
+    );
+}

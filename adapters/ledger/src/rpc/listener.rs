@@ -174,6 +174,9 @@ pub(super) struct Registry {
     unwritten: AtomicUsize,
     /// Fired when reply bytes are written or released.
     changed: Notify,
+    /// Heavy reads run at most half the machine's cores at once, so that submissions always
+    /// find a core.
+    heavy: Arc<Semaphore>,
 }
 
 /// One connection's state, shared by its stream, its service and the registry.
@@ -217,6 +220,9 @@ impl Registry {
             base: Instant::now(),
             unwritten: AtomicUsize::new(0),
             changed: Notify::new(),
+            heavy: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            )),
         })
     }
 
@@ -395,6 +401,7 @@ pub(super) struct Gate<S> {
 struct Ticket {
     slot: Arc<Slot>,
     _turn: Option<OwnedSemaphorePermit>,
+    _heavy: Option<OwnedSemaphorePermit>,
     reserved: usize,
 }
 
@@ -446,6 +453,7 @@ async fn admit(slot: Arc<Slot>, heavy: bool) -> Result<Ticket, Refusal> {
     let mut ticket = Ticket {
         slot: slot.clone(),
         _turn: None,
+        _heavy: None,
         reserved: 0,
     };
     let gone = || slot.gone.load(Ordering::SeqCst);
@@ -490,6 +498,10 @@ async fn admit(slot: Arc<Slot>, heavy: bool) -> Result<Ticket, Refusal> {
         }
         if waited.is_err() || !got {
             return Err(Refusal::Busy);
+        }
+        tokio::select! {
+            permit = reg.heavy.clone().acquire_owned() => ticket._heavy = permit.ok(),
+            () = wait_for(&slot.changed, gone) => return Err(Refusal::Departed),
         }
     }
     Ok(ticket)
