@@ -460,3 +460,191 @@ async fn websocket_sessions_count_against_the_connection_limits() {
     );
     assert!(others_open >= 1, "every session was closed");
 }
+
+/// Sends `request` as is on a new connection and returns everything the server sends back
+/// before it closes the connection (or 5 s pass).
+fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let _ = s.write_all(request);
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// One WebSocket frame from the server (unmasked): its opcode and payload.
+fn ws_read(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h)?;
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b)?;
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b)?;
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; len as usize];
+    s.read_exact(&mut payload)?;
+    Ok((h[0] & 0x0f, payload))
+}
+
+/// The next text frame from the server, skipping pings.
+fn ws_text_reply(s: &mut TcpStream) -> std::io::Result<String> {
+    loop {
+        let (op, payload) = ws_read(s)?;
+        if op == 1 {
+            return Ok(String::from_utf8_lossy(&payload).into_owned());
+        }
+    }
+}
+
+/// A masked frame with the given first byte (FIN and opcode).
+fn ws_frame_op(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = ws_frame(payload);
+    f[0] = first;
+    f
+}
+
+/// Malformed requests get the right refusal: a chunked body over the limit gets 413 (it got
+/// 500); two `Host` headers get 400 (the first, if loopback, passed); a request id that is an
+/// object, `1e400` or past `u64` gets the JSON-RPC error -32600 (it got 200 with no reply).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_http_requests_are_refused_with_the_right_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = node(dir.path()).await;
+    let addr = node.addr();
+    let replies = tokio::task::spawn_blocking(move || {
+        let mut chunked = format!(
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes();
+        let chunk = vec![b' '; 64 << 10];
+        for _ in 0..6 {
+            chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            chunked.extend_from_slice(&chunk);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"ledger_head"}"#;
+        let two_hosts = format!(
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nHost: evil.example\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let ids: Vec<String> = [
+            r#"{"jsonrpc":"2.0","id":{"a":1},"method":"ledger_head"}"#,
+            r#"{"jsonrpc":"2.0","id":1e400,"method":"ledger_head"}"#,
+            r#"{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"ledger_head"}"#,
+            r#"[{"jsonrpc":"2.0","id":[1],"method":"ledger_head"}]"#,
+        ]
+        .into_iter()
+        .map(|b| post(addr, b))
+        .collect();
+        let fine = post(addr, r#"{"jsonrpc":"2.0","id":"x","method":"ledger_head"}"#);
+        (raw(addr, &chunked), raw(addr, two_hosts.as_bytes()), ids, fine)
+    })
+    .await
+    .expect("client");
+    node.stop().await.expect("stop");
+    let (chunked, two_hosts, ids, fine) = replies;
+    let mut wrong = Vec::new();
+    if !chunked.starts_with("HTTP/1.1 413") {
+        wrong.push(format!("chunked: {}", chunked.lines().next().unwrap_or("")));
+    }
+    if !two_hosts.starts_with("HTTP/1.1 400") {
+        wrong.push(format!(
+            "two hosts: {}",
+            two_hosts.lines().next().unwrap_or("")
+        ));
+    }
+    for reply in ids {
+        if !reply.contains("-32600") {
+            wrong.push(format!("odd id: {reply:?}"));
+        }
+    }
+    if !fine.contains("\"result\"") {
+        wrong.push(format!("a string id: {fine}"));
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// WebSocket frames the server must refuse: a message over the request limit sent in
+/// fragments gets -32007 like a single large frame, and the session goes on (it got no
+/// reply, and the session hung); an unmasked client frame closes the connection unanswered
+/// (it was answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_fragmented_and_unmasked_websocket_frames_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = node(dir.path()).await;
+    let addr = node.addr();
+    let (fragmented, after, unmasked) = tokio::task::spawn_blocking(move || {
+        let mut s = ws_connect(addr);
+        // Six 64 KiB fragments: 384 KiB, past MAX_REQUEST_BYTES (260 KiB).
+        let piece = vec![b' '; 64 << 10];
+        let mut msg = ws_frame_op(0x01, b"[");
+        for _ in 0..6 {
+            msg.extend(ws_frame_op(0x00, &piece));
+        }
+        msg.extend(ws_frame_op(0x80, b"]"));
+        s.write_all(&msg).expect("fragments");
+        let fragmented = ws_text_reply(&mut s).unwrap_or_else(|e| format!("no reply: {e}"));
+        s.write_all(&ws_frame(
+            br#"{"jsonrpc":"2.0","id":7,"method":"ledger_head"}"#,
+        ))
+        .expect("call");
+        let after = ws_text_reply(&mut s).unwrap_or_else(|e| format!("no reply: {e}"));
+        let mut u = ws_connect(addr);
+        let body = br#"{"jsonrpc":"2.0","id":8,"method":"ledger_head"}"#;
+        let mut frame = vec![0x81u8, body.len() as u8];
+        frame.extend_from_slice(body);
+        u.write_all(&frame).expect("unmasked");
+        let unmasked = ws_text_reply(&mut u);
+        (fragmented, after, unmasked)
+    })
+    .await
+    .expect("client");
+    node.stop().await.expect("stop");
+    assert!(fragmented.contains("-32007"), "fragmented: {fragmented}");
+    assert!(
+        after.contains("\"id\":7") && after.contains("\"result\""),
+        "after: {after}"
+    );
+    assert!(
+        unmasked.is_err(),
+        "an unmasked frame was answered: {unmasked:?}"
+    );
+}
+
+/// Stopping the server with ten connections sending a body a byte at a time takes about
+/// `STOP_GRACE`, not the request timeout (29 s before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_does_not_wait_for_slow_bodies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = node(dir.path()).await;
+    let addr = node.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let slow: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(hog(addr, false, stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t = Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), node.stop())
+        .await
+        .expect("stopped within 20 s")
+        .expect("stop");
+    let took = t.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    for h in slow {
+        let _ = h.await;
+    }
+    eprintln!("stop beside 10 slow bodies: {took:?}");
+    assert!(took < Duration::from_secs(5), "stop took {took:?}");
+}
