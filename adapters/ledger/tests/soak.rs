@@ -16,6 +16,10 @@ use jsonrpsee::rpc_params;
 mod common;
 use common::rss_kib;
 
+/// The tests here measure the whole process (memory, CPU time, latency): they run one at a
+/// time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const NODES: u32 = 256;
 const K: u32 = 64;
 const BLOCK: Duration = Duration::from_millis(200);
@@ -113,6 +117,7 @@ fn ws_flood(addr: SocketAddr, late: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_clients_beside_honest_submitters() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let t = Instant::now();
     let chain = build(dir.path());
@@ -268,6 +273,7 @@ fn ws_never_reads(addr: SocketAddr, frame: Vec<u8>, stop: Arc<AtomicBool>) -> us
 /// every frame and built every reply: hundreds of megabytes in seconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_never_read_large_replies_cost_bounded_memory() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let t = Instant::now();
     let chain = build_n(dir.path(), BIG);
@@ -338,6 +344,7 @@ async fn clients_that_never_read_large_replies_cost_bounded_memory() {
 /// after the client had gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_departed_client_leaves_no_work_behind() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let chain = build_n(dir.path(), BIG);
     let node = LedgerNode::start(chain, "127.0.0.1:0".parse().expect("addr"), BLOCK * 10)
@@ -465,6 +472,7 @@ async fn submits(
 /// idle (asserted loosely: within 4x of idle plus 20 ms, on a loaded 2-core machine).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heavy_readers_do_not_stall_submissions() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let chain = build_n(dir.path(), BIG);
     let id = chain.genesis_hash();

@@ -25,12 +25,16 @@
 //! - A WebSocket that answers no ping for [`Limits::ws_inactive`] is closed (jsonrpsee's
 //!   `PingConfig`).
 //! - Replies: a connection runs one call (or batch) at a time, and the next only once fewer
-//!   than [`Limits::reply_bytes_per_connection`] of its earlier replies are unwritten; a heavy
-//!   read (metagraph, epoch input, block, weights, bonds) first reserves [`MAX_RESPONSE_BYTES`]
-//!   of [`Limits::reply_bytes_total`], the reply bytes in flight across all connections, and
-//!   gets [`SERVER_BUSY`] if none frees within [`BUSY_WAIT`]. Nothing more is read from a
-//!   connection while a write to it is blocked or [`MAX_QUEUED_CALLS`] of its calls wait
-//!   ([`Backpressured`]), and calls still queued when their client leaves are dropped unrun.
+//!   than [`Limits::reply_bytes_per_connection`] of its earlier replies are unwritten. A heavy
+//!   read (metagraph, epoch input, block, weights, bonds) waits for one of half the cores,
+//!   then reserves [`MAX_RESPONSE_BYTES`] of [`Limits::reply_bytes_total`] (the reply bytes
+//!   in flight across all connections), and gets [`SERVER_BUSY`] if none frees within
+//!   [`BUSY_WAIT`]. Nothing more is read from a connection while a write to it is blocked or
+//!   [`MAX_QUEUED_CALLS`] of its WebSocket messages wait ([`Backpressured`]), and calls still
+//!   queued when their client leaves are answered with an error, unrun.
+//! - A connection may become a WebSocket only with its first request (else HTTP 400). Its
+//!   client frames must be masked (else the connection is closed), and a message over
+//!   [`MAX_REQUEST_BYTES`], in one frame or in fragments, gets `-32007`.
 //! - On stop, connections get [`STOP_GRACE`] to finish, then are closed.
 //! - `Host` must be one header naming a loopback host (`localhost`, `127.*`, `[::1]`), else
 //!   HTTP 400 for several and 403 for another host; an `Origin`, if sent, must be a loopback
@@ -471,6 +475,12 @@ async fn admit(slot: Arc<Slot>, heavy: bool) -> Result<Ticket, Refusal> {
     }
     if heavy {
         let reg = &slot.registry;
+        // In line for a core first, so that reply bytes are reserved only by reads about to
+        // run: the budget runs out only when replies go unread.
+        tokio::select! {
+            permit = reg.heavy.clone().acquire_owned() => ticket._heavy = permit.ok(),
+            () = wait_for(&slot.changed, gone) => return Err(Refusal::Departed),
+        }
         let want = MAX_RESPONSE_BYTES as usize;
         let reserve = || {
             reg.unwritten
@@ -498,10 +508,6 @@ async fn admit(slot: Arc<Slot>, heavy: bool) -> Result<Ticket, Refusal> {
         }
         if waited.is_err() || !got {
             return Err(Refusal::Busy);
-        }
-        tokio::select! {
-            permit = reg.heavy.clone().acquire_owned() => ticket._heavy = permit.ok(),
-            () = wait_for(&slot.changed, gone) => return Err(Refusal::Departed),
         }
     }
     Ok(ticket)
