@@ -648,3 +648,37 @@ async fn stop_does_not_wait_for_slow_bodies() {
     eprintln!("stop beside 10 slow bodies: {took:?}");
     assert!(took < Duration::from_secs(5), "stop took {took:?}");
 }
+
+/// Messages that are not JSON-RPC (jsonrpsee answers them itself, before any call runs)
+/// leave the session usable: after eight of them a call is still answered. They count against
+/// the session's queue when read, and must not stay counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_that_are_not_json_rpc_do_not_stall_a_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = node(dir.path()).await;
+    let addr = node.addr();
+    let (errors, reply) = tokio::task::spawn_blocking(move || {
+        let mut s = ws_connect(addr);
+        let mut errors = 0;
+        for bad in ["x", "{\"foo\":1}", "7", "[1]"].iter().cycle().take(8) {
+            s.write_all(&ws_frame(bad.as_bytes())).expect("write");
+            if ws_text_reply(&mut s).is_ok_and(|r| r.contains("\"error\"")) {
+                errors += 1;
+            }
+        }
+        s.write_all(&ws_frame(
+            br#"{"jsonrpc":"2.0","id":9,"method":"ledger_head"}"#,
+        ))
+        .expect("call");
+        let reply = ws_text_reply(&mut s).unwrap_or_else(|e| format!("no reply: {e}"));
+        (errors, reply)
+    })
+    .await
+    .expect("client");
+    node.stop().await.expect("stop");
+    assert_eq!(errors, 8, "each bad message gets an error");
+    assert!(
+        reply.contains("\"id\":9") && reply.contains("\"result\""),
+        "{reply}"
+    );
+}

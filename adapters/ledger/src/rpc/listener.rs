@@ -205,6 +205,8 @@ pub(super) struct Slot {
     killed: AtomicBool,
     /// WebSocket messages read and not yet handled.
     queued: AtomicUsize,
+    /// Calls in the gate, waiting or running.
+    at_gate: AtomicUsize,
     /// Reply bytes of this connection made and not yet written.
     unwritten: AtomicUsize,
     /// One call of a connection runs at a time.
@@ -276,6 +278,7 @@ impl Registry {
             gone: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
+            at_gate: AtomicUsize::new(0),
             unwritten: AtomicUsize::new(0),
             turn: Arc::new(Semaphore::new(1)),
             changed: Notify::new(),
@@ -346,18 +349,37 @@ impl Slot {
         }
         if self.ws.load(Ordering::SeqCst) {
             self.touch();
+            // jsonrpsee answers a message that is not JSON-RPC itself, past the gate: while
+            // the server writes and nothing is in the gate, no counted message is waiting.
+            if self.at_gate.load(Ordering::SeqCst) == 0 && n > 0 {
+                self.queued.store(0, Ordering::SeqCst);
+                Slot::wake(&self.reader);
+            }
         }
         self.changed.notify_waiters();
     }
 
-    /// A message counted by the stream was handled.
-    fn done(&self) {
-        take(&self.queued, 1);
-        Slot::wake(&self.reader);
+    /// A message counted by the stream enters the gate; it counts as handled when the
+    /// returned guard drops.
+    fn enter(self: &Arc<Self>) -> AtGate {
+        self.at_gate.fetch_add(1, Ordering::SeqCst);
+        AtGate(self.clone())
     }
 
     fn read_paused(&self) -> bool {
         self.queued.load(Ordering::SeqCst) >= MAX_QUEUED_CALLS
+    }
+}
+
+/// A message's stay in the [`Gate`] (waiting or running): on leaving, it no longer counts
+/// against [`MAX_QUEUED_CALLS`].
+struct AtGate(Arc<Slot>);
+
+impl Drop for AtGate {
+    fn drop(&mut self) {
+        self.0.at_gate.fetch_sub(1, Ordering::SeqCst);
+        take(&self.0.queued, 1);
+        Slot::wake(&self.0.reader);
     }
 }
 
@@ -427,7 +449,6 @@ impl Drop for Ticket {
             take(&reg.unwritten, self.reserved);
             reg.changed.notify_waiters();
         }
-        self.slot.done();
     }
 }
 
@@ -537,6 +558,7 @@ where
         let Some(slot) = slot else {
             return run.await;
         };
+        let _at_gate = slot.enter();
         match admit(slot, heavy).await {
             Ok(mut ticket) => {
                 let rp = run.await;
@@ -600,11 +622,8 @@ where
         let slot = n.extensions().get::<ConnRef>().map(|c| c.0.clone());
         let inner = self.inner.clone();
         async move {
-            let rp = inner.notification(n).await;
-            if let Some(slot) = slot {
-                slot.done();
-            }
-            rp
+            let _at_gate = slot.as_ref().map(Slot::enter);
+            inner.notification(n).await
         }
     }
 }
