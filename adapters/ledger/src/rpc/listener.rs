@@ -63,7 +63,8 @@ use tower::Service;
 
 use super::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, SERVER_BUSY};
 
-/// Calls of one connection admitted or waiting before the server stops reading it.
+/// WebSocket messages of one connection read and not yet run (waiting or running) past which
+/// the server reads nothing more from it.
 pub const MAX_QUEUED_CALLS: usize = 4;
 
 /// How long a heavy read waits for reply bytes to free before it gets [`SERVER_BUSY`].
@@ -113,9 +114,9 @@ pub struct Limits {
 
 impl Default for Limits {
     /// 512 connections, 64 per IP, 384 WebSocket sessions (48 per IP), new connections kept
-    /// 500 ms before they may be evicted, headers in 5 s, a body
-    /// piece every 2 s, a request in 10 s, WebSockets closed after 60 s without a pong, 4 MiB
-    /// of unwritten replies per connection and 64 MiB in all.
+    /// 500 ms before they may be evicted, headers in 5 s, a body piece every 2 s, a request in
+    /// 10 s, WebSockets closed after 60 s without a pong, 4 MiB of unwritten replies per
+    /// connection and 64 MiB in all.
     fn default() -> Limits {
         Limits {
             max_connections: 512,
@@ -207,8 +208,9 @@ pub(super) struct Slot {
     queued: AtomicUsize,
     /// Calls in the gate, waiting or running.
     at_gate: AtomicUsize,
-    /// Reply bytes of this connection made and not yet written.
-    unwritten: AtomicUsize,
+    /// Reply bytes of this connection made and not yet written, and whether the connection
+    /// has been given back (later replies are then not counted: they are never written).
+    bytes: Mutex<(usize, bool)>,
     /// One call of a connection runs at a time.
     turn: Arc<Semaphore>,
     /// Fired on writes, departure and kill.
@@ -279,7 +281,7 @@ impl Registry {
             killed: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             at_gate: AtomicUsize::new(0),
-            unwritten: AtomicUsize::new(0),
+            bytes: Mutex::new((0, false)),
             turn: Arc::new(Semaphore::new(1)),
             changed: Notify::new(),
             reader: Mutex::new(None),
@@ -342,9 +344,14 @@ impl Slot {
 
     /// `n` bytes went to the socket.
     fn wrote(&self, n: usize) {
-        let done = take(&self.unwritten, n);
-        if done > 0 {
+        let done = {
+            let mut b = lock(&self.bytes);
+            let done = b.0.min(n);
+            b.0 -= done;
             take(&self.registry.unwritten, done);
+            done
+        };
+        if done > 0 {
             self.registry.changed.notify_waiters();
         }
         if self.ws.load(Ordering::SeqCst) {
@@ -393,8 +400,11 @@ impl Drop for Held {
         slot.depart();
         let reg = &slot.registry;
         lock(&reg.conns).remove(&slot.id);
-        let rest = slot.unwritten.swap(0, Ordering::SeqCst);
-        take(&reg.unwritten, rest);
+        {
+            let mut b = lock(&slot.bytes);
+            take(&reg.unwritten, b.0);
+            *b = (0, true);
+        }
         reg.changed.notify_waiters();
     }
 }
@@ -435,8 +445,13 @@ impl Ticket {
     /// The reply of `len` bytes replaces the reservation.
     fn settle(&mut self, len: usize) {
         let reg = &self.slot.registry;
-        self.slot.unwritten.fetch_add(len, Ordering::SeqCst);
-        reg.unwritten.fetch_add(len, Ordering::SeqCst);
+        {
+            let mut b = lock(&self.slot.bytes);
+            if !b.1 {
+                b.0 += len;
+                reg.unwritten.fetch_add(len, Ordering::SeqCst);
+            }
+        }
         take(&reg.unwritten, std::mem::take(&mut self.reserved));
         reg.changed.notify_waiters();
     }
@@ -488,7 +503,7 @@ async fn admit(slot: Arc<Slot>, heavy: bool) -> Result<Ticket, Refusal> {
     }
     let limits = &slot.registry.limits;
     wait_for(&slot.changed, || {
-        gone() || slot.unwritten.load(Ordering::SeqCst) < limits.reply_bytes_per_connection
+        gone() || lock(&slot.bytes).0 < limits.reply_bytes_per_connection
     })
     .await;
     if gone() {
