@@ -1405,6 +1405,30 @@ pub(super) async fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
 mod tests {
     use super::*;
 
+    /// The reply budget's accounting: a heavy call reserves `MAX_RESPONSE_BYTES`, its reply
+    /// replaces the reservation, written bytes are taken off, and a reply finished after its
+    /// connection was given back is not counted (it is never written).
+    #[tokio::test]
+    async fn reply_bytes_are_counted_until_written_or_given_back() {
+        let reg = Registry::new(Limits::default());
+        let total = || reg.unwritten.load(Ordering::SeqCst);
+        let held = reg.admit(IpAddr::from([127, 0, 0, 1])).expect("admitted");
+        let slot = held.0.clone();
+        let mut ticket = admit(slot.clone(), true).await.ok().expect("a turn");
+        assert_eq!(total(), MAX_RESPONSE_BYTES as usize);
+        ticket.settle(1_000);
+        drop(ticket);
+        assert_eq!(total(), 1_000);
+        slot.wrote(600);
+        assert_eq!(total(), 400);
+        let mut late = admit(slot.clone(), true).await.ok().expect("a turn");
+        drop(held);
+        assert_eq!(total(), MAX_RESPONSE_BYTES as usize);
+        late.settle(5_000);
+        drop(late);
+        assert_eq!(total(), 0);
+    }
+
     #[test]
     fn loopback_hosts() {
         for h in [
