@@ -7,8 +7,9 @@
 //!   one local process take every slot: when a new connection finds a cap reached, the
 //!   connection that has waited longest without being served (an idle or slow HTTP
 //!   connection, a WebSocket that neither sent nor took a byte for longest) is closed to make
-//!   room. Not evicted: an HTTP request whose body has been read and is being answered, and a
-//!   connection younger than [`Limits::eviction_grace`] (time to send its first request).
+//!   room. Not evicted: a connection whose call is running (admitted by the gate below, not
+//!   waiting in it), and one younger than [`Limits::eviction_grace`] (time to send its first
+//!   request).
 //!   When nothing can be evicted, the new connection waits, and connections behind it wait in
 //!   the listen queue, in arrival order, until something can (at most
 //!   [`Limits::request_timeout`], then it is closed): a process that reopens every socket the
@@ -195,7 +196,8 @@ pub(super) struct Slot {
     ws_ready: AtomicBool,
     /// Registry milliseconds at accept.
     accepted: u64,
-    /// HTTP requests read whole and being answered (such a connection is not evicted).
+    /// Calls admitted by the gate and running (such a connection is not evicted; one whose
+    /// call waits in the gate may be).
     executing: AtomicUsize,
     /// Registry milliseconds since the connection last made progress (accepted, answered a
     /// request; for a WebSocket, any byte read or written): eviction takes the smallest.
@@ -574,9 +576,11 @@ where
             return run.await;
         };
         let _at_gate = slot.enter();
-        match admit(slot, heavy).await {
+        match admit(slot.clone(), heavy).await {
             Ok(mut ticket) => {
+                let running = Executing::new(&slot);
                 let rp = run.await;
+                drop(running);
                 ticket.settle(rp.as_json().get().len());
                 rp
             }
@@ -844,8 +848,15 @@ async fn read_body(
     }
 }
 
-/// Counts an HTTP request as being answered while it lives.
+/// Counts a call as running while it lives.
 struct Executing(Arc<Slot>);
+
+impl Executing {
+    fn new(slot: &Arc<Slot>) -> Executing {
+        slot.executing.fetch_add(1, Ordering::SeqCst);
+        Executing(slot.clone())
+    }
+}
 
 impl Drop for Executing {
     fn drop(&mut self) {
@@ -961,8 +972,6 @@ impl Conn {
             );
             return r;
         }
-        self.slot.executing.fetch_add(1, Ordering::SeqCst);
-        let _executing = Executing(self.slot.clone());
         let req = hyper::Request::from_parts(parts, HttpBody::from(body));
         match tokio::time::timeout_at(deadline, svc.call(req)).await {
             Ok(Ok(reply)) => reply,
