@@ -61,6 +61,7 @@ impl Chain {
         let fresh = match std::fs::symlink_metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let g = genesis.cloned().unwrap_or_default();
+                crate::genesis::check_limits(&g.config)?;
                 let state = LedgerState::genesis(&g)?;
                 Some((g, state))
             }

@@ -374,6 +374,10 @@ pub enum GenesisError {
     /// The file, or one of its sections, is not a JSON object (an array, a number...).
     #[error("{0} must be a JSON object")]
     NotAnObject(&'static str),
+    /// A limit is 0, so the chain could never be used: `max_nodes` (no node can register),
+    /// `max_block_extrinsics` (the pool takes nothing) or `max_weights_len` (no weights).
+    #[error("{0} must be at least 1")]
+    ZeroLimit(&'static str),
     /// The data directory already holds a chain with a different genesis.
     #[error("the data directory holds a chain with another genesis")]
     Mismatch,
@@ -422,6 +426,17 @@ pub enum WalletError {
     NotAFile {
         /// The path given.
         path: PathBuf,
+    },
+    /// The file is larger than any key file ([`crate::MAX_WALLET_BYTES`]); it is not
+    /// read.
+    #[error("{}: {len} bytes, larger than a key file ({max} at most)", .path.display())]
+    TooLarge {
+        /// The key file.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+        /// The largest accepted.
+        max: u64,
     },
     /// The account written in the file is not the secret's public key.
     #[error("{}: account does not match the secret", .path.display())]

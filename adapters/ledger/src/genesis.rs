@@ -90,8 +90,24 @@ pub fn parse_genesis(text: &str) -> Result<Genesis, GenesisError> {
         params,
         endowments,
     };
+    check_limits(&genesis.config)?;
     LedgerState::genesis(&genesis)?;
     Ok(genesis)
+}
+
+/// Refuses a configuration that makes a new chain unusable: a zero `max_nodes`,
+/// `max_block_extrinsics` or `max_weights_len`.
+pub(crate) fn check_limits(config: &ChainConfig) -> Result<(), GenesisError> {
+    for (name, value) in [
+        ("max_nodes", config.max_nodes),
+        ("max_block_extrinsics", config.max_block_extrinsics),
+        ("max_weights_len", config.max_weights_len),
+    ] {
+        if value == 0 {
+            return Err(GenesisError::ZeroLimit(name));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -147,6 +163,30 @@ mod tests {
             matches!(e, Err(GenesisError::FloorAboveCap { floor: 5, cap: 4 })),
             "{e:?}"
         );
+        for field in ["max_nodes", "max_block_extrinsics", "max_weights_len"] {
+            let e = parse_genesis(&format!(r#"{{"{field}": 0}}"#));
+            assert!(
+                matches!(e, Err(GenesisError::ZeroLimit(f)) if f == field),
+                "{field}: {e:?}"
+            );
+            // Nor can a chain be created with it.
+            let mut g = Genesis::default();
+            match field {
+                "max_nodes" => g.config.max_nodes = 0,
+                "max_block_extrinsics" => g.config.max_block_extrinsics = 0,
+                _ => g.config.max_weights_len = 0,
+            }
+            let dir = tempfile::tempdir().expect("tempdir");
+            let e = crate::Chain::open(dir.path(), Some(&g)).map(|_| ());
+            assert!(
+                matches!(
+                    e,
+                    Err(crate::LedgerError::Genesis(GenesisError::ZeroLimit(_)))
+                ),
+                "{field}: {e:?}"
+            );
+            assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+        }
         let e = parse_genesis("[5, 4096]");
         assert!(matches!(e, Err(GenesisError::NotAnObject(_))), "{e:?}");
         let e = parse_genesis(r#"{"controller": [1, 64, 1, 16]}"#);

@@ -29,4 +29,4 @@ pub use genesis::parse_genesis;
 pub use rpc::{Client, LedgerNode};
 pub use state::{Account, ChainConfig, Genesis, LedgerState, Neuron, NeuronStats};
 pub use store::{DB_FILE, Store};
-pub use wallet::Wallet;
+pub use wallet::{MAX_WALLET_BYTES, Wallet};

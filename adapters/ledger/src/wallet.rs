@@ -1,6 +1,6 @@
 //! Key files: one ed25519 secret per file, created with mode 0600 and never printed.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use ed25519_dalek::SigningKey;
@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::AccountId;
 use crate::error::WalletError;
+
+/// The largest key file read: a key file is about 150 bytes; a larger file is refused
+/// unread.
+pub const MAX_WALLET_BYTES: u64 = 4096;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,7 +105,25 @@ impl Wallet {
                 });
             }
         }
-        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        if meta.len() > MAX_WALLET_BYTES {
+            return Err(WalletError::TooLarge {
+                path: path.to_path_buf(),
+                len: meta.len(),
+                max: MAX_WALLET_BYTES,
+            });
+        }
+        // Read at most one byte past the limit: the file may have grown since.
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_WALLET_BYTES + 1).read_to_string(&mut text))
+            .map_err(io(path))?;
+        if text.len() as u64 > MAX_WALLET_BYTES {
+            return Err(WalletError::TooLarge {
+                path: path.to_path_buf(),
+                len: text.len() as u64,
+                max: MAX_WALLET_BYTES,
+            });
+        }
         let file: KeyFile = serde_json::from_str(&text).map_err(json(path))?;
         let mut seed = [0u8; 32];
         hex::decode_to_slice(&file.secret, &mut seed).map_err(|_| WalletError::BadSecret {
@@ -150,6 +172,33 @@ mod tests {
 
     /// Issue 15, item 8: a FIFO blocked `wallet show` forever; upper-case hex was "does not
     /// match".
+    #[test]
+    fn oversized_files_are_refused_unread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big.key");
+        Wallet::from_seed([3; 32]).save(&path).expect("save");
+        // A valid key file padded with whitespace past the limit (JSON allows it).
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
+        f.write_all(&vec![b' '; MAX_WALLET_BYTES as usize])
+            .expect("pad");
+        drop(f);
+        let e = Wallet::load(&path).map(|_| ());
+        assert!(
+            matches!(
+                e,
+                Err(WalletError::TooLarge {
+                    max: MAX_WALLET_BYTES,
+                    ..
+                })
+            ),
+            "{:?}",
+            e.err().map(|e| e.to_string())
+        );
+    }
+
     #[test]
     fn fifos_are_refused_and_accounts_compare_case_insensitively() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -40,6 +40,7 @@
 //! | -33015 | invalid endpoint |
 //! | -33016 | pool full |
 //! | -33017 | unknown modality (`serve`) |
+//! | -33100 | server busy: too many reply bytes in flight ([`SERVER_BUSY`]) |
 //! | -32602, -32603, -32601, -32700, -32600 | JSON-RPC's own: bad params, internal, no method, parse, invalid request | An extrinsic's text form is [`Extrinsic::to_hex`]
 //! (`crate::Extrinsic`).
 //!
@@ -51,7 +52,7 @@ mod producer;
 mod server;
 
 pub use client::Client;
-pub use listener::Limits;
+pub use listener::{BUSY_WAIT, Limits, MAX_QUEUED_CALLS, STOP_GRACE};
 pub use server::LedgerNode;
 
 use crate::{MAX_EXTRINSIC_BYTES, TxError};
@@ -71,10 +72,13 @@ pub const MAX_RESPONSE_BYTES: u32 = 16 << 20;
 
 /// Replies a WebSocket connection may have queued for its socket. When they, and the socket's
 /// buffers, are full (a client that does not read), the server reads nothing more from that
-/// connection until the client reads: the accept loop's stream stops reading while a write
-/// is blocked (jsonrpsee alone would go on reading and spawning a task per message). A
-/// client that never reads keeps its session, at bounded memory, until it closes.
+/// connection until the client reads (see [`Limits`] for the other bounds on such a client).
+/// Such a session holds its connection slots until it closes or is evicted.
 pub const MESSAGE_BUFFER: u32 = 4;
+
+/// The error of a heavy read (metagraph, epoch input, block, weights, bonds) that found no
+/// room in the server's reply budget within [`BUSY_WAIT`]: try again later.
+pub const SERVER_BUSY: i32 = -33100;
 
 /// The first of the ledger's error codes, below JSON-RPC's reserved `-32768..=-32000`.
 pub const TX_ERROR_BASE: i32 = -33000;

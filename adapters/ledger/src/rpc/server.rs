@@ -4,20 +4,21 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use deepnode_consensus::{Uid, Weight};
+use jsonrpsee::core::middleware::RpcServiceBuilder;
 use jsonrpsee::core::{RegisterMethodError, SubscriptionResult};
 use jsonrpsee::server::{
     BatchRequestConfig, PendingSubscriptionSink, PingConfig, Server, ServerConfig, ServerHandle,
     SubscriptionMessage, stop_channel,
 };
 use jsonrpsee::types::{ErrorObjectOwned, Extensions, Params};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::broadcast;
 
-use super::listener::{Limits, accept_loop, bind};
+use super::listener::{GateLayer, Limits, accept_loop, bind};
 use super::producer::produce;
 use super::{MAX_BATCH_LEN, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MESSAGE_BUFFER, tx_error_code};
 use crate::error::{RpcError, UsageError};
@@ -29,10 +30,43 @@ use crate::view::{
 use crate::{AccountId, Chain, Extrinsic, H256, Header, LedgerError, Store, TxError};
 
 /// The last committed block as readers see it: replaced whole after each commit, so a read
-/// never waits on a commit and never holds the chain's lock (issue 15, item 9).
+/// never waits on a commit and never holds the chain's lock. Its metagraph and epoch input
+/// are serialized once, by their first reader, and served as those bytes after.
 pub(super) struct Snapshot {
     head: Header,
     state: Arc<LedgerState>,
+    metagraph: OnceLock<Option<Json>>,
+    epoch_input: OnceLock<Option<Json>>,
+}
+
+impl Snapshot {
+    fn new(head: Header, state: Arc<LedgerState>) -> Snapshot {
+        Snapshot {
+            head,
+            state,
+            metagraph: OnceLock::new(),
+            epoch_input: OnceLock::new(),
+        }
+    }
+}
+
+/// A reply serialized once and shared: it serializes as its JSON text, unchanged.
+#[derive(Clone)]
+struct Json(Arc<RawValue>);
+
+impl Json {
+    /// `value` as JSON text; `None` if it cannot be serialized.
+    fn of<T: serde::Serialize>(value: &T) -> Option<Json> {
+        serde_json::value::to_raw_value(value)
+            .ok()
+            .map(|raw| Json(Arc::from(raw)))
+    }
+}
+
+impl serde::Serialize for Json {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
 }
 
 /// What the RPC handlers and the producer share.
@@ -63,7 +97,7 @@ impl Shared {
         Shared {
             genesis: chain.genesis_hash(),
             chain: Mutex::new(chain),
-            snapshot: RwLock::new(Arc::new(Snapshot { head, state })),
+            snapshot: RwLock::new(Arc::new(Snapshot::new(head, state))),
             store,
             pool_nonces: Mutex::new(HashMap::new()),
             heads,
@@ -87,7 +121,7 @@ impl Shared {
     pub(super) fn publish(&self, chain: &Chain) {
         let (head, state, _) = chain.snapshot();
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(Snapshot { head, state });
+            Arc::new(Snapshot::new(head, state));
         lock(&self.pool_nonces).clear();
     }
 }
@@ -137,7 +171,10 @@ impl LedgerNode {
                     .max_failures(1),
             )
             .build();
-        let builder = Server::builder().set_config(config).to_service_builder();
+        let builder = Server::builder()
+            .set_config(config)
+            .set_rpc_middleware(RpcServiceBuilder::new().layer(GateLayer))
+            .to_service_builder();
         let listener = bind(listen).await?;
         let addr = listener.local_addr()?;
         let module = module(shared.clone()).map_err(RpcError::Register)?;
@@ -206,14 +243,17 @@ fn module(shared: Ctx) -> Result<jsonrpsee::RpcModule<Ctx>, RegisterMethodError>
     let mut m = jsonrpsee::RpcModule::new(shared);
     m.register_method("ledger_genesisHash", genesis_hash)?;
     m.register_method("ledger_head", head)?;
-    m.register_method("ledger_submit", submit)?;
     m.register_method("ledger_extrinsic", extrinsic)?;
     m.register_method("ledger_account", account)?;
-    m.register_method("ledger_metagraph", metagraph)?;
-    m.register_method("ledger_epochInput", epoch_input)?;
-    m.register_method("ledger_block", block)?;
-    m.register_method("ledger_weights", weights)?;
-    m.register_method("ledger_bonds", bonds)?;
+    // On tokio's blocking threads: the heavy reads (building and copying large replies) and
+    // `ledger_submit`, which may wait on the chain's lock while a block is committed; the
+    // runtime's workers stay free to accept and answer requests.
+    m.register_blocking_method("ledger_submit", |p, s, e| submit(p, &s, &e))?;
+    m.register_blocking_method("ledger_metagraph", |p, s, e| metagraph(p, &s, &e))?;
+    m.register_blocking_method("ledger_epochInput", |p, s, e| epoch_input(p, &s, &e))?;
+    m.register_blocking_method("ledger_block", |p, s, e| block(p, &s, &e))?;
+    m.register_blocking_method("ledger_weights", |p, s, e| weights(p, &s, &e))?;
+    m.register_blocking_method("ledger_bonds", |p, s, e| bonds(p, &s, &e))?;
     m.register_subscription(
         "ledger_subscribeNewHeads",
         "ledger_newHead",
@@ -274,14 +314,26 @@ fn account(p: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<AccountView> {
     ))
 }
 
-/// `ledger_metagraph`.
-fn metagraph(_: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<MetagraphView> {
-    Ok(MetagraphView::new(&s.snapshot().state))
+/// `ledger_metagraph`: serialized once per committed block.
+fn metagraph(_: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<Json> {
+    let snap = s.snapshot();
+    cached(&snap.metagraph, || {
+        Json::of(&MetagraphView::new(&snap.state))
+    })
 }
 
-/// `ledger_epochInput`.
-fn epoch_input(_: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<Value> {
-    Ok(epoch_input_of(&s.snapshot().state))
+/// `ledger_epochInput`: serialized once per committed block.
+fn epoch_input(_: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<Json> {
+    let snap = s.snapshot();
+    cached(&snap.epoch_input, || Json::of(&epoch_input_of(&snap.state)))
+}
+
+/// The value of `cell`, made by `make` the first time (concurrent first readers wait for
+/// it rather than make it again).
+fn cached(cell: &OnceLock<Option<Json>>, make: impl FnOnce() -> Option<Json>) -> Reply<Json> {
+    cell.get_or_init(make)
+        .clone()
+        .ok_or_else(|| ErrorObjectOwned::owned(-32603, "reply not serializable", None::<()>))
 }
 
 /// `ledger_block`: `null` for a block not (yet) committed.
