@@ -90,11 +90,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }
-        if ticks % 500 == 0 {
+        if ticks.is_multiple_of(500) {
             eprintln!("tick {ticks}: {:.0} s", start.elapsed().as_secs_f64());
         }
     }
-    println!("{:.0} s for {steps} steps", start.elapsed().as_secs_f64());
+    println!("{:.1} s for {steps} steps", start.elapsed().as_secs_f64());
     for (i, l) in learners.iter().enumerate() {
         let p = l.progress();
         let get = |k: &str| p.valid.iter().find(|(n, _)| n == k).map(|v| v.1);

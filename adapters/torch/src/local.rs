@@ -43,10 +43,10 @@ pub struct LocalConfig {
     /// The network's shared readout: with `Some(seed)`, training also minimises the
     /// next-byte cross-entropy of `E h(x) + c` (weight 1), where `E` is the fixed matrix
     /// `standard_normal(seed, 256 D) / sqrt(D)`, the same at every node, and `c` a trained
-    /// bias; and the mixing matrix is `A = E + A'` with `A'` trained from zeros. The node's
-    /// own head `W_o` stays its own. Every node's representation then means next-byte logits
-    /// in one shared basis, so a caller reads a peer's answer from the first step without
-    /// learning the peer's private basis. `None`: no readout, `A = A'`.
+    /// bias; and the mixing matrix is `A = s E + A'` with the scalar `s` and `A'` trained from
+    /// zeros. The node's own head `W_o` stays its own. Every node's representation then means
+    /// next-byte logits in one shared basis, so a caller reads every peer's answer through
+    /// one learned scale instead of learning each peer's private basis. `None`: no readout, `A = A'`.
     pub readout: Option<u64>,
     /// Whether the gate reads the context so far, the running mean of the encoding over
     /// positions `0..=t` (causal), instead of position `t`'s encoding alone: a few bytes
@@ -179,8 +179,9 @@ pub struct LocalModel {
     w_noise: Tensor,
     own_w: Tensor,
     own_b: Tensor,
-    /// The shared readout `E` and the node's bias `c` ([`LocalConfig::readout`]).
-    readout: Option<(Tensor, Tensor)>,
+    /// The shared readout `E`, the node's bias `c` and the scale `s` of `E` in the mixing
+    /// matrix ([`LocalConfig::readout`]).
+    readout: Option<(Tensor, Tensor, Tensor)>,
     mix_w: Tensor,
     opt: nn::Optimizer,
     student_vs: nn::VarStore,
@@ -232,6 +233,7 @@ impl LocalModel {
             (
                 Tensor::from_slice(&values).view([256, d]),
                 root.var("readout_b", &[256], nn::Init::Const(0.0)),
+                root.var("readout_s", &[1], nn::Init::Const(0.0)),
             )
         });
         let own_b = root.var("own_b", &[256], nn::Init::Const(0.0));
@@ -327,12 +329,13 @@ impl LocalModel {
         })
     }
 
-    /// The mixing matrix `A`: the trained `A'` (zeros at the start), plus the shared readout
-    /// `E` when the network has one (a peer's answer then counts as its next-byte logits from
-    /// the first step, and training adjusts how much).
+    /// The mixing matrix `A = A' + s E`: the trained `A'`, plus the shared readout `E`
+    /// scaled by the trained `s` when the network has one. Both start at zero: a peer's answer
+    /// has no say until training gives it one, and `E` is the direction in which every peer's
+    /// answer gains it at once.
     fn mixing(&self) -> Tensor {
         match &self.readout {
-            Some((e, _)) => &self.mix_w + e,
+            Some((e, _, scale)) => &self.mix_w + e * scale,
             None => self.mix_w.shallow_clone(),
         }
     }
@@ -379,7 +382,7 @@ impl LocalModel {
         let balance = gating::balance(&routed.logits, &routed.gate, k);
         let mut total = &cross_entropy
             + (&balance.cv2_importance + &balance.cv2_load) * self.config.balance_weight;
-        if let Some((e, c)) = &self.readout {
+        if let Some((e, c, _)) = &self.readout {
             total += (own.matmul(&e.tr()) + c).cross_entropy_for_logits(&targets);
         }
         Ok(Loss {

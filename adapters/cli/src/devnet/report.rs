@@ -111,12 +111,21 @@ impl Figure for GainBars<'_> {
                 ));
             }
         }
-        let top = groups
+        // The differences are tenths of a nat on losses of about 2: the axis starts near the
+        // lowest bar, and leaves room above the highest for the legend.
+        let top = groups.iter().flat_map(|g| g.1).fold(0.0f64, f64::max);
+        let low = groups
             .iter()
             .flat_map(|g| g.1)
-            .fold(0.0f64, f64::max)
-            .max(1.0)
-            * 1.1;
+            .fold(f64::INFINITY, f64::min);
+        let (low, top) = if low.is_finite() && top > low {
+            (
+                ((low - 0.2) * 10.0).floor() / 10.0,
+                top + 0.4 * (top - low + 0.2),
+            )
+        } else {
+            (0.0, 1.0)
+        };
         let mut chart = ChartBuilder::on(root)
             .caption(
                 "validation loss per learner: alone, with peers, student (nats/byte)",
@@ -125,7 +134,7 @@ impl Figure for GainBars<'_> {
             .margin(12)
             .x_label_area_size(70)
             .y_label_area_size(56)
-            .build_cartesian_2d(0.0..groups.len().max(1) as f64, 0.0..top)
+            .build_cartesian_2d(0.0..groups.len().max(1) as f64, low..top)
             .map_err(|e| s(&e))?;
         let labels: Vec<String> = groups.iter().map(|g| g.0.clone()).collect();
         chart
@@ -154,7 +163,7 @@ impl Figure for GainBars<'_> {
                 let x0 = i as f64 + 0.1 + 0.27 * b as f64;
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
-                        [(x0, 0.0), (x0 + 0.25, v)],
+                        [(x0, low), (x0 + 0.25, v)],
                         color.filled(),
                     )))
                     .map_err(|e| s(&e))?;
@@ -163,7 +172,7 @@ impl Figure for GainBars<'_> {
         for (name, color) in ["alone", "peers", "student"].iter().zip(colors) {
             chart
                 .draw_series(std::iter::once(Rectangle::new(
-                    [(0.0, 0.0), (0.0, 0.0)],
+                    [(0.0, low), (0.0, low)],
                     color.filled(),
                 )))
                 .map_err(|e| s(&e))?
@@ -174,6 +183,7 @@ impl Figure for GainBars<'_> {
         }
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .label_font(("sans-serif", 14))
