@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The DeepNode epoch (mechanism.md steps 1 to 11) as a researcher would write it in numpy +
+"""The DeepNode epoch (SPEC.md §5 steps 1 to 11) as a researcher would write it in numpy +
 scipy.sparse: the baseline that `deepnode bench --baseline` times beside the Rust epoch.
 
 Reads a workload written by `deepnode bench` (format below), times `epochs` cold epochs (no

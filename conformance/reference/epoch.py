@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent reference implementation of the DeepNode epoch (conformance/SPEC.md).
 
-Written from conformance/SPEC.md and shared/design/mechanism.md only, not from the Rust code.
+Written from conformance/SPEC.md only, not from the Rust code.
 Only the Python standard library and mpmath are used.
 
 Two paths, each chaining its own state over epochs:
@@ -12,7 +12,7 @@ Two paths, each chaining its own state over epochs:
   numbers (params, initial bonds) are read as binary64 and rounded to the nearest grid point,
   ties to even (``round(Fraction(x) * 2^64)``), then saturated.
 
-* **real** -- the same epoch (mechanism.md) in exact arithmetic, whose values rounded to
+* **real** -- the same epoch (SPEC.md) in exact arithmetic, whose values rounded to
   binary64 are the ``float`` expectations.  Every quantity is a ``fractions.Fraction``; JSON
   numbers are their exact binary64 values.  The only irrational step is the sigmoid: ``z =
   rho (t - kappa)`` (exact) is converted to an mpmath ``mpf`` at 80 significant digits,
@@ -418,7 +418,7 @@ def _take_back(minted, E):
 
 
 # --------------------------------------------------------------------------------------------
-# Real-number path (mechanism.md, exact)
+# Real-number path (SPEC.md, exact)
 # --------------------------------------------------------------------------------------------
 
 DPS = 80

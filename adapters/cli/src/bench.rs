@@ -36,7 +36,7 @@ pub struct BenchArgs {
 }
 
 /// The largest difference allowed between the baseline's and the float epoch's normalised
-/// outputs (mechanism.md's bound between backends).
+/// outputs (SPEC.md's bound between backends).
 const AGREE: f64 = 1e-6;
 
 /// The seed of the synthetic network (the same for every backend and the baseline).

@@ -27,7 +27,7 @@ pub struct ChainConfig {
     pub max_weights_len: u32,
     /// Most extrinsics in one block (the pool holds at most this many).
     pub max_block_extrinsics: u32,
-    /// The controller of mechanism.md that moves `min_allowed_weights` from the loss.
+    /// The weights controller that moves `min_allowed_weights` from the loss.
     pub controller: ControllerPolicy,
 }
 
@@ -77,7 +77,7 @@ pub use deepnode_types::NeuronStats;
 pub struct Neuron {
     /// The only account that may act for it.
     pub owner: AccountId,
-    /// `stake[i]` of mechanism.md, raw units.
+    /// `stake[i]` of SPEC.md, raw units.
     pub stake: u64,
     /// Block of registration.
     pub registered_at: u64,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use deepnode_ledger::{Call, Chain, Extrinsic, Genesis, LedgerNode, Wallet};
 
 mod common;
-use common::{post, rss_kib};
+use common::{post, rss_kib, ws_text as ws_frame};
 
 fn wallet(b: u8) -> Wallet {
     Wallet::from_seed([b; 32])
@@ -61,26 +61,6 @@ fn ws_connect(addr: SocketAddr) -> TcpStream {
         String::from_utf8_lossy(&head)
     );
     s
-}
-
-/// One masked text frame (client frames must be masked; the mask here is fixed).
-fn ws_frame(payload: &[u8]) -> Vec<u8> {
-    let mask = [0x11u8, 0x22, 0x33, 0x44];
-    let mut f = vec![0x81u8];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(k, b)| b ^ mask[k % 4]));
-    f
 }
 
 /// Issue 15, item 1: one client sends frames of 3,300-call `ledger_metagraph` batches

@@ -123,7 +123,7 @@ pub mod pallet {
     pub struct Neuron<AccountId> {
         /// The only account that may act for it.
         pub owner: AccountId,
-        /// `stake[i]` of mechanism.md, raw units (held by the pallet's account).
+        /// `stake[i]` of SPEC.md, raw units (held by the pallet's account).
         pub stake: u64,
         /// Block of registration.
         pub registered_at: u64,

@@ -24,7 +24,7 @@ pub const SECTION_11_A: [f64; 4] = [0.55, 0.6, 0.7, 0.9];
 
 /// Section 11's population: 20 honest nodes holding `a` of the stake, each weighting the 19
 /// others by a noisy quality estimate, and 10 cabal nodes holding `1 - a` that weight only the
-/// cabal. Emission rate tau = 0.1, mechanism.md's default parameters.
+/// cabal. Emission rate tau = 0.1, SPEC.md's default parameters.
 pub fn section_11(a: f64, epochs: u32) -> Scenario {
     let total = 3.0e12;
     Scenario {

@@ -20,7 +20,7 @@ pub struct Scenario {
     pub params: ParamsSpec,
     /// Units minted per epoch.
     pub emission: Emission,
-    /// The controller of mechanism.md section "Controller", when on.
+    /// The weights controller, when on.
     pub controller: Option<ControllerPolicy>,
     /// The population, in uid order: group 0's nodes first.
     pub groups: Vec<Group>,
@@ -48,7 +48,7 @@ pub struct ParamsSpec {
 }
 
 impl Default for ParamsSpec {
-    /// mechanism.md's defaults, as [`Params::default`] holds them.
+    /// SPEC.md's defaults, as [`Params::default`] holds them.
     fn default() -> Self {
         let d = Params::<f64>::default();
         ParamsSpec {
@@ -505,7 +505,7 @@ impl Scenario {
     }
 }
 
-/// The ranges of mechanism.md, checked by the consensus crate's own rule
+/// The ranges of SPEC.md, checked by the consensus crate's own rule
 /// ([`deepnode_consensus::check_params`]) on the float values; `(key, reason)` on failure.
 fn check_params(p: &ParamsSpec) -> Result<(), (String, String)> {
     match deepnode_consensus::check_params(&p.to_params::<f64>(0)) {

@@ -73,28 +73,22 @@ impl Domain {
             Domain::Licenses => text_files(Path::new(LICENSES)),
             Domain::Python => {
                 // The newest `python3.N` folder: the standard library's own modules.
-                let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
-                    .map(|entries| {
-                        entries
-                            .flatten()
-                            .map(|e| e.path())
-                            .filter(|p| {
-                                p.file_name()
-                                    .and_then(|n| n.to_str())
-                                    .and_then(|n| n.strip_prefix("python3."))
-                                    .is_some_and(|v| v.parse::<u32>().is_ok())
-                            })
-                            .collect()
+                let newest = std::fs::read_dir("/usr/lib")
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|e| {
+                        let minor = e
+                            .file_name()
+                            .to_str()?
+                            .strip_prefix("python3.")?
+                            .parse::<u32>()
+                            .ok()?;
+                        Some((minor, e.path()))
                     })
-                    .unwrap_or_default();
-                dirs.sort_by_key(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .and_then(|n| n.strip_prefix("python3."))
-                        .and_then(|v| v.parse::<u32>().ok())
-                });
-                dirs.last()
-                    .map(|d| with_extension(text_files(d), "py"))
+                    .max_by_key(|(minor, _)| *minor);
+                newest
+                    .map(|(_, dir)| with_extension(text_files(&dir), "py"))
                     .unwrap_or_default()
             }
             Domain::C => {
@@ -207,7 +201,7 @@ impl TextCorpus {
 
     /// Fixed validation windows, the same for every call with the same arguments.
     pub fn valid_batch(&self, batch: usize, seq: usize) -> Tensor {
-        windows(&self.valid, batch, seq, 0x5eed)
+        self.valid_batch_at(batch, seq, 0)
     }
 
     /// Validation windows drawn from `seed`: round `r` of an evaluation passes `r` so that

@@ -1,4 +1,4 @@
-//! The controller of mechanism.md ("Controller", paper section 5): after each epoch, while the
+//! The weights controller (the paper's section 5): after each epoch, while the
 //! consensus loss `L` is positive, raise `min_allowed_weights` so that nodes spread weight over
 //! more peers; once `L` has stayed clearly negative for a while, relax it again.
 

@@ -1,4 +1,4 @@
-//! One epoch, mechanism.md steps 1 to 11, over caller-provided buffers.
+//! One epoch, SPEC.md §5 steps 1 to 11, over caller-provided buffers.
 
 use deepnode_types::{BondMode, Params, Uid, Weight};
 
@@ -40,7 +40,7 @@ pub struct Outputs<'a, N> {
 ///
 /// Three passes over the rows: (1) checks, shares, row factors, rank and trust; (2) the bond
 /// update and the bond column sums; (3) dividends. Every sum adds its terms in the same order
-/// as mechanism.md's row-by-row definition (rows in uid order, a row's entries in uid order),
+/// as SPEC.md's row-by-row definition (rows in uid order, a row's entries in uid order),
 /// so results do not depend on how rows are stored or merged. A fixed-point backend adds
 /// `r_j` and `t_j` as 64-bit fractions paired in one slot of `rank` while every sum stays
 /// below 1 (one scattered update per weight instead of two) and otherwise repeats pass 1 with

@@ -73,7 +73,7 @@ pub enum Error {
     },
     /// A parameter is outside its range.
     ParamOutOfRange {
-        /// The parameter's name in mechanism.md.
+        /// The parameter's name in SPEC.md.
         name: &'static str,
         /// The allowed range.
         range: &'static str,

@@ -4,7 +4,7 @@ use deepnode_types::{BondMode, Params, Uid, Weight};
 
 use crate::{Error, Scalar};
 
-/// Checks every parameter's range (mechanism.md table): `rho > 0`, `kappa` and `self_share`
+/// Checks every parameter's range (SPEC.md table): `rho > 0`, `kappa` and `self_share`
 /// in `[0, 1]`, `trust_threshold` in `[0, 1)`, EMA `alpha` in `(0, 1]`. NaN is out of range.
 pub fn check_params<N: Scalar>(params: &Params<N>) -> Result<(), Error> {
     let unit = |x: N| x >= N::ZERO && x <= N::ONE;
@@ -128,7 +128,7 @@ pub fn check_min_weights<N: Scalar>(
     }
 }
 
-/// The consensus curve of mechanism.md: `c(t) = sigmoid(rho (t - kappa))`, the consensus of a
+/// The consensus curve of SPEC.md: `c(t) = sigmoid(rho (t - kappa))`, the consensus of a
 /// node whose trust is `t`. The epoch computes `c_j` with exactly this curve, two columns at a
 /// time ([`Scalar::sigmoid_pair`], the same bits).
 pub fn consensus_of<N: Scalar>(params: &Params<N>, trust: N) -> N {

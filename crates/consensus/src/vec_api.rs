@@ -37,7 +37,7 @@ pub fn canonicalize<V: Copy>(
     Ok(sorted)
 }
 
-/// Runs one epoch of mechanism.md on `state` and returns every output, bonds included.
+/// Runs one epoch of SPEC.md on `state` and returns every output, bonds included.
 ///
 /// Rows may be in any uid order and fewer than `n` (missing rows are empty). The input is not
 /// modified. Bit-exact on every platform for [`deepnode_types::Fx`].

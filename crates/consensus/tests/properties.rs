@@ -1,4 +1,4 @@
-//! Properties of the epoch (mechanism.md), checked for both backends on random states.
+//! Properties of the epoch (SPEC.md), checked for both backends on random states.
 
 use std::collections::BTreeMap;
 
@@ -251,7 +251,7 @@ backend_suite!(float, f64);
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// mechanism.md "Numbers": the two paths agree within the bound of SPEC.md §6: 1e-9 on
+    /// SPEC.md §1 "Numbers": the two paths agree within the bound of SPEC.md §6: 1e-9 on
     /// rank, trust, consensus and loss; on the normalised incentive and dividends the fixed
     /// path's 2^-64 grid is magnified by 1 / X (X = sum_j r_j c_j), so 1e-9 + (n + 1) 2^-56 / X.
     #[test]

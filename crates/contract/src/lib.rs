@@ -61,7 +61,7 @@ pub enum ContractError {
 }
 
 /// The contract's `params` object as read, before conversion to a backend: every field
-/// optional (mechanism.md's defaults), unknown keys refused. Other documents that carry
+/// optional (SPEC.md's defaults), unknown keys refused. Other documents that carry
 /// params (a ledger's genesis) embed it and convert it with [`ParamsDoc::to_params`].
 #[derive(Deserialize, Default, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -127,7 +127,7 @@ struct StateJson {
 }
 
 impl ParamsDoc {
-    /// These params for backend `N`: absent fields take mechanism.md's defaults
+    /// These params for backend `N`: absent fields take SPEC.md's defaults
     /// ([`Params::default`]), reals go to the nearest value of `N` ([`Scalar::from_f64`]).
     /// Ranges are not checked here: [`deepnode_consensus::check_params`] owns that rule.
     pub fn to_params<N: Scalar>(&self) -> Result<Params<N>, ContractError> {

@@ -1,4 +1,4 @@
-//! Mechanism parameters (mechanism.md, "State of one network").
+//! Mechanism parameters (SPEC.md, "State of one network").
 
 use crate::Fx;
 
@@ -27,7 +27,7 @@ impl FromRatio for f64 {
     }
 }
 
-/// How bonds evolve each epoch (mechanism.md step 8).
+/// How bonds evolve each epoch (SPEC.md §5 step 8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(
     feature = "codec",
@@ -48,7 +48,7 @@ pub enum BondMode<N> {
     },
 }
 
-/// The parameters of one network (mechanism.md table; defaults from there).
+/// The parameters of one network (SPEC.md table; defaults from there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(
     feature = "codec",

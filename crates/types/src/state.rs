@@ -10,7 +10,7 @@ pub type WeightRow = Vec<(Uid, Weight)>;
 /// Node `i`'s bonds: `(uid j, B_ij)` entries, uids unique, values non-negative.
 pub type BondRow<N> = Vec<(Uid, N)>;
 
-/// Everything an epoch reads: mechanism.md "State of one network".
+/// Everything an epoch reads: SPEC.md "State of one network".
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(
     feature = "codec",
@@ -53,7 +53,7 @@ pub struct NeuronStats<N = crate::Fx> {
     pub emission: u64,
 }
 
-/// What an epoch produces (mechanism.md steps 3 to 11), each vector of length `n`.
+/// What an epoch produces (SPEC.md §5 steps 3 to 11), each vector of length `n`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(
     feature = "codec",

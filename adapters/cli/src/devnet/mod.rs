@@ -185,7 +185,7 @@ fn genesis(sc: &Scenario, wallets: &[Wallet]) -> Genesis {
     g.config.controller.cap = 1;
     g.params.min_allowed_weights = 1;
     g.params.emission = sc.emission;
-    // Nobody trusts itself, and dust weights buy no trust (mechanism.md, steps 2 and 4).
+    // Nobody trusts itself, and dust weights buy no trust (SPEC.md §5, steps 2 and 4).
     g.params.mask_self_weights = true;
     g.params.trust_threshold = Fx::from_f64(sc.trust_threshold);
     g.endowments = wallets
