@@ -141,6 +141,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ) {
             println!("  others gain {g:+.3} [{lo:+.3}, {hi:+.3}]");
         }
+        // The share of the peers' gain on the other domains that the student keeps.
+        let own = domains[i].name();
+        let (mut kept, mut gain) = (0.0, 0.0);
+        let mut others: Vec<&str> = domains.iter().map(|d| d.name()).collect();
+        others.sort_unstable();
+        others.dedup();
+        for d in others.into_iter().filter(|&d| d != own) {
+            let k = |m: &str| get(&format!("{d}/{m}")).unwrap_or(f64::NAN);
+            kept += k("alone") - k("student");
+            gain += k("alone") - k("peers");
+        }
+        if gain > 0.0 {
+            println!("  student keeps {:.0}%", 100.0 * kept / gain);
+        }
     }
     Ok(())
 }

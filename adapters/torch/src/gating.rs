@@ -45,6 +45,18 @@ pub fn logits(x: &Tensor, w_gate: &Tensor, w_noise: &Tensor, eps: Option<&Tensor
     }
 }
 
+impl Logits {
+    /// The logits with `bias` `[peers]` added to every row of `clean` and `noisy` (a gate
+    /// that must not choose some peers lowers their logits; the noise scale is unchanged).
+    pub fn lowered(self, bias: &Tensor) -> Logits {
+        Logits {
+            clean: &self.clean + bias,
+            noisy: &self.noisy + bias,
+            ..self
+        }
+    }
+}
+
 /// `softplus(z) = max(z, 0) + ln(1 + e^{-|z|})`, the gating crate's formula (NaN stays NaN).
 pub fn softplus(z: &Tensor) -> Tensor {
     z.relu() + (-z.abs()).exp().log1p()

@@ -50,7 +50,7 @@ pub struct LearnerConfig {
 
 impl Default for LearnerConfig {
     /// The local model's defaults with the network's shared readout, the context gate and
-    /// `k = 4`; batches of 4 x 32 bytes, a quarter of the windows from the other domains;
+    /// `k = 4`; a peer silent for 8 asks in a row muted for 150 steps; batches of 4 x 32 bytes, a quarter of the windows from the other domains;
     /// validation every 10 steps on 16 windows of one domain at a time; the twin.
     fn default() -> Self {
         LearnerConfig {
@@ -59,6 +59,8 @@ impl Default for LearnerConfig {
                 readout: Some(crate::local::NETWORK_READOUT),
                 context_gate: true,
                 k: 4,
+                mute_after: 8,
+                mute_steps: 150,
                 student: EncoderConfig {
                     hidden: 128,
                     ..EncoderConfig::default()
@@ -173,8 +175,10 @@ impl Learner {
         }
         let model = LocalModel::new(config.local)?;
         // The twin has no peers and nothing stands in for them: zeros, as it is evaluated.
+        // Its peers never answer; muting them would only move its gate.
         let twin = LocalConfig {
             student_stands_in: false,
+            mute_after: 0,
             ..config.local
         };
         let alone = config.alone.then(|| LocalModel::new(twin)).transpose()?;

@@ -52,7 +52,19 @@ pub struct LocalConfig {
     /// positions `0..=t` (causal), instead of position `t`'s encoding alone: a few bytes
     /// rarely tell which domain a text is from, a few dozen do.
     pub context_gate: bool,
+    /// A chosen peer that failed to answer this many training asks in a row is muted: the
+    /// gate does not choose it for the next [`LocalConfig::mute_steps`] training steps
+    /// (its logits are lowered by [`MUTED_LOGIT`]), then it is asked again, and muted again
+    /// after one more failure. A peer that left stops taking a share of the gate's mass,
+    /// which goes to the peers that answer. 0: never muted.
+    pub mute_after: u32,
+    /// How many training steps a muted peer stays muted.
+    pub mute_steps: u64,
 }
+
+/// What a muted peer's gate logits are lowered by: far below any trained logit, finite so
+/// that the gate's backward stays finite (the load's normal CDF is 0 there, as is its slope).
+pub const MUTED_LOGIT: f64 = -1e4;
 
 impl Default for LocalConfig {
     /// The default model of the README's figures: `D = 32`, 8 peers, `k = 2`.
@@ -72,6 +84,8 @@ impl Default for LocalConfig {
             student_stands_in: false,
             readout: None,
             context_gate: false,
+            mute_after: 0,
+            mute_steps: 0,
         }
     }
 }
@@ -191,6 +205,10 @@ pub struct LocalModel {
     fisher_sum: Vec<f64>,
     fisher_rows: u64,
     backend: FisherBackend,
+    /// Per peer: training asks in a row it failed to answer.
+    silent: Vec<u32>,
+    /// Per peer: the training step until which it is muted (exclusive).
+    muted_until: Vec<u64>,
 }
 
 impl LocalModel {
@@ -247,6 +265,8 @@ impl LocalModel {
         Ok(LocalModel {
             fisher_sum: vec![0.0; config.peers],
             fisher_rows: 0,
+            silent: vec![0; config.peers],
+            muted_until: vec![0; config.peers],
             config,
             vs,
             encoder,
@@ -297,9 +317,7 @@ impl LocalModel {
         let own = self.encoder.forward(Modality::Text, &inputs)?;
         let rows = size[0] * seq;
         let x = if self.config.context_gate {
-            let counts =
-                Tensor::arange_start(1, seq + 1, (Kind::Float, Device::Cpu)).view([1, seq, 1]);
-            (own.cumsum(1, Kind::Float) / counts).reshape([rows, self.config.encoder.dim])
+            running_mean(&own).reshape([rows, self.config.encoder.dim])
         } else {
             own.reshape([rows, self.config.encoder.dim])
         };
@@ -311,7 +329,21 @@ impl LocalModel {
             );
             Tensor::from_slice(&e).view([rows, peers as i64])
         });
-        let logits = gating::logits(&x, &self.w_gate, &self.w_noise, eps.as_ref());
+        let mut logits = gating::logits(&x, &self.w_gate, &self.w_noise, eps.as_ref());
+        let muted: Vec<f32> = self
+            .muted_until
+            .iter()
+            .map(|&until| {
+                if until > self.step {
+                    MUTED_LOGIT as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        if muted.iter().any(|&m| m != 0.0) {
+            logits = logits.lowered(&Tensor::from_slice(&muted));
+        }
         let gate = gating::top_k_softmax(&logits.noisy, self.config.k as i64)?;
         let mut chosen: Vec<usize> = Vec::<i64>::try_from(gate.indices.contiguous().view(-1))?
             .into_iter()
@@ -441,6 +473,7 @@ impl LocalModel {
                 }
             }
         }
+        self.note_silence(&answered, &missing);
         let loss = self.loss(&routed, &responses)?;
         let mut fisher = self.fisher_gating(&routed, &loss)?;
         let mut benefit = self.benefit(&routed, &loss)?;
@@ -470,6 +503,30 @@ impl LocalModel {
             fisher,
             benefit,
         })
+    }
+
+    /// Counts each asked peer's failures in a row and mutes the ones that reach
+    /// [`LocalConfig::mute_after`] (see there).
+    fn note_silence(&mut self, answered: &[usize], missing: &[usize]) {
+        for &peer in answered {
+            self.silent[peer] = 0;
+        }
+        if self.config.mute_after == 0 {
+            return;
+        }
+        for &peer in missing {
+            self.silent[peer] = self.silent[peer].saturating_add(1);
+            if self.silent[peer] >= self.config.mute_after {
+                self.muted_until[peer] = self.step.saturating_add(1 + self.config.mute_steps);
+            }
+        }
+    }
+
+    /// The peers the gate does not choose at the next step ([`LocalConfig::mute_after`]).
+    pub fn muted(&self) -> Vec<usize> {
+        (0..self.config.peers)
+            .filter(|&p| self.muted_until[p] > self.step)
+            .collect()
     }
 
     /// One student step: `KL(softmax(head(h, G)) || softmax(head(h, dist(x))))` with the
@@ -671,4 +728,12 @@ impl LocalModel {
             .map_err(|_| TorchError::Checkpoint("step is not a number"))?;
         Ok(())
     }
+}
+
+/// The causal running mean over positions of `x` `[B, S, D]`: position `t` holds the mean of
+/// positions `0..=t`.
+fn running_mean(x: &Tensor) -> Tensor {
+    let seq = x.size()[1];
+    let counts = Tensor::arange_start(1, seq + 1, (Kind::Float, Device::Cpu)).view([1, seq, 1]);
+    x.cumsum(1, Kind::Float) / counts
 }

@@ -309,7 +309,8 @@ fn bad_remote_gradients_and_answers_are_refused() {
 fn checkpoints_round_trip_and_a_restarted_node_resumes() {
     let peers = peers(4, ServeConfig::default());
     let corpus = TextCorpus::system_shard(0, 4).unwrap();
-    let mut node = LocalModel::new(small()).unwrap();
+    let config = small();
+    let mut node = LocalModel::new(config).unwrap();
     for step in 0..5 {
         node.step(&corpus.train_batch(4, 16, step), &mut ask(&peers))
             .unwrap();
@@ -317,11 +318,7 @@ fn checkpoints_round_trip_and_a_restarted_node_resumes() {
     let dir = tempfile::tempdir().unwrap();
     node.save(dir.path()).unwrap();
     peers[0].save(&dir.path().join("peer0.ot")).unwrap();
-    let mut restarted = LocalModel::new(LocalConfig {
-        seed: 99,
-        ..small()
-    })
-    .unwrap();
+    let mut restarted = LocalModel::new(LocalConfig { seed: 99, ..config }).unwrap();
     let valid = corpus.valid_batch(4, 16);
     for mixture in [Mixture::Peers, Mixture::Student, Mixture::Zeros] {
         assert_ne!(
@@ -348,4 +345,63 @@ fn checkpoints_round_trip_and_a_restarted_node_resumes() {
         0.0
     );
     assert!(restarted.load(&dir.path().join("missing")).is_err());
+}
+
+#[test]
+fn a_peer_that_stops_answering_is_muted_then_asked_again() {
+    let peers = peers(4, ServeConfig::default());
+    let mut node = LocalModel::new(LocalConfig {
+        mute_after: 3,
+        mute_steps: 20,
+        ..small()
+    })
+    .unwrap();
+    let corpus = TextCorpus::system_shard(0, 4).unwrap();
+    // Peer 1 answers for 30 steps, then leaves.
+    let mut asked_after_mute = Vec::new();
+    let mut muted_at = None;
+    for step in 0..120u64 {
+        let batch = corpus.train_batch(8, 32, step);
+        let gone = step >= 30;
+        let mut query = |j: usize, x: &NodeTensor| {
+            if j == 1 && gone {
+                None
+            } else {
+                peers[j].forward(Modality::Text, x).ok()
+            }
+        };
+        let chosen = node.route(&batch, true).unwrap().chosen;
+        let report = node.step(&batch, &mut query).unwrap();
+        assert!(report.loss.is_finite());
+        assert!(report.fisher.iter().all(|f| f.is_finite()));
+        if muted_at.is_some() {
+            asked_after_mute.push((step, chosen.contains(&1)));
+        }
+        if muted_at.is_none() && node.muted() == [1] {
+            muted_at = Some(step);
+        }
+        if !gone {
+            assert!(
+                node.muted().is_empty(),
+                "muted at step {step} while answering"
+            );
+        }
+    }
+    let muted_at = muted_at.expect("the silent peer was never muted");
+    // Three failed asks in a row from step 30 (with k = 2 of 4 it is chosen in most steps).
+    assert!((32..45).contains(&muted_at), "muted at {muted_at}");
+    // Muted: not chosen for 20 steps, in training and in evaluation.
+    assert!(asked_after_mute.iter().take(20).all(|&(_, asked)| !asked));
+    let valid = corpus.valid_batch(16, 32);
+    // Asked again after the 20 steps, then muted again at once on its first failure.
+    let again: Vec<u64> = asked_after_mute
+        .iter()
+        .filter(|&&(_, asked)| asked)
+        .map(|&(s, _)| s)
+        .collect();
+    assert!(!again.is_empty(), "never asked again");
+    assert!(again[0] >= muted_at + 21, "asked again at {}", again[0]);
+    assert!(again.windows(2).all(|w| w[1] >= w[0] + 21), "{again:?}");
+    let routed = node.route(&valid, false).unwrap();
+    assert_eq!(node.muted().contains(&1), !routed.chosen.contains(&1));
 }
