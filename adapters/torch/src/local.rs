@@ -55,7 +55,7 @@ pub struct LocalConfig {
 }
 
 impl Default for LocalConfig {
-    /// The default model of the README's figures: `D = 32`, 8 peers, `k = 2`.
+    /// The default model of the figures in `docs/benchmarks.md`: `D = 32`, 8 peers, `k = 2`.
     fn default() -> Self {
         LocalConfig {
             encoder: EncoderConfig::default(),
