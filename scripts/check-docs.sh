@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Code, comments and docs speak of the product as it is: no ticket numbers, no work log, no
-# file outside the repository (CONTRIBUTING.md, "Code, comments and docs"). Greps the
-# repository's text files (tracked and new ones, .gitignore respected; every file outside the
-# build directories where there is no git); prints one line per finding and fails on any.
+# file outside the repository, no broken relative link (CONTRIBUTING.md, "Code, comments and
+# docs"). Greps the repository's text files (tracked and new ones, .gitignore respected; every
+# file outside the build directories where there is no git); prints one line per finding and
+# fails on any.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,7 +52,12 @@ for rule in "${rules[@]}"; do
   done < <(printf '%s\0' "${selected[@]}" | xargs -0 grep "${flags[@]}" -e "$re" || true)
 done
 
+# Relative links in Markdown resolve (files and headings).
+if command -v python3 >/dev/null; then
+  python3 scripts/check-links.py || found=1
+fi
+
 if [ "$found" -ne 0 ]; then
-  echo "check-docs: remove ticket numbers, work-log history and outside paths (CONTRIBUTING.md, 'Code, comments and docs')" >&2
+  echo "check-docs: remove ticket numbers, work-log history, outside paths and broken links (CONTRIBUTING.md, 'Code, comments and docs')" >&2
   exit 1
 fi
