@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 step() { printf '\n== %s\n' "$*"; }
 
-step "docs check: no ticket numbers, work-log history or outside paths in code and docs"
+step "docs check: no ticket numbers, work-log history, outside paths or broken links in code and docs"
 ./scripts/check-docs.sh
 
 step "setup (installs only what is missing)"
