@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The epoch against the numpy + scipy.sparse baseline (benches/baseline/numpy_epoch.py), both
-# workloads of issue 16, in one run each: float, fixed and numpy alternated for ROUNDS rounds,
-# ratios printed by `deepnode bench --baseline`. Installs numpy and scipy (pip, user site)
+# workloads of docs/benchmarks.md (n = 4096 dense, 1,000,000 x 32), in one run each: float,
+# fixed and numpy alternated for ROUNDS rounds, ratios printed by `deepnode bench --baseline`. Installs numpy and scipy (pip, user site)
 # when python3 lacks them. With THREADS, also one core against THREADS threads (the feature
 # `parallel`, `deepnode bench --threads`). Usage: scripts/bench-epoch.sh [ROUNDS [THREADS]]
 set -euo pipefail

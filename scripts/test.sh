@@ -5,9 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A one-off build gains nothing from incremental caches, which would take a third of the
-# target directory's disk (CI once ran out of space); set CARGO_INCREMENTAL=1 to keep them.
+# target directory's disk; set CARGO_INCREMENTAL=1 to keep them.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 step() { printf '\n== %s\n' "$*"; }
+
+step "docs check: no ticket numbers, work-log history, outside paths or broken links in code and docs"
+./scripts/check-docs.sh
 
 step "setup (installs only what is missing)"
 export DEBIAN_FRONTEND=noninteractive

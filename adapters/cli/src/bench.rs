@@ -200,10 +200,11 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Bytes a steady float epoch moves per non-zero weight: the README's traffic model of
-/// `epoch_in_place`, at the entries' in-memory sizes. Pass 1 reads each weight and each bond
-/// entry (checks, rank, trust); pass 2 reads each weight again and reads and writes each bond
-/// entry (the update); pass 3 reads each bond entry (dividends). The `n`-long column arrays
+/// Bytes a steady float epoch moves per non-zero weight: the traffic model of
+/// `epoch_in_place` (`crates/consensus/docs/memory.md`), at the entries' in-memory sizes.
+/// Pass 1 reads each weight and each bond entry (checks, rank, trust); pass 2 reads each
+/// weight again and reads and writes each bond entry (the update); pass 3 reads each bond entry
+/// (dividends). The `n`-long column arrays
 /// are not counted (at n = 4096 they stay in cache; at n = 1,000,000 they are random accesses
 /// whose cost is latency more than bytes).
 fn f64_bytes() -> f64 {

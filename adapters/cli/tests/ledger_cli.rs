@@ -337,9 +337,8 @@ async fn check(client: &Client, heads: &[(u64, String)], committed: &[(H256, u64
     }
 }
 
-/// Issue 15, items 3, 4, 7, 8 through the binary: a damaged or empty database, a refused
-/// genesis and a FIFO wallet each end in one line on stderr, the right exit code and no file
-/// changed or left behind.
+/// Through the binary: a damaged or empty database, a refused genesis and a FIFO wallet each
+/// end in one line on stderr, the right exit code and no file changed or left behind.
 #[test]
 fn damaged_files_and_bad_inputs_give_one_line_errors() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -142,7 +142,8 @@ mod tests {
         assert!(parse_genesis(r#"{"params": {"kapa": 0.5}}"#).is_err());
     }
 
-    /// Issue 15, item 7: each of these was accepted.
+    /// Duplicate endowments, endowments whose sum overflows, a controller floor above its cap
+    /// and zero limits are refused.
     #[test]
     fn thin_genesis_checks_refuse_bad_files() {
         let a = format!("0x{}", "01".repeat(32));

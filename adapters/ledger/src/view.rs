@@ -496,8 +496,8 @@ mod account_tests {
     use super::*;
     use crate::state::{Genesis, Neuron, NeuronStats};
 
-    /// Issue 15, item 6: two nodes of one account with stakes 2^64-21 and 1,000 summed to 979
-    /// in u64.
+    /// An account's stake over its nodes is summed without wrapping: stakes 2^64-21 and 1,000
+    /// would wrap to 979 in u64.
     #[test]
     fn account_stake_is_summed_without_wrapping() {
         let who = AccountId([5; 32]);

@@ -170,8 +170,8 @@ mod tests {
         }
     }
 
-    /// Issue 15, item 8: a FIFO blocked `wallet show` forever; upper-case hex was "does not
-    /// match".
+    /// A key file over `MAX_WALLET_BYTES` is refused unread, even a valid key padded with
+    /// whitespace.
     #[test]
     fn oversized_files_are_refused_unread() {
         let dir = tempfile::tempdir().expect("tempdir");

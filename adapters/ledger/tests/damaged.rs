@@ -1,6 +1,6 @@
 //! Damaged, empty and foreign database files: `Chain::open` (what `ledger run` does) and
 //! `verify` end in a [`LedgerError::Damaged`] naming the file, never a panic, and never change
-//! a byte of it (issue 15, items 3 and 4).
+//! a byte of it.
 
 use std::path::{Path, PathBuf};
 

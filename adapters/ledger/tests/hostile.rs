@@ -1,4 +1,4 @@
-//! Hostile clients on loopback (issue 15): a WebSocket client that floods batches and never
+//! Hostile clients on loopback: a WebSocket client that floods batches and never
 //! reads. Each test is bounded in time and stops by itself.
 #![cfg(feature = "rpc")]
 
@@ -63,10 +63,9 @@ fn ws_connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// Issue 15, item 1: one client sends frames of 3,300-call `ledger_metagraph` batches
-/// (about 250 KB each) and never reads the replies. Before the fix the node grew by about
-/// 7 MB a frame until the socket closed; now batches are bounded and the server stops reading
-/// once its per-connection buffer is full, so memory stays flat.
+/// One client sends frames of 3,300-call `ledger_metagraph` batches (about 250 KB each) and
+/// never reads the replies. Batches are bounded and the server stops reading once its
+/// per-connection buffer is full, so memory stays flat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_cannot_grow_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -107,7 +106,7 @@ async fn a_client_that_never_reads_cannot_grow_memory() {
     assert!(grown < 16 * 1024, "RSS grew {grown} KiB under one client");
 }
 
-/// Issue 15, item 1: a batch longer than `MAX_BATCH_LEN` is refused as a whole.
+/// A batch longer than `MAX_BATCH_LEN` is refused as a whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_are_bounded() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -139,10 +138,9 @@ async fn connect_from(from: [u8; 4], addr: SocketAddr) -> Option<tokio::net::Tcp
     s.connect(addr).await.ok()
 }
 
-/// Issue 15, item 2: 100 idle WebSockets and 100 HTTP POSTs that declare 1,000 bytes and send
-/// one, all from one address, locked every other client out (HTTP 429) for as long as they
-/// stayed open. Now one address gets at most `max_per_ip` connections, so honest submissions
-/// from another address go through meanwhile.
+/// 100 idle WebSockets and 100 HTTP POSTs that declare 1,000 bytes and send one, all from
+/// one address, do not lock other clients out: one address gets at most `max_per_ip`
+/// connections, so honest submissions from another address go through meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_slow_clients_do_not_lock_others_out() {
     use tokio::io::AsyncWriteExt;
@@ -190,7 +188,7 @@ async fn idle_and_slow_clients_do_not_lock_others_out() {
     node.stop().await.expect("stop");
 }
 
-/// Issue 15, item 2: a POST whose body never completes, and a connection that never sends its
+/// A POST whose body never completes, and a connection that never sends its
 /// headers, are closed after the request and header timeouts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_requests_and_silent_connections_time_out() {
@@ -236,7 +234,7 @@ async fn slow_requests_and_silent_connections_time_out() {
         .expect("the silent connection is closed")
         .ok();
     assert!(start.elapsed() < Duration::from_secs(3));
-    // A page elsewhere cannot drive the RPC (item 10): foreign Host or Origin is refused.
+    // A page elsewhere cannot drive the RPC: foreign Host or Origin is refused.
     for extra in [
         "Host: evil.example\r\n".to_string(),
         format!("Host: {addr}\r\nOrigin: http://evil.example\r\n"),

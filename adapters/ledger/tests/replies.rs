@@ -1,8 +1,7 @@
 //! The exact bytes of every JSON-RPC reply on a small fixed chain, against a golden file.
 //!
-//! The golden file (`tests/golden/replies.txt`) was written by the ledger as it was before
-//! its RPC views were split into typed structs (commit df94867, `serde_json::json!` views), so
-//! it pins the wire format: key order, number formatting and nulls. Regenerate only on purpose
+//! The golden file (`tests/golden/replies.txt`) pins the wire format: key order, number
+//! formatting and nulls, whatever types build the replies. Regenerate only on purpose
 //! with `DEEPNODE_BLESS=1 cargo test -p deepnode-ledger --test replies`.
 #![cfg(feature = "rpc")]
 

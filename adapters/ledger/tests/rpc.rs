@@ -403,7 +403,7 @@ async fn non_loopback_listen_is_refused() {
     assert!(res.is_err_and(|e| e.to_string().contains("loopback")));
 }
 
-/// Issue 15, item 10: an accepted extrinsic is pending (not durable) until its block is
+/// An accepted extrinsic is pending (not durable) until its block is
 /// committed, and the reply says so; `wait_committed` waits for the committed block.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_says_pending_until_committed() {

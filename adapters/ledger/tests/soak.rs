@@ -1,4 +1,4 @@
-//! A bounded soak on loopback (issue 15): hostile clients (four `ledger_epochInput` pollers,
+//! A bounded soak on loopback: hostile clients (four `ledger_epochInput` pollers,
 //! a WebSocket client flooding `ledger_head` batches it never reads, idle connections from
 //! another address) beside an honest submitter. Memory stays flat, blocks stay on time, every honest
 //! submission is accepted; the figures are printed (`--nocapture`).

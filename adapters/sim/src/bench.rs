@@ -1,4 +1,4 @@
-//! Scale figures of issue 3 item 7: wall time and peak memory of simulated epochs on one core.
+//! Scale figures of the simulator: wall time and peak memory of simulated epochs on one core.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! The sweep of issue 3 item 6: an adversarial group's final stake share and dividend yield
+//! The sweep of attacks: an adversarial group's final stake share and dividend yield
 //! over its initial stake x strategy (cabal, selfish, copier) x bond mode.
 
 use std::fmt::Write as _;

@@ -1,6 +1,6 @@
-//! Benchmarks of the README: ms per training step of the default model with k = 2, 4, 8
-//! peer responses, forward requests served per second, and Fisher scores in torch against
-//! deepnode-gating's CPU reference on the same batch. `DEEPNODE_BENCH_QUICK=1`: fewer rounds.
+//! The training benchmarks of `docs/benchmarks.md`: ms per training step of the default model
+//! with k = 2, 4, 8 peer responses, forward requests served per second, and Fisher scores in
+//! torch against deepnode-gating's CPU reference on the same batch. `DEEPNODE_BENCH_QUICK=1`: fewer rounds.
 
 use std::time::Instant;
 

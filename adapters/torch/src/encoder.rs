@@ -24,7 +24,7 @@ pub struct EncoderConfig {
 }
 
 impl Default for EncoderConfig {
-    /// The default model of the README's figures: `D = 32`.
+    /// The default model of the figures in `docs/benchmarks.md`: `D = 32`.
     fn default() -> Self {
         EncoderConfig {
             dim: 32,

@@ -67,7 +67,7 @@ pub struct LocalConfig {
 pub const MUTED_LOGIT: f64 = -1e4;
 
 impl Default for LocalConfig {
-    /// The default model of the README's figures: `D = 32`, 8 peers, `k = 2`.
+    /// The default model of the figures in `docs/benchmarks.md`: `D = 32`, 8 peers, `k = 2`.
     fn default() -> Self {
         LocalConfig {
             encoder: EncoderConfig::default(),

@@ -1,4 +1,5 @@
 //! One epoch, SPEC.md §5 steps 1 to 11, over caller-provided buffers.
+#![doc = include_str!("../docs/memory.md")]
 
 use deepnode_types::{BondMode, Params, Uid, Weight};
 

@@ -1,4 +1,5 @@
 //! The wgpu context and the host side of every kernel: upload, chunk by rows, dispatch, read.
+#![doc = include_str!("../docs/kernels.md")]
 
 use std::sync::{Mutex, mpsc};
 

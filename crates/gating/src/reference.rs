@@ -254,9 +254,9 @@ pub fn fisher_terms(
     Ok(terms)
 }
 
-/// Fisher pruning score per peer (section 10), `r_i = (1 / rows) sum_x dF_i^T H dF_i`: the
-/// per-slot [`fisher_terms`] summed per peer and divided by `rows` (a peer not selected in a
-/// row contributes 0 there). Zeros when `rows == 0`.
+/// Fisher pruning score per peer (`docs/mechanism.md`, "Scoring peers"),
+/// `r_i = (1 / rows) sum_x dF_i^T H dF_i`: the per-slot [`fisher_terms`] summed per peer and
+/// divided by `rows` (a peer not selected in a row contributes 0 there). Zeros when `rows == 0`.
 pub fn fisher_scores(
     sel: &Selection,
     responses: &[f32],

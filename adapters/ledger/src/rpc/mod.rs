@@ -111,7 +111,8 @@ pub fn tx_error_code(e: &TxError) -> i32 {
 mod tests {
     use super::*;
 
-    /// Issue 15, item 5: -32001..-32016 overlapped jsonrpsee's own codes.
+    /// The ledger's error codes are distinct and stay clear of the range jsonrpsee reserves
+    /// for its own codes.
     #[test]
     fn ledger_codes_are_outside_the_reserved_range_and_distinct() {
         let errors = [

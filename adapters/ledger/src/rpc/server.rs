@@ -417,9 +417,9 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
 
-    /// Issue 15, item 9: every read used to take the chain's lock, which the producer holds
-    /// through commit and fsync; now reads are served from the last committed snapshot, so a
-    /// read completes while the lock is held.
+    /// Reads are served from the last committed snapshot, not under the chain's lock (which
+    /// the producer holds through commit and fsync), so a read completes while the lock is
+    /// held.
     #[test]
     fn reads_do_not_wait_on_the_chain_lock() {
         let dir = tempfile::tempdir().expect("tempdir");
