@@ -5,7 +5,8 @@
 //! `cargo run --release -p deepnode-torch --example specialists -- STEPS DOMAIN...`
 //! (e.g. `1500 fortunes fortunes python c`). The learners' defaults, with these overrides from
 //! the environment: `K` (peers per position), `READOUT=0` (no shared readout),
-//! `CONTEXT_GATE=0` (the gate reads one position), `STUDENT_HIDDEN`, `VISITORS`, `SEED`.
+//! `CONTEXT_GATE=0` (the gate reads one position), `STUDENT_HIDDEN`, `STUDENT_STEPS`,
+//! `STUDENT_LR`, `VISITORS`, `SEED`.
 
 use std::sync::Arc;
 
@@ -42,6 +43,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 seed,
                 readout: readout.then_some(deepnode_torch::local::NETWORK_READOUT),
                 context_gate: env("CONTEXT_GATE", 1.0) > 0.0,
+                student_steps: env("STUDENT_STEPS", f64::from(defaults.local.student_steps)) as u32,
+                student_lr: env("STUDENT_LR", defaults.local.student_lr),
                 student: EncoderConfig {
                     hidden: env("STUDENT_HIDDEN", defaults.local.student.hidden as f64) as i64,
                     ..defaults.local.student

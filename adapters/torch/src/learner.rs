@@ -50,7 +50,8 @@ pub struct LearnerConfig {
 
 impl Default for LearnerConfig {
     /// The local model's defaults with the network's shared readout, the context gate and
-    /// `k = 4`; a peer silent for 8 asks in a row muted for 150 steps; batches of 4 x 32 bytes, a quarter of the windows from the other domains;
+    /// `k = 4`; a peer silent for 8 asks in a row muted for 150 steps; two student steps per
+    /// training step at half the rate; batches of 4 x 32 bytes, a quarter of the windows from the other domains;
     /// validation every 10 steps on 16 windows of one domain at a time; the twin.
     fn default() -> Self {
         LearnerConfig {
@@ -61,6 +62,8 @@ impl Default for LearnerConfig {
                 k: 4,
                 mute_after: 8,
                 mute_steps: 150,
+                student_steps: 2,
+                student_lr: 1.5e-3,
                 student: EncoderConfig {
                     hidden: 128,
                     ..EncoderConfig::default()

@@ -29,8 +29,15 @@ pub struct LocalConfig {
     pub peers: usize,
     /// Peers asked per position (`1 <= k <= peers`).
     pub k: usize,
-    /// Adam step of the node's model and of the student.
+    /// Adam step of the node's model.
     pub lr: f64,
+    /// Adam step of the student.
+    pub student_lr: f64,
+    /// Distillation steps of the student per training step, on the same batch (at least 1).
+    /// The student sees other domains only in the few windows a learner trains on that are
+    /// not its own; more steps on each at a smaller rate let it keep more of what the peers
+    /// give there.
+    pub student_steps: u32,
     /// Weight of `CV(Importance)^2 + CV(Load)^2` in the loss.
     pub balance_weight: f64,
     /// Whether training uses the noisy gate (evaluation never does).
@@ -78,6 +85,8 @@ impl Default for LocalConfig {
             peers: 8,
             k: 2,
             lr: 3e-3,
+            student_lr: 3e-3,
+            student_steps: 1,
             balance_weight: 0.01,
             noise: true,
             seed: 1,
@@ -217,6 +226,9 @@ impl LocalModel {
         if config.k == 0 || config.k > config.peers {
             return Err(TorchError::Config("k must be in 1..=peers"));
         }
+        if config.student_steps == 0 {
+            return Err(TorchError::Config("student_steps must be at least 1"));
+        }
         if config.student.dim != config.encoder.dim {
             return Err(TorchError::Config(
                 "the student's dim must equal the encoder's",
@@ -261,7 +273,7 @@ impl LocalModel {
         let opt = nn::Adam::default().build(&vs, config.lr)?;
         let student_vs = nn::VarStore::new(Device::Cpu);
         let student = Encoder::new(&(student_vs.root() / "student"), config.student)?;
-        let student_opt = nn::Adam::default().build(&student_vs, config.lr)?;
+        let student_opt = nn::Adam::default().build(&student_vs, config.student_lr)?;
         Ok(LocalModel {
             fisher_sum: vec![0.0; config.peers],
             fisher_rows: 0,
@@ -529,23 +541,28 @@ impl LocalModel {
             .collect()
     }
 
-    /// One student step: `KL(softmax(head(h, G)) || softmax(head(h, dist(x))))` with the
-    /// head frozen and the teacher's logits detached.
+    /// [`LocalConfig::student_steps`] student steps on
+    /// `KL(softmax(head(h, G)) || softmax(head(h, dist(x))))` with the head frozen and the
+    /// teacher's logits detached; returns the KL before the first.
     fn distill(&mut self, routed: &Routed, teacher: &Tensor) -> Result<f64, TorchError> {
         let d = self.config.encoder.dim;
         let rows = routed.targets.numel() as i64;
-        let dist = self
-            .student
-            .forward(Modality::Text, &routed.inputs)?
-            .reshape([rows, d]);
         let own = routed.own.detach().reshape([rows, d]);
-        let student = self.head(&own, &dist, true).log_softmax(1, Kind::Float);
         let teacher = teacher.detach().log_softmax(1, Kind::Float);
-        let kl = (teacher.exp() * (&teacher - &student))
-            .sum_dim_intlist(1, false, Kind::Float)
-            .mean(Kind::Float);
-        self.student_opt.backward_step(&kl);
-        Ok(kl.double_value(&[]))
+        let mut first = None;
+        for _ in 0..self.config.student_steps {
+            let dist = self
+                .student
+                .forward(Modality::Text, &routed.inputs)?
+                .reshape([rows, d]);
+            let student = self.head(&own, &dist, true).log_softmax(1, Kind::Float);
+            let kl = (teacher.exp() * (&teacher - &student))
+                .sum_dim_intlist(1, false, Kind::Float)
+                .mean(Kind::Float);
+            self.student_opt.backward_step(&kl);
+            first.get_or_insert(kl.double_value(&[]));
+        }
+        Ok(first.unwrap_or(0.0))
     }
 
     /// The node's own encoder's parameters by name (`encoder.*`, copies): what it serves

@@ -405,3 +405,31 @@ fn a_peer_that_stops_answering_is_muted_then_asked_again() {
     let routed = node.route(&valid, false).unwrap();
     assert_eq!(node.muted().contains(&1), !routed.chosen.contains(&1));
 }
+
+#[test]
+fn more_distillation_steps_bring_the_student_closer_to_the_mixture() {
+    let peers = peers(4, ServeConfig::default());
+    let corpus = TextCorpus::system_shard(0, 4).unwrap();
+    let kl_after = |student_steps: u32| {
+        let mut node = LocalModel::new(LocalConfig {
+            student_steps,
+            ..small()
+        })
+        .unwrap();
+        let mut kls = Vec::new();
+        for step in 0..80 {
+            let batch = corpus.train_batch(8, 32, step);
+            kls.push(node.step(&batch, &mut ask(&peers)).unwrap().distill);
+        }
+        kls[60..].iter().sum::<f64>() / 20.0
+    };
+    let (one, three) = (kl_after(1), kl_after(3));
+    assert!(three < one, "KL with three steps {three} vs one {one}");
+    assert!(
+        LocalModel::new(LocalConfig {
+            student_steps: 0,
+            ..small()
+        })
+        .is_err()
+    );
+}
