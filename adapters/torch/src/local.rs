@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use deepnode_gating::{FisherHead, Gpu, reference, standard_normal};
+use deepnode_gating::standard_normal;
 use deepnode_node::Tensor as NodeTensor;
 use deepnode_wire::Modality;
 use tch::nn::{self, OptimizerConfig};
@@ -12,92 +12,14 @@ use tch::{Device, Kind, Tensor};
 
 use crate::TorchError;
 use crate::convert::{is_float, to_node, to_tch, tokens_to_node};
-use crate::encoder::{Encoder, EncoderConfig};
+use crate::encoder::Encoder;
 use crate::gating::{self, Balance, Gate, Logits};
 
-/// The seed of the TEXT readout every learner of a network shares ([`LocalConfig::readout`]).
-pub const NETWORK_READOUT: u64 = 0x7e47_5eed;
+mod config;
+mod scores;
 
-/// Sizes and rates of a [`LocalModel`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LocalConfig {
-    /// The node's own encoder (the same architecture it serves).
-    pub encoder: EncoderConfig,
-    /// The student's encoder (smaller: it only has to imitate `G(x)`).
-    pub student: EncoderConfig,
-    /// Number of peers the gate chooses among.
-    pub peers: usize,
-    /// Peers asked per position (`1 <= k <= peers`).
-    pub k: usize,
-    /// Adam step of the node's model.
-    pub lr: f64,
-    /// Adam step of the student.
-    pub student_lr: f64,
-    /// Distillation steps of the student per training step, on the same batch (at least 1).
-    /// The student sees other domains only in the few windows a learner trains on that are
-    /// not its own; more steps on each at a smaller rate let it keep more of what the peers
-    /// give there.
-    pub student_steps: u32,
-    /// Weight of `CV(Importance)^2 + CV(Load)^2` in the loss.
-    pub balance_weight: f64,
-    /// Whether training uses the noisy gate (evaluation never does).
-    pub noise: bool,
-    /// Seed of the initial parameters and of the gate noise (`standard_normal(seed + step)`).
-    pub seed: u64,
-    /// Whether the student `dist(x)` fills the slot of a chosen peer that did not answer
-    /// (otherwise zeros do). Either way the peer gets no gradient and no Fisher score.
-    pub student_stands_in: bool,
-    /// The network's shared readout: with `Some(seed)`, training also minimises the
-    /// next-byte cross-entropy of `E h(x) + c` (weight 1), where `E` is the fixed matrix
-    /// `standard_normal(seed, 256 D) / sqrt(D)`, the same at every node, and `c` a trained
-    /// bias; and the mixing matrix is `A = s E + A'` with the scalar `s` and `A'` trained from
-    /// zeros. The node's own head `W_o` stays its own. Every node's representation then means
-    /// next-byte logits in one shared basis, so a caller reads every peer's answer through
-    /// one learned scale instead of learning each peer's private basis. `None`: no readout, `A = A'`.
-    pub readout: Option<u64>,
-    /// Whether the gate reads the context so far, the running mean of the encoding over
-    /// positions `0..=t` (causal), instead of position `t`'s encoding alone: a few bytes
-    /// rarely tell which domain a text is from, a few dozen do.
-    pub context_gate: bool,
-    /// A chosen peer that failed to answer this many training asks in a row is muted: the
-    /// gate does not choose it for the next [`LocalConfig::mute_steps`] training steps
-    /// (its logits are lowered by [`MUTED_LOGIT`]), then it is asked again, and muted again
-    /// after one more failure. A peer that left stops taking a share of the gate's mass,
-    /// which goes to the peers that answer. 0: never muted.
-    pub mute_after: u32,
-    /// How many training steps a muted peer stays muted.
-    pub mute_steps: u64,
-}
-
-/// What a muted peer's gate logits are lowered by: far below any trained logit, finite so
-/// that the gate's backward stays finite (the load's normal CDF is 0 there, as is its slope).
-pub const MUTED_LOGIT: f64 = -1e4;
-
-impl Default for LocalConfig {
-    /// The default model of the figures in `docs/benchmarks.md`: `D = 32`, 8 peers, `k = 2`.
-    fn default() -> Self {
-        LocalConfig {
-            encoder: EncoderConfig::default(),
-            student: EncoderConfig {
-                hidden: 16,
-                ..EncoderConfig::default()
-            },
-            peers: 8,
-            k: 2,
-            lr: 3e-3,
-            student_lr: 3e-3,
-            student_steps: 1,
-            balance_weight: 0.01,
-            noise: true,
-            seed: 1,
-            student_stands_in: false,
-            readout: None,
-            context_gate: false,
-            mute_after: 0,
-            mute_steps: 0,
-        }
-    }
-}
+pub use config::{LocalConfig, MUTED_LOGIT, NETWORK_READOUT};
+pub use scores::FisherBackend;
 
 /// What stands for `G(x)` in an evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,35 +30,6 @@ pub enum Mixture {
     Student,
     /// Zeros (no peers at all).
     Zeros,
-}
-
-/// Which implementation computed the gating crate's Fisher scores.
-pub enum FisherBackend {
-    /// `deepnode_gating::reference` on the CPU.
-    Cpu,
-    /// The wgpu kernels.
-    Gpu(Box<Gpu>),
-}
-
-impl FisherBackend {
-    /// The GPU where `Gpu::new()` finds an adapter, else the CPU reference.
-    pub fn detect() -> FisherBackend {
-        Gpu::new().map_or(FisherBackend::Cpu, |g| FisherBackend::Gpu(Box::new(g)))
-    }
-
-    /// Fisher scores of the gating crate for `sel`, `responses` `[rows, k, d]`, `head`.
-    pub fn scores(
-        &self,
-        sel: &deepnode_gating::Selection,
-        responses: &[f32],
-        d: usize,
-        head: &FisherHead<'_>,
-    ) -> Result<Vec<f32>, TorchError> {
-        Ok(match self {
-            FisherBackend::Cpu => reference::fisher_scores(sel, responses, d, head)?,
-            FisherBackend::Gpu(gpu) => gpu.fisher_scores(sel, responses, d, head)?,
-        })
-    }
 }
 
 /// A batch routed by the gate: the node's encoding and the chosen peers.
@@ -626,102 +519,6 @@ impl LocalModel {
             let logits = self.head(&own, &mixed, false);
             Ok(logits.cross_entropy_for_logits(&targets).double_value(&[]))
         })
-    }
-
-    /// This batch's Fisher scores per peer by the gating crate (on the configured backend)
-    /// from the torch gate, the slots' responses and `p = softmax(logits)`.
-    pub fn fisher_gating(&self, routed: &Routed, loss: &Loss) -> Result<Vec<f32>, TorchError> {
-        let sel = routed.gate.selection(self.config.peers)?;
-        let responses: Vec<f32> = Vec::try_from(loss.slots.detach().contiguous().view(-1))?;
-        let probs: Vec<f32> = Vec::try_from(
-            loss.logits
-                .detach()
-                .softmax(1, Kind::Float)
-                .contiguous()
-                .view(-1),
-        )?;
-        let weights: Vec<f32> = Vec::try_from(self.mixing().detach().contiguous().view(-1))?;
-        let head = FisherHead {
-            weights: &weights,
-            probs: &probs,
-            classes: 256,
-        };
-        self.backend
-            .scores(&sel, &responses, self.config.encoder.dim as usize, &head)
-    }
-
-    /// The same scores in torch (f64), from their definition: for each slot, `u` = the head's
-    /// logits with `G(x)` minus those with `G(x) - g_j f_j(x)`, `score_j = mean_x u^T (diag p
-    /// - p p^T) u`. The check of [`LocalModel::fisher_gating`].
-    pub fn fisher_torch(&self, routed: &Routed, loss: &Loss) -> Result<Vec<f64>, TorchError> {
-        tch::no_grad(|| {
-            let d = self.config.encoder.dim;
-            let rows = routed.targets.numel() as i64;
-            let own = routed.own.detach().reshape([rows, d]).to_kind(Kind::Double);
-            let slots = loss.slots.detach().to_kind(Kind::Double);
-            let gates = routed.gate.gates.detach().to_kind(Kind::Double);
-            let mixed = gating::combine(&gates, &slots).to_kind(Kind::Double);
-            let (w, b, a) = (
-                self.own_w.detach().to_kind(Kind::Double),
-                self.own_b.detach().to_kind(Kind::Double),
-                self.mixing().detach().to_kind(Kind::Double),
-            );
-            let head = |g: &Tensor| own.matmul(&w.tr()) + &b + g.matmul(&a.tr());
-            let full = head(&mixed);
-            let p = full.softmax(1, Kind::Double);
-            let mut scores = Tensor::zeros([self.config.peers as i64], (Kind::Double, Device::Cpu));
-            for s in 0..self.config.k as i64 {
-                let term = gates.narrow(1, s, 1) * slots.select(1, s);
-                let u = &full - head(&(&mixed - term));
-                let q = (&p * u.square()).sum_dim_intlist(1, false, Kind::Double)
-                    - (&p * &u).sum_dim_intlist(1, false, Kind::Double).square();
-                scores = scores.scatter_add(0, &routed.gate.indices.select(1, s), &q);
-            }
-            Ok(Vec::<f64>::try_from(scores / rows as f64)?)
-        })
-    }
-
-    /// Per peer, the mean over positions of how much the cross-entropy would rise without
-    /// its slot: `CE(head(h, G - g_j f_j)) - CE(head(h, G))`, summed over the slots `j` fills.
-    /// Positive for a peer that helps; negative for one whose answer hurts (noise). Fisher
-    /// scores say how much a peer moves the output; this says in which direction for the loss.
-    pub fn benefit(&self, routed: &Routed, loss: &Loss) -> Result<Vec<f64>, TorchError> {
-        tch::no_grad(|| {
-            let rows = routed.targets.numel() as i64;
-            let targets = routed.targets.reshape([rows, 1]);
-            let ce = |logits: &Tensor| -> Tensor {
-                -logits
-                    .log_softmax(1, Kind::Double)
-                    .gather(1, &targets, false)
-                    .squeeze_dim(1)
-            };
-            let full = loss.logits.detach().to_kind(Kind::Double);
-            let base = ce(&full);
-            let a = self.mixing().detach().to_kind(Kind::Double);
-            let gates = routed.gate.gates.detach().to_kind(Kind::Double);
-            let slots = loss.slots.detach().to_kind(Kind::Double);
-            let mut out = Tensor::zeros([self.config.peers as i64], (Kind::Double, Device::Cpu));
-            for s in 0..self.config.k as i64 {
-                let term = gates.narrow(1, s, 1) * slots.select(1, s);
-                let without = &full - term.matmul(&a.tr());
-                let delta = ce(&without) - &base;
-                out = out.scatter_add(0, &routed.gate.indices.select(1, s), &delta);
-            }
-            Ok(Vec::<f64>::try_from(out / rows as f64)?)
-        })
-    }
-
-    /// The epoch's Fisher score per peer: the mean over every position trained on since the
-    /// last [`LocalModel::reset_epoch`] (zeros before any step).
-    pub fn epoch_scores(&self) -> Vec<f64> {
-        let rows = self.fisher_rows.max(1) as f64;
-        self.fisher_sum.iter().map(|s| s / rows).collect()
-    }
-
-    /// Starts a new epoch of Fisher scores.
-    pub fn reset_epoch(&mut self) {
-        self.fisher_sum.fill(0.0);
-        self.fisher_rows = 0;
     }
 
     /// Saves the model and the student into `dir` (`local.ot`, `student.ot`, `step`), so a
