@@ -1,7 +1,7 @@
 //! Generators and oracles of the fuzz targets (`fuzz/fuzz_targets`), here so that they are
 //! compiled, tested and reused by `cargo test`. Each oracle panics when a property fails.
 
-use deepnode_consensus::{BondMode, EpochOutput, Fx, Params, State, epoch};
+use deepnode_consensus::{Activity, BondMode, Departed, EpochOutput, Fx, Params, State, epoch};
 use deepnode_types::{BoundedRow, FromRatio};
 use parity_scale_codec::{Decode, Encode};
 
@@ -54,6 +54,8 @@ pub fn state_from_bytes<N: FromRatio + Copy>(data: &[u8]) -> State<N> {
         mask_self_weights: flags & 2 != 0,
         trust_threshold: r(b.unit() / 4, 1 << 16),
         min_allowed_weights: 1,
+        activity_cutoff: 0,
+        departed: Departed::Withhold,
     };
     let stake = (0..n)
         .map(|_| match b.u8() % 4 {
@@ -80,11 +82,31 @@ pub fn state_from_bytes<N: FromRatio + Copy>(data: &[u8]) -> State<N> {
                 .collect()
         })
         .collect();
+    // The activity cutoff last, so that shorter inputs (and older corpora) leave it off.
+    let mut params = params;
+    params.activity_cutoff = u64::from(b.u8() % 5);
+    let activity = b.u8();
+    if activity & 1 != 0 {
+        // A rate of 0 (out of range) occurs: both backends must refuse it alike.
+        params.departed = Departed::Decay {
+            rate: r(b.unit(), 1 << 16),
+        };
+    }
+    let block = u64::from(b.u8() % 16);
+    // Mostly `n` entries; sometimes one too many (a length error).
+    let updates = match activity & 6 {
+        0 => 0,
+        2 => n.saturating_add(1),
+        _ => n,
+    };
+    let last_update = (0..updates).map(|_| u64::from(b.u8() % 16)).collect();
     State {
         params,
         stake,
         weights,
         bonds,
+        block,
+        last_update,
     }
 }
 
@@ -125,6 +147,27 @@ fn check_invariants(state: &State<Fx>, out: &EpochOutput<Fx>) {
         (div - inc).abs() < 1e-9,
         "dividends {div} vs incentive {inc}"
     );
+    // An absent row earns no new bond (none grows) and, under withhold, no dividend.
+    let activity = Activity {
+        block: state.block,
+        last_update: &state.last_update,
+    };
+    for i in 0..state.stake.len() {
+        if !activity.absent(state.params.activity_cutoff, i) {
+            continue;
+        }
+        if state.params.departed == Departed::Withhold {
+            assert_eq!(out.dividends[i], Fx::ZERO, "absent row {i} was paid");
+        }
+        let old = state.bonds.get(i).map_or(&[][..], Vec::as_slice);
+        for &(j, b) in &out.bonds[i] {
+            let before = old.iter().find(|e| e.0 == j).map(|e| e.1);
+            assert!(
+                before.is_some_and(|a| b <= a),
+                "absent row {i} gained a bond on {j}"
+            );
+        }
+    }
 }
 
 fn agree(a: &EpochOutput<Fx>, b: &EpochOutput<f64>, n: usize) {
