@@ -131,6 +131,24 @@ mod tests {
             (77, Fx::from_ratio(1, 4))
         );
         assert_eq!(g.endowments, vec![(AccountId([1; 32]), 9)]);
+        // The activity cutoff is on by default, at 10 epochs of this chain's tempo, with the
+        // bonds of absent nodes withheld; a genesis may set either or turn the cutoff off.
+        assert_eq!(g.params.activity_cutoff, 50);
+        assert_eq!(g.params.departed, deepnode_consensus::Departed::Withhold);
+        assert_eq!(Genesis::default().params.activity_cutoff, 1000);
+        let off = parse_genesis(r#"{"params": {"activity_cutoff": 0}}"#).expect("valid");
+        assert_eq!(off.params.activity_cutoff, 0);
+        let decay = parse_genesis(r#"{"params": {"departed": {"rule": "decay", "rate": 0.5}}}"#)
+            .expect("valid");
+        assert_eq!(
+            decay.params.departed,
+            deepnode_consensus::Departed::Decay {
+                rate: Fx::from_ratio(1, 2)
+            }
+        );
+        assert!(
+            parse_genesis(r#"{"params": {"departed": {"rule": "decay", "rate": 0}}}"#).is_err()
+        );
         assert!(matches!(
             parse_genesis(r#"{"tempo": 5, "typo": 1}"#),
             Err(GenesisError::Json(_))
