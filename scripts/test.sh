@@ -106,7 +106,7 @@ RUSTFLAGS="--cfg substrate_runtime" \
 
 step "fuzz smoke run (${FUZZ_SECONDS:=30}s per target)"
 if cargo +nightly --version >/dev/null 2>&1; then fuzz=(cargo +nightly fuzz run); else fuzz=(cargo fuzz run -s none); fi
-for target in epoch codec extrinsic wire; do
+for target in epoch codec extrinsic wire controller; do
   work=$(mktemp -d)
   cp fuzz/corpus/"$target"/* "$work"/
   (cd fuzz && "${fuzz[@]}" "$target" "$work" -- -max_total_time="$FUZZ_SECONDS")

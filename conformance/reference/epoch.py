@@ -175,7 +175,7 @@ class ContractError(Exception):
 
 PARAM_KEYS = {
     "rho", "kappa", "self_share", "emission", "bonds", "mask_self_weights",
-    "trust_threshold", "min_allowed_weights",
+    "trust_threshold", "min_allowed_weights", "activity_cutoff", "departed",
 }
 
 
@@ -205,7 +205,7 @@ def parse_input(obj: dict) -> dict:
     """The contract's JSON -> a raw state (binary64 floats kept as Python floats)."""
     if not isinstance(obj, dict):
         raise ContractError("state must be an object")
-    unknown = set(obj) - {"params", "stake", "weights", "bonds"}
+    unknown = set(obj) - {"params", "stake", "weights", "bonds", "block", "last_update"}
     if unknown:
         raise ContractError(f"unknown keys {sorted(unknown)}")
     p = obj.get("params", {}) or {}
@@ -222,7 +222,19 @@ def parse_input(obj: dict) -> dict:
         "min_allowed_weights": _uint(p.get("min_allowed_weights", 1), 32, "min_allowed_weights"),
         "mode": "cumulative",
         "alpha": None,
+        "activity_cutoff": _uint(p.get("activity_cutoff", 0), 64, "activity_cutoff"),
+        "departed": "withhold",
+        "rate": None,
     }
+    dep = p.get("departed")
+    if dep is not None:
+        if dep.get("rule") == "withhold" and set(dep) == {"rule"}:
+            pass
+        elif dep.get("rule") == "decay" and set(dep) == {"rule", "rate"}:
+            params["departed"] = "decay"
+            params["rate"] = _f64(dep["rate"], "rate")
+        else:
+            raise ContractError("departed must be {rule: withhold} or {rule: decay, rate}")
     b = p.get("bonds")
     if b is not None:
         if b.get("mode") == "cumulative" and set(b) == {"mode"}:
@@ -237,7 +249,10 @@ def parse_input(obj: dict) -> dict:
                for row in obj.get("weights", [])]
     bonds = [[(_uint(u, 32, "uid"), _f64(v, "a bond value")) for u, v in row]
              for row in obj.get("bonds", [])]
-    return {"params": params, "stake": stake, "weights": weights, "bonds": bonds}
+    block = _uint(obj.get("block", 0), 64, "block")
+    last_update = [_uint(x, 64, "last_update") for x in obj.get("last_update", [])]
+    return {"params": params, "stake": stake, "weights": weights, "bonds": bonds,
+            "block": block, "last_update": last_update}
 
 
 def validate(raw: dict) -> None:
@@ -276,6 +291,10 @@ def validate(raw: dict) -> None:
     check("trust_threshold", lambda v: 0 <= v < 1)
     if p["mode"] == "ema":
         check("alpha", lambda v: 0 < v <= 1)
+    if p["departed"] == "decay":
+        check("rate", lambda v: 0 < v <= 1)
+    if len(raw["last_update"]) not in (0, n):
+        raise EpochError("BufferLength", "last_update")
     for rows in (weights, bonds):
         for row in rows:
             if any(u >= n for u, _ in row):
@@ -284,6 +303,15 @@ def validate(raw: dict) -> None:
         for _, v in row:
             if v < 0:  # -0.0 is not negative
                 raise EpochError("InvalidBond")
+
+
+def absent_rows(raw_params: dict, block: int, last_update: list, n: int) -> list:
+    """SPEC 5, absent rows: row i is absent when the cutoff is on, last_update is given and
+    block - last_update[i] (0 when negative) exceeds the cutoff."""
+    cutoff = raw_params["activity_cutoff"]
+    if cutoff == 0 or not last_update:
+        return [False] * n
+    return [max(block - last_update[i], 0) > cutoff for i in range(n)]
 
 
 def _rows(rows, n):
@@ -309,7 +337,12 @@ def fixed_state(raw: dict) -> dict:
             "alpha": fx_from_json(p["alpha"]) if p["mode"] == "ema" else None,
             "mask": p["mask_self_weights"],
             "TH": fx_from_json(p["trust_threshold"]),
+            "departed": p["departed"],
+            "rate": fx_from_json(p["rate"]) if p["departed"] == "decay" else None,
         },
+        "raw_params": p,
+        "block": raw["block"],
+        "last_update": list(raw["last_update"]),
         "stake": list(raw["stake"]),
         "weights": _rows(raw["weights"], n),
         "bonds": [[(u, fx_from_json(v)) for u, v in row] for row in _rows(raw["bonds"], n)],
@@ -320,6 +353,8 @@ def epoch_fixed(st: dict) -> dict:
     p = st["params"]
     stake, weights, bonds = st["stake"], st["weights"], st["bonds"]
     n = len(stake)
+    absent = absent_rows(st["raw_params"], st["block"], st["last_update"], n)
+    withhold = p["departed"] == "withhold"
     # 1. normalised stake
     T = sum(stake)
     assert T < (1 << 128)
@@ -330,6 +365,8 @@ def epoch_fixed(st: dict) -> dict:
     v = [[] for _ in range(n)]  # live (j, v_ij) of rows with S_i > 0
     for i in range(n):
         live = [(j, w) for j, w in weights[i] if not (p["mask"] and j == i)]
+        if absent[i]:
+            live = []  # an absent row has no live entries
         S = sum(w for _, w in live)
         assert S < (1 << 64)
         if S == 0:
@@ -369,16 +406,23 @@ def epoch_fixed(st: dict) -> dict:
             for j in set(old) | set(new):
                 q = fx_div(new[j], r[j]) if j in new else 0
                 row[j] = fx_add(fx_mul(keep, old.get(j, 0)), fx_mul(a, q))
+        if absent[i] and p["departed"] == "decay":
+            shrink = fx_sub(ONE, p["rate"])
+            row = {j: fx_mul(shrink, b) for j, b in row.items()}
         new_bonds.append(sorted((j, b) for j, b in row.items() if b != 0))
     # 9. column sums and per-column dividend rate
     C = [0] * n
     for i in range(n):
+        if absent[i] and withhold:
+            continue
         for j, b in new_bonds[i]:
             C[j] = fx_add(C[j], b)
     g = [fx_div(inc[j], C[j]) if C[j] > 0 else 0 for j in range(n)]
     # 10. dividends
     d = [0] * n
     for i in range(n):
+        if absent[i] and withhold:
+            continue  # d_i = 0
         acc = 0
         for j, b in new_bonds[i]:
             acc = fx_add(acc, fx_mul(b, g[j]))
@@ -490,7 +534,12 @@ def real_state(raw: dict, mode: str) -> dict:
             "alpha": Fraction(p["alpha"]) if p["mode"] == "ema" else None,
             "mask": p["mask_self_weights"],
             "th": Fraction(p["trust_threshold"]),
+            "departed": p["departed"],
+            "rate": Fraction(p["rate"]) if p["departed"] == "decay" else None,
         },
+        "raw_params": p,
+        "block": raw["block"],
+        "last_update": list(raw["last_update"]),
         "stake": list(raw["stake"]),
         "weights": _rows(raw["weights"], n),
         "bonds": [[(u, ops.num(Fraction(v))) for u, v in row] for row in _rows(raw["bonds"], n)],
@@ -502,6 +551,8 @@ def epoch_real(st: dict) -> dict:
     p = st["params"]
     stake, weights, bonds = st["stake"], st["weights"], st["bonds"]
     n = len(stake)
+    absent = absent_rows(st["raw_params"], st["block"], st["last_update"], n)
+    withhold = p["departed"] == "withhold"
     Z = ops.zero()
     T = sum(stake)
     s = [ops.num(Fraction(x, T)) if T > 0 else Z for x in stake]
@@ -510,6 +561,8 @@ def epoch_real(st: dict) -> dict:
     v = [[] for _ in range(n)]
     for i in range(n):
         live = [(j, w) for j, w in weights[i] if not (p["mask"] and j == i)]
+        if absent[i]:
+            live = []
         S = sum(w for _, w in live)
         if S == 0:
             continue
@@ -546,13 +599,19 @@ def epoch_real(st: dict) -> dict:
             for j in set(old) | set(new):
                 q = new[j] / r[j] if j in new else Z
                 row[j] = keep * old.get(j, Z) + a * q
+        if absent[i] and p["departed"] == "decay":
+            shrink = ops.num(1 - p["rate"])
+            row = {j: shrink * b for j, b in row.items()}
         new_bonds.append(sorted((j, b) for j, b in row.items() if b != 0))
     C = [Z] * n
     for i in range(n):
+        if absent[i] and withhold:
+            continue
         for j, b in new_bonds[i]:
             C[j] = C[j] + b
     g = [inc[j] / C[j] if C[j] > 0 else Z for j in range(n)]
-    d = [sum((b * g[j] for j, b in new_bonds[i]), Z) for i in range(n)]
+    d = [Z if absent[i] and withhold else sum((b * g[j] for j, b in new_bonds[i]), Z)
+         for i in range(n)]
     lam = ops.num(p["lambda"])
     one_m_lam = ops.num(1 - p["lambda"])
     E = p["E"]
@@ -590,8 +649,9 @@ def run_epochs(input_obj: dict, epochs: int, mode: str = "fraction"):
             ro = epoch_real(rs)
             fixed.append(fo)
             real.append(ro)
-            fs = dict(fs, stake=fo["stake"], bonds=fo["bonds"])
-            rs = dict(rs, stake=ro["stake"], bonds=ro["bonds"])
+            # SPEC 8: the next epoch runs one block later; last_update is unchanged.
+            fs = dict(fs, stake=fo["stake"], bonds=fo["bonds"], block=fs["block"] + 1)
+            rs = dict(rs, stake=ro["stake"], bonds=ro["bonds"], block=rs["block"] + 1)
     return fixed, real
 
 
@@ -982,6 +1042,55 @@ def epoch_cases():
         {"stake": [2**62, 2**62, 1, 0],
          "weights": [[[1, 2]], [[0, 1], [3, 1]], [[0, 65535], [1, 65535], [3, 65535]],
                      [[2, 5]]]})
+    # Activity cutoff (SPEC 5, "Absent rows").
+    net = {"stake": [40, 30, 20, 10],
+           "weights": [[[1, 3], [2, 1]], [[0, 2], [2, 2], [3, 1]], [[0, 1], [1, 1]],
+                       [[0, 5], [1, 1], [2, 2]]],
+           "bonds": [[[1, 0.25], [2, 0.125]], [[0, 0.5], [3, 0.0625]], [[1, 0.375]],
+                     [[0, 0.75], [1, 0.5], [2, 0.25]]]}
+    add("cutoff-off-ignores-last-update", "activity_cutoff 0 (the default) with a last_update "
+        "far in the past: every row is present, the epoch is the one without a cutoff.",
+        ["activity-cutoff", "cutoff=0", "initial-bonds"],
+        dict(net, block=1000, last_update=[0, 0, 0, 0]))
+    add("absent-row-withhold", "Cutoff 5 at block 20: node 3's row (last set at block 10, "
+        "age 10) is absent. It adds no rank or trust and no new bond; under withhold its bonds "
+        "are kept, left out of C_j and paid nothing, so the present bond holders share all of "
+        "the dividends. Its column still earns incentive from the present rows.",
+        ["activity-cutoff", "absent-row", "withhold", "initial-bonds"],
+        dict(net, params=P(activity_cutoff=5), block=20, last_update=[20, 18, 15, 10]))
+    add("absent-row-decay", "The same network with departed decay(0.25): node 3's bonds "
+        "shrink to 3/4, still count in C_j and still pay it dividends.",
+        ["activity-cutoff", "absent-row", "decay", "initial-bonds"],
+        dict(net, params=P(activity_cutoff=5, departed={"rule": "decay", "rate": 0.25}),
+             block=20, last_update=[20, 18, 15, 10]))
+    add("absent-row-ema-withhold", "EMA(0.2) bonds with node 3 absent: its row takes the EMA "
+        "rule with no new entries (each bond times 0.8) and, under withhold, earns nothing.",
+        ["activity-cutoff", "absent-row", "withhold", "ema", "initial-bonds"],
+        dict(net, params=P(activity_cutoff=5, bonds={"mode": "ema", "alpha": 0.2}),
+             block=20, last_update=[20, 18, 15, 10]))
+    add("cutoff-boundary-over-epochs", "Cutoff 2, block 5, four epochs (block 5 to 8): node "
+        "1's row (set at block 3) is present while its age is 2 and absent from age 3 (the "
+        "second epoch); node 2's (set at block 5) turns absent at the fourth. Cumulative "
+        "bonds, withhold: a row's dividends stop the epoch it turns absent.",
+        ["activity-cutoff", "boundary", "multi-epoch", "withhold", "cumulative"],
+        {"params": P(activity_cutoff=2), "stake": [500, 300, 200],
+         "weights": [[[1, 1], [2, 1]], [[0, 1], [2, 3]], [[0, 2], [1, 1]]],
+         "block": 5, "last_update": [8, 3, 5]}, epochs=4)
+    add("last-update-after-block", "A last_update after the block (age taken as 0) counts "
+        "as present; node 0's row at block 0 with cutoff 1 and block 3 is absent.",
+        ["activity-cutoff", "future-update", "absent-row"],
+        {"params": P(activity_cutoff=1), "stake": [5, 6, 7],
+         "weights": [[[1, 1]], [[2, 1]], [[0, 1], [1, 1]]],
+         "bonds": [[[1, 0.5]], [], []], "block": 3, "last_update": [0, 9, 3]})
+    add("decay-rate-1", "Departed decay(1): an absent row's bonds are gone after one epoch "
+        "(removed as zeros), so it is paid nothing and C_j loses them.",
+        ["activity-cutoff", "decay", "rate=1", "initial-bonds"],
+        dict(net, params=P(activity_cutoff=5, departed={"rule": "decay", "rate": 1.0}),
+             block=20, last_update=[20, 18, 15, 10]))
+    add("all-rows-absent", "Every row absent: no rank, X = 0, no incentive; under withhold no "
+        "dividends: nothing is minted, and every bond is kept.",
+        ["activity-cutoff", "all-absent", "X=0", "withhold", "initial-bonds"],
+        dict(net, params=P(activity_cutoff=1), block=50, last_update=[1, 2, 3, 4]))
     return cases
 
 
@@ -1031,6 +1140,13 @@ def error_cases():
         dict(base, bonds=[[], [], [[0, 0.5], [0, 0.25]]]))
     add("negative-bond", "InvalidBond", "A bond value of -0.5.",
         dict(base, bonds=[[[1, 0.25]], [[0, -0.5]]]))
+    add("last-update-length", "BufferLength", "last_update with 2 entries for 3 nodes (it "
+        "must be empty or have n).", dict(base, params=P(activity_cutoff=4), block=9,
+                                         last_update=[1, 2]))
+    add("decay-rate-zero", "ParamOutOfRange", "Departed decay with rate 0 (outside (0, 1]).",
+        dict(base, params=P(activity_cutoff=4, departed={"rule": "decay", "rate": 0.0})))
+    add("decay-rate-above-1", "ParamOutOfRange", "Departed decay with rate 1.5.",
+        dict(base, params=P(activity_cutoff=4, departed={"rule": "decay", "rate": 1.5})))
     return cases
 
 
@@ -1063,7 +1179,7 @@ def render_file(obj: dict) -> str:
 
 def _input_lines(inp: dict) -> dict:
     # keep the input's key order fixed
-    order = ["params", "stake", "weights", "bonds"]
+    order = ["params", "stake", "weights", "bonds", "block", "last_update"]
     return {k: inp[k] for k in order if k in inp}
 
 

@@ -277,6 +277,8 @@ fn run<N: Scalar + Send + Sync>(
         let out = out.map_err(|e| variant(&e))?;
         state.stake = out.stake.clone();
         state.bonds = out.bonds.clone();
+        // SPEC.md §8: the next epoch runs one block later, `last_update` unchanged.
+        state.block = state.block.saturating_add(1);
         outs.push(out);
     }
     Ok(outs)

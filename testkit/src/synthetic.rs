@@ -33,6 +33,8 @@ pub fn network<N: FromRatio + Copy>(n: usize, k: usize, seed: u64) -> State<N> {
         stake,
         weights,
         bonds: Vec::new(),
+        block: 0,
+        last_update: Vec::new(),
     }
 }
 

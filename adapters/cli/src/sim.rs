@@ -71,6 +71,13 @@ enum SimCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// A node that stops without deregistering, under each rule for the bonds of absent
+    /// nodes; and whether the activity cutoff changes section 11 or the sweep (docs/sim).
+    Departure {
+        /// Directory for the figures and departure.json.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Scale figures: 3 epochs of 1,000,000 x 32 and 100 epochs of 10,000 x 256 (float).
     Bench {
         /// Run 1/10 of each size (a smoke test).
@@ -102,6 +109,7 @@ pub fn run(args: SimArgs) -> Result<(), Failure> {
         ),
         Some(SimCommand::Bench { quick }) => bench(quick),
         Some(SimCommand::Paper { out }) => paper(&out),
+        Some(SimCommand::Departure { out }) => departure(&out),
         None => match (args.scenario, args.out) {
             (Some(scenario), Some(out)) => scenario_run(
                 &scenario,
@@ -185,6 +193,14 @@ fn sweep(cfg: SweepConfig, out: &Path) -> Result<(), String> {
 
 fn paper(out: &Path) -> Result<(), String> {
     let (files, text) = deepnode_sim::paper::write_paper_figures(out).map_err(|e| e.to_string())?;
+    print!("{text}");
+    println!("wrote {} files to {}", files.len(), out.display());
+    Ok(())
+}
+
+fn departure(out: &Path) -> Result<(), String> {
+    let (files, text) = deepnode_sim::departure::write_departure(out, &SweepConfig::default())
+        .map_err(|e| e.to_string())?;
     print!("{text}");
     println!("wrote {} files to {}", files.len(), out.display());
     Ok(())

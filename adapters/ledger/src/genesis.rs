@@ -1,5 +1,7 @@
 //! The genesis file (JSON). Every field is optional; `params` is read exactly as the
-//! `deepnode epoch` contract reads it (through `deepnode_contract::ParamsDoc`).
+//! `deepnode epoch` contract reads it (through `deepnode_contract::ParamsDoc`), except that
+//! absent fields take the ledger's defaults ([`crate::default_params`]: the activity cutoff
+//! on, at 10 epochs of `tempo` blocks).
 //!
 //! ```json
 //! {"tempo": 100, "max_nodes": 4096, "immunity_period": 100, "weights_rate_limit": 10,
@@ -13,7 +15,7 @@ use deepnode_consensus::{ControllerPolicy, Fx};
 use serde::Deserialize;
 
 use crate::error::GenesisError;
-use crate::{AccountId, ChainConfig, Genesis, LedgerState};
+use crate::{AccountId, ChainConfig, Genesis, LedgerState, default_params};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,10 +57,11 @@ pub fn parse_genesis(text: &str) -> Result<Genesis, GenesisError> {
     }
     let j = GenesisJson::deserialize(v).map_err(GenesisError::Json)?;
     let d = ChainConfig::default();
+    let tempo = j.tempo.unwrap_or(d.tempo);
     let params = j
         .params
         .unwrap_or_default()
-        .to_params::<Fx>()
+        .to_params_over::<Fx>(default_params(tempo))
         .map_err(GenesisError::Params)?;
     let endowments = j
         .endowments
@@ -74,7 +77,7 @@ pub fn parse_genesis(text: &str) -> Result<Genesis, GenesisError> {
         .collect::<Result<_, _>>()?;
     let genesis = Genesis {
         config: ChainConfig {
-            tempo: j.tempo.unwrap_or(d.tempo),
+            tempo,
             max_nodes: j.max_nodes.unwrap_or(d.max_nodes),
             immunity_period: j.immunity_period.unwrap_or(d.immunity_period),
             weights_rate_limit: j.weights_rate_limit.unwrap_or(d.weights_rate_limit),
@@ -128,6 +131,24 @@ mod tests {
             (77, Fx::from_ratio(1, 4))
         );
         assert_eq!(g.endowments, vec![(AccountId([1; 32]), 9)]);
+        // The activity cutoff is on by default, at 10 epochs of this chain's tempo, with the
+        // bonds of absent nodes withheld; a genesis may set either or turn the cutoff off.
+        assert_eq!(g.params.activity_cutoff, 50);
+        assert_eq!(g.params.departed, deepnode_consensus::Departed::Withhold);
+        assert_eq!(Genesis::default().params.activity_cutoff, 1000);
+        let off = parse_genesis(r#"{"params": {"activity_cutoff": 0}}"#).expect("valid");
+        assert_eq!(off.params.activity_cutoff, 0);
+        let decay = parse_genesis(r#"{"params": {"departed": {"rule": "decay", "rate": 0.5}}}"#)
+            .expect("valid");
+        assert_eq!(
+            decay.params.departed,
+            deepnode_consensus::Departed::Decay {
+                rate: Fx::from_ratio(1, 2)
+            }
+        );
+        assert!(
+            parse_genesis(r#"{"params": {"departed": {"rule": "decay", "rate": 0}}}"#).is_err()
+        );
         assert!(matches!(
             parse_genesis(r#"{"tempo": 5, "typo": 1}"#),
             Err(GenesisError::Json(_))

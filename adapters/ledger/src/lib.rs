@@ -27,6 +27,9 @@ pub use extrinsic::{AccountId, Call, Extrinsic, H256, MAX_ENDPOINT_BYTES, MAX_EX
 pub use genesis::parse_genesis;
 #[cfg(feature = "rpc")]
 pub use rpc::{Client, LedgerNode};
-pub use state::{Account, ChainConfig, Genesis, LedgerState, Neuron, NeuronStats};
+pub use state::{
+    ACTIVITY_CUTOFF_EPOCHS, Account, ChainConfig, Genesis, LedgerState, Neuron, NeuronStats,
+    default_params,
+};
 pub use store::{DB_FILE, Store};
 pub use wallet::{MAX_WALLET_BYTES, Wallet};

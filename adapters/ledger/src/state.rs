@@ -47,9 +47,11 @@ impl Default for ChainConfig {
     }
 }
 
+pub use deepnode_rules::{ACTIVITY_CUTOFF_EPOCHS, default_params};
+
 /// Everything that defines a chain: its rules, the mechanism's parameters and the initial
 /// free balances. Its hash (of the genesis block) is the chain id that extrinsics sign.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Genesis {
     /// Chain rules.
     pub config: ChainConfig,
@@ -57,6 +59,18 @@ pub struct Genesis {
     pub params: Params<Fx>,
     /// Initial free balances.
     pub endowments: Vec<(AccountId, u64)>,
+}
+
+impl Default for Genesis {
+    /// The default chain rules, [`default_params`] for their tempo, no endowments.
+    fn default() -> Self {
+        let config = ChainConfig::default();
+        Genesis {
+            params: default_params(config.tempo),
+            config,
+            endowments: Vec::new(),
+        }
+    }
 }
 
 /// An account's free balance and next nonce.
@@ -409,7 +423,8 @@ impl LedgerState {
             neuron.last = out.stats(i).unwrap_or_default();
         }
         self.bonds = out.bonds;
-        self.controller = self.config.controller.next(self.controller, out.loss);
+        let room = deepnode_consensus::row_room(self.neurons.len(), self.params.mask_self_weights);
+        self.controller = self.config.controller.next(self.controller, out.loss, room);
         self.params.min_allowed_weights = self.controller.min_allowed_weights;
         self.epochs += 1;
         vec![Event::Epoch {
@@ -428,6 +443,8 @@ impl LedgerState {
             stake: self.neurons.iter().map(|n| n.stake).collect(),
             weights: std::mem::take(&mut self.weights),
             bonds: std::mem::take(&mut self.bonds),
+            block: self.block,
+            last_update: self.last_updates(),
         }
     }
 
@@ -438,7 +455,18 @@ impl LedgerState {
             stake: self.neurons.iter().map(|n| n.stake).collect(),
             weights: self.weights.clone(),
             bonds: self.bonds.clone(),
+            block: self.block,
+            last_update: self.last_updates(),
         }
+    }
+
+    /// `last_update[i]` of SPEC.md: the block of node `i`'s last accepted weights row, or of
+    /// its registration when it has set none (a newcomer counts as present for one cutoff).
+    pub fn last_updates(&self) -> Vec<u64> {
+        self.neurons
+            .iter()
+            .map(|n| n.weights_block.unwrap_or(n.registered_at))
+            .collect()
     }
 }
 

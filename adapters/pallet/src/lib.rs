@@ -178,9 +178,10 @@ pub mod pallet {
     #[pallet::storage]
     pub type Bonds<T: Config> = StorageMap<_, Twox64Concat, Uid, BondsRow<T>, ValueQuery>;
 
-    /// The mechanism's parameters and controller at genesis.
+    /// The mechanism's parameters and controller at genesis. By default the embedded
+    /// ledger's: `deepnode_rules::default_params` for `T::Tempo` (the activity cutoff on, the
+    /// bonds of absent nodes paying nothing) and the default controller.
     #[pallet::genesis_config]
-    #[derive(frame_support::DefaultNoBound)]
     pub struct GenesisConfig<T: Config> {
         /// Mechanism parameters (checked by `deepnode_consensus::check_params`);
         /// `min_allowed_weights` is the controller's starting value. In a chain spec: the
@@ -193,6 +194,16 @@ pub mod pallet {
         #[serde(skip)]
         #[doc(hidden)]
         pub _config: core::marker::PhantomData<T>,
+    }
+
+    impl<T: Config> Default for GenesisConfig<T> {
+        fn default() -> Self {
+            GenesisConfig {
+                params: deepnode_rules::default_params(T::Tempo::get()),
+                controller: ControllerPolicy::default(),
+                _config: core::marker::PhantomData,
+            }
+        }
     }
 
     #[pallet::genesis_build]
@@ -656,6 +667,13 @@ pub mod pallet {
                 stake: neurons.iter().map(|x| x.stake).collect(),
                 weights: (0..n).map(|u| Weights::<T>::get(u).into_inner()).collect(),
                 bonds: (0..n).map(|u| Bonds::<T>::get(u).into_inner()).collect(),
+                // The epoch closes the previous block (as the embedded ledger's ends its own):
+                // a row's age is counted from there.
+                block: Self::now().saturating_sub(1),
+                last_update: neurons
+                    .iter()
+                    .map(|x| x.weights_block.unwrap_or(x.registered_at))
+                    .collect(),
             };
             let Ok(mut out) = deepnode_consensus::epoch(&input) else {
                 Self::deposit_event(Event::EpochFailed);
@@ -682,7 +700,9 @@ pub mod pallet {
                 Bonds::<T>::insert(uid, BondsRow::<T>::truncate_from(bonds));
             }
             BondEntries::<T>::put(bond_entries);
-            let controller = Policy::<T>::get().next(Controller::<T>::get(), out.loss);
+            let n_nodes = usize::try_from(n).unwrap_or(usize::MAX);
+            let room = deepnode_consensus::row_room(n_nodes, params.mask_self_weights);
+            let controller = Policy::<T>::get().next(Controller::<T>::get(), out.loss, room);
             Controller::<T>::put(controller);
             MechanismParams::<T>::mutate(|p| {
                 p.min_allowed_weights = controller.min_allowed_weights

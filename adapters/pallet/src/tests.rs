@@ -211,3 +211,13 @@ fn the_declared_epoch_weight_fits_a_2s_block_up_to_the_stated_size() {
     assert!(epoch(7_005, 16) <= two_seconds && epoch(7_006, 16) > two_seconds);
     assert!(epoch(6_160, 256) <= two_seconds && epoch(6_161, 256) > two_seconds);
 }
+
+#[test]
+fn the_default_genesis_is_the_embedded_ledgers() {
+    let g = crate::GenesisConfig::<crate::mock::Test>::default();
+    let tempo =
+        <<crate::mock::Test as crate::Config>::Tempo as frame_support::traits::Get<u64>>::get();
+    assert_eq!(g.params, deepnode_rules::default_params(tempo));
+    assert!(g.params.activity_cutoff > 0);
+    assert_eq!(g.params.departed, deepnode_consensus::Departed::Withhold);
+}

@@ -48,6 +48,8 @@ mod tests {
             stake,
             weights,
             bonds: Vec::new(),
+            block: 0,
+            last_update: Vec::new(),
         };
         let out = epoch(&state).unwrap();
         for (k, &(t, c)) in consensus_curve(&params, m).iter().enumerate() {

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use deepnode_consensus::Scalar;
 use deepnode_consensus::{
-    ControllerState, OutputBuffers, State, Uid, Weight, epoch_in_place, validate_row,
+    Activity, ControllerState, OutputBuffers, State, Uid, Weight, epoch_in_place_at, row_room,
+    validate_row,
 };
 
 use crate::SimError;
@@ -26,6 +27,8 @@ pub struct Simulation<N> {
     ranges: Vec<Range<usize>>,
     strategies: Vec<Strategy>,
     active: Vec<bool>,
+    /// Nodes stopped by a `leave` event with `stop`: inactive, their state kept.
+    stopped: Vec<bool>,
     active_list: Vec<Uid>,
     dirty: Vec<bool>,
     built_at: Vec<u32>,
@@ -86,7 +89,10 @@ impl<N: Scalar> Simulation<N> {
                 stake,
                 weights: vec![Vec::new(); n],
                 bonds: vec![Vec::new(); n],
+                block: 0,
+                last_update: vec![0; n],
             },
+            stopped: vec![false; n],
             quality,
             group_of,
             ranges,
@@ -178,10 +184,16 @@ impl<N: Scalar> Simulation<N> {
         let start = Instant::now();
         // Rows are built sorted by uid and bonds come sorted out of the previous epoch, as
         // the buffer API requires; bond rows are merged in place.
-        let loss = epoch_in_place(
+        self.state.block = u64::from(t);
+        let activity = Activity {
+            block: self.state.block,
+            last_update: &self.state.last_update,
+        };
+        let loss = epoch_in_place_at(
             &self.state.params,
             &self.state.stake,
             &self.state.weights,
+            activity,
             &mut self.state.bonds,
             self.out.outputs(),
         )
@@ -206,7 +218,8 @@ impl<N: Scalar> Simulation<N> {
             *c = self.out.consensus[i].to_f64();
         }
         if let Some(policy) = self.scenario.controller {
-            self.controller = policy.next(self.controller, loss);
+            let room = row_room(self.active_list.len(), self.state.params.mask_self_weights);
+            self.controller = policy.next(self.controller, loss, room);
         }
         std::mem::swap(&mut self.state.stake, &mut self.out.stake);
         self.set_next_params();
@@ -296,7 +309,10 @@ impl<N: Scalar> Simulation<N> {
                 for i in range {
                     if !self.active[i] {
                         self.active[i] = true;
-                        self.state.stake[i] = stake;
+                        if !self.stopped[i] {
+                            self.state.stake[i] = stake;
+                        }
+                        self.stopped[i] = false;
                     }
                 }
                 self.dirty.fill(true);
@@ -305,12 +321,23 @@ impl<N: Scalar> Simulation<N> {
             Action::Leave => {
                 for i in range {
                     self.active[i] = false;
+                    self.stopped[i] = false;
                     self.state.stake[i] = 0;
                     self.state.weights[i].clear();
                     if let Some(row) = self.state.bonds.get_mut(i) {
                         row.clear();
                     }
                     self.stale_rows.remove(&i);
+                }
+                self.dirty.fill(true);
+                self.refresh_active_list();
+            }
+            Action::Stop => {
+                for i in range {
+                    if self.active[i] {
+                        self.active[i] = false;
+                        self.stopped[i] = true;
+                    }
                 }
                 self.dirty.fill(true);
                 self.refresh_active_list();
@@ -359,7 +386,10 @@ impl<N: Scalar> Simulation<N> {
         let n = self.state.stake.len();
         for i in 0..n {
             if !self.active[i] {
-                self.state.weights[i].clear();
+                // A stopped node's last row stays as it was, never set again.
+                if !self.stopped[i] {
+                    self.state.weights[i].clear();
+                }
                 continue;
             }
             let g = self.group_of[i] as usize;
@@ -434,6 +464,8 @@ impl<N: Scalar> Simulation<N> {
                 self.state.weights[i].clear();
                 self.dirty[i] = true;
                 rejected += 1;
+            } else {
+                self.state.last_update[i] = u64::from(t);
             }
         }
         rejected

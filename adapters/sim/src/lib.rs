@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod curve;
+pub mod departure;
 mod engine;
 mod error;
 mod metrics;

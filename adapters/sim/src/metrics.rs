@@ -200,6 +200,8 @@ mod tests {
             stake: vec![300, 100, 0],
             weights: vec![vec![(1, 1)], vec![(0, 1)], vec![]],
             bonds: vec![Vec::new(); 3],
+            block: 0,
+            last_update: Vec::new(),
         };
         let population = Population {
             groups: &groups,

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use deepnode_consensus::{BondMode, ControllerPolicy, Params, Scalar};
+use deepnode_consensus::{BondMode, ControllerPolicy, Departed, Params, Scalar};
 use serde::Deserialize;
 
 use crate::SimError;
@@ -45,6 +45,11 @@ pub struct ParamsSpec {
     pub trust_threshold: f64,
     /// `min_allowed_weights` at epoch 0 (the controller moves it).
     pub min_allowed_weights: u32,
+    /// Epochs after which a row not set again counts as absent (0: off).
+    pub activity_cutoff: u64,
+    /// `None`: an absent node's bonds pay nothing while it is absent (withhold);
+    /// `Some(rate)`: they decay by `rate` per absent epoch and go on paying.
+    pub departed_decay: Option<f64>,
 }
 
 impl Default for ParamsSpec {
@@ -62,6 +67,11 @@ impl Default for ParamsSpec {
             mask_self_weights: d.mask_self_weights,
             trust_threshold: d.trust_threshold,
             min_allowed_weights: d.min_allowed_weights,
+            activity_cutoff: d.activity_cutoff,
+            departed_decay: match d.departed {
+                Departed::Withhold => None,
+                Departed::Decay { rate } => Some(rate),
+            },
         }
     }
 }
@@ -83,6 +93,13 @@ impl ParamsSpec {
             mask_self_weights: self.mask_self_weights,
             trust_threshold: N::from_f64(self.trust_threshold),
             min_allowed_weights: self.min_allowed_weights,
+            activity_cutoff: self.activity_cutoff,
+            departed: match self.departed_decay {
+                None => Departed::Withhold,
+                Some(rate) => Departed::Decay {
+                    rate: N::from_f64(rate),
+                },
+            },
         }
     }
 }
@@ -199,6 +216,10 @@ pub enum Action {
     Join,
     /// The group's nodes leave: stake, weights and bonds are cleared (uids stay reserved).
     Leave,
+    /// The group's nodes stop, as a killed process: they set no weights from now on and
+    /// peers stop weighting them, but their stake, bonds and last row stay in the state (what
+    /// a ledger holds for a node that went away without deregistering).
+    Stop,
     /// Each active node of the group receives this many raw units.
     AddStake(u64),
     /// The group switches strategy.
@@ -233,6 +254,15 @@ struct ParamsToml {
     mask_self_weights: Option<bool>,
     trust_threshold: Option<f64>,
     min_allowed_weights: Option<u32>,
+    activity_cutoff: Option<u64>,
+    departed: Option<DepartedToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "rule", rename_all = "lowercase", deny_unknown_fields)]
+enum DepartedToml {
+    Withhold,
+    Decay { rate: f64 },
 }
 
 #[derive(Deserialize)]
@@ -326,6 +356,8 @@ enum EventToml {
     Leave {
         epoch: u32,
         group: String,
+        #[serde(default)]
+        stop: bool,
     },
     AddStake {
         epoch: u32,
@@ -376,6 +408,12 @@ impl Scenario {
             mask_self_weights: p.mask_self_weights.unwrap_or(d.mask_self_weights),
             trust_threshold: p.trust_threshold.unwrap_or(d.trust_threshold),
             min_allowed_weights: p.min_allowed_weights.unwrap_or(d.min_allowed_weights),
+            activity_cutoff: p.activity_cutoff.unwrap_or(d.activity_cutoff),
+            departed_decay: match p.departed {
+                None => d.departed_decay,
+                Some(DepartedToml::Withhold) => None,
+                Some(DepartedToml::Decay { rate }) => Some(rate),
+            },
         };
         check_params(&params).map_err(|(k, r)| bad(k, r))?;
 
@@ -452,7 +490,11 @@ impl Scenario {
             let key = |k: &str| format!("events[{ei}].{k}");
             let (epoch, group, action) = match e {
                 EventToml::Join { epoch, group } => (epoch, group, Action::Join),
-                EventToml::Leave { epoch, group } => (epoch, group, Action::Leave),
+                EventToml::Leave { epoch, group, stop } => (
+                    epoch,
+                    group,
+                    if stop { Action::Stop } else { Action::Leave },
+                ),
                 EventToml::AddStake {
                     epoch,
                     group,
@@ -482,7 +524,9 @@ impl Scenario {
         for (gi, g) in groups.iter_mut().enumerate() {
             let first = events
                 .iter()
-                .filter(|e| e.group == gi && matches!(e.action, Action::Join | Action::Leave))
+                .filter(|e| {
+                    e.group == gi && matches!(e.action, Action::Join | Action::Leave | Action::Stop)
+                })
                 .min_by_key(|e| e.epoch);
             g.active_at_start = !matches!(first, Some(e) if e.action == Action::Join);
         }
@@ -511,7 +555,11 @@ fn check_params(p: &ParamsSpec) -> Result<(), (String, String)> {
     match deepnode_consensus::check_params(&p.to_params::<f64>(0)) {
         Ok(()) => Ok(()),
         Err(deepnode_consensus::Error::ParamOutOfRange { name, range }) => {
-            let key = if name == "alpha" { "bonds.alpha" } else { name };
+            let key = match name {
+                "alpha" => "bonds.alpha",
+                "rate" => "departed.rate",
+                other => other,
+            };
             Err((format!("params.{key}"), format!("must be in {range}")))
         }
         Err(e) => Err(("params".into(), e.to_string())),

@@ -1,7 +1,7 @@
 //! One epoch, SPEC.md §5 steps 1 to 11, over caller-provided buffers.
 #![doc = include_str!("../docs/memory.md")]
 
-use deepnode_types::{BondMode, Params, Uid, Weight};
+use deepnode_types::{BondMode, Departed, Params, Uid, Weight};
 
 use crate::bonds::BondRowMut;
 use crate::validate::{check_params, check_row, consensus_of, consensus_of_pair};
@@ -29,9 +29,39 @@ pub struct Outputs<'a, N> {
     pub scratch: &'a mut [N],
 }
 
+/// When each row was last updated, for [`Params::activity_cutoff`] (SPEC.md §5, "Absent
+/// rows"): row `i` is absent when the cutoff is above 0 and `block - last_update[i]` (0 when
+/// `last_update[i] > block`) exceeds it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Activity<'a> {
+    /// The block (the epoch, in the simulator) at which the epoch runs.
+    pub block: u64,
+    /// `last_update[i]`: the block of node `i`'s last accepted weights row; empty (every row
+    /// present) or exactly `n` entries.
+    pub last_update: &'a [u64],
+}
+
+impl Activity<'_> {
+    /// No last updates: every row is present whatever the cutoff.
+    pub const ALL_PRESENT: Activity<'static> = Activity {
+        block: 0,
+        last_update: &[],
+    };
+
+    /// Whether row `i` is absent under `cutoff` (never when `cutoff` is 0).
+    pub fn absent(&self, cutoff: u64, i: usize) -> bool {
+        cutoff > 0
+            && self
+                .last_update
+                .get(i)
+                .is_some_and(|&u| self.block.saturating_sub(u) > cutoff)
+    }
+}
+
 /// Runs one epoch without allocating: reads `stake` (length `n`) and `weights` (at most `n`
 /// rows; missing rows are empty), updates `bonds` (exactly `n` rows) in place, writes `out`,
-/// and returns the consensus loss `L`.
+/// and returns the consensus loss `L`. Every row is present: [`epoch_in_place_at`] with
+/// [`Activity::ALL_PRESENT`].
 ///
 /// Rows must be sorted by uid with no repeats (`crate::canonicalize` sorts a `Vec` row). On
 /// error no bond is touched and `minted` and `stake` are not written: every check runs before
@@ -59,7 +89,27 @@ where
     W: AsRef<[(Uid, Weight)]>,
     B: BondRowMut<N>,
 {
-    check_shapes(params, stake, weights, bonds, &out)?;
+    epoch_in_place_at(params, stake, weights, Activity::ALL_PRESENT, bonds, out)
+}
+
+/// [`epoch_in_place`] with the rows' last updates: with `params.activity_cutoff > 0`, a row
+/// older than the cutoff ([`Activity::absent`]) adds no rank, trust or bonds, and its node's
+/// bonds follow `params.departed` (SPEC.md §5, "Absent rows"). `activity.last_update` must be
+/// empty or hold `n` entries ([`Error::BufferLength`] otherwise).
+pub fn epoch_in_place_at<N, W, B>(
+    params: &Params<N>,
+    stake: &[u64],
+    weights: &[W],
+    activity: Activity<'_>,
+    bonds: &mut [B],
+    out: Outputs<'_, N>,
+) -> Result<N, Error>
+where
+    N: Scalar,
+    W: AsRef<[(Uid, Weight)]>,
+    B: BondRowMut<N>,
+{
+    check_shapes(params, stake, weights, activity, bonds, &out)?;
     let Outputs {
         rank,
         trust,
@@ -79,6 +129,8 @@ where
         first: 0,
         weights,
         stake,
+        activity,
+        cutoff: params.activity_cutoff,
     };
     let factors = &mut *dividends;
     // A fixed-point backend sums r_j and t_j paired in `rank` while they stay below 1, float
@@ -138,10 +190,14 @@ where
     // 9-10. `sums` now becomes g_j = i_j / C_j (for a fixed-point backend, two to a slot when
     // every g_j is below 1), and `dividends` (f_i no longer needed) d_i.
     column_factors(sums, incentive);
+    let paid = Paid {
+        rows,
+        withhold: params.departed == Departed::Withhold,
+    };
     if let Some(g) = pack_fractions(sums) {
-        pay_dividends(bonds, &Halves(g), dividends);
+        pay_dividends(paid, bonds, &Halves(g), dividends);
     } else {
-        pay_dividends(bonds, &*sums, dividends);
+        pay_dividends(paid, bonds, &*sums, dividends);
     }
 
     // 11.
@@ -166,6 +222,10 @@ pub(crate) struct RowsRef<'a, W> {
     pub(crate) weights: &'a [W],
     /// `stake_i` of the run's rows.
     pub(crate) stake: &'a [u64],
+    /// The rows' last updates (indexed by uid).
+    pub(crate) activity: Activity<'a>,
+    /// `params.activity_cutoff`.
+    pub(crate) cutoff: u64,
 }
 
 // Copy without the `W: Copy` bound a derive would add (only references are copied).
@@ -181,6 +241,12 @@ impl<'a, W: AsRef<[(Uid, Weight)]>> RowsRef<'a, W> {
     #[inline(always)]
     fn row(&self, i: usize) -> &'a [(Uid, Weight)] {
         self.weights.get(i).map_or(&[][..], AsRef::as_ref)
+    }
+
+    /// Whether row `i` (a uid) is absent ([`Activity::absent`]).
+    #[inline(always)]
+    fn absent(&self, i: usize) -> bool {
+        self.activity.absent(self.cutoff, i)
     }
 }
 
@@ -226,6 +292,11 @@ where
         let Some((f, s, cutoff)) = row_factor(params, total, i, row, b, x, n, f_out)? else {
             continue;
         };
+        if rows.absent(i) {
+            // Checked like any row, but it adds nothing (and no bonds: factor 0).
+            *f_out = N::pack_factor(N::factor(N::ZERO, 1));
+            continue;
+        }
         let s = cols.share(s);
         let (before, after) = live(row, i, mask);
         for part in [before, after] {
@@ -491,10 +562,60 @@ where
             fetch_rows_ahead(rows, bonds, k);
         }
         let Some(b) = bonds.get_mut(k) else { break };
+        if rows.absent(i) {
+            update_absent_row(params, b, i, sums)?;
+            continue;
+        }
         let columns = Columns { rank, sums };
         update_bond_row(params.bonds, b, row, i, N::unpack_factor(f), mask, columns)?;
     }
     Ok(())
+}
+
+/// Step 8 for an absent row `i`: the bond rule with no new entries (cumulative keeps each
+/// bond, EMA scales it by `1 - alpha`), then under [`Departed::Decay`] each bond is scaled by
+/// `1 - rate`; zeros are dropped. Under [`Departed::Decay`] the kept bonds are added to their
+/// column sums `C_j`; under [`Departed::Withhold`] they are left out of them.
+fn update_absent_row<N: Scalar, B: BondRowMut<N>>(
+    params: &Params<N>,
+    bonds: &mut B,
+    i: usize,
+    sums: &mut [N],
+) -> Result<(), Error> {
+    let entries = bonds.entries_mut();
+    let mut kept = 0usize;
+    for k in 0..entries.len() {
+        let Some(&(u, b)) = entries.get(k) else {
+            break;
+        };
+        let v = mix(params.bonds, b, N::ZERO, || N::ZERO);
+        let v = match params.departed {
+            Departed::Withhold => v,
+            Departed::Decay { rate } => N::ONE.sub(rate).mul(v),
+        };
+        match params.departed {
+            Departed::Decay { .. } => kept = keep(i, entries, kept, (u, v), sums)?,
+            Departed::Withhold => {
+                if v > N::ZERO {
+                    if let Some(slot) = entries.get_mut(kept) {
+                        *slot = (u, v);
+                    }
+                    kept = kept.wrapping_add(1);
+                }
+            }
+        }
+    }
+    bonds.resize(kept, (0, N::ZERO));
+    Ok(())
+}
+
+/// Which rows step 10 pays: every row, except the absent ones under [`Departed::Withhold`].
+#[derive(Clone, Copy)]
+pub(crate) struct Paid<'a, W> {
+    /// The run's rows (for their activity).
+    pub(crate) rows: RowsRef<'a, W>,
+    /// `params.departed` is [`Departed::Withhold`].
+    pub(crate) withhold: bool,
 }
 
 /// Step 9's factor per column, in place: `c` holds `C_j` on entry and `g_j = i_j / C_j` on
@@ -506,13 +627,20 @@ pub(crate) fn column_factors<N: Scalar>(c: &mut [N], incentive: &[N]) {
 }
 
 /// Step 10 for a run of rows: `d_i = sum_j B_ij g_j` (`g` holds `n` columns; `dividends`
-/// and `bonds` hold the run's rows). Each row on its own.
-pub(crate) fn pay_dividends<N: Scalar, B: BondRowMut<N>, G: ColumnFactors<N> + ?Sized>(
-    bonds: &[B],
-    g: &G,
-    dividends: &mut [N],
-) {
+/// and `bonds` hold the run's rows), 0 for an absent row under [`Departed::Withhold`]. Each
+/// row on its own.
+pub(crate) fn pay_dividends<N, W, B, G>(paid: Paid<'_, W>, bonds: &[B], g: &G, dividends: &mut [N])
+where
+    N: Scalar,
+    W: AsRef<[(Uid, Weight)]>,
+    B: BondRowMut<N>,
+    G: ColumnFactors<N> + ?Sized,
+{
     for (i, d) in dividends.iter_mut().enumerate() {
+        if paid.withhold && paid.rows.absent(paid.rows.first.wrapping_add(i)) {
+            *d = N::ZERO;
+            continue;
+        }
         if g.columns() > PREFETCH_MIN
             && let Some(b) = bonds.get(i.wrapping_add(ROWS_AHEAD))
         {
@@ -1200,6 +1328,7 @@ pub(crate) fn check_shapes<N: Scalar, W: AsRef<[(Uid, Weight)]>, B: BondRowMut<N
     params: &Params<N>,
     stake: &[u64],
     weights: &[W],
+    activity: Activity<'_>,
     bonds: &[B],
     out: &Outputs<'_, N>,
 ) -> Result<(), Error> {
@@ -1212,6 +1341,14 @@ pub(crate) fn check_shapes<N: Scalar, W: AsRef<[(Uid, Weight)]>, B: BondRowMut<N
         return Err(Error::TooManyRows {
             what: "weights",
             rows: weights.len(),
+            n,
+        });
+    }
+    let updates = activity.last_update.len();
+    if updates != 0 && updates != n {
+        return Err(Error::BufferLength {
+            name: "last_update",
+            len: updates,
             n,
         });
     }

@@ -26,11 +26,11 @@ mod validate;
 mod vec_api;
 
 pub use bonds::BondRowMut;
-pub use controller::{ControllerPolicy, ControllerState};
-pub use deepnode_types::{BondMode, BoundedRow, Fx, Params, Uid, Weight};
+pub use controller::{ControllerPolicy, ControllerState, row_room};
+pub use deepnode_types::{BondMode, BoundedRow, Departed, Fx, Params, Uid, Weight};
 #[cfg(feature = "alloc")]
 pub use deepnode_types::{EpochOutput, State};
-pub use epoch::{Outputs, epoch_in_place};
+pub use epoch::{Activity, Outputs, epoch_in_place, epoch_in_place_at};
 pub use error::Error;
 #[cfg(feature = "parallel")]
 pub use parallel::{CHUNKS, Parallel};

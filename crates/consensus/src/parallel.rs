@@ -5,12 +5,13 @@ use core::num::NonZeroUsize;
 use std::thread;
 use std::vec::Vec;
 
-use deepnode_types::{EpochOutput, Params, State, Uid, Weight};
+use deepnode_types::{Departed, EpochOutput, Params, State, Uid, Weight};
 
 use crate::bonds::BondRowMut;
 use crate::epoch::{
-    Outputs, RowsRef, check_shapes, column_factors, consensus_columns, incentive_sums, mint,
-    normalise_incentive, pay_dividends, rank_and_trust, total_stake, update_bonds,
+    Activity, Outputs, Paid, RowsRef, check_shapes, column_factors, consensus_columns,
+    incentive_sums, mint, normalise_incentive, pay_dividends, rank_and_trust, total_stake,
+    update_bonds,
 };
 #[cfg(doc)]
 use crate::epoch_in_place;
@@ -81,7 +82,25 @@ impl<N: Scalar + Send + Sync> Parallel<N> {
         W: AsRef<[(Uid, Weight)]> + Sync,
         B: BondRowMut<N> + Send + Sync,
     {
-        check_shapes(params, stake, weights, bonds, &out)?;
+        self.epoch_in_place_at(params, stake, weights, Activity::ALL_PRESENT, bonds, out)
+    }
+
+    /// [`crate::epoch_in_place_at`] on the threads of `self`: the same arguments, buffers and
+    /// errors, the results described on [`Parallel`].
+    pub fn epoch_in_place_at<W, B>(
+        &mut self,
+        params: &Params<N>,
+        stake: &[u64],
+        weights: &[W],
+        activity: Activity<'_>,
+        bonds: &mut [B],
+        out: Outputs<'_, N>,
+    ) -> Result<N, Error>
+    where
+        W: AsRef<[(Uid, Weight)]> + Sync,
+        B: BondRowMut<N> + Send + Sync,
+    {
+        check_shapes(params, stake, weights, activity, bonds, &out)?;
         let n = stake.len();
         let Outputs {
             rank,
@@ -106,6 +125,8 @@ impl<N: Scalar + Send + Sync> Parallel<N> {
                 first: lo,
                 weights,
                 stake: stake.get(lo..hi).unwrap_or_default(),
+                activity,
+                cutoff: params.activity_cutoff,
             }
         };
 
@@ -206,7 +227,11 @@ impl<N: Scalar + Send + Sync> Parallel<N> {
                 .collect();
             run(workers, jobs, |(c, d)| {
                 let (lo, hi) = range(&bounds, c);
-                pay_dividends(bonds.get(lo..hi).unwrap_or_default(), g, d);
+                let paid = Paid {
+                    rows: rows(c),
+                    withhold: params.departed == Departed::Withhold,
+                };
+                pay_dividends(paid, bonds.get(lo..hi).unwrap_or_default(), g, d);
             });
         }
 
@@ -218,8 +243,8 @@ impl<N: Scalar + Send + Sync> Parallel<N> {
     /// [`crate::epoch`] on the threads of `self`: rows in any order, every output returned;
     /// the results described on [`Parallel`].
     pub fn epoch(&mut self, state: &State<N>) -> Result<EpochOutput<N>, Error> {
-        crate::vec_api::epoch_with(state, |params, stake, weights, bonds, out| {
-            self.epoch_in_place(params, stake, weights, bonds, out)
+        crate::vec_api::epoch_with(state, |params, stake, weights, activity, bonds, out| {
+            self.epoch_in_place_at(params, stake, weights, activity, bonds, out)
         })
     }
 }

@@ -1,6 +1,6 @@
 //! Input checks shared by the epoch and by ledgers that accept rows.
 
-use deepnode_types::{BondMode, Params, Uid, Weight};
+use deepnode_types::{BondMode, Departed, Params, Uid, Weight};
 
 use crate::{Error, Scalar};
 
@@ -37,6 +37,14 @@ pub fn check_params<N: Scalar>(params: &Params<N>) -> Result<(), Error> {
     {
         return Err(Error::ParamOutOfRange {
             name: "alpha",
+            range: "(0, 1]",
+        });
+    }
+    if let Departed::Decay { rate } = params.departed
+        && !(rate > N::ZERO && rate <= N::ONE)
+    {
+        return Err(Error::ParamOutOfRange {
+            name: "rate",
             range: "(0, 1]",
         });
     }

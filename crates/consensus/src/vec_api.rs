@@ -6,7 +6,9 @@ use alloc::vec::Vec;
 
 use deepnode_types::{EpochOutput, Params, State, Uid, Weight};
 
-use crate::epoch::{Outputs, epoch_in_place, pairs_in_rank};
+use crate::epoch::{Activity, Outputs, epoch_in_place_at, pairs_in_rank};
+#[cfg(doc)]
+use crate::epoch_in_place;
 use crate::{Error, Scalar};
 
 /// Sorts a row by uid; rejects a row longer than `n` or with a repeated uid. `what` names
@@ -40,23 +42,25 @@ pub fn canonicalize<V: Copy>(
 /// Runs one epoch of SPEC.md on `state` and returns every output, bonds included.
 ///
 /// Rows may be in any uid order and fewer than `n` (missing rows are empty). The input is not
-/// modified. Bit-exact on every platform for [`deepnode_types::Fx`].
+/// modified. Bit-exact on every platform for [`deepnode_types::Fx`]. `state.block` and
+/// `state.last_update` decide which rows are absent ([`epoch_in_place_at`]).
 pub fn epoch<N: Scalar>(state: &State<N>) -> Result<EpochOutput<N>, Error> {
-    epoch_with(state, |params, stake, weights, bonds, out| {
-        epoch_in_place(params, stake, weights, bonds, out)
+    epoch_with(state, |params, stake, weights, activity, bonds, out| {
+        epoch_in_place_at(params, stake, weights, activity, bonds, out)
     })
 }
 
 /// A row of weights as [`epoch_with`] passes it on: borrowed when already canonical.
 pub(crate) type WeightsRow<'a> = Cow<'a, [(Uid, Weight)]>;
 
-/// [`epoch`] with `run` in place of [`epoch_in_place`]: canonical rows in, every output out.
+/// [`epoch`] with `run` in place of [`epoch_in_place_at`]: canonical rows in, every output out.
 pub(crate) fn epoch_with<N: Scalar>(
     state: &State<N>,
     run: impl FnOnce(
         &Params<N>,
         &[u64],
         &[WeightsRow<'_>],
+        Activity<'_>,
         &mut [Vec<(Uid, N)>],
         Outputs<'_, N>,
     ) -> Result<N, Error>,
@@ -101,10 +105,15 @@ pub(crate) fn epoch_with<N: Scalar>(
     bonds.resize(n, Vec::new());
 
     let mut out = OutputBuffers::new(n);
+    let activity = Activity {
+        block: state.block,
+        last_update: &state.last_update,
+    };
     let loss = run(
         &state.params,
         &state.stake,
         &weights,
+        activity,
         &mut bonds,
         out.outputs(),
     )?;

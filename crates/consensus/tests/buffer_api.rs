@@ -1,8 +1,8 @@
 //! The allocation-free API gives the same bits as the `Vec` API, and refuses before writing.
 
 use deepnode_consensus::{
-    BondMode, BoundedRow, Error, Fx, OutputBuffers, Outputs, Params, Scalar, State, epoch,
-    epoch_in_place,
+    Activity, BondMode, BoundedRow, Departed, Error, Fx, OutputBuffers, Outputs, Params, Scalar,
+    State, epoch, epoch_in_place, epoch_in_place_at,
 };
 
 const N: usize = 5;
@@ -32,6 +32,8 @@ fn state() -> State<Fx> {
             vec![],
             vec![(0, Fx::ONE)],
         ],
+        block: 0,
+        last_update: Vec::new(),
     }
 }
 
@@ -202,6 +204,8 @@ fn state_of<N: Scalar>() -> State<N> {
         stake: s.stake,
         weights: s.weights,
         bonds: vec![],
+        block: 0,
+        last_update: Vec::new(),
     }
 }
 
@@ -293,6 +297,8 @@ fn column_zero(stake: Vec<u64>) -> (Fx, Fx) {
         weights: vec![vec![(0, 1)]; n],
         bonds: vec![vec![]; n],
         stake,
+        block: 0,
+        last_update: Vec::new(),
     };
     let out = epoch(&state).expect("valid");
     (out.rank[0], out.trust[0])
@@ -309,4 +315,111 @@ fn column_sums_that_reach_one_are_exact() {
     let third = Fx::from_bits(i128::from(u64::MAX / 3));
     let sum = Fx::from_bits(3 * third.to_bits());
     assert_eq!(column_zero(vec![7, 7, 7]), (sum, sum));
+}
+
+/// Absent rows on the allocation-free path: bounded rows, the same bits as the `Vec` API, for
+/// both departed rules and both bond modes; an absent row gains no bond and, under withhold,
+/// no dividend; a `last_update` of the wrong length is refused before anything is written.
+#[test]
+fn absent_rows_on_bounded_rows_give_the_vec_apis_bits() {
+    let last_update = [9u64, 2, 9, 9, 1];
+    for departed in [
+        Departed::Withhold,
+        Departed::Decay {
+            rate: Fx::from_ratio(1, 3),
+        },
+    ] {
+        for bonds_mode in [
+            BondMode::Cumulative,
+            BondMode::Ema {
+                alpha: Fx::from_ratio(1, 4),
+            },
+        ] {
+            let mut s = state();
+            s.params.activity_cutoff = 5;
+            s.params.departed = departed;
+            s.params.bonds = bonds_mode;
+            s.block = 9;
+            s.last_update = last_update.to_vec();
+            // Node 4 holds a bond on column 2, which present rows rank.
+            s.bonds[4] = vec![(2, Fx::ONE)];
+            let want = epoch(&s).expect("valid");
+            let weights = bounded::<_, K>(&s.weights);
+            let mut bonds = bounded::<_, K>(&s.bonds);
+            let mut buf = Buffers::new();
+            let activity = Activity {
+                block: s.block,
+                last_update: &last_update,
+            };
+            let loss = epoch_in_place_at(
+                &s.params,
+                &s.stake,
+                &weights,
+                activity,
+                &mut bonds,
+                buf.outputs(),
+            )
+            .expect("valid");
+            assert_eq!(loss, want.loss);
+            assert_eq!(buf.rank.to_vec(), want.rank);
+            assert_eq!(buf.dividends.to_vec(), want.dividends);
+            assert_eq!(buf.minted.to_vec(), want.minted);
+            let got: Vec<Vec<_>> = bonds.iter().map(|r| r.to_vec()).collect();
+            assert_eq!(got, want.bonds);
+            // Node 4 (age 8) is absent, node 1 (age 7) too; the others are present.
+            assert!(activity.absent(5, 4) && activity.absent(5, 1) && !activity.absent(5, 0));
+            // Node 4's row names 1..4: none of it counts, so column 3 gets nothing.
+            assert_eq!(want.rank[3], Fx::ZERO);
+            let old = Fx::ONE;
+            let new = want.bonds[4].first().map_or(Fx::ZERO, |e| e.1);
+            assert!(new <= old, "an absent row gained a bond");
+            if departed == Departed::Withhold {
+                assert_eq!(want.dividends[4], Fx::ZERO);
+                assert_eq!(want.dividends[1], Fx::ZERO);
+            } else {
+                assert!(want.dividends[4] > Fx::ZERO, "decaying bonds still pay");
+            }
+        }
+    }
+    let s = state();
+    let mut bonds = bounded::<_, K>(&s.bonds);
+    let before = bonds.clone();
+    let mut buf = Buffers::new();
+    let short = Activity {
+        block: 3,
+        last_update: &[1, 2],
+    };
+    let weights = bounded::<_, K>(&s.weights);
+    assert_eq!(
+        epoch_in_place_at(
+            &s.params,
+            &s.stake,
+            &weights,
+            short,
+            &mut bonds,
+            buf.outputs()
+        ),
+        Err(Error::BufferLength {
+            name: "last_update",
+            len: 2,
+            n: N,
+        })
+    );
+    assert_eq!(bonds, before);
+}
+
+/// With every row updated at the epoch's block, or with the cutoff off, the epoch is the one
+/// without a cutoff, bit for bit.
+#[test]
+fn present_rows_and_an_off_cutoff_change_nothing() {
+    let base = epoch(&state()).expect("valid");
+    let mut on = state();
+    on.params.activity_cutoff = 1;
+    on.block = 40;
+    on.last_update = vec![40; N];
+    assert_eq!(epoch(&on).expect("valid"), base);
+    let mut off = state();
+    off.block = 40;
+    off.last_update = vec![0; N];
+    assert_eq!(epoch(&off).expect("valid"), base);
 }

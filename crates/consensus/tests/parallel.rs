@@ -5,8 +5,8 @@
 use std::num::NonZeroUsize;
 
 use deepnode_consensus::{
-    BondMode, Error, Fx, OutputBuffers, Parallel, Params, Scalar, State, Uid, Weight, epoch,
-    epoch_in_place,
+    Activity, BondMode, Departed, Error, Fx, OutputBuffers, Parallel, Params, Scalar, State, Uid,
+    Weight, epoch, epoch_in_place, epoch_in_place_at,
 };
 use deepnode_testkit::fuzzing::state_from_bytes;
 use deepnode_testkit::synthetic::network;
@@ -69,19 +69,26 @@ fn chain<N: Scalar + Send + Sync>(
     let mut out = OutputBuffers::<N>::new(n);
     let mut runner = threads.map(parallel::<N>);
     let mut got = Vec::new();
-    for _ in 0..epochs {
+    for e in 0..epochs {
+        // The rows age by one block per epoch: some turn absent along the chain.
+        let activity = Activity {
+            block: state.block + e as u64,
+            last_update: &state.last_update,
+        };
         let loss = match &mut runner {
-            None => epoch_in_place(
+            None => epoch_in_place_at(
                 &state.params,
                 &stake,
                 &state.weights,
+                activity,
                 &mut bonds,
                 out.outputs(),
             ),
-            Some(p) => p.epoch_in_place(
+            Some(p) => p.epoch_in_place_at(
                 &state.params,
                 &stake,
                 &state.weights,
+                activity,
                 &mut bonds,
                 out.outputs(),
             ),
@@ -187,22 +194,36 @@ fn case() -> impl Strategy<Value = State<Fx>> {
                     0u64..1 << 14,
                 ),
                 any::<u64>(),
+                (
+                    0u64..4,
+                    proptest::option::of(1u64..=1 << 16),
+                    prop_oneof![Just(0usize), Just(n)]
+                        .prop_flat_map(|k| proptest::collection::vec(0u64..8, k)),
+                ),
             )
         })
         .prop_map(
-            |(stake, weights, bonds, (mask, alpha, threshold), emission)| State {
-                params: Params {
-                    bonds: alpha.map_or(BondMode::Cumulative, |a| BondMode::Ema {
-                        alpha: Fx::from_ratio(u128::from(a), 1 << 16),
-                    }),
-                    mask_self_weights: mask,
-                    trust_threshold: Fx::from_ratio(u128::from(threshold), 1 << 16),
-                    emission,
-                    ..Params::default()
-                },
-                stake,
-                weights,
-                bonds,
+            |(stake, weights, bonds, (mask, alpha, threshold), emission, (cutoff, decay, last))| {
+                State {
+                    params: Params {
+                        bonds: alpha.map_or(BondMode::Cumulative, |a| BondMode::Ema {
+                            alpha: Fx::from_ratio(u128::from(a), 1 << 16),
+                        }),
+                        mask_self_weights: mask,
+                        trust_threshold: Fx::from_ratio(u128::from(threshold), 1 << 16),
+                        emission,
+                        activity_cutoff: cutoff,
+                        departed: decay.map_or(Departed::Withhold, |r| Departed::Decay {
+                            rate: Fx::from_ratio(u128::from(r), 1 << 16),
+                        }),
+                        ..Params::default()
+                    },
+                    stake,
+                    weights,
+                    bonds,
+                    block: 7,
+                    last_update: last,
+                }
             },
         )
 }
@@ -223,6 +244,13 @@ fn to_float(s: &State<Fx>) -> State<f64> {
             mask_self_weights: s.params.mask_self_weights,
             trust_threshold: s.params.trust_threshold.to_f64(),
             min_allowed_weights: s.params.min_allowed_weights,
+            activity_cutoff: s.params.activity_cutoff,
+            departed: match s.params.departed {
+                Departed::Withhold => Departed::Withhold,
+                Departed::Decay { rate } => Departed::Decay {
+                    rate: rate.to_f64(),
+                },
+            },
         },
         stake: s.stake.clone(),
         weights: s.weights.clone(),
@@ -231,6 +259,8 @@ fn to_float(s: &State<Fx>) -> State<f64> {
             .iter()
             .map(|r| r.iter().map(|&(u, v)| (u, v.to_f64())).collect())
             .collect(),
+        block: s.block,
+        last_update: s.last_update.clone(),
     }
 }
 

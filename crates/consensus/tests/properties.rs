@@ -37,6 +37,8 @@ impl Case {
                 mask_self_weights: self.mask,
                 trust_threshold: N::from_f64(self.threshold),
                 min_allowed_weights: 1,
+                activity_cutoff: 0,
+                departed: deepnode_consensus::Departed::Withhold,
             },
             stake: self.stake.clone(),
             weights: self.weights.clone(),
@@ -45,6 +47,8 @@ impl Case {
                 .iter()
                 .map(|r| r.iter().map(|&(u, v)| (u, N::from_f64(v))).collect())
                 .collect(),
+            block: 0,
+            last_update: Vec::new(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use core::fmt;
 use core::str::FromStr;
 
-use deepnode_consensus::{BondMode, EpochOutput, Params, Scalar, State};
+use deepnode_consensus::{BondMode, Departed, EpochOutput, Params, Scalar, State};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -74,6 +74,43 @@ pub struct ParamsDoc {
     mask_self_weights: Option<bool>,
     trust_threshold: Option<f64>,
     min_allowed_weights: Option<u32>,
+    activity_cutoff: Option<u64>,
+    departed: Option<DepartedJson>,
+}
+
+/// `{"rule": "withhold"}` or `{"rule": "decay", "rate": number}` (read through a plain struct,
+/// as [`BondsJson`]).
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(try_from = "DepartedObject")]
+enum DepartedJson {
+    Withhold,
+    Decay { rate: f64 },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DepartedObject {
+    rule: DepartedRuleName,
+    rate: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum DepartedRuleName {
+    Withhold,
+    Decay,
+}
+
+impl TryFrom<DepartedObject> for DepartedJson {
+    type Error = &'static str;
+    fn try_from(d: DepartedObject) -> Result<DepartedJson, &'static str> {
+        match (d.rule, d.rate) {
+            (DepartedRuleName::Withhold, None) => Ok(DepartedJson::Withhold),
+            (DepartedRuleName::Withhold, Some(_)) => Err("unknown field `rate` in withhold"),
+            (DepartedRuleName::Decay, Some(rate)) => Ok(DepartedJson::Decay { rate }),
+            (DepartedRuleName::Decay, None) => Err("missing field `rate`"),
+        }
+    }
 }
 
 /// `{"mode": "cumulative"}` or `{"mode": "ema", "alpha": number}`. Read through a plain struct
@@ -124,6 +161,10 @@ struct StateJson {
     weights: Vec<Vec<(u32, u16)>>,
     #[serde(default)]
     bonds: Vec<Vec<(u32, f64)>>,
+    #[serde(default)]
+    block: u64,
+    #[serde(default)]
+    last_update: Vec<u64>,
 }
 
 impl ParamsDoc {
@@ -131,8 +172,16 @@ impl ParamsDoc {
     /// ([`Params::default`]), reals go to the nearest value of `N` ([`Scalar::from_f64`]).
     /// Ranges are not checked here: [`deepnode_consensus::check_params`] owns that rule.
     pub fn to_params<N: Scalar>(&self) -> Result<Params<N>, ContractError> {
+        self.to_params_over(Params::<N>::default())
+    }
+
+    /// [`ParamsDoc::to_params`] with `defaults` for the absent fields (a ledger's own
+    /// defaults, e.g. an activity cutoff that is on).
+    pub fn to_params_over<N: Scalar>(
+        &self,
+        defaults: Params<N>,
+    ) -> Result<Params<N>, ContractError> {
         let p = self;
-        let defaults = Params::<N>::default();
         let bonds = match p.bonds {
             None | Some(BondsJson::Cumulative) => BondMode::Cumulative,
             Some(BondsJson::Ema { alpha }) => BondMode::Ema {
@@ -154,6 +203,14 @@ impl ParamsDoc {
             min_allowed_weights: p
                 .min_allowed_weights
                 .unwrap_or(defaults.min_allowed_weights),
+            activity_cutoff: p.activity_cutoff.unwrap_or(defaults.activity_cutoff),
+            departed: match p.departed {
+                None => defaults.departed,
+                Some(DepartedJson::Withhold) => Departed::Withhold,
+                Some(DepartedJson::Decay { rate }) => Departed::Decay {
+                    rate: real(Some(rate), "params.departed.rate", N::ZERO)?,
+                },
+            },
         })
     }
 }
@@ -185,6 +242,8 @@ pub fn parse_state<N: Scalar>(text: &str) -> Result<State<N>, ContractError> {
         stake: raw.stake,
         weights: raw.weights,
         bonds,
+        block: raw.block,
+        last_update: raw.last_update,
     })
 }
 
@@ -197,6 +256,10 @@ pub fn render_state<N: Scalar>(state: &State<N>) -> Value {
         BondMode::Cumulative => json!({"mode": "cumulative"}),
         BondMode::Ema { alpha } => json!({"mode": "ema", "alpha": alpha.to_f64()}),
     };
+    let departed = match p.departed {
+        Departed::Withhold => json!({"rule": "withhold"}),
+        Departed::Decay { rate } => json!({"rule": "decay", "rate": rate.to_f64()}),
+    };
     json!({
         "params": {
             "rho": p.rho.to_f64(),
@@ -207,12 +270,16 @@ pub fn render_state<N: Scalar>(state: &State<N>) -> Value {
             "mask_self_weights": p.mask_self_weights,
             "trust_threshold": p.trust_threshold.to_f64(),
             "min_allowed_weights": p.min_allowed_weights,
+            "activity_cutoff": p.activity_cutoff,
+            "departed": departed,
         },
         "stake": state.stake,
         "weights": state.weights,
         "bonds": state.bonds.iter().map(|row| {
             row.iter().map(|&(u, v)| json!([u, v.to_f64()])).collect::<Vec<_>>()
         }).collect::<Vec<_>>(),
+        "block": state.block,
+        "last_update": state.last_update,
     })
 }
 

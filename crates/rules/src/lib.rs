@@ -15,7 +15,9 @@ extern crate std;
 use alloc::vec::Vec;
 use core::fmt;
 
-use deepnode_consensus::{ControllerPolicy, Fx, Params, Uid, Weight, canonicalize, validate_row};
+use deepnode_consensus::{
+    ControllerPolicy, Departed, Fx, Params, Uid, Weight, canonicalize, validate_row,
+};
 use deepnode_types::WeightRow;
 
 /// Largest endpoint a node may publish, in bytes.
@@ -248,6 +250,22 @@ impl fmt::Display for ConfigError {
 
 #[cfg(feature = "std")]
 impl std::error::Error for ConfigError {}
+
+/// Epochs without a weights row after which a node counts as absent, in the chains' default
+/// parameters ([`default_params`]): its row stops counting and its bonds stop paying.
+pub const ACTIVITY_CUTOFF_EPOCHS: u64 = 10;
+
+/// The default mechanism parameters of a chain (the embedded ledger's and the pallet's
+/// genesis) of `tempo` blocks per epoch: SPEC.md's defaults, except that the activity cutoff
+/// is on, at [`ACTIVITY_CUTOFF_EPOCHS`] epochs (`10 tempo` blocks), and an absent node's bonds
+/// pay it nothing while it is absent ([`Departed::Withhold`]).
+pub fn default_params(tempo: u64) -> Params<Fx> {
+    Params {
+        activity_cutoff: tempo.max(1).saturating_mul(ACTIVITY_CUTOFF_EPOCHS),
+        departed: Departed::Withhold,
+        ..Params::default()
+    }
+}
 
 /// The genesis rule: `tempo >= 1`, parameters in range, and the controller's
 /// `floor <= cap`, checked in that order.

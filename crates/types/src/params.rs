@@ -48,6 +48,30 @@ pub enum BondMode<N> {
     },
 }
 
+/// How the bonds of an absent node (a row older than [`Params::activity_cutoff`]) stop paying
+/// (SPEC.md §5 step 9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "codec",
+    derive(
+        parity_scale_codec::Encode,
+        parity_scale_codec::Decode,
+        parity_scale_codec::MaxEncodedLen
+    )
+)]
+#[cfg_attr(feature = "scale-info", derive(scale_info::TypeInfo))]
+pub enum Departed<N> {
+    /// No dividends while absent: the absent node's bonds are kept as they are, left out of
+    /// the column sums `C_j`, and pay it nothing (its share goes to the present bond holders).
+    Withhold,
+    /// The absent node's bonds shrink by `rate` each epoch (`B_ij <- (1 - rate) B_ij`) and go
+    /// on paying, `rate` in `(0, 1]`.
+    Decay {
+        /// The share of the bonds lost per absent epoch.
+        rate: N,
+    },
+}
+
 /// The parameters of one network (SPEC.md table; defaults from there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(
@@ -78,6 +102,13 @@ pub struct Params<N> {
     /// submitted (`deepnode_consensus::validate_row`), moved by the controller; the epoch itself
     /// accepts any row.
     pub min_allowed_weights: u32,
+    /// A row whose last update is more than this many blocks (epochs, in the simulator) older
+    /// than the epoch's block counts as absent: it adds no rank, trust or bonds, and its node's
+    /// bonds follow [`Params::departed`]. 0 (the default) turns the cutoff off.
+    pub activity_cutoff: u64,
+    /// What the bonds of an absent node do (default [`Departed::Withhold`]; inert while
+    /// `activity_cutoff` is 0).
+    pub departed: Departed<N>,
 }
 
 impl<N: FromRatio> Default for Params<N> {
@@ -91,6 +122,8 @@ impl<N: FromRatio> Default for Params<N> {
             mask_self_weights: false,
             trust_threshold: N::ratio(0, 1),
             min_allowed_weights: 1,
+            activity_cutoff: 0,
+            departed: Departed::Withhold,
         }
     }
 }

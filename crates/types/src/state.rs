@@ -25,6 +25,12 @@ pub struct State<N> {
     pub weights: Vec<WeightRow>,
     /// `bonds[i]`, at most `n` rows; a missing row is empty.
     pub bonds: Vec<BondRow<N>>,
+    /// The block (the epoch, in the simulator) at which this epoch runs; read only with
+    /// `params.activity_cutoff > 0`.
+    pub block: u64,
+    /// `last_update[i]`: the block of node `i`'s last accepted weights row. Empty (every row
+    /// present) or exactly `n` entries.
+    pub last_update: Vec<u64>,
 }
 
 /// One node's outputs of an epoch (what a ledger or a pallet stores per neuron).

@@ -2,6 +2,8 @@
 //! loopback, run for a number of epochs, shown live, and written up as a report.
 
 mod live;
+#[cfg(test)]
+mod model_tests;
 mod record;
 mod report;
 mod scenario;
@@ -176,12 +178,16 @@ fn wallet_seed(seed: u64, index: usize) -> [u8; 32] {
     s
 }
 
+/// The devnet's genesis: the ledger's defaults for its tempo (the activity cutoff on, at
+/// `deepnode_ledger::ACTIVITY_CUTOFF_EPOCHS` epochs; the bonds of absent nodes pay nothing),
+/// with the scenario's emission and trust threshold.
 fn genesis(sc: &Scenario, wallets: &[Wallet]) -> Genesis {
     let mut g = Genesis::default();
     g.config.tempo = sc.tempo;
+    g.params = deepnode_ledger::default_params(sc.tempo);
     g.config.weights_rate_limit = (sc.tempo / 2).max(1);
-    // A cabal row holds one peer; the controller would otherwise raise the minimum row length
-    // past what a small network can give (see README, "noticed").
+    // Cabal and copier rows hold one peer by design; a controller asking for more would
+    // refuse them (it never asks for more than a row can hold, n - 1, but 1 is the story).
     g.config.controller.cap = 1;
     g.params.min_allowed_weights = 1;
     g.params.emission = sc.emission;

@@ -170,6 +170,11 @@ pub struct Departure {
     pub stake_share: (f64, f64),
     /// Its incentive share at the epoch it left and at the last epoch.
     pub incentive_share: (f64, f64),
+    /// Its share of the dividends paid at the epoch it left and at the last epoch.
+    pub dividend_share: (f64, f64),
+    /// The first epoch after it left from which, to the last, its incentive and dividends are
+    /// both 0 (`None`: paid at the last epoch).
+    pub unpaid_from: Option<u64>,
 }
 
 /// The report's numbers.
@@ -341,6 +346,11 @@ pub fn summarize(
                     share_of(&at.nodes, name, |n| n.incentive),
                     share_of(&end.nodes, name, |n| n.incentive),
                 ),
+                dividend_share: (
+                    share_of(&at.nodes, name, |n| n.dividends),
+                    share_of(&end.nodes, name, |n| n.dividends),
+                ),
+                unpaid_from: unpaid_from(epochs, name, *epoch),
             })
         })
         .collect();
@@ -359,6 +369,20 @@ pub fn summarize(
         premise: premise(epochs, evaluations),
         departures,
     }
+}
+
+/// The first epoch after `left` from which, to the last, node `name` has no incentive and no
+/// dividends (`None` when it is paid at the last epoch or was never recorded after leaving).
+fn unpaid_from(epochs: &[EpochRecord], name: &str, left: u64) -> Option<u64> {
+    let paid = |e: &EpochRecord| {
+        e.nodes
+            .iter()
+            .any(|n| n.name == name && (n.incentive > 0.0 || n.dividends > 0.0))
+    };
+    let after: Vec<&EpochRecord> = epochs.iter().filter(|e| e.epoch > left).collect();
+    let last_paid = after.iter().rposition(|e| paid(e));
+    let from = last_paid.map_or(0, |i| i + 1);
+    after.get(from).map(|e| e.epoch)
 }
 
 /// The premise's numbers from the learners' last evaluations and the last epoch.
@@ -597,6 +621,9 @@ mod tests {
         assert_eq!(s.stake_share["cabal"][0], 0.25);
         let (then, last) = s.departures[0].incentive_share;
         assert!((then - 0.3).abs() < 1e-12 && (last - 0.3).abs() < 1e-12);
+        // Still paid incentive at the last epoch: no epoch from which it is unpaid.
+        assert_eq!(s.departures[0].unpaid_from, None);
+        assert_eq!(s.departures[0].dividend_share, (0.0, 0.0));
         // A rise anywhere after the honest rows breaks the claim.
         let epochs = vec![
             epoch(1, 100, true, false),

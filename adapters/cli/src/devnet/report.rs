@@ -467,13 +467,13 @@ fn markdown(epochs: &[EpochRecord], s: &Summary) -> String {
         let _ = writeln!(md, "## Nodes that left\n");
         let _ = writeln!(
             md,
-            "| node | epoch | how | stake share then | stake share last | incentive share then | incentive share last |"
+            "| node | epoch | how | stake share then | stake share last | incentive share then | incentive share last | dividend share then | dividend share last | paid nothing from epoch |"
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
         for d in &s.departures {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 d.name,
                 d.epoch,
                 if d.signal == "kill" {
@@ -484,9 +484,17 @@ fn markdown(epochs: &[EpochRecord], s: &Summary) -> String {
                 pct(d.stake_share.0),
                 pct(d.stake_share.1),
                 pct(d.incentive_share.0),
-                pct(d.incentive_share.1)
+                pct(d.incentive_share.1),
+                pct(d.dividend_share.0),
+                pct(d.dividend_share.1),
+                d.unpaid_from.map_or("still paid".into(), |e| e.to_string())
             );
         }
+        let _ = writeln!(
+            md,
+            "\nA node that sets no row for longer than the activity cutoff counts as absent: its \
+             last row stops counting and its bonds pay it nothing (SPEC.md §5, \"Absent rows\")."
+        );
         let _ = writeln!(md);
     }
     if let Some(e) = epochs.last() {
