@@ -176,7 +176,7 @@ pub fn run_node(cmd: NodeCmd) -> Result<(), Failure> {
     };
     let cfg = RunConfig {
         rpc: args.rpc,
-        listen: args.listen,
+        listen: args.listen.into(),
         modality: match args.modality {
             ModalityArg::Text => Modality::Text,
             ModalityArg::Tensor => Modality::Tensor,
