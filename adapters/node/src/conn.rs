@@ -97,7 +97,67 @@ pub struct ServeConfig {
     pub counters: Arc<Counters>,
 }
 
+/// A serving limit that cannot work ([`ServeConfig::check`]): the field and what it must be.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {rule}")]
+pub struct LimitError {
+    /// The [`ServeConfig`] field, e.g. `max_sessions`.
+    pub field: &'static str,
+    /// What it must be, e.g. `must be at least 1`.
+    pub rule: String,
+}
+
 impl ServeConfig {
+    /// Requests served at once per account by default (the CLI's).
+    pub const DEFAULT_PER_PEER: usize = 8;
+    /// Requests served at once in total by default (the CLI's).
+    pub const DEFAULT_TOTAL: usize = 64;
+
+    /// Checks that every limit can work: counts and timeouts above zero, a session's open
+    /// bytes at least the largest payload (else the largest requests are always refused) and
+    /// the node's at least a session's.
+    pub fn check(&self) -> Result<(), LimitError> {
+        let fail = |field, rule: &str| {
+            Err(LimitError {
+                field,
+                rule: rule.to_owned(),
+            })
+        };
+        let counts = [
+            ("per_peer", self.per_peer),
+            ("global", self.global.available_permits()),
+            ("max_open_messages", self.max_open_messages),
+            ("max_sessions", self.max_sessions),
+            ("max_sessions_per_address", self.max_sessions_per_address),
+            ("max_sessions_per_account", self.max_sessions_per_account),
+            ("max_queued", self.max_queued),
+        ];
+        for (field, n) in counts {
+            if n == 0 {
+                return fail(field, "must be at least 1");
+            }
+        }
+        let times = [
+            ("message_timeout", self.message_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("send_timeout", self.send_timeout),
+        ];
+        for (field, t) in times {
+            if t.is_zero() {
+                return fail(field, "must be more than 0");
+            }
+        }
+        let payload = usize::try_from(self.limits.max_payload).unwrap_or(usize::MAX);
+        if self.max_open_bytes < payload {
+            let rule = format!("must be at least the largest payload, {payload} bytes");
+            return fail("max_open_bytes", &rule);
+        }
+        if self.max_open_bytes_total < self.max_open_bytes {
+            return fail("max_open_bytes_total", "must be at least max_open_bytes");
+        }
+        Ok(())
+    }
+
     /// `limits`, at most `per_peer` requests at once per account and `total` in all, and the
     /// defaults of the other limits: 64 open messages per session, open bytes up to 64 MiB
     /// per session and 256 MiB in all, unfinished messages dropped after 30 s, 512 accepted

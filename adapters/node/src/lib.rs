@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use conn::{Admission, AdmitAll, Connection, Counters, ServeConfig, now_ms};
+pub use conn::{Admission, AdmitAll, Connection, Counters, LimitError, ServeConfig, now_ms};
 use conn::{Shared, Slots};
 pub use error::NodeError;
 pub use model::{Constant, EchoBias, Model, Noise, RandomProjection};

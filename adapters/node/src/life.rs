@@ -201,6 +201,7 @@ pub async fn run(
     status: watch::Sender<Status>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), NodeError> {
+    cfg.serve.check()?;
     let client = Client::new(&cfg.rpc).map_err(ledger)?;
     let genesis = client.genesis_hash().await.map_err(ledger)?;
     let transport = NoiseTcp::new(wallet.key().clone(), genesis.0, cfg.timeout)?;
