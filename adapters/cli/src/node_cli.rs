@@ -128,6 +128,9 @@ struct LimitArgs {
     /// the session is closed (a peer that never reads).
     #[arg(long, default_value_t = millis(defaults().send_timeout))]
     send_timeout_ms: u64,
+    /// Requests run on the model at once, each on a thread of its own (default: the cores).
+    #[arg(long, default_value_t = defaults().model_threads)]
+    model_threads: usize,
 }
 
 /// The shapes and sizes a node accepts, for representation width `dim`.
@@ -170,6 +173,7 @@ impl LimitArgs {
         c.idle_timeout = Duration::from_millis(self.idle_timeout_ms);
         c.max_queued = self.max_queued;
         c.send_timeout = Duration::from_millis(self.send_timeout_ms);
+        c.model_threads = self.model_threads;
         c.check().map_err(|e| {
             let flag = match e.field {
                 "global" => "--max-requests".to_owned(),
@@ -644,6 +648,7 @@ mod tests {
                     c.max_queued,
                     c.send_timeout,
                 ),
+                c.model_threads,
             )
         };
         assert_eq!(key(&got), key(&node));
@@ -672,6 +677,8 @@ mod tests {
             "9",
             "--send-timeout-ms",
             "700",
+            "--model-threads",
+            "3",
         ])
         .expect("valid limits");
         let ms = Duration::from_millis;
@@ -681,7 +688,8 @@ mod tests {
                 (3, 11, 7),
                 (5, 2),
                 (6, 20_000_000, 40_000_000),
-                (ms(1500), ms(2500), 9, ms(700))
+                (ms(1500), ms(2500), 9, ms(700)),
+                3
             )
         );
     }
