@@ -423,7 +423,7 @@ mod tests {
     use std::sync::mpsc;
 
     /// Reads are served from the last committed snapshot, not under the chain's lock (which
-    /// the producer holds through commit and fsync), so a read completes while the lock is
+    /// the producer holds while it seals and installs a block), so a read completes while the lock is
     /// held.
     #[test]
     fn reads_do_not_wait_on_the_chain_lock() {
