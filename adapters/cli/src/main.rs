@@ -91,7 +91,10 @@ pub(crate) fn backend_parser() -> impl TypedValueParser<Value = Backend> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
     exit::report(match cli.command {
         Command::Epoch { state, backend } => run_epoch(&state, backend).map(|json| {
             println!("{json}");
@@ -121,6 +124,31 @@ fn main() -> ExitCode {
         Command::Devnet(args) => devnet::run(args),
         Command::Conformance { dir } => conformance(&dir),
     })
+}
+
+/// Help and version as clap prints them; a usage error as one line `deepnode: <reason>` and
+/// exit code 2, as every other bad input.
+fn usage(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit()
+    }
+    let text = e.render().to_string();
+    let reason: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let reason = reason.join(" ");
+    exit::report(Err(Failure::Input(
+        reason.strip_prefix("error: ").unwrap_or(&reason).to_owned(),
+    )))
 }
 
 fn conformance(dir: &Path) -> Result<(), Failure> {

@@ -80,6 +80,111 @@ pub struct RunArgs {
     /// Seed of the model and the query inputs.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The serving limits of `deepnode node run`; each default is the node's own
+/// ([`ServeConfig::new`]).
+#[derive(Args)]
+#[command(next_help_heading = "Serving limits")]
+struct LimitArgs {
+    /// Requests served at once for one account, over all its sessions (past it, Busy).
+    #[arg(long, default_value_t = ServeConfig::DEFAULT_PER_PEER)]
+    per_peer: usize,
+    /// Requests served at once in total (past it, Busy).
+    #[arg(long, default_value_t = ServeConfig::DEFAULT_TOTAL)]
+    max_requests: usize,
+    /// Accepted connections at once (past it, a new one is closed).
+    #[arg(long, default_value_t = defaults().max_sessions)]
+    max_sessions: usize,
+    /// Accepted connections at once from one IP address.
+    #[arg(long, default_value_t = defaults().max_sessions_per_address)]
+    max_sessions_per_address: usize,
+    /// Accepted sessions at once of one account.
+    #[arg(long, default_value_t = defaults().max_sessions_per_account)]
+    max_sessions_per_account: usize,
+    /// Unfinished messages one session may have open (past it, the session is closed).
+    #[arg(long, default_value_t = defaults().max_open_messages)]
+    max_open_messages: usize,
+    /// Declared bytes of unfinished requests one session may hold (at least the largest
+    /// payload, 16 MiB).
+    #[arg(long, default_value_t = defaults().max_open_bytes)]
+    max_open_bytes: usize,
+    /// Declared bytes of unfinished requests over all sessions.
+    #[arg(long, default_value_t = defaults().max_open_bytes_total)]
+    max_open_bytes_total: usize,
+    /// Milliseconds after which an unfinished message is dropped.
+    #[arg(long, default_value_t = millis(defaults().message_timeout))]
+    message_timeout_ms: u64,
+    /// Milliseconds after which a session that received nothing (and awaits nothing) is
+    /// closed.
+    #[arg(long, default_value_t = millis(defaults().idle_timeout))]
+    idle_timeout_ms: u64,
+    /// Messages queued for one session's writer.
+    #[arg(long, default_value_t = defaults().max_queued)]
+    max_queued: usize,
+    /// Milliseconds a reply may wait for the queue, or a write make no progress, before
+    /// the session is closed (a peer that never reads).
+    #[arg(long, default_value_t = millis(defaults().send_timeout))]
+    send_timeout_ms: u64,
+    /// Requests run on the model at once, each on a thread of its own (default: the cores).
+    #[arg(long, default_value_t = defaults().model_threads)]
+    model_threads: usize,
+}
+
+/// The shapes and sizes a node accepts, for representation width `dim`.
+fn limits(dim: u32) -> Limits {
+    Limits {
+        max_payload: 16 << 20,
+        max_batch: 64,
+        max_seq: 1024,
+        dim,
+        max_features: 1024,
+        max_image_elems: 3 * 224 * 224,
+    }
+}
+
+/// The node's serving defaults: where the limit flags' defaults come from.
+fn defaults() -> ServeConfig {
+    ServeConfig::new(
+        limits(32),
+        ServeConfig::DEFAULT_PER_PEER,
+        ServeConfig::DEFAULT_TOTAL,
+    )
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl LimitArgs {
+    /// The serving config of these flags for width `dim`; a limit that cannot work is bad
+    /// input, named by its flag.
+    fn config(&self, dim: u32) -> Result<ServeConfig, Failure> {
+        let mut c = ServeConfig::new(limits(dim), self.per_peer, self.max_requests);
+        c.max_sessions = self.max_sessions;
+        c.max_sessions_per_address = self.max_sessions_per_address;
+        c.max_sessions_per_account = self.max_sessions_per_account;
+        c.max_open_messages = self.max_open_messages;
+        c.max_open_bytes = self.max_open_bytes;
+        c.max_open_bytes_total = self.max_open_bytes_total;
+        c.message_timeout = Duration::from_millis(self.message_timeout_ms);
+        c.idle_timeout = Duration::from_millis(self.idle_timeout_ms);
+        c.max_queued = self.max_queued;
+        c.send_timeout = Duration::from_millis(self.send_timeout_ms);
+        c.model_threads = self.model_threads;
+        c.check().map_err(|e| {
+            let flag = match e.field {
+                "global" => "--max-requests".to_owned(),
+                f if f.ends_with("_timeout") => format!("--{}-ms", f.replace('_', "-")),
+                f => format!("--{}", f.replace('_', "-")),
+            };
+            let rule = e.rule.replace("max_open_bytes", "--max-open-bytes");
+            Failure::input(format!("{flag}: {rule}"))
+        })?;
+        Ok(c)
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -162,21 +267,14 @@ pub fn run_node(cmd: NodeCmd) -> Result<(), Failure> {
         ScoringArg::Consensus => Scoring::CopyConsensus,
         ScoringArg::None => Scoring::Nothing,
     };
+    let serve = args.limits.config(args.dim)?;
     let mut metrics = match &args.metrics {
         Some(path) => Some(Metrics::open(path)?),
         None => None,
     };
-    let limits = Limits {
-        max_payload: 16 << 20,
-        max_batch: 64,
-        max_seq: 1024,
-        dim: args.dim,
-        max_features: 1024,
-        max_image_elems: 3 * 224 * 224,
-    };
     let cfg = RunConfig {
         rpc: args.rpc,
-        listen: args.listen,
+        listen: args.listen.into(),
         modality: match args.modality {
             ModalityArg::Text => Modality::Text,
             ModalityArg::Tensor => Modality::Tensor,
@@ -187,7 +285,7 @@ pub fn run_node(cmd: NodeCmd) -> Result<(), Failure> {
         batch: (4, 32),
         query_every: Duration::from_millis(args.query_ms.max(1)),
         timeout: Duration::from_secs(2),
-        serve: ServeConfig::new(limits, 8, 64),
+        serve,
         seed: args.seed,
         scoring,
     };
@@ -287,8 +385,8 @@ fn line(s: &Status) -> String {
         .weights_block
         .map_or("never".into(), |b| format!("block {b}"));
     let mut line = format!(
-        "deepnode node: uid {uid}  block {}  peers {}/{} up  served {} refused {}  answers {} failed {}  weights {weights}",
-        s.block, s.peers_up, s.peers, s.served, s.refused, s.answers, s.failed
+        "deepnode node: uid {uid}  block {}  peers {}/{} up  served {} refused {}  answers {} failed {} skipped {}  weights {weights}",
+        s.block, s.peers_up, s.peers, s.served, s.refused, s.answers, s.failed, s.skipped
     );
     if let Some(e) = &s.last_row_error {
         line.push_str(&format!("  ({e})"));
@@ -338,6 +436,7 @@ impl Metrics {
             refused: s.refused,
             answers: s.answers,
             failed: s.failed,
+            skipped: s.skipped,
             rows_set: s.rows_set,
             rows_refused: s.rows_refused,
             last_row_error: s.last_row_error.clone(),
@@ -373,6 +472,9 @@ pub struct MetricsLine {
     pub answers: u64,
     /// Peer queries that failed.
     pub failed: u64,
+    /// Peer queries not sent because the peer backs off after a failure.
+    #[serde(default)]
+    pub skipped: u64,
     /// Rows committed.
     pub rows_set: u64,
     /// Rows the ledger refused.
@@ -507,5 +609,132 @@ mod torch {
         _: u64,
     ) -> Result<Served, Failure> {
         Err(Failure::input(WHY))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        limits: LimitArgs,
+    }
+
+    fn config(args: &[&str]) -> Result<ServeConfig, Failure> {
+        let cmd = Cmd::try_parse_from(std::iter::once("node").chain(args.iter().copied()))
+            .expect("parses");
+        cmd.limits.config(32)
+    }
+
+    #[test]
+    fn limit_flags_default_to_the_nodes_own_and_reach_its_config() {
+        let (got, node) = (config(&[]).expect("the defaults work"), defaults());
+        let key = |c: &ServeConfig| {
+            (
+                (c.per_peer, c.global.available_permits(), c.max_sessions),
+                (c.max_sessions_per_address, c.max_sessions_per_account),
+                (
+                    c.max_open_messages,
+                    c.max_open_bytes,
+                    c.max_open_bytes_total,
+                ),
+                (
+                    c.message_timeout,
+                    c.idle_timeout,
+                    c.max_queued,
+                    c.send_timeout,
+                ),
+                c.model_threads,
+            )
+        };
+        assert_eq!(key(&got), key(&node));
+        let set = config(&[
+            "--per-peer",
+            "3",
+            "--max-requests",
+            "11",
+            "--max-sessions",
+            "7",
+            "--max-sessions-per-address",
+            "5",
+            "--max-sessions-per-account",
+            "2",
+            "--max-open-messages",
+            "6",
+            "--max-open-bytes",
+            "20000000",
+            "--max-open-bytes-total",
+            "40000000",
+            "--message-timeout-ms",
+            "1500",
+            "--idle-timeout-ms",
+            "2500",
+            "--max-queued",
+            "9",
+            "--send-timeout-ms",
+            "700",
+            "--model-threads",
+            "3",
+        ])
+        .expect("valid limits");
+        let ms = Duration::from_millis;
+        assert_eq!(
+            key(&set),
+            (
+                (3, 11, 7),
+                (5, 2),
+                (6, 20_000_000, 40_000_000),
+                (ms(1500), ms(2500), 9, ms(700)),
+                3
+            )
+        );
+    }
+
+    #[test]
+    fn a_limit_that_cannot_work_is_bad_input_naming_its_flag() {
+        let cases = [
+            (
+                ["--max-sessions", "0"],
+                "--max-sessions: must be at least 1",
+            ),
+            (
+                ["--max-requests", "0"],
+                "--max-requests: must be at least 1",
+            ),
+            (["--max-queued", "0"], "--max-queued: must be at least 1"),
+            (
+                ["--idle-timeout-ms", "0"],
+                "--idle-timeout-ms: must be more than 0",
+            ),
+            (
+                ["--max-open-bytes", "1024"],
+                "--max-open-bytes: must be at least the largest payload, 16777216 bytes",
+            ),
+            (
+                ["--max-open-bytes-total", "1024"],
+                "--max-open-bytes-total: must be at least --max-open-bytes",
+            ),
+        ];
+        for (args, want) in cases {
+            match config(&args) {
+                Err(Failure::Input(got)) => assert_eq!(got, want),
+                Err(e) => panic!("{args:?}: {e:?}"),
+                Ok(_) => panic!("{args:?}: accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_status_line_shows_peers_skipped_while_backing_off() {
+        let s = Status {
+            failed: 2,
+            skipped: 5,
+            ..Status::default()
+        };
+        assert!(line(&s).contains("failed 2 skipped 5"), "{}", line(&s));
     }
 }

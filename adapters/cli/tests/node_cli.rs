@@ -163,3 +163,48 @@ fn bad_input_is_one_line_and_an_exit_code() {
         "{err}"
     );
 }
+
+#[test]
+fn bad_serving_limits_are_one_line_and_exit_code_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("a.key");
+    Wallet::from_seed([3; 32]).save(&key).expect("save");
+    for (flag, value, want) in [
+        (
+            "--max-sessions",
+            "0",
+            "deepnode: --max-sessions: must be at least 1",
+        ),
+        (
+            "--send-timeout-ms",
+            "0",
+            "deepnode: --send-timeout-ms: must be more than 0",
+        ),
+        (
+            "--max-sessions-per-account",
+            "many",
+            "deepnode: invalid value 'many'",
+        ),
+    ] {
+        // Checked before the ledger is called: nothing listens on port 9.
+        let out = bin()
+            .args([
+                "node",
+                "run",
+                "--rpc",
+                "http://127.0.0.1:9",
+                flag,
+                value,
+                "--wallet",
+            ])
+            .arg(&key)
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.starts_with(want) && err.trim().lines().count() == 1,
+            "{flag} {value}: {err}"
+        );
+    }
+}

@@ -456,6 +456,9 @@ pub enum UsageError {
     /// `--block-ms 0`.
     #[error("--block-ms must be at least 1")]
     ZeroBlockMs,
+    /// [`crate::Chain::seal_block`] while a sealed block is neither installed nor abandoned.
+    #[error("a sealed block is not yet installed or abandoned")]
+    BlockInProgress,
     /// `ledger bench` with `--extrinsics 0` or `--nodes 0`.
     #[error("bench: --extrinsics and --nodes must be at least 1")]
     ZeroBench,

@@ -16,7 +16,7 @@ pub mod view;
 mod wallet;
 
 pub use block::{Block, Event, Header, Receipts};
-pub use chain::{Chain, VerifyReport, verify};
+pub use chain::{Chain, Committed, Sealed, VerifyReport, verify};
 #[cfg(feature = "rpc")]
 pub use error::RpcError;
 pub use error::{

@@ -660,3 +660,57 @@ async fn messages_that_are_not_json_rpc_do_not_stall_a_session() {
         "{reply}"
     );
 }
+
+/// Over WebSocket as over HTTP, a request whose id jsonrpsee cannot take (an object, `1e400`,
+/// past `u64`, in a batch, in a message sent in two fragments) gets the error -32600 with a
+/// `null` id (it got no reply at all); a notification still gets none, and the session goes
+/// on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_requests_with_bad_ids_get_invalid_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = node(dir.path()).await;
+    let addr = node.addr();
+    let (replies, after) = tokio::task::spawn_blocking(move || {
+        let mut s = ws_connect(addr);
+        let fragmented = br#"{"jsonrpc":"2.0","id":{"b":[2]},"method":"ledger_head"}"#;
+        let mut two = ws_frame_op(0x01, &fragmented[..13]);
+        two.extend(ws_frame_op(0x80, &fragmented[13..]));
+        let messages: Vec<Vec<u8>> = [
+            r#"{"jsonrpc":"2.0","id":{"a":1},"method":"ledger_head"}"#,
+            r#"{"jsonrpc":"2.0","id":1e400,"method":"ledger_head"}"#,
+            r#"{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"ledger_head"}"#,
+            r#"[{"jsonrpc":"2.0","id":[1],"method":"ledger_head"},{"jsonrpc":"2.0","id":5,"method":"ledger_head"}]"#,
+        ]
+        .into_iter()
+        .map(|m| ws_frame(m.as_bytes()))
+        .chain([two])
+        .collect();
+        let mut replies = Vec::new();
+        for m in messages {
+            s.write_all(&m).expect("write");
+            replies.push(ws_text_reply(&mut s).unwrap_or_else(|e| format!("no reply: {e}")));
+        }
+        // A notification gets no reply: the next reply is the call's after it.
+        s.write_all(&ws_frame(br#"{"jsonrpc":"2.0","method":"ledger_head"}"#))
+            .expect("notification");
+        s.write_all(&ws_frame(
+            br#"{"jsonrpc":"2.0","id":9,"method":"ledger_head"}"#,
+        ))
+        .expect("call");
+        let after = ws_text_reply(&mut s).unwrap_or_else(|e| format!("no reply: {e}"));
+        (replies, after)
+    })
+    .await
+    .expect("client");
+    node.stop().await.expect("stop");
+    for reply in &replies {
+        assert!(
+            reply.contains("-32600") && reply.contains("\"id\":null"),
+            "{replies:#?}"
+        );
+    }
+    assert!(
+        after.contains("\"id\":9") && after.contains("\"result\""),
+        "after: {after}"
+    );
+}

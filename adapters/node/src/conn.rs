@@ -93,17 +93,83 @@ pub struct ServeConfig {
     /// A reply that cannot be queued, or a write that makes no progress, for this long closes
     /// the session (a peer that never reads).
     pub send_timeout: Duration,
+    /// Requests run on the model at once, each on a blocking thread; the others wait for one,
+    /// holding their permits, and one whose deadline passes meanwhile is answered
+    /// DeadlineExpired. More than the machine's cores only adds threads (and the allocator's
+    /// per-thread memory) that take turns on the same cores.
+    pub model_threads: usize,
     /// Counts served and refused requests (shared by every connection of a node).
     pub counters: Arc<Counters>,
 }
 
+/// A serving limit that cannot work ([`ServeConfig::check`]): the field and what it must be.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {rule}")]
+pub struct LimitError {
+    /// The [`ServeConfig`] field, e.g. `max_sessions`.
+    pub field: &'static str,
+    /// What it must be, e.g. `must be at least 1`.
+    pub rule: String,
+}
+
 impl ServeConfig {
+    /// Requests served at once per account by default (the CLI's).
+    pub const DEFAULT_PER_PEER: usize = 8;
+    /// Requests served at once in total by default (the CLI's).
+    pub const DEFAULT_TOTAL: usize = 64;
+
+    /// Checks that every limit can work: counts and timeouts above zero, a session's open
+    /// bytes at least the largest payload (else the largest requests are always refused) and
+    /// the node's at least a session's.
+    pub fn check(&self) -> Result<(), LimitError> {
+        let fail = |field, rule: &str| {
+            Err(LimitError {
+                field,
+                rule: rule.to_owned(),
+            })
+        };
+        let counts = [
+            ("per_peer", self.per_peer),
+            ("global", self.global.available_permits()),
+            ("max_open_messages", self.max_open_messages),
+            ("max_sessions", self.max_sessions),
+            ("max_sessions_per_address", self.max_sessions_per_address),
+            ("max_sessions_per_account", self.max_sessions_per_account),
+            ("max_queued", self.max_queued),
+            ("model_threads", self.model_threads),
+        ];
+        for (field, n) in counts {
+            if n == 0 {
+                return fail(field, "must be at least 1");
+            }
+        }
+        let times = [
+            ("message_timeout", self.message_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("send_timeout", self.send_timeout),
+        ];
+        for (field, t) in times {
+            if t.is_zero() {
+                return fail(field, "must be more than 0");
+            }
+        }
+        let payload = usize::try_from(self.limits.max_payload).unwrap_or(usize::MAX);
+        if self.max_open_bytes < payload {
+            let rule = format!("must be at least the largest payload, {payload} bytes");
+            return fail("max_open_bytes", &rule);
+        }
+        if self.max_open_bytes_total < self.max_open_bytes {
+            return fail("max_open_bytes_total", "must be at least max_open_bytes");
+        }
+        Ok(())
+    }
+
     /// `limits`, at most `per_peer` requests at once per account and `total` in all, and the
     /// defaults of the other limits: 64 open messages per session, open bytes up to 64 MiB
     /// per session and 256 MiB in all, unfinished messages dropped after 30 s, 512 accepted
     /// connections, 64 per address, 4 sessions per account, admission at the handshake, idle
-    /// sessions closed after 120 s, 64 queued messages per session, a 10 s send timeout;
-    /// fresh counters.
+    /// sessions closed after 120 s, 64 queued messages per session, a 10 s send timeout, as
+    /// many requests on the model at once as the machine has cores; fresh counters.
     pub fn new(limits: Limits, per_peer: usize, total: usize) -> ServeConfig {
         ServeConfig {
             limits,
@@ -120,6 +186,7 @@ impl ServeConfig {
             idle_timeout: Duration::from_secs(120),
             max_queued: 64,
             send_timeout: Duration::from_secs(10),
+            model_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             counters: Arc::default(),
         }
     }
@@ -131,6 +198,8 @@ pub(crate) struct Shared {
     /// Bytes of unfinished messages, over all sessions.
     open_bytes: Arc<Semaphore>,
     open_bytes_max: usize,
+    /// Turns on the model ([`ServeConfig::model_threads`]).
+    model: Arc<Semaphore>,
 }
 
 #[derive(Default)]
@@ -159,6 +228,7 @@ impl Shared {
             table: Mutex::new(Table::default()),
             open_bytes: Arc::new(Semaphore::new(max)),
             open_bytes_max: max,
+            model: Arc::new(Semaphore::new(config.model_threads.max(1))),
         })
     }
 
@@ -966,13 +1036,14 @@ impl Reader {
         let out = self.out.clone();
         let counters = Arc::clone(&self.config.counters);
         let send_timeout = self.config.send_timeout;
+        let turns = Arc::clone(&self.shared.model);
         tokio::spawn(serve(
             model,
             out,
             h,
             [body, grad],
             (p1, p2),
-            (counters, send_timeout),
+            (counters, send_timeout, turns),
         ));
         Ok(())
     }
@@ -1017,15 +1088,15 @@ impl Reader {
     }
 }
 
-/// Runs one admitted request on the model (off the async threads) and replies to a Forward;
-/// the permits are held until the reply is written.
+/// Runs one admitted request on the model (off the async threads, once one of `turns` is
+/// free) and replies to a Forward; the permits are held until the reply is written.
 async fn serve(
     model: Arc<dyn Model>,
     out: mpsc::Sender<Outgoing>,
     h: Header,
     [body, grad]: [Vec<u8>; 2],
     permits: Permits,
-    (counters, send_timeout): (Arc<Counters>, Duration),
+    (counters, send_timeout, turns): (Arc<Counters>, Duration, Arc<Semaphore>),
 ) {
     let reply = |header: Header, body: Vec<u8>, hold: Permits| {
         let mut m = Outgoing::new(h.request_id, true, &header, [body, Vec::new()]);
@@ -1037,6 +1108,22 @@ async fn serve(
         NodeError::Tensor(_) => Status::NotFinite,
         _ => Status::ModelFailed,
     };
+    // Its turn on the model: a bounded number of blocking threads, whatever the load.
+    let turn = turns.acquire_owned().await;
+    let expired = h.deadline_ms != 0 && now_ms() > h.deadline_ms;
+    if turn.is_err() || expired {
+        counters.refused.fetch_add(1, Ordering::Relaxed);
+        if h.kind == Kind::Forward {
+            let status = Status::DeadlineExpired;
+            let m = reply(
+                Header::error(h.request_id, h.modality, status),
+                Vec::new(),
+                permits,
+            );
+            let _ = tokio::time::timeout(send_timeout, out.send(m)).await;
+        }
+        return;
+    }
     let result = tokio::task::spawn_blocking(move || -> Result<Option<Tensor>, NodeError> {
         let inputs = inputs?;
         if !inputs.is_finite() {
@@ -1058,6 +1145,7 @@ async fn serve(
     })
     .await
     .unwrap_or_else(|e| Err(NodeError::Model(format!("model panicked: {e}"))));
+    drop(turn);
     let counter = if result.is_ok() {
         &counters.served
     } else {

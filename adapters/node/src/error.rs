@@ -48,9 +48,12 @@ pub enum NodeError {
     /// A peer's answer is not finite or not of the dtype and shape asked for; it is not used.
     #[error("bad answer: {0}")]
     BadAnswer(&'static str),
-    /// The node's listener stopped: peers can no longer reach it.
-    #[error("the listener stopped")]
-    ListenerStopped,
+    /// A serving limit cannot work ([`crate::ServeConfig::check`]).
+    #[error("limits: {0}")]
+    Limit(#[from] crate::LimitError),
+    /// The node's listener stopped (the reason): peers can no longer reach it.
+    #[error("the listener stopped: {0}")]
+    ListenerStopped(String),
 }
 
 impl NodeError {

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use conn::{Admission, AdmitAll, Connection, Counters, ServeConfig, now_ms};
+pub use conn::{Admission, AdmitAll, Connection, Counters, LimitError, ServeConfig, now_ms};
 use conn::{Shared, Slots};
 pub use error::NodeError;
 pub use model::{Constant, EchoBias, Model, Noise, RandomProjection};
@@ -76,14 +76,36 @@ impl Node {
     }
 
     /// Accepts peers on `addr` (port 0 picks one) in a background task; returns the bound
-    /// address and the task, which ends only when the node shuts down. A peer whose handshake
-    /// fails, or that a session limit refuses, is dropped; others are unaffected. A failed
-    /// `accept` (e.g. out of file descriptors) is logged and retried after a growing wait.
+    /// address and the task (see [`Node::listen_on`]).
     pub async fn listen(
         self: &Arc<Self>,
         addr: SocketAddr,
-    ) -> Result<(SocketAddr, JoinHandle<()>), NodeError> {
+    ) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>), NodeError> {
         let listener = TcpListener::bind(addr).await?;
+        self.accept_on(listener)
+    }
+
+    /// Accepts peers on `listener`, a socket already bound and listening (handed over by a
+    /// service manager, or bound before privileges were dropped), in a background task;
+    /// returns its address and the task. Call within a tokio runtime.
+    ///
+    /// A peer whose handshake fails, or that a session limit refuses, is dropped; others are
+    /// unaffected. A failed `accept` (out of file descriptors or memory, a connection reset
+    /// before it was taken) is logged and retried after a growing wait. The task ends with
+    /// `Ok(())` when the node shuts down, and with the error when the socket no longer
+    /// listens (`EINVAL`: it was shut down), which no retry can mend.
+    pub fn listen_on(
+        self: &Arc<Self>,
+        listener: std::net::TcpListener,
+    ) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>), NodeError> {
+        listener.set_nonblocking(true)?;
+        self.accept_on(TcpListener::from_std(listener)?)
+    }
+
+    fn accept_on(
+        self: &Arc<Self>,
+        listener: TcpListener,
+    ) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>), NodeError> {
         let local = listener.local_addr()?;
         let node = Arc::clone(self);
         let mut closing = self.closing.subscribe();
@@ -92,7 +114,7 @@ impl Node {
             loop {
                 let accepted = tokio::select! {
                     a = listener.accept() => a,
-                    _ = closing.wait_for(|c| *c) => return,
+                    _ = closing.wait_for(|c| *c) => return Ok(()),
                 };
                 let (stream, from) = match accepted {
                     Ok(a) => {
@@ -101,6 +123,10 @@ impl Node {
                             wait = Duration::ZERO;
                         }
                         a
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                        eprintln!("node {local}: the socket no longer listens ({e})");
+                        return Err(e);
                     }
                     Err(e) => {
                         node.config
@@ -113,7 +139,7 @@ impl Node {
                         wait = (wait * 2).clamp(ACCEPT_BACKOFF, ACCEPT_BACKOFF_MAX);
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
-                            _ = closing.wait_for(|c| *c) => return,
+                            _ = closing.wait_for(|c| *c) => return Ok(()),
                         }
                         continue;
                     }

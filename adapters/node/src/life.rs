@@ -37,13 +37,29 @@ pub enum Scoring {
     Nothing,
 }
 
+/// Where a node accepts peers.
+#[derive(Clone, Debug)]
+pub enum Listen {
+    /// Bind this address (port 0 picks one).
+    Addr(SocketAddr),
+    /// A socket already bound and listening (handed over by a service manager, or bound
+    /// before privileges were dropped); the node accepts on a duplicate of it.
+    Socket(Arc<std::net::TcpListener>),
+}
+
+impl From<SocketAddr> for Listen {
+    fn from(addr: SocketAddr) -> Listen {
+        Listen::Addr(addr)
+    }
+}
+
 /// How a node runs.
 #[derive(Clone)]
 pub struct RunConfig {
     /// The ledger's JSON-RPC URL.
     pub rpc: String,
-    /// Where to accept peers (port 0 picks one); the bound address is served on the ledger.
-    pub listen: SocketAddr,
+    /// Where to accept peers; the bound address is served on the ledger.
+    pub listen: Listen,
     /// The modality of this node's queries, served on the ledger with its endpoint; it queries
     /// only peers that serve the same.
     pub modality: Modality,
@@ -174,7 +190,9 @@ struct Peer {
 /// without, up to `cfg.k` peers with random inputs, each answering peer getting the gradient
 /// of the disagreement loss `1/2 sum_j |f_j - mean|^2`. Scores accumulate as `cfg.scoring`
 /// says and become a weights row whenever the ledger's rate limit allows. Reports on
-/// `status`. Fails with [`NodeError::ListenerStopped`] if its listener ever stops.
+/// `status`. Returns `Ok(())` once `stop` turns true or its sender is dropped; fails with
+/// [`NodeError::ListenerStopped`] if the listener ever stops (the socket no longer listens),
+/// as peers can then no longer reach the node.
 pub async fn run(
     wallet: &Wallet,
     model: Arc<dyn Model>,
@@ -183,6 +201,7 @@ pub async fn run(
     status: watch::Sender<Status>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), NodeError> {
+    cfg.serve.check()?;
     let client = Client::new(&cfg.rpc).map_err(ledger)?;
     let genesis = client.genesis_hash().await.map_err(ledger)?;
     let transport = NoiseTcp::new(wallet.key().clone(), genesis.0, cfg.timeout)?;
@@ -198,7 +217,10 @@ pub async fn run(
     ));
     // However run ends (stop, error), the node stops serving and closes its sessions.
     let _shutdown = ShutdownOnDrop(Arc::clone(&node));
-    let (addr, mut listener) = node.listen(cfg.listen).await?;
+    let (addr, mut listener) = match &cfg.listen {
+        Listen::Addr(a) => node.listen(*a).await?,
+        Listen::Socket(s) => node.listen_on(s.try_clone()?)?,
+    };
     let uid = join(&client, wallet, &cfg, &addr.to_string()).await?;
     // The block of the last row this node saw committed.
     let mut committed: Option<u64> = None;
@@ -216,10 +238,20 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = stop.changed() => {}
-            // The listener ends only when the node shuts down: if it ever does here, peers
-            // can no longer reach this node.
-            _ = &mut listener => return Err(NodeError::ListenerStopped),
+            // A dropped sender can never say stop: stop now rather than spin.
+            changed = stop.changed() => if changed.is_err() {
+                return Ok(());
+            },
+            // The listener ends only when the node shuts down, or when its socket no longer
+            // listens: peers can then no longer reach this node.
+            ended = &mut listener => {
+                let why = match ended {
+                    Ok(Err(e)) => e.to_string(),
+                    Ok(Ok(())) => "closed".to_owned(),
+                    Err(e) => format!("its task failed: {e}"),
+                };
+                return Err(NodeError::ListenerStopped(why));
+            }
         }
         if *stop.borrow() {
             return Ok(());

@@ -2,12 +2,13 @@
 //! endpoints, find each other in the metagraph, exchange forward and backward tensors and set
 //! weights that the ledger accepts.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deepnode_consensus::Uid;
 use deepnode_ledger::{Chain, Client, Genesis, LedgerNode, Wallet};
-use deepnode_node::life::{RunConfig, Scoring, Status, run};
+use deepnode_node::life::{Listen, RunConfig, Scoring, Status, run};
 use deepnode_node::{
     Ask, Constant, EchoBias, Model, NodeError, Noise, Progress, RandomProjection, ServeConfig,
     Tensor, Trainer,
@@ -62,7 +63,7 @@ fn config(rpc: &str, seed: u64) -> RunConfig {
     };
     RunConfig {
         rpc: rpc.to_owned(),
-        listen: "127.0.0.1:0".parse().expect("addr"),
+        listen: "127.0.0.1:0".parse::<SocketAddr>().expect("addr").into(),
         modality: Modality::Text,
         stake: 1000,
         stake_floor: 1,
@@ -169,7 +170,7 @@ async fn a_peer_that_moves_is_redialed_at_its_new_endpoint() {
     let start = |b: u8, listen: &str, stop: watch::Receiver<bool>| {
         let (tx, rx) = watch::channel(Status::default());
         let mut cfg = config(&rpc, u64::from(b));
-        cfg.listen = listen.parse().expect("addr");
+        cfg.listen = listen.parse::<SocketAddr>().expect("addr").into();
         let model: Arc<dyn Model> = Arc::new(RandomProjection::new(u64::from(b), DIM));
         let task = tokio::spawn(async move {
             run(&Wallet::from_seed([b; 32]), model, None, cfg, tx, stop).await
@@ -651,4 +652,48 @@ async fn bad_answers_and_a_tarpit_leave_training_rows_and_queries_alone() {
     // A dial that stalls for its whole 10 s timeout never holds up a tick (the ledger's
     // replies alone can take a second or two on a loaded machine).
     assert!(most < Duration::from_secs(5), "a tick took {most:?}");
+}
+
+/// A node whose listening socket stops listening (here shut down through a duplicate of it,
+/// as a service manager that handed it over could) stops with `ListenerStopped`: peers could
+/// no longer reach it, and it says so rather than run on unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_fails_when_its_listener_stops() {
+    let net = ledger(1).await;
+    let rpc = format!("http://{}", net.ledger.addr());
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    // The same socket, as a stream only so that std can shut it down.
+    let handle =
+        std::net::TcpStream::from(std::os::fd::OwnedFd::from(socket.try_clone().expect("dup")));
+    let mut cfg = config(&rpc, 1);
+    cfg.listen = Listen::Socket(Arc::new(socket));
+    let (tx, mut status) = watch::channel(Status::default());
+    let (_stop_tx, stop) = watch::channel(false);
+    let model: Arc<dyn Model> = Arc::new(RandomProjection::new(1, DIM));
+    let task =
+        tokio::spawn(
+            async move { run(&Wallet::from_seed([1; 32]), model, None, cfg, tx, stop).await },
+        );
+    // Registered and serving that socket's address.
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|s| s.uid.is_some()),
+    )
+    .await
+    .expect("the node joined within 30 s")
+    .expect("status");
+    let mg = net.client.metagraph().await.expect("metagraph");
+    assert_eq!(mg.nodes[0].endpoint, addr.to_string());
+    handle
+        .shutdown(std::net::Shutdown::Both)
+        .expect("shut the socket down");
+    let ended = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("run returned within 10 s of its listener stopping")
+        .expect("join");
+    assert!(
+        matches!(ended, Err(NodeError::ListenerStopped(_))),
+        "{ended:?}"
+    );
 }

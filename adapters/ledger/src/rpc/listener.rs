@@ -40,8 +40,9 @@
 //! - `Host` must be one header naming a loopback host (`localhost`, `127.*`, `[::1]`), else
 //!   HTTP 400 for several and 403 for another host; an `Origin`, if sent, must be a loopback
 //!   origin, else 403: a browser page elsewhere cannot call it.
-//! - An HTTP request whose id is not a string, `null` or an integer that fits 64 bits gets
-//!   the JSON-RPC error `-32600` (invalid request).
+//! - A request (HTTP, or a WebSocket message) whose id is not a string, `null` or an integer
+//!   that fits 64 bits gets the JSON-RPC error `-32600` (invalid request) and does not run; a
+//!   batch holding one is refused whole.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -210,6 +211,8 @@ pub(super) struct Slot {
     queued: AtomicUsize,
     /// Calls in the gate, waiting or running.
     at_gate: AtomicUsize,
+    /// Calls of WebSocket messages read with a bad id, until the gate answers them.
+    misread: Mutex<std::collections::VecDeque<Misread>>,
     /// Reply bytes of this connection made and not yet written, and whether the connection
     /// has been given back (later replies are then not counted: they are never written).
     bytes: Mutex<(usize, bool)>,
@@ -283,6 +286,7 @@ impl Registry {
             killed: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             at_gate: AtomicUsize::new(0),
+            misread: Mutex::default(),
             bytes: Mutex::new((0, false)),
             turn: Arc::new(Semaphore::new(1)),
             changed: Notify::new(),
@@ -373,6 +377,29 @@ impl Slot {
     fn enter(self: &Arc<Self>) -> AtGate {
         self.at_gate.fetch_add(1, Ordering::SeqCst);
         AtGate(self.clone())
+    }
+
+    /// A WebSocket message was read whole: its calls with a bad id are noted for the gate.
+    fn message(&self, body: &[u8]) {
+        let found = misreads(body);
+        if found.is_empty() {
+            return;
+        }
+        let mut m = lock(&self.misread);
+        m.extend(found);
+        while m.len() > MAX_MISREADS {
+            m.pop_front();
+        }
+    }
+
+    /// Whether `n` is the notification jsonrpsee made of a call with a bad id; forgets it.
+    fn misread(&self, n: &Notification<'_>) -> bool {
+        let params = n.params.as_ref().map(|p| p.get());
+        let mut m = lock(&self.misread);
+        let found = m
+            .iter()
+            .position(|(method, p)| method == n.method_name() && p.as_deref() == params);
+        found.and_then(|i| m.remove(i)).is_some()
     }
 
     fn read_paused(&self) -> bool {
@@ -625,13 +652,23 @@ where
             .iter()
             .find_map(|e| e.extensions().get::<ConnRef>().map(|c| c.0.clone()));
         let heavy = entries.iter().any(|e| HEAVY.contains(&e.method_name()));
+        // Every call of the batch with a bad id is forgotten, and the batch refused whole, as
+        // over HTTP.
+        let misread = slot.as_ref().is_some_and(|s| {
+            entries
+                .iter()
+                .filter(|e| matches!(e, BatchEntry::Notification(n) if s.misread(n)))
+                .count()
+                > 0
+        });
         let inner = self.inner.clone();
-        Self::gated(
-            slot,
-            heavy,
-            Id::Null,
-            async move { inner.batch(batch).await },
-        )
+        async move {
+            if misread {
+                let _at_gate = slot.as_ref().map(Slot::enter);
+                return invalid_request();
+            }
+            Self::gated(slot, heavy, Id::Null, inner.batch(batch)).await
+        }
     }
 
     fn notification<'a>(
@@ -639,12 +676,26 @@ where
         n: Notification<'a>,
     ) -> impl std::future::Future<Output = MethodResponse> + Send + 'a {
         let slot = n.extensions().get::<ConnRef>().map(|c| c.0.clone());
+        let misread = slot.as_ref().is_some_and(|s| s.misread(&n));
         let inner = self.inner.clone();
         async move {
             let _at_gate = slot.as_ref().map(Slot::enter);
+            if misread {
+                // A request, not a notification: it gets an error, as over HTTP, and does not
+                // run.
+                return invalid_request();
+            }
             inner.notification(n).await
         }
     }
+}
+
+/// The JSON-RPC error `-32600` with a `null` id: a request with an id jsonrpsee cannot take.
+fn invalid_request() -> MethodResponse {
+    MethodResponse::error(
+        Id::Null,
+        ErrorObjectOwned::from(jsonrpsee::types::ErrorCode::InvalidRequest),
+    )
 }
 
 /// Accepts connections on `listener` until `stop` says so, serving each under `limits`;
@@ -781,29 +832,55 @@ fn allowed<B>(req: &hyper::Request<B>) -> Result<(), hyper::StatusCode> {
     }
 }
 
-/// Whether a request body holds a request whose id JSON-RPC allows but jsonrpsee would take
-/// for a notification (an object, an array, a fraction, a number past `u64`): such a
-/// request must get an error, not silence.
-fn bad_id(body: &[u8]) -> bool {
+/// The calls of a request body: a batch's, or the one call; none if it is not JSON.
+fn calls_of(body: &[u8]) -> Vec<&RawValue> {
+    serde_json::from_slice::<Vec<&RawValue>>(body)
+        .or_else(|_| serde_json::from_slice::<&RawValue>(body).map(|c| vec![c]))
+        .unwrap_or_default()
+}
+
+/// Whether `call` has an id JSON-RPC allows but jsonrpsee would take it for a notification
+/// by (an object, an array, a fraction, a number past `u64`): such a request must get an
+/// error, not silence.
+fn has_bad_id(call: &RawValue) -> bool {
     #[derive(serde::Deserialize)]
     struct Probe<'a> {
         #[serde(borrow)]
         id: Option<&'a RawValue>,
     }
-    let bad = |call: &RawValue| {
-        serde_json::from_str::<Probe<'_>>(call.get()).is_ok_and(|p| {
-            p.id.is_some_and(|id| {
-                let id = id.get();
-                !(id.starts_with('"') || id.parse::<u64>().is_ok())
-            })
+    serde_json::from_str::<Probe<'_>>(call.get()).is_ok_and(|p| {
+        p.id.is_some_and(|id| {
+            let id = id.get();
+            !(id.starts_with('"') || id.parse::<u64>().is_ok())
         })
-    };
-    if let Ok(calls) = serde_json::from_slice::<Vec<&RawValue>>(body) {
-        calls.into_iter().any(bad)
-    } else {
-        serde_json::from_slice::<&RawValue>(body).is_ok_and(bad)
-    }
+    })
 }
+
+/// Whether a request body holds a call with a bad id ([`has_bad_id`]).
+fn bad_id(body: &[u8]) -> bool {
+    calls_of(body).into_iter().any(has_bad_id)
+}
+
+/// A call with a bad id that jsonrpsee hands to the [`Gate`] as a notification: its method
+/// and its params as sent, which that notification carries.
+type Misread = (String, Option<String>);
+
+/// The calls of a WebSocket message with a bad id that jsonrpsee will take for notifications.
+fn misreads(body: &[u8]) -> Vec<Misread> {
+    calls_of(body)
+        .into_iter()
+        .filter(|c| has_bad_id(c))
+        .filter_map(|c| {
+            let n: jsonrpsee::types::Notification<'_, Option<&RawValue>> =
+                serde_json::from_str(c.get()).ok()?;
+            Some((n.method.into_owned(), n.params.map(|p| p.get().to_owned())))
+        })
+        .collect()
+}
+
+/// The most [`Misread`]s a connection keeps until jsonrpsee hands them to the gate: a
+/// session's queued messages' worth of full batches.
+const MAX_MISREADS: usize = MAX_QUEUED_CALLS * super::MAX_BATCH_LEN as usize;
 
 /// A request body read whole, or the response refusing it.
 async fn read_body(
@@ -1003,6 +1080,9 @@ const MAX_HEAD: usize = 16 << 10;
 /// not all the socket holds.
 const WS_READ: usize = 4096;
 
+/// The largest buffer of a WebSocket message's text kept for the next message.
+const WS_KEEP: usize = 64 << 10;
+
 /// The client-to-server frames of a WebSocket, parsed as they pass: each complete data
 /// message is counted in [`Slot::queued`]; an unmasked frame closes the connection; a
 /// message past [`MAX_REQUEST_BYTES`] is cut so that jsonrpsee answers it with `-32007`
@@ -1024,6 +1104,11 @@ struct WsIn {
     msg: u64,
     /// Dropping the later fragments of a message that was too long.
     dropping: bool,
+    /// The current frame's masking key, and the payload bytes of it passed so far.
+    mask: [u8; 4],
+    pos: u64,
+    /// The current data message's payload so far, unmasked (for [`Slot::message`]).
+    text: Vec<u8>,
 }
 
 /// What a WebSocket client sent that the server refuses.
@@ -1060,7 +1145,15 @@ impl WsIn {
                     .min(chunk.len() - i);
                 if !self.drop_frame {
                     out.extend_from_slice(&chunk[i..i + n]);
+                    if self.data && !self.over {
+                        let (mask, pos) = (self.mask, self.pos);
+                        self.text
+                            .extend(chunk[i..i + n].iter().enumerate().map(|(k, b)| {
+                                b ^ mask[usize::try_from((pos + k as u64) % 4).unwrap_or(0)]
+                            }));
+                    }
                 }
+                self.pos += n as u64;
                 i += n;
                 self.left -= n as u64;
                 if self.left == 0 {
@@ -1101,6 +1194,9 @@ impl WsIn {
                 out.extend_from_slice(&self.head[..need]);
                 if self.data {
                     let before = self.msg;
+                    if before == 0 {
+                        self.text.clear();
+                    }
                     self.msg = self.msg.saturating_add(len);
                     if self.msg > u64::from(MAX_REQUEST_BYTES) {
                         // jsonrpsee's reader skips `self.msg` bytes from here: this frame's
@@ -1111,6 +1207,8 @@ impl WsIn {
                     }
                 }
             }
+            self.mask.copy_from_slice(&self.head[need - 4..need]);
+            self.pos = 0;
             self.left = len;
             if len == 0 {
                 let zeros = self.frame_end(slot);
@@ -1126,10 +1224,17 @@ impl WsIn {
     fn frame_end(&mut self, slot: &Slot) -> u64 {
         if self.over {
             self.over = false;
+            self.text = Vec::new();
             return std::mem::take(&mut self.msg);
         }
         if self.data && self.fin && !self.drop_frame {
             self.msg = 0;
+            slot.message(&self.text);
+            // A large message's buffer is not kept for the small ones after it.
+            if self.text.capacity() > WS_KEEP {
+                self.text = Vec::new();
+            }
+            self.text.clear();
             slot.queued.fetch_add(1, Ordering::SeqCst);
         }
         0

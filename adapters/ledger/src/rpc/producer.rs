@@ -32,12 +32,20 @@ pub(super) fn produce(
             continue;
         }
         next += interval;
-        let head = {
-            let mut chain = shared.lock();
-            let head = HeaderView::from(chain.produce_block(now_ms())?);
-            shared.publish(&chain);
-            head
+        // The chain is locked only to seal the block and to install it: submissions wait
+        // for neither the encoding and hashing of its state nor the store's commit.
+        let sealed = shared.lock().seal_block(now_ms())?;
+        let committed = match sealed.commit(shared.store()) {
+            Ok(c) => c,
+            Err(failed) => {
+                let (sealed, e) = *failed;
+                shared.lock().abandon(sealed);
+                return Err(e);
+            }
         };
+        let head = HeaderView::from(committed.header());
+        shared.publish(committed.header(), committed.state());
+        shared.lock().install(committed);
         // No subscriber is not an error.
         let _ = shared.heads.send(head);
     }

@@ -116,13 +116,18 @@ impl Shared {
             .clone()
     }
 
-    /// Publishes `chain`'s new head to readers; called by the producer after a commit, with
-    /// the chain locked (so no extrinsic enters the pool meanwhile).
-    pub(super) fn publish(&self, chain: &Chain) {
-        let (head, state, _) = chain.snapshot();
+    /// The store, for the producer's commits.
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Publishes a new head, committed with `state`, to readers; called by the producer
+    /// after the commit. The pool's nonces it now counts are forgotten; those of extrinsics
+    /// accepted since its block was sealed are kept.
+    pub(super) fn publish(&self, head: &Header, state: &Arc<LedgerState>) {
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(Snapshot::new(head, state));
-        lock(&self.pool_nonces).clear();
+            Arc::new(Snapshot::new(head.clone(), Arc::clone(state)));
+        lock(&self.pool_nonces).retain(|who, next| *next > state.nonce(who));
     }
 }
 
@@ -418,7 +423,7 @@ mod tests {
     use std::sync::mpsc;
 
     /// Reads are served from the last committed snapshot, not under the chain's lock (which
-    /// the producer holds through commit and fsync), so a read completes while the lock is
+    /// the producer holds while it seals and installs a block), so a read completes while the lock is
     /// held.
     #[test]
     fn reads_do_not_wait_on_the_chain_lock() {
