@@ -26,7 +26,7 @@ rules=(
   'ticket number|.|i:\b(issue|ticket|bug|pr)s? #?[0-9]+'
   'ticket item|.|i:\((issue [0-9]+, )?items? [0-9]+|\bitems? [0-9]+(, [0-9]+)*:'
   'ticket reference|.|(^|[[:space:](])#[0-9]+\b'
-  'path outside the repository|.|shared/design|/work/|example\.invalid'
+  'path outside the repository|.|shared/[d]esign|/work/|example\.invalid'
   'work-log line|.|^[[:space:]#*>-]*\**20[0-9]{2}-[0-9]{2}-[0-9]{2}\**[[:space:]]*[:)]'
   'work-log line|.|i:\b(changes|measured|session|log) (of|on) 20[0-9]{2}-[0-9]{2}-[0-9]{2}'
   'session talk|.|i:\b(before|after|during|in) this session\b|\b(previous|earlier) session\b|\bthe CI run that\b|\bbefore this change\b'
