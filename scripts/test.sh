@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 # A one-off build gains nothing from incremental caches, which would take a third of the
 # target directory's disk; set CARGO_INCREMENTAL=1 to keep them.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
-step() { printf '\n== %s\n' "$*"; }
+# Each step's header shows the minutes since the start, so a slow step shows in CI's log.
+started=$SECONDS
+step() { printf '\n== [%d:%02d] %s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)) "$*"; }
 
 step "docs check: no ticket numbers, work-log history, outside paths or broken links in code and docs"
 ./scripts/check-docs.sh
@@ -116,4 +118,4 @@ done
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
-echo "all checks passed"
+echo "all checks passed in $(((SECONDS - started) / 60)) min"
