@@ -194,3 +194,56 @@ fn fisher_scores_of_the_gating_crate_equal_the_torch_definition() {
         }
     }
 }
+
+#[test]
+fn weighted_fisher_scores_are_the_weighted_mean_of_the_windows_scores() {
+    let config = LocalConfig {
+        peers: 4,
+        k: 2,
+        ..LocalConfig::default()
+    };
+    let mut node = LocalModel::new(config).unwrap();
+    let peers: Vec<TorchModel> = (0..4)
+        .map(|j| TorchModel::new(30 + j, EncoderConfig::default(), ServeConfig::default()).unwrap())
+        .collect();
+    let corpus = TextCorpus::system_shard(1, 4).unwrap();
+    for step in 0..3 {
+        node.step(&corpus.train_batch(4, 24, step), &mut |j, x| {
+            peers[j].forward(Modality::Text, x).ok()
+        })
+        .unwrap();
+    }
+    let batch = corpus.train_batch(4, 24, 11);
+    let routed = node.route(&batch, true).unwrap();
+    let wire = deepnode_torch::convert::tokens_to_node(&routed.inputs).unwrap();
+    let responses: Vec<Tensor> = (0..4)
+        .map(|j| {
+            deepnode_torch::convert::to_tch(&peers[j].forward(Modality::Text, &wire).unwrap())
+                .unwrap()
+        })
+        .collect();
+    let loss = node.loss(&routed, &responses).unwrap();
+    let whole = node.fisher_gating(&routed, &loss).unwrap();
+    let equal = node.fisher_weighted(&routed, &loss, &[1.0; 4]).unwrap();
+    assert!(whole.iter().any(|&s| s > 0.0), "some peer matters: {whole:?}");
+    let near = |a: f32, b: f32| (a - b).abs() <= 1e-5 * a.abs().max(b.abs()).max(1e-9);
+    for (j, (w, e)) in whole.iter().zip(&equal).enumerate() {
+        assert!(near(*w, *e), "peer {j}: batch {w} vs equal windows {e}");
+    }
+    // Weights of mean 1: one window alone is weight 4.
+    let alone: Vec<Vec<f32>> = (0..4)
+        .map(|w| {
+            let mut one = [0.0; 4];
+            one[w] = 4.0;
+            node.fisher_weighted(&routed, &loss, &one).unwrap()
+        })
+        .collect();
+    let mixed = node.fisher_weighted(&routed, &loss, &[2.0, 0.0, 1.0, 1.0]).unwrap();
+    for j in 0..4 {
+        let expected = (2.0 * alone[0][j] + alone[2][j] + alone[3][j]) / 4.0;
+        assert!(near(mixed[j], expected), "peer {j}: {} vs {expected}", mixed[j]);
+        let mean = alone.iter().map(|a| a[j]).sum::<f32>() / 4.0;
+        assert!(near(mean, whole[j]), "peer {j}: windows' mean {mean} vs batch {}", whole[j]);
+    }
+    assert!(node.fisher_weighted(&routed, &loss, &[1.0; 3]).is_err());
+}
