@@ -13,13 +13,12 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use deepnode_ledger_client::H256;
 use parity_scale_codec::{Decode, Encode};
 use redb::{Database, ReadableTable, ReadableTableMetadata, StorageBackend, TableDefinition};
 
-use crate::LedgerError;
 use crate::block::{Block, Header, Receipts};
-use crate::error::{Corruption, Damage, Record, storage};
-use crate::extrinsic::H256;
+use crate::error::{Corruption, Damage, LedgerError, Record, storage};
 use crate::state::{Genesis, LedgerState};
 
 /// Block number -> SCALE `Block`.

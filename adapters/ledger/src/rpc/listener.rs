@@ -63,7 +63,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tower::Service;
 
-use super::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, SERVER_BUSY};
+use super::wire::{MAX_BATCH_LEN, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, SERVER_BUSY};
 
 /// WebSocket messages of one connection read and not yet run (waiting or running) past which
 /// the server reads nothing more from it.
@@ -880,7 +880,7 @@ fn misreads(body: &[u8]) -> Vec<Misread> {
 
 /// The most [`Misread`]s a connection keeps until jsonrpsee hands them to the gate: a
 /// session's queued messages' worth of full batches.
-const MAX_MISREADS: usize = MAX_QUEUED_CALLS * super::MAX_BATCH_LEN as usize;
+const MAX_MISREADS: usize = MAX_QUEUED_CALLS * MAX_BATCH_LEN as usize;
 
 /// A request body read whole, or the response refusing it.
 async fn read_body(
