@@ -61,7 +61,7 @@ pub enum RpcError {
     },
 }
 
-/// A connection to a ledger node's RPC endpoint.
+/// A connection to the ledger's RPC endpoint.
 pub struct Client {
     http: HttpClient,
 }

@@ -140,7 +140,7 @@ pub enum Damage {
     /// A redb file that holds no ledger (no genesis record).
     #[error("a redb database that holds no ledger")]
     NoLedger,
-    /// Another process (a running node) has the file open.
+    /// Another process (a running server) has the file open.
     #[error("the database is in use by another process (a running node?)")]
     InUse,
     /// redb cannot read the file: truncated, extended, or pages that fail their checksums

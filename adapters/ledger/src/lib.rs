@@ -26,7 +26,7 @@ pub use error::ServerError;
 pub use error::{Corruption, Damage, GenesisError, LedgerError, Record, UsageError, VerifyFailure};
 pub use genesis::parse_genesis;
 #[cfg(feature = "rpc")]
-pub use rpc::LedgerNode;
+pub use rpc::RpcServer;
 pub use state::{
     ACTIVITY_CUTOFF_EPOCHS, Account, ChainConfig, Genesis, LedgerState, Neuron, NeuronStats,
     default_params,

@@ -45,7 +45,7 @@ const OVERLAY_PAGE: u64 = 4096;
 #[derive(Debug)]
 pub struct ReadOnlyFile {
     /// redb's own file backend over a read-only descriptor: its reads, and its exclusive
-    /// `flock` (held while open, so a running node and a reader exclude each other). Its
+    /// `flock` (held while open, so a running server and a reader exclude each other). Its
     /// writes are never called.
     file: redb::backends::FileBackend,
     /// The real file's length.

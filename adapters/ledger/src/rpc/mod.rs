@@ -1,6 +1,7 @@
 //! JSON-RPC 2.0 over HTTP and WebSocket (one jsonrpsee server, one port): the server
-//! ([`LedgerNode`], with the block producer) and the HTTP [`Client`], which share only this
-//! module's wire rules (the request bound, the error codes). Behind the `rpc` feature.
+//! ([`RpcServer`], with the block producer) and the HTTP [`Client`] (of
+//! `deepnode-ledger-client`), which share only the wire rules (the request bound, the error
+//! codes). Behind the `rpc` feature.
 //!
 //! | method | params | result |
 //! |---|---|---|
@@ -53,8 +54,8 @@ mod shared;
 mod wire;
 
 pub use deepnode_ledger_client::Client;
-pub use listener::{BUSY_WAIT, Limits, MAX_QUEUED_CALLS, STOP_GRACE};
-pub use server::LedgerNode;
+pub use listener::{BUSY_WAIT, ConnectionLimits, MAX_QUEUED_CALLS, STOP_GRACE};
+pub use server::RpcServer;
 pub use wire::{
     MAX_BATCH_LEN, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MESSAGE_BUFFER, SERVER_BUSY,
     TX_ERROR_BASE, tx_error_code,

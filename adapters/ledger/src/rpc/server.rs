@@ -1,4 +1,4 @@
-//! The JSON-RPC server: one function per method over the shared chain, and [`LedgerNode`],
+//! The JSON-RPC server: one function per method over the shared chain, and [`RpcServer`],
 //! which runs the server and the block producer.
 
 use std::net::SocketAddr;
@@ -17,7 +17,7 @@ use jsonrpsee::server::{
 use jsonrpsee::types::{ErrorObjectOwned, Extensions, Params};
 use tokio::sync::broadcast;
 
-use super::listener::{GateLayer, Limits, accept_loop, bind};
+use super::listener::{ConnectionLimits, GateLayer, accept_loop, bind};
 use super::producer::produce;
 use super::shared::{Json, Shared, lock};
 use super::wire::{
@@ -31,32 +31,32 @@ use crate::view::{
     metagraph_view,
 };
 
-/// A running ledger node: the RPC server and the block producer.
-pub struct LedgerNode {
+/// A running RPC server over a chain, with its block producer.
+pub struct RpcServer {
     addr: SocketAddr,
     server: ServerHandle,
     stop: Arc<AtomicBool>,
     producer: Option<std::thread::JoinHandle<Result<(), LedgerError>>>,
 }
 
-impl LedgerNode {
+impl RpcServer {
     /// Starts serving `chain` on `listen` (loopback only) and producing a block every
-    /// `interval`, under the default [`Limits`]. Call from within a tokio runtime.
+    /// `interval`, under the default [`ConnectionLimits`]. Call from within a tokio runtime.
     pub async fn start(
         chain: Chain,
         listen: SocketAddr,
         interval: Duration,
-    ) -> Result<LedgerNode, LedgerError> {
-        Self::start_with_limits(chain, listen, interval, Limits::default()).await
+    ) -> Result<RpcServer, LedgerError> {
+        Self::start_with_limits(chain, listen, interval, ConnectionLimits::default()).await
     }
 
-    /// [`LedgerNode::start`] under the connection rules `limits`.
+    /// [`RpcServer::start`] under the connection rules `limits`.
     pub async fn start_with_limits(
         chain: Chain,
         listen: SocketAddr,
         interval: Duration,
-        limits: Limits,
-    ) -> Result<LedgerNode, LedgerError> {
+        limits: ConnectionLimits,
+    ) -> Result<RpcServer, LedgerError> {
         if !listen.ip().is_loopback() {
             return Err(UsageError::NotLoopback(listen).into());
         }
@@ -98,7 +98,7 @@ impl LedgerNode {
                 .name("block-producer".into())
                 .spawn(move || produce(&shared, interval, &stop))?
         };
-        Ok(LedgerNode {
+        Ok(RpcServer {
             addr,
             server,
             stop,

@@ -15,7 +15,7 @@ pub const MAX_RESPONSE_BYTES: u32 = 16 << 20;
 
 /// Replies a WebSocket connection may have queued for its socket. When they, and the socket's
 /// buffers, are full (a client that does not read), the server reads nothing more from that
-/// connection until the client reads (see [`super::Limits`] for the other bounds on such a client).
+/// connection until the client reads (see [`super::ConnectionLimits`] for the other bounds on such a client).
 /// Such a session holds its connection slots until it closes or is evicted.
 pub const MESSAGE_BUFFER: u32 = 4;
 
