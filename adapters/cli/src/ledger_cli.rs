@@ -1,5 +1,5 @@
-//! `deepnode ledger|wallet|tx|metagraph`: the embedded ledger, its RPC server and its clients. Every
-//! error of these commands becomes a [`Failure`] (its exit code: `crate::exit`).
+//! `deepnode ledger|wallet|tx|metagraph`: the embedded ledger, its RPC server and its clients.
+//! Every error of these commands becomes a [`Failure`] (its exit code: `crate::exit`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

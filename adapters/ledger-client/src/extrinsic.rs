@@ -55,7 +55,7 @@ pub enum Call {
         uid: Uid,
         /// E.g. `"127.0.0.1:7000"`.
         endpoint: Vec<u8>,
-        /// A [`deepnode_wire::Modality`] code (0 text, 1 image, 2 speech, 3 tensor).
+        /// A `deepnode_wire::Modality` code (0 text, 1 image, 2 speech, 3 tensor).
         modality: u8,
     },
 }

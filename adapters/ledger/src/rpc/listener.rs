@@ -1,48 +1,47 @@
-//! The accept loop: jsonrpsee's tower service served over hyper with the ledger's connection
-//! rules ([`ConnectionLimits`]), so that no client, a local one included, can lock the others out, and
-//! a web page cannot drive the RPC.
+//! The accept loop: jsonrpsee's tower service served over hyper with the ledger's connection rules
+//! ([`ConnectionLimits`]), so that no client, a local one included, can lock the others out, and a
+//! web page cannot drive the RPC.
 //!
-//! - At most [`ConnectionLimits::max_connections`] connections, and [`ConnectionLimits::max_per_ip`] from one
-//!   address. Every client of a loopback server shares one address, so a cap alone would let
-//!   one local process take every slot: when a new connection finds a cap reached, the
-//!   connection that has waited longest without being served (an idle or slow HTTP
-//!   connection, a WebSocket that neither sent nor took a byte for longest) is closed to make
-//!   room. Not evicted: a connection whose call is running (admitted by the gate below, not
-//!   waiting in it), and one younger than [`ConnectionLimits::eviction_grace`] (time to send its first
-//!   request).
-//!   When nothing can be evicted, the new connection waits, and connections behind it wait in
-//!   the listen queue, in arrival order, until something can (at most
-//!   [`ConnectionLimits::request_timeout`], then it is closed): a process that reopens every socket the
-//!   server closes only queues behind the clients that came before it.
-//! - At most [`ConnectionLimits::max_ws_sessions`] WebSocket sessions, [`ConnectionLimits::max_ws_per_ip`] from
-//!   one address: the rest is a reserve for plain HTTP (`deepnode tx`, `ledger_submit`). An
-//!   upgrade past either cap gets HTTP 429. An upgraded session keeps its connection slots
-//!   until it ends.
+//! - At most [`ConnectionLimits::max_connections`] connections, and
+//!   [`ConnectionLimits::max_per_ip`] from one address. Every client of a loopback server shares
+//!   one address, so a cap alone would let one local process take every slot: when a new connection
+//!   finds a cap reached, the connection that has waited longest without being served (an idle or
+//!   slow HTTP connection, a WebSocket that neither sent nor took a byte for longest) is closed to
+//!   make room. Not evicted: a connection whose call is running (admitted by the gate below, not
+//!   waiting in it), and one younger than [`ConnectionLimits::eviction_grace`] (time to send its
+//!   first request). When nothing can be evicted, the new connection waits, and connections behind
+//!   it wait in the listen queue, in arrival order, until something can (at most
+//!   [`ConnectionLimits::request_timeout`], then it is closed): a process that reopens every socket
+//!   the server closes only queues behind the clients that came before it.
+//! - At most [`ConnectionLimits::max_ws_sessions`] WebSocket sessions,
+//!   [`ConnectionLimits::max_ws_per_ip`] from one address: the rest is a reserve for plain HTTP
+//!   (`deepnode tx`, `ledger_submit`). An upgrade past either cap gets HTTP 429. An upgraded
+//!   session keeps its connection slots until it ends.
 //! - Request headers must arrive within [`ConnectionLimits::header_timeout`] (hyper's
 //!   `header_read_timeout`), and an HTTP connection with no request in flight for as long is
-//!   closed. A request body must make progress every [`ConnectionLimits::body_timeout`] and, with its
-//!   answer, take at most [`ConnectionLimits::request_timeout`] (else 408); a body over
+//!   closed. A request body must make progress every [`ConnectionLimits::body_timeout`] and, with
+//!   its answer, take at most [`ConnectionLimits::request_timeout`] (else 408); a body over
 //!   [`MAX_REQUEST_BYTES`], declared or chunked, gets 413.
 //! - A WebSocket that answers no ping for [`ConnectionLimits::ws_inactive`] is closed (jsonrpsee's
 //!   `PingConfig`).
-//! - Replies: a connection runs one call (or batch) at a time, and the next only once fewer
-//!   than [`ConnectionLimits::reply_bytes_per_connection`] of its earlier replies are unwritten. A heavy
-//!   read (metagraph, epoch input, block, weights, bonds) waits for one of half the cores,
-//!   then reserves [`MAX_RESPONSE_BYTES`] of [`ConnectionLimits::reply_bytes_total`] (the reply bytes
-//!   in flight across all connections), and gets [`SERVER_BUSY`] if none frees within
-//!   [`BUSY_WAIT`]. Nothing more is read from a connection while a write to it is blocked or
-//!   [`MAX_QUEUED_CALLS`] of its WebSocket messages wait ([`Backpressured`]), and calls still
-//!   queued when their client leaves are answered with an error, unrun.
-//! - A connection may become a WebSocket only with its first request (else HTTP 400). Its
-//!   client frames must be masked (else the connection is closed), and a message over
+//! - Replies: a connection runs one call (or batch) at a time, and the next only once fewer than
+//!   [`ConnectionLimits::reply_bytes_per_connection`] of its earlier replies are unwritten. A heavy
+//!   read (metagraph, epoch input, block, weights, bonds) waits for one of half the cores, then
+//!   reserves [`MAX_RESPONSE_BYTES`] of [`ConnectionLimits::reply_bytes_total`] (the reply bytes in
+//!   flight across all connections), and gets [`SERVER_BUSY`] if none frees within [`BUSY_WAIT`].
+//!   Nothing more is read from a connection while a write to it is blocked or [`MAX_QUEUED_CALLS`]
+//!   of its WebSocket messages wait ([`Backpressured`]), and calls still queued when their client
+//!   leaves are answered with an error, unrun.
+//! - A connection may become a WebSocket only with its first request (else HTTP 400). Its client
+//!   frames must be masked (else the connection is closed), and a message over
 //!   [`MAX_REQUEST_BYTES`], in one frame or in fragments, gets `-32007`.
 //! - On stop, connections get [`STOP_GRACE`] to finish, then are closed.
-//! - `Host` must be one header naming a loopback host (`localhost`, `127.*`, `[::1]`), else
-//!   HTTP 400 for several and 403 for another host; an `Origin`, if sent, must be a loopback
-//!   origin, else 403: a browser page elsewhere cannot call it.
-//! - A request (HTTP, or a WebSocket message) whose id is not a string, `null` or an integer
-//!   that fits 64 bits gets the JSON-RPC error `-32600` (invalid request) and does not run; a
-//!   batch holding one is refused whole.
+//! - `Host` must be one header naming a loopback host (`localhost`, `127.*`, `[::1]`), else HTTP
+//!   400 for several and 403 for another host; an `Origin`, if sent, must be a loopback origin,
+//!   else 403: a browser page elsewhere cannot call it.
+//! - A request (HTTP, or a WebSocket message) whose id is not a string, `null` or an integer that
+//!   fits 64 bits gets the JSON-RPC error `-32600` (invalid request) and does not run; a batch
+//!   holding one is refused whole.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -17,8 +17,8 @@
 //! | `ledger_subscribeNewHeads` | | notifications `ledger_newHead` with each header |
 //!
 //! The replies are the types of [`crate::view`]. A refused extrinsic is an error object with
-//! code `-33000 - k` (k per [`TxError`] variant, see [`tx_error_code`]) and the reason as its
-//! message; bad params are `-32602`. JSON-RPC reserves `-32768..=-32000` and jsonrpsee uses
+//! code `-33000 - k` (k per [`crate::TxError`] variant, see [`tx_error_code`]) and the reason
+//! as its message; bad params are `-32602`. JSON-RPC reserves `-32768..=-32000` and jsonrpsee uses
 //! codes in it of its own (`-32006` too many subscriptions, `-32007` request too big, `-32011`
 //! batch response too large...), so the ledger's codes lie outside it:
 //!

@@ -15,8 +15,8 @@ pub const MAX_RESPONSE_BYTES: u32 = 16 << 20;
 
 /// Replies a WebSocket connection may have queued for its socket. When they, and the socket's
 /// buffers, are full (a client that does not read), the server reads nothing more from that
-/// connection until the client reads (see [`super::ConnectionLimits`] for the other bounds on such a client).
-/// Such a session holds its connection slots until it closes or is evicted.
+/// connection until the client reads (see [`super::ConnectionLimits`] for the other bounds on
+/// such a client). Such a session holds its connection slots until it closes or is evicted.
 pub const MESSAGE_BUFFER: u32 = 4;
 
 /// The error of a heavy read (metagraph, epoch input, block, weights, bonds) that found no
