@@ -9,7 +9,7 @@
 use std::fmt::Display;
 use std::process::ExitCode;
 
-use deepnode_ledger::LedgerError;
+use deepnode_ledger::{LedgerError, RpcError};
 
 /// Why a command failed; each variant is one exit code.
 #[derive(Debug)]
@@ -40,6 +40,13 @@ impl From<LedgerError> for Failure {
             }
             _ => Failure::failed(e),
         }
+    }
+}
+
+/// A ledger client's failure is the ledger's (`rpc: ...`, exit code 1).
+impl From<RpcError> for Failure {
+    fn from(e: RpcError) -> Failure {
+        Failure::from(LedgerError::from(e))
     }
 }
 

@@ -1,5 +1,5 @@
-//! `deepnode ledger|wallet|tx|metagraph`: the embedded ledger node and its clients. Every
-//! error of these commands becomes a [`Failure`] (its exit code: `crate::exit`).
+//! `deepnode ledger|wallet|tx|metagraph`: the embedded ledger, its RPC server and its clients.
+//! Every error of these commands becomes a [`Failure`] (its exit code: `crate::exit`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,17 +8,17 @@ use std::time::Duration;
 use crate::exit::Failure;
 use clap::{Args, Subcommand};
 use deepnode_ledger::{
-    AccountId, Call, Chain, Client, GenesisError, LedgerError, LedgerNode, UsageError, Wallet,
+    AccountId, Call, Chain, Client, GenesisError, LedgerError, RpcServer, UsageError, Wallet,
     parse_genesis, verify,
 };
 
-/// Where the wallet commands find a node unless told otherwise.
+/// Where the wallet commands find the ledger unless told otherwise.
 const DEFAULT_RPC: &str = "http://127.0.0.1:9944";
 
 /// `deepnode ledger ...`
 #[derive(Subcommand)]
 pub enum LedgerCmd {
-    /// Run a ledger node: JSON-RPC on http:// and ws:// (same port), a block every interval.
+    /// Serve the ledger: JSON-RPC on http:// and ws:// (same port), a block every interval.
     Run {
         /// The data directory (created, or resumed from its last committed block).
         #[arg(long)]
@@ -74,7 +74,7 @@ pub struct TxArgs {
     /// The signer's key file.
     #[arg(long)]
     wallet: PathBuf,
-    /// The node's RPC URL.
+    /// The ledger's RPC URL.
     #[arg(long, default_value = DEFAULT_RPC)]
     rpc: String,
     /// Wait until the extrinsic is in a committed block (without it, an accepted extrinsic is
@@ -133,7 +133,7 @@ pub enum TxCmd {
 /// `deepnode metagraph`
 #[derive(Args)]
 pub struct MetagraphArgs {
-    /// The node's RPC URL.
+    /// The ledger's RPC URL.
     #[arg(long, default_value = DEFAULT_RPC)]
     rpc: String,
     /// Print the JSON of `ledger_metagraph` instead of a table.
@@ -161,7 +161,7 @@ pub fn run_ledger(cmd: LedgerCmd) -> Result<(), Failure> {
             listen,
             genesis,
             block_ms,
-        } => run_node(&data, listen, genesis.as_deref(), block_ms),
+        } => serve(&data, listen, genesis.as_deref(), block_ms),
         LedgerCmd::Verify { data } => verify(&data).map(|r| {
             println!(
                 "ok: {} blocks (head {}), {} extrinsics and {} epochs replayed; every state root matches",
@@ -176,7 +176,7 @@ pub fn run_ledger(cmd: LedgerCmd) -> Result<(), Failure> {
     })
 }
 
-fn run_node(
+fn serve(
     data: &Path,
     listen: SocketAddr,
     genesis: Option<&Path>,
@@ -198,8 +198,8 @@ fn run_node(
     let chain = Chain::open(data, genesis.as_ref())?;
     let head = chain.head().number;
     runtime()?.block_on(async move {
-        let mut node = LedgerNode::start(chain, listen, Duration::from_millis(block_ms)).await?;
-        let addr = node.addr();
+        let mut server = RpcServer::start(chain, listen, Duration::from_millis(block_ms)).await?;
+        let addr = server.addr();
         println!("deepnode ledger: head {head}; listening on http://{addr} and ws://{addr}");
         use std::io::Write;
         std::io::stdout().flush()?;
@@ -207,9 +207,9 @@ fn run_node(
         tokio::select! {
             r = tokio::signal::ctrl_c() => r?,
             _ = term.recv() => {}
-            e = node.wait_failure() => return Err(e),
+            e = server.wait_failure() => return Err(e),
         }
-        node.stop().await
+        server.stop().await
     })
 }
 

@@ -67,15 +67,15 @@ enum Command {
     },
     /// Simulate many epochs of a scenario (TOML), or run the simulator's sweep or benchmark.
     Sim(sim::SimArgs),
-    /// Run or verify the embedded ledger node, or benchmark it.
+    /// Serve or verify the embedded ledger, or benchmark it.
     #[command(subcommand)]
     Ledger(ledger_cli::LedgerCmd),
     /// Create or show a key file.
     #[command(subcommand)]
     Wallet(ledger_cli::WalletCmd),
-    /// Sign an extrinsic with a key file and submit it to a ledger node.
+    /// Sign an extrinsic with a key file and submit it to the ledger.
     Tx(ledger_cli::TxArgs),
-    /// Print a ledger node's metagraph as a table.
+    /// Print the ledger's metagraph as a table.
     Metagraph(ledger_cli::MetagraphArgs),
     /// Run a ledger and N node processes on loopback for some epochs; write a report.
     Devnet(devnet::DevnetArgs),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use deepnode_ledger::Wallet;
+use deepnode_ledger_client::Wallet;
 use deepnode_node::life::{RunConfig, Scoring, Status, run};
 use deepnode_node::{Constant, EchoBias, Model, Noise, RandomProjection, ServeConfig, Trainer};
 use deepnode_wire::{Limits, Modality};
@@ -258,7 +258,7 @@ pub fn run_node(cmd: NodeCmd) -> Result<(), Failure> {
             args.favor
                 .iter()
                 .map(|k| {
-                    k.parse::<deepnode_ledger::AccountId>()
+                    k.parse::<deepnode_ledger_client::AccountId>()
                         .map(|a| a.0)
                         .map_err(|e| Failure::input(format!("--favor {k}: {e}")))
                 })

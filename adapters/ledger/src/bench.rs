@@ -6,10 +6,13 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use deepnode_ledger_client::{AccountId, Call, Extrinsic, H256, Wallet};
 use parity_scale_codec::Encode;
 
-use crate::error::{UsageError, VerifyFailure};
-use crate::{AccountId, Call, Chain, Extrinsic, Genesis, LedgerError, Wallet};
+use crate::block::Event;
+use crate::chain::Chain;
+use crate::error::{LedgerError, UsageError, VerifyFailure};
+use crate::state::Genesis;
 
 /// The measured figures.
 #[derive(Clone, Debug)]
@@ -120,7 +123,7 @@ pub fn run(extrinsics: usize, nodes: u32, k: u32) -> Result<BenchReport, LedgerE
 }
 
 /// Signed transfers from 100 accounts, pre-signed (signing is the wallet's cost).
-fn transfers(chain_id: &crate::H256, count: usize) -> Vec<Vec<u8>> {
+fn transfers(chain_id: &H256, count: usize) -> Vec<Vec<u8>> {
     let senders: Vec<Wallet> = (0..100).map(wallet).collect();
     let to = AccountId([7; 32]);
     (0..count)
@@ -222,7 +225,7 @@ fn epoch_at(n: u32, k: u32) -> Result<(Duration, Duration), LedgerError> {
     let t = Instant::now();
     let events = probe.end_block();
     let epoch = t.elapsed();
-    if !matches!(events.as_slice(), [crate::Event::Epoch { .. }]) {
+    if !matches!(events.as_slice(), [Event::Epoch { .. }]) {
         return Err(LedgerError::Verify {
             block: probe.block,
             reason: VerifyFailure::NoEpoch(events),

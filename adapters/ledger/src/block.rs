@@ -2,9 +2,8 @@
 //! them (all SCALE).
 
 use deepnode_consensus::{Fx, Uid};
+use deepnode_ledger_client::{AccountId, Extrinsic, H256};
 use parity_scale_codec::{Decode, Encode};
-
-use crate::extrinsic::{AccountId, Extrinsic, H256};
 
 /// A block header. `state_root` commits to the whole ledger state after the block.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]

@@ -4,14 +4,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use deepnode_ledger_client::{AccountId, Extrinsic, H256, TxError};
 use parity_scale_codec::Encode;
 
 use crate::block::{Block, Event, Header, Receipts};
-use crate::error::{Corruption, Damage, GenesisError, UsageError, VerifyFailure};
-use crate::extrinsic::{AccountId, Extrinsic, H256};
+use crate::error::{Corruption, Damage, GenesisError, LedgerError, UsageError, VerifyFailure};
 use crate::state::{Genesis, LedgerState};
 use crate::store::{DB_FILE, Store};
-use crate::{LedgerError, TxError};
 
 /// A running ledger over its store.
 ///
@@ -455,7 +454,7 @@ mod tests {
     use ed25519_dalek::SigningKey;
 
     use super::*;
-    use crate::extrinsic::Call;
+    use deepnode_ledger_client::Call;
 
     fn key(b: u8) -> SigningKey {
         SigningKey::from_bytes(&[b; 32])

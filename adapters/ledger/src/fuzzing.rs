@@ -1,10 +1,12 @@
 //! The oracle of the `extrinsic` fuzz target (`fuzz/fuzz_targets/extrinsic.rs`): decodes
 //! and applies arbitrary extrinsics to a small chain and checks the transition's invariants.
 
+use deepnode_ledger_client::{AccountId, Call, Extrinsic, H256};
 use ed25519_dalek::SigningKey;
 use parity_scale_codec::{Decode, Encode};
 
-use crate::{AccountId, Call, Event, Extrinsic, Genesis, H256, LedgerState};
+use crate::block::Event;
+use crate::state::{Genesis, LedgerState};
 
 const CHAIN: H256 = H256([0x42; 32]);
 const KEYS: u8 = 4;

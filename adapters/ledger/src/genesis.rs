@@ -12,10 +12,11 @@
 //! ```
 
 use deepnode_consensus::{ControllerPolicy, Fx};
+use deepnode_ledger_client::AccountId;
 use serde::Deserialize;
 
 use crate::error::GenesisError;
-use crate::{AccountId, ChainConfig, Genesis, LedgerState, default_params};
+use crate::state::{ChainConfig, Genesis, LedgerState, default_params};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,7 +4,6 @@ pub mod bench;
 mod block;
 mod chain;
 mod error;
-mod extrinsic;
 #[doc(hidden)]
 pub mod fuzzing;
 mod genesis;
@@ -13,23 +12,23 @@ pub mod rpc;
 mod state;
 mod store;
 pub mod view;
-mod wallet;
 
 pub use block::{Block, Event, Header, Receipts};
 pub use chain::{Chain, Committed, Sealed, VerifyReport, verify};
-#[cfg(feature = "rpc")]
-pub use error::RpcError;
-pub use error::{
-    Corruption, Damage, EndpointError, GenesisError, LedgerError, MalformedError, ParseIdError,
-    Record, TxError, UsageError, VerifyFailure, WalletError,
+pub use deepnode_ledger_client::{
+    AccountId, Call, EndpointError, Extrinsic, H256, MAX_ENDPOINT_BYTES, MAX_EXTRINSIC_BYTES,
+    MAX_WALLET_BYTES, MalformedError, ParseIdError, TxError, Wallet, WalletError,
 };
-pub use extrinsic::{AccountId, Call, Extrinsic, H256, MAX_ENDPOINT_BYTES, MAX_EXTRINSIC_BYTES};
+#[cfg(feature = "rpc")]
+pub use deepnode_ledger_client::{Client, RpcError};
+#[cfg(feature = "rpc")]
+pub use error::ServerError;
+pub use error::{Corruption, Damage, GenesisError, LedgerError, Record, UsageError, VerifyFailure};
 pub use genesis::parse_genesis;
 #[cfg(feature = "rpc")]
-pub use rpc::{Client, LedgerNode};
+pub use rpc::RpcServer;
 pub use state::{
     ACTIVITY_CUTOFF_EPOCHS, Account, ChainConfig, Genesis, LedgerState, Neuron, NeuronStats,
     default_params,
 };
 pub use store::{DB_FILE, Store};
-pub use wallet::{MAX_WALLET_BYTES, Wallet};

@@ -3,14 +3,13 @@
 use std::collections::BTreeMap;
 
 use deepnode_consensus::{ControllerPolicy, ControllerState, Fx, Params, State, Uid, epoch};
+use deepnode_ledger_client::{AccountId, Call, Extrinsic, H256, TxError};
 use deepnode_rules::{Candidate, ConfigError, Slot};
 use deepnode_types::{BondRow, WeightRow};
 use parity_scale_codec::{Decode, Encode};
 
-use crate::TxError;
 use crate::block::Event;
 use crate::error::GenesisError;
-use crate::extrinsic::{AccountId, Call, Extrinsic, H256};
 
 /// Chain rules fixed at genesis.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -475,7 +474,7 @@ mod tests {
     use ed25519_dalek::SigningKey;
 
     use super::*;
-    use crate::EndpointError;
+    use deepnode_ledger_client::EndpointError;
 
     const G: H256 = H256([0; 32]);
 

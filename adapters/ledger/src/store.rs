@@ -13,13 +13,12 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use deepnode_ledger_client::H256;
 use parity_scale_codec::{Decode, Encode};
 use redb::{Database, ReadableTable, ReadableTableMetadata, StorageBackend, TableDefinition};
 
-use crate::LedgerError;
 use crate::block::{Block, Header, Receipts};
-use crate::error::{Corruption, Damage, Record, storage};
-use crate::extrinsic::H256;
+use crate::error::{Corruption, Damage, LedgerError, Record, storage};
 use crate::state::{Genesis, LedgerState};
 
 /// Block number -> SCALE `Block`.
@@ -46,7 +45,7 @@ const OVERLAY_PAGE: u64 = 4096;
 #[derive(Debug)]
 pub struct ReadOnlyFile {
     /// redb's own file backend over a read-only descriptor: its reads, and its exclusive
-    /// `flock` (held while open, so a running node and a reader exclude each other). Its
+    /// `flock` (held while open, so a running server and a reader exclude each other). Its
     /// writes are never called.
     file: redb::backends::FileBackend,
     /// The real file's length.

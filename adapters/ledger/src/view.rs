@@ -9,13 +9,16 @@
 //! layout; `tests/replies.rs` pins them.
 
 use deepnode_consensus::{Fx, Uid, Weight};
-use serde::{Deserialize, Serialize};
+use deepnode_ledger_client::{AccountId, Call, Extrinsic};
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::Chain;
 use crate::block::{Block, Event, Header, Receipts};
-use crate::extrinsic::{AccountId, Call, Extrinsic};
+use crate::chain::Chain;
 use crate::state::{LedgerState, Neuron};
+
+/// The metagraph's types are the client's, which reads them back.
+pub use deepnode_ledger_client::metagraph::{MetagraphView, NeuronView, StatsBits};
 
 fn fx(x: Fx) -> f64 {
     x.to_f64()
@@ -348,123 +351,49 @@ impl AccountView {
     }
 }
 
-/// The exact bits of a neuron's last outputs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatsBits {
-    /// Consensus `c`.
-    pub consensus: String,
-    /// Dividends `d`.
-    pub dividends: String,
-    /// Incentive `i`.
-    pub incentive: String,
-    /// Rank `r`.
-    pub rank: String,
-    /// Trust `t`.
-    pub trust: String,
-}
-
-/// One neuron of the metagraph.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NeuronView {
-    /// The exact bits of the reals below.
-    pub bits: StatsBits,
-    /// Consensus `c` (nearest `f64`).
-    pub consensus: f64,
-    /// Dividends `d`.
-    pub dividends: f64,
-    /// Units minted to it in the last epoch.
-    pub emission: u64,
-    /// Its endpoint (UTF-8, lossy; empty until served).
-    pub endpoint: String,
-    /// Incentive `i`.
-    pub incentive: f64,
-    /// The modality it serves (`text`, `image`, `speech`, `tensor`: `deepnode_wire::Modality`'s
-    /// names), or `null` until served.
-    pub modality: Option<String>,
-    /// The owner's account.
-    pub key: String,
-    /// Rank `r`.
-    pub rank: f64,
-    /// Block of registration.
-    pub registered_at: u64,
-    /// Stake, raw units.
-    pub stake: u64,
-    /// Trust `t`.
-    pub trust: f64,
-    /// Its uid.
-    pub uid: usize,
-    /// Block of its last accepted weights row, or `null`.
-    pub weights_block: Option<u64>,
-}
-
-impl NeuronView {
-    fn new(uid: usize, n: &Neuron) -> NeuronView {
-        let l = &n.last;
-        NeuronView {
-            bits: StatsBits {
-                consensus: bits(l.consensus),
-                dividends: bits(l.dividends),
-                incentive: bits(l.incentive),
-                rank: bits(l.rank),
-                trust: bits(l.trust),
-            },
-            consensus: fx(l.consensus),
-            dividends: fx(l.dividends),
-            emission: l.emission,
-            endpoint: String::from_utf8_lossy(&n.endpoint).into_owned(),
-            incentive: fx(l.incentive),
-            modality: n.modality.map(modality_name),
-            key: n.owner.to_string(),
-            rank: fx(l.rank),
-            registered_at: n.registered_at,
-            stake: n.stake,
-            trust: fx(l.trust),
-            uid,
-            weights_block: n.weights_block,
-        }
+/// Neuron `uid` of the metagraph.
+fn neuron_view(uid: usize, n: &Neuron) -> NeuronView {
+    let l = &n.last;
+    NeuronView {
+        bits: StatsBits {
+            consensus: bits(l.consensus),
+            dividends: bits(l.dividends),
+            incentive: bits(l.incentive),
+            rank: bits(l.rank),
+            trust: bits(l.trust),
+        },
+        consensus: fx(l.consensus),
+        dividends: fx(l.dividends),
+        emission: l.emission,
+        endpoint: String::from_utf8_lossy(&n.endpoint).into_owned(),
+        incentive: fx(l.incentive),
+        modality: n.modality.map(modality_name),
+        key: n.owner.to_string(),
+        rank: fx(l.rank),
+        registered_at: n.registered_at,
+        stake: n.stake,
+        trust: fx(l.trust),
+        uid,
+        weights_block: n.weights_block,
     }
 }
 
-/// The metagraph of the committed state (`ledger_metagraph`); clients read it back with
-/// `Deserialize` (the node's discovery).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MetagraphView {
-    /// The block of the state.
-    pub block: u64,
-    /// Epochs run so far.
-    pub epochs: u64,
-    /// Most entries in a weights row.
-    pub max_weights_len: u32,
-    /// The controller's current value.
-    pub min_allowed_weights: u32,
-    /// Number of neurons.
-    pub n: usize,
-    /// Per uid.
-    pub nodes: Vec<NeuronView>,
-    /// Blocks per epoch.
-    pub tempo: u64,
-    /// A neuron may set weights at most once per this many blocks.
-    pub weights_rate_limit: u64,
-}
-
-impl MetagraphView {
-    /// The metagraph of `state`.
-    pub fn new(state: &LedgerState) -> MetagraphView {
-        MetagraphView {
-            block: state.block,
-            epochs: state.epochs,
-            max_weights_len: state.config.max_weights_len,
-            min_allowed_weights: state.params.min_allowed_weights,
-            n: state.neurons.len(),
-            nodes: state
-                .neurons
-                .iter()
-                .enumerate()
-                .map(|(uid, n)| NeuronView::new(uid, n))
-                .collect(),
-            tempo: state.config.tempo,
-            weights_rate_limit: state.config.weights_rate_limit,
-        }
+/// The metagraph of `state` (`ledger_metagraph`).
+pub fn metagraph_view(state: &LedgerState) -> MetagraphView {
+    MetagraphView {
+        block: state.block,
+        epochs: state.epochs,
+        max_weights_len: state.config.max_weights_len,
+        min_allowed_weights: state.params.min_allowed_weights,
+        n: state.neurons.len(),
+        nodes: state
+            .neurons
+            .iter()
+            .enumerate()
+            .map(|(uid, n)| neuron_view(uid, n))
+            .collect(),
+        tempo: state.config.tempo,
+        weights_rate_limit: state.config.weights_rate_limit,
     }
 }
 

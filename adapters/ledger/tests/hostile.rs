@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use deepnode_ledger::{Call, Chain, Extrinsic, Genesis, LedgerNode, Wallet};
+use deepnode_ledger::{Call, Chain, Extrinsic, Genesis, RpcServer, Wallet};
 
 mod common;
 use common::{post, rss_kib, ws_text as ws_frame};
@@ -18,7 +18,7 @@ fn wallet(b: u8) -> Wallet {
 }
 
 /// A node with three registered nodes, a block every 100 ms.
-async fn node(dir: &std::path::Path) -> LedgerNode {
+async fn node(dir: &std::path::Path) -> RpcServer {
     let mut g = Genesis::default();
     g.config.tempo = 1_000;
     g.endowments = (1..=3).map(|b| (wallet(b).account(), 1_000_000)).collect();
@@ -29,7 +29,7 @@ async fn node(dir: &std::path::Path) -> LedgerNode {
         chain.submit_verified(ext).expect("register");
     }
     chain.produce_block(1).expect("block 1");
-    LedgerNode::start(
+    RpcServer::start(
         chain,
         "127.0.0.1:0".parse().expect("addr"),
         Duration::from_millis(100),
@@ -195,12 +195,12 @@ async fn slow_requests_and_silent_connections_time_out() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("tempdir");
     let chain = Chain::open(dir.path(), None).expect("open");
-    let limits = deepnode_ledger::rpc::Limits {
+    let limits = deepnode_ledger::rpc::ConnectionLimits {
         header_timeout: Duration::from_millis(500),
         request_timeout: Duration::from_millis(500),
         ..Default::default()
     };
-    let node = LedgerNode::start_with_limits(
+    let node = RpcServer::start_with_limits(
         chain,
         "127.0.0.1:0".parse().expect("addr"),
         Duration::from_millis(100),
@@ -362,13 +362,13 @@ async fn a_local_hog_cannot_lock_honest_clients_out() {
 async fn websocket_sessions_count_against_the_connection_limits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let chain = Chain::open(dir.path(), None).expect("open");
-    let limits = deepnode_ledger::rpc::Limits {
+    let limits = deepnode_ledger::rpc::ConnectionLimits {
         max_per_ip: 4,
         max_ws_per_ip: 3,
         eviction_grace: Duration::from_millis(100),
         ..Default::default()
     };
-    let node = LedgerNode::start_with_limits(
+    let node = RpcServer::start_with_limits(
         chain,
         "127.0.0.1:0".parse().expect("addr"),
         Duration::from_millis(100),

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use deepnode_ledger::{AccountId, Call, Chain, Extrinsic, Genesis, LedgerNode, Wallet};
+use deepnode_ledger::{AccountId, Call, Chain, Extrinsic, Genesis, RpcServer, Wallet};
 use parity_scale_codec::Encode;
 
 mod common;
@@ -95,7 +95,7 @@ async fn every_reply_is_byte_identical_to_the_golden_file() {
     let first = Extrinsic::sign(wallet(1).key(), &chain.genesis_hash(), 0, Call::Register);
     let hex = |e: &Extrinsic| format!("0x{}", hex::encode(e.encode()));
     // No block is produced while the test runs: the interval is an hour.
-    let node = LedgerNode::start(
+    let node = RpcServer::start(
         chain,
         "127.0.0.1:0".parse().expect("addr"),
         Duration::from_secs(3600),

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use deepnode_ledger::rpc::tx_error_code;
 use deepnode_ledger::{
-    AccountId, Call, Chain, Client, Extrinsic, Genesis, H256, LedgerNode, MAX_EXTRINSIC_BYTES,
-    MalformedError, TxError, Wallet,
+    AccountId, Call, Chain, Client, Extrinsic, Genesis, H256, MAX_EXTRINSIC_BYTES, MalformedError,
+    RpcServer, TxError, Wallet,
 };
 use jsonrpsee::core::client::SubscriptionClientT;
 use jsonrpsee::rpc_params;
@@ -22,7 +22,7 @@ fn wallet(b: u8) -> Wallet {
 }
 
 struct Net {
-    node: LedgerNode,
+    node: RpcServer,
     client: Client,
     genesis: H256,
     _dir: tempfile::TempDir,
@@ -37,7 +37,7 @@ async fn start() -> Net {
     g.endowments = (1..=3).map(|b| (wallet(b).account(), 1_000_000)).collect();
     let chain = Chain::open(dir.path(), Some(&g)).expect("open");
     let genesis = chain.genesis_hash();
-    let node = LedgerNode::start(
+    let node = RpcServer::start(
         chain,
         "127.0.0.1:0".parse().expect("addr"),
         Duration::from_millis(50),
@@ -394,7 +394,7 @@ async fn new_heads_stream_over_websocket_and_blocks_are_readable() {
 async fn non_loopback_listen_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let chain = Chain::open(dir.path(), None).expect("open");
-    let res = LedgerNode::start(
+    let res = RpcServer::start(
         chain,
         "0.0.0.0:0".parse().expect("addr"),
         Duration::from_secs(1),

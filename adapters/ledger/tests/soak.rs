@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use deepnode_ledger::{AccountId, Call, Chain, Client, Extrinsic, Genesis, LedgerNode, Wallet};
+use deepnode_ledger::{AccountId, Call, Chain, Client, Extrinsic, Genesis, RpcServer, Wallet};
 use jsonrpsee::rpc_params;
 
 mod common;
@@ -123,7 +123,7 @@ async fn hostile_clients_beside_honest_submitters() {
     let chain = build(dir.path());
     eprintln!("soak: built {NODES} nodes in {:?}", t.elapsed());
     let id = chain.genesis_hash();
-    let node = LedgerNode::start(chain, "127.0.0.1:0".parse().expect("addr"), BLOCK)
+    let node = RpcServer::start(chain, "127.0.0.1:0".parse().expect("addr"), BLOCK)
         .await
         .expect("start");
     let addr = node.addr();
@@ -318,7 +318,7 @@ async fn clients_that_never_read_large_replies_cost_bounded_memory() {
     let chain = build_n(dir.path(), BIG);
     eprintln!("large replies: built {BIG} nodes in {:?}", t.elapsed());
     let id = chain.genesis_hash();
-    let node = LedgerNode::start(chain, "127.0.0.1:0".parse().expect("addr"), BLOCK * 5)
+    let node = RpcServer::start(chain, "127.0.0.1:0".parse().expect("addr"), BLOCK * 5)
         .await
         .expect("start");
     let addr = node.addr();
@@ -399,7 +399,7 @@ async fn a_departed_client_leaves_no_work_behind() {
     let dir = tempfile::tempdir().expect("tempdir");
     let chain = build_n(dir.path(), BIG);
     // Blocks 5 s apart: at most one in the window measured.
-    let node = LedgerNode::start(chain, "127.0.0.1:0".parse().expect("addr"), BLOCK * 25)
+    let node = RpcServer::start(chain, "127.0.0.1:0".parse().expect("addr"), BLOCK * 25)
         .await
         .expect("start");
     let addr = node.addr();
@@ -552,7 +552,7 @@ async fn heavy_readers_do_not_stall_submissions() {
     let dir = tempfile::tempdir().expect("tempdir");
     let chain = build_n(dir.path(), BIG);
     let id = chain.genesis_hash();
-    let node = LedgerNode::start(chain, "127.0.0.1:0".parse().expect("addr"), BLOCK * 5)
+    let node = RpcServer::start(chain, "127.0.0.1:0".parse().expect("addr"), BLOCK * 5)
         .await
         .expect("start");
     let addr = node.addr();

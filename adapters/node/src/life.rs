@@ -9,8 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use deepnode_consensus::{Fx, Params, Uid};
-use deepnode_ledger::view::MetagraphView;
-use deepnode_ledger::{Call, Client, LedgerError, Wallet};
+use deepnode_ledger_client::{Call, Client, MetagraphView, RpcError, Wallet};
 use deepnode_wire::Modality;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -158,12 +157,12 @@ impl Admission for MetagraphAdmission {
 }
 
 fn parse_key(hex: &str) -> Result<AccountKey, NodeError> {
-    hex.parse::<deepnode_ledger::AccountId>()
+    hex.parse::<deepnode_ledger_client::AccountId>()
         .map(|a| a.0)
         .map_err(|e| NodeError::Ledger(format!("metagraph key {hex}: {e}")))
 }
 
-fn ledger(e: LedgerError) -> NodeError {
+fn ledger(e: RpcError) -> NodeError {
     NodeError::Ledger(e.to_string())
 }
 
@@ -798,7 +797,7 @@ fn policy_scores(scoring: &Scoring, mg: &MetagraphView, me: Uid, scores: &mut Ha
 
 #[cfg(test)]
 mod tests {
-    use deepnode_ledger::view::{MetagraphView, NeuronView, StatsBits};
+    use deepnode_ledger_client::{MetagraphView, NeuronView, StatsBits};
 
     use super::*;
 
@@ -817,7 +816,7 @@ mod tests {
             endpoint: String::new(),
             incentive: 0.0,
             modality: None,
-            key: deepnode_ledger::AccountId(key).to_string(),
+            key: deepnode_ledger_client::AccountId(key).to_string(),
             rank: 0.0,
             registered_at: 0,
             stake,

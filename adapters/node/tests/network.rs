@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deepnode_consensus::Uid;
-use deepnode_ledger::{Chain, Client, Genesis, LedgerNode, Wallet};
+use deepnode_ledger::{Chain, Client, Genesis, RpcServer, Wallet};
 use deepnode_node::life::{Listen, RunConfig, Scoring, Status, run};
 use deepnode_node::{
     Ask, Constant, EchoBias, Model, NodeError, Noise, Progress, RandomProjection, ServeConfig,
@@ -19,7 +19,7 @@ use tokio::sync::watch;
 const DIM: u32 = 16;
 
 struct Net {
-    ledger: LedgerNode,
+    ledger: RpcServer,
     client: Client,
     _dir: tempfile::TempDir,
 }
@@ -37,7 +37,7 @@ async fn ledger(nodes: u8) -> Net {
         .map(|b| (Wallet::from_seed([b; 32]).account(), 1_000_000))
         .collect();
     let chain = Chain::open(dir.path(), Some(&g)).expect("open");
-    let ledger = LedgerNode::start(
+    let ledger = RpcServer::start(
         chain,
         "127.0.0.1:0".parse().expect("addr"),
         Duration::from_millis(50),

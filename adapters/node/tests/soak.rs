@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use deepnode_ledger::{Call, Chain, Client, Genesis, LedgerNode, Wallet};
+use deepnode_ledger::{Call, Chain, Client, Genesis, RpcServer, Wallet};
 use deepnode_node::life::{RunConfig, Scoring, Status, run};
 use deepnode_node::transport::Session;
 use deepnode_node::{
@@ -446,7 +446,7 @@ async fn a_node_on_a_ledger_keeps_setting_weights_under_attack_and_recovers() {
             .unwrap();
         rt.block_on(async move {
             let every = Duration::from_millis(100);
-            let node = LedgerNode::start(chain, "127.0.0.1:0".parse().unwrap(), every)
+            let node = RpcServer::start(chain, "127.0.0.1:0".parse().unwrap(), every)
                 .await
                 .unwrap();
             let _ = addr_tx.send(node.addr());

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use deepnode_consensus::Fx;
 use deepnode_ledger::view::MetagraphView;
-use deepnode_ledger::{Chain, Client, Genesis, LedgerNode, Wallet, verify};
+use deepnode_ledger::{Chain, Client, Genesis, RpcServer, Wallet, verify};
 
 use crate::exit::Failure;
 use crate::node_cli::MetricsLine;
@@ -385,7 +385,7 @@ async fn devnet(sc: &Scenario, out: &Path) -> Result<Ran, Failure> {
         .collect();
     let chain_dir = out.join("chain");
     let chain = Chain::open(&chain_dir, Some(&genesis(sc, &wallets)))?;
-    let ledger = LedgerNode::start(
+    let ledger = RpcServer::start(
         chain,
         "127.0.0.1:0".parse().map_err(Failure::failed)?,
         Duration::from_millis(sc.block_ms),

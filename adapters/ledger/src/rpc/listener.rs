@@ -1,48 +1,47 @@
-//! The accept loop: jsonrpsee's tower service served over hyper with the ledger's connection
-//! rules ([`Limits`]), so that no client, a local one included, can lock the others out, and
-//! a web page cannot drive the RPC.
+//! The accept loop: jsonrpsee's tower service served over hyper with the ledger's connection rules
+//! ([`ConnectionLimits`]), so that no client, a local one included, can lock the others out, and a
+//! web page cannot drive the RPC.
 //!
-//! - At most [`Limits::max_connections`] connections, and [`Limits::max_per_ip`] from one
-//!   address. Every client of a loopback server shares one address, so a cap alone would let
-//!   one local process take every slot: when a new connection finds a cap reached, the
-//!   connection that has waited longest without being served (an idle or slow HTTP
-//!   connection, a WebSocket that neither sent nor took a byte for longest) is closed to make
-//!   room. Not evicted: a connection whose call is running (admitted by the gate below, not
-//!   waiting in it), and one younger than [`Limits::eviction_grace`] (time to send its first
-//!   request).
-//!   When nothing can be evicted, the new connection waits, and connections behind it wait in
-//!   the listen queue, in arrival order, until something can (at most
-//!   [`Limits::request_timeout`], then it is closed): a process that reopens every socket the
-//!   server closes only queues behind the clients that came before it.
-//! - At most [`Limits::max_ws_sessions`] WebSocket sessions, [`Limits::max_ws_per_ip`] from
-//!   one address: the rest is a reserve for plain HTTP (`deepnode tx`, `ledger_submit`). An
-//!   upgrade past either cap gets HTTP 429. An upgraded session keeps its connection slots
-//!   until it ends.
-//! - Request headers must arrive within [`Limits::header_timeout`] (hyper's
+//! - At most [`ConnectionLimits::max_connections`] connections, and
+//!   [`ConnectionLimits::max_per_ip`] from one address. Every client of a loopback server shares
+//!   one address, so a cap alone would let one local process take every slot: when a new connection
+//!   finds a cap reached, the connection that has waited longest without being served (an idle or
+//!   slow HTTP connection, a WebSocket that neither sent nor took a byte for longest) is closed to
+//!   make room. Not evicted: a connection whose call is running (admitted by the gate below, not
+//!   waiting in it), and one younger than [`ConnectionLimits::eviction_grace`] (time to send its
+//!   first request). When nothing can be evicted, the new connection waits, and connections behind
+//!   it wait in the listen queue, in arrival order, until something can (at most
+//!   [`ConnectionLimits::request_timeout`], then it is closed): a process that reopens every socket
+//!   the server closes only queues behind the clients that came before it.
+//! - At most [`ConnectionLimits::max_ws_sessions`] WebSocket sessions,
+//!   [`ConnectionLimits::max_ws_per_ip`] from one address: the rest is a reserve for plain HTTP
+//!   (`deepnode tx`, `ledger_submit`). An upgrade past either cap gets HTTP 429. An upgraded
+//!   session keeps its connection slots until it ends.
+//! - Request headers must arrive within [`ConnectionLimits::header_timeout`] (hyper's
 //!   `header_read_timeout`), and an HTTP connection with no request in flight for as long is
-//!   closed. A request body must make progress every [`Limits::body_timeout`] and, with its
-//!   answer, take at most [`Limits::request_timeout`] (else 408); a body over
+//!   closed. A request body must make progress every [`ConnectionLimits::body_timeout`] and, with
+//!   its answer, take at most [`ConnectionLimits::request_timeout`] (else 408); a body over
 //!   [`MAX_REQUEST_BYTES`], declared or chunked, gets 413.
-//! - A WebSocket that answers no ping for [`Limits::ws_inactive`] is closed (jsonrpsee's
+//! - A WebSocket that answers no ping for [`ConnectionLimits::ws_inactive`] is closed (jsonrpsee's
 //!   `PingConfig`).
-//! - Replies: a connection runs one call (or batch) at a time, and the next only once fewer
-//!   than [`Limits::reply_bytes_per_connection`] of its earlier replies are unwritten. A heavy
-//!   read (metagraph, epoch input, block, weights, bonds) waits for one of half the cores,
-//!   then reserves [`MAX_RESPONSE_BYTES`] of [`Limits::reply_bytes_total`] (the reply bytes
-//!   in flight across all connections), and gets [`SERVER_BUSY`] if none frees within
-//!   [`BUSY_WAIT`]. Nothing more is read from a connection while a write to it is blocked or
-//!   [`MAX_QUEUED_CALLS`] of its WebSocket messages wait ([`Backpressured`]), and calls still
-//!   queued when their client leaves are answered with an error, unrun.
-//! - A connection may become a WebSocket only with its first request (else HTTP 400). Its
-//!   client frames must be masked (else the connection is closed), and a message over
+//! - Replies: a connection runs one call (or batch) at a time, and the next only once fewer than
+//!   [`ConnectionLimits::reply_bytes_per_connection`] of its earlier replies are unwritten. A heavy
+//!   read (metagraph, epoch input, block, weights, bonds) waits for one of half the cores, then
+//!   reserves [`MAX_RESPONSE_BYTES`] of [`ConnectionLimits::reply_bytes_total`] (the reply bytes in
+//!   flight across all connections), and gets [`SERVER_BUSY`] if none frees within [`BUSY_WAIT`].
+//!   Nothing more is read from a connection while a write to it is blocked or [`MAX_QUEUED_CALLS`]
+//!   of its WebSocket messages wait ([`Backpressured`]), and calls still queued when their client
+//!   leaves are answered with an error, unrun.
+//! - A connection may become a WebSocket only with its first request (else HTTP 400). Its client
+//!   frames must be masked (else the connection is closed), and a message over
 //!   [`MAX_REQUEST_BYTES`], in one frame or in fragments, gets `-32007`.
 //! - On stop, connections get [`STOP_GRACE`] to finish, then are closed.
-//! - `Host` must be one header naming a loopback host (`localhost`, `127.*`, `[::1]`), else
-//!   HTTP 400 for several and 403 for another host; an `Origin`, if sent, must be a loopback
-//!   origin, else 403: a browser page elsewhere cannot call it.
-//! - A request (HTTP, or a WebSocket message) whose id is not a string, `null` or an integer
-//!   that fits 64 bits gets the JSON-RPC error `-32600` (invalid request) and does not run; a
-//!   batch holding one is refused whole.
+//! - `Host` must be one header naming a loopback host (`localhost`, `127.*`, `[::1]`), else HTTP
+//!   400 for several and 403 for another host; an `Origin`, if sent, must be a loopback origin,
+//!   else 403: a browser page elsewhere cannot call it.
+//! - A request (HTTP, or a WebSocket message) whose id is not a string, `null` or an integer that
+//!   fits 64 bits gets the JSON-RPC error `-32600` (invalid request) and does not run; a batch
+//!   holding one is refused whole.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -63,7 +62,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tower::Service;
 
-use super::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, SERVER_BUSY};
+use super::wire::{MAX_BATCH_LEN, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, SERVER_BUSY};
 
 /// WebSocket messages of one connection read and not yet run (waiting or running) past which
 /// the server reads nothing more from it.
@@ -87,7 +86,7 @@ const HEAVY: [&str; 5] = [
 /// The connection rules of the RPC server (see the module docs). `Default` is what
 /// `deepnode ledger run` uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub struct ConnectionLimits {
     /// Open connections in all.
     pub max_connections: usize,
     /// Open connections from one IP address.
@@ -114,13 +113,13 @@ pub struct Limits {
     pub reply_bytes_total: usize,
 }
 
-impl Default for Limits {
+impl Default for ConnectionLimits {
     /// 512 connections, 64 per IP, 384 WebSocket sessions (48 per IP), new connections kept
     /// 500 ms before they may be evicted, headers in 5 s, a body piece every 2 s, a request in
     /// 10 s, WebSockets closed after 60 s without a pong, 4 MiB of unwritten replies per
     /// connection and 64 MiB in all.
-    fn default() -> Limits {
-        Limits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
             max_connections: 512,
             max_per_ip: 64,
             max_ws_sessions: 384,
@@ -173,7 +172,7 @@ async fn wait_for(notify: &Notify, mut ready: impl FnMut() -> bool) {
 
 /// The open connections and the reply bytes in flight.
 pub(super) struct Registry {
-    limits: Limits,
+    limits: ConnectionLimits,
     conns: Mutex<HashMap<u64, Arc<Slot>>>,
     next: AtomicU64,
     base: Instant,
@@ -225,7 +224,7 @@ pub(super) struct Slot {
 }
 
 impl Registry {
-    fn new(limits: Limits) -> Arc<Registry> {
+    fn new(limits: ConnectionLimits) -> Arc<Registry> {
         Arc::new(Registry {
             limits,
             conns: Mutex::new(HashMap::new()),
@@ -705,7 +704,7 @@ pub(super) async fn accept_loop(
     builder: Builder,
     methods: Methods,
     stop: StopHandle,
-    limits: Limits,
+    limits: ConnectionLimits,
 ) {
     let registry = Registry::new(limits);
     loop {
@@ -880,7 +879,7 @@ fn misreads(body: &[u8]) -> Vec<Misread> {
 
 /// The most [`Misread`]s a connection keeps until jsonrpsee hands them to the gate: a
 /// session's queued messages' worth of full batches.
-const MAX_MISREADS: usize = MAX_QUEUED_CALLS * super::MAX_BATCH_LEN as usize;
+const MAX_MISREADS: usize = MAX_QUEUED_CALLS * MAX_BATCH_LEN as usize;
 
 /// A request body read whole, or the response refusing it.
 async fn read_body(
@@ -1524,7 +1523,7 @@ mod tests {
     /// connection was given back is not counted (it is never written).
     #[tokio::test]
     async fn reply_bytes_are_counted_until_written_or_given_back() {
-        let reg = Registry::new(Limits::default());
+        let reg = Registry::new(ConnectionLimits::default());
         let total = || reg.unwritten.load(Ordering::SeqCst);
         let held = reg.admit(IpAddr::from([127, 0, 0, 1])).expect("admitted");
         let slot = held.0.clone();

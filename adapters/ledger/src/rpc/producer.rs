@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::server::Shared;
-use crate::LedgerError;
+use super::shared::Shared;
+use crate::error::LedgerError;
 use crate::view::HeaderView;
 
 /// Wall-clock milliseconds since the Unix epoch (0 before it): the header's informative

@@ -1,13 +1,13 @@
-//! The JSON-RPC server: one function per method over the shared chain, and [`LedgerNode`],
+//! The JSON-RPC server: one function per method over the shared chain, and [`RpcServer`],
 //! which runs the server and the block producer.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use deepnode_consensus::{Uid, Weight};
+use deepnode_ledger_client::{AccountId, Extrinsic, H256, ParseIdError, TxError};
 use jsonrpsee::core::middleware::RpcServiceBuilder;
 use jsonrpsee::core::{RegisterMethodError, SubscriptionResult};
 use jsonrpsee::server::{
@@ -15,148 +15,48 @@ use jsonrpsee::server::{
     SubscriptionMessage, stop_channel,
 };
 use jsonrpsee::types::{ErrorObjectOwned, Extensions, Params};
-use serde_json::value::RawValue;
 use tokio::sync::broadcast;
 
-use super::listener::{GateLayer, Limits, accept_loop, bind};
+use super::listener::{ConnectionLimits, GateLayer, accept_loop, bind};
 use super::producer::produce;
-use super::{MAX_BATCH_LEN, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MESSAGE_BUFFER, tx_error_code};
-use crate::error::{RpcError, UsageError};
+use super::shared::{Json, Shared, lock};
+use super::wire::{
+    MAX_BATCH_LEN, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MESSAGE_BUFFER, tx_error_code,
+};
+use crate::chain::Chain;
+use crate::error::{LedgerError, ServerError, UsageError};
 use crate::state::LedgerState;
 use crate::view::{
-    AccountView, BlockView, ExtrinsicAt, HeaderView, MetagraphView, Submitted, bonds_view,
-    epoch_input_of,
+    AccountView, BlockView, ExtrinsicAt, HeaderView, Submitted, bonds_view, epoch_input_of,
+    metagraph_view,
 };
-use crate::{AccountId, Chain, Extrinsic, H256, Header, LedgerError, Store, TxError};
 
-/// The last committed block as readers see it: replaced whole after each commit, so a read
-/// never waits on a commit and never holds the chain's lock. Its metagraph and epoch input
-/// are serialized once, by their first reader, and served as those bytes after.
-pub(super) struct Snapshot {
-    head: Header,
-    state: Arc<LedgerState>,
-    metagraph: OnceLock<Option<Json>>,
-    epoch_input: OnceLock<Option<Json>>,
-}
-
-impl Snapshot {
-    fn new(head: Header, state: Arc<LedgerState>) -> Snapshot {
-        Snapshot {
-            head,
-            state,
-            metagraph: OnceLock::new(),
-            epoch_input: OnceLock::new(),
-        }
-    }
-}
-
-/// A reply serialized once and shared: it serializes as its JSON text, unchanged.
-#[derive(Clone)]
-struct Json(Arc<RawValue>);
-
-impl Json {
-    /// `value` as JSON text; `None` if it cannot be serialized.
-    fn of<T: serde::Serialize>(value: &T) -> Option<Json> {
-        serde_json::value::to_raw_value(value)
-            .ok()
-            .map(|raw| Json(Arc::from(raw)))
-    }
-}
-
-impl serde::Serialize for Json {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
-    }
-}
-
-/// What the RPC handlers and the producer share.
-pub(super) struct Shared {
-    /// Taken by `ledger_submit` (one extrinsic's checks) and by the producer (a block).
-    chain: Mutex<Chain>,
-    /// Taken only to clone or replace the `Arc`.
-    snapshot: RwLock<Arc<Snapshot>>,
-    /// The store, for block and extrinsic reads (redb reads see committed transactions).
-    store: Arc<Store>,
-    /// Each account's next nonce counting the pool, for accounts with extrinsics in it;
-    /// cleared after each commit (the snapshot then holds them).
-    pool_nonces: Mutex<HashMap<AccountId, u64>>,
-    genesis: H256,
-    /// Each new head, for `ledger_subscribeNewHeads`.
-    pub(super) heads: broadcast::Sender<HeaderView>,
-}
-
-/// Locks `m`; a panic while it was held left its data as it was before the failed call
-/// (every mutation validates first), so keep serving.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Shared {
-    fn new(chain: Chain, heads: broadcast::Sender<HeaderView>) -> Shared {
-        let (head, state, store) = chain.snapshot();
-        Shared {
-            genesis: chain.genesis_hash(),
-            chain: Mutex::new(chain),
-            snapshot: RwLock::new(Arc::new(Snapshot::new(head, state))),
-            store,
-            pool_nonces: Mutex::new(HashMap::new()),
-            heads,
-        }
-    }
-
-    pub(super) fn lock(&self) -> MutexGuard<'_, Chain> {
-        lock(&self.chain)
-    }
-
-    /// The last committed block.
-    fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// The store, for the producer's commits.
-    pub(super) fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// Publishes a new head, committed with `state`, to readers; called by the producer
-    /// after the commit. The pool's nonces it now counts are forgotten; those of extrinsics
-    /// accepted since its block was sealed are kept.
-    pub(super) fn publish(&self, head: &Header, state: &Arc<LedgerState>) {
-        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(Snapshot::new(head.clone(), Arc::clone(state)));
-        lock(&self.pool_nonces).retain(|who, next| *next > state.nonce(who));
-    }
-}
-
-/// A running ledger node: the RPC server and the block producer.
-pub struct LedgerNode {
+/// A running RPC server over a chain, with its block producer.
+pub struct RpcServer {
     addr: SocketAddr,
     server: ServerHandle,
     stop: Arc<AtomicBool>,
     producer: Option<std::thread::JoinHandle<Result<(), LedgerError>>>,
 }
 
-impl LedgerNode {
+impl RpcServer {
     /// Starts serving `chain` on `listen` (loopback only) and producing a block every
-    /// `interval`, under the default [`Limits`]. Call from within a tokio runtime.
+    /// `interval`, under the default [`ConnectionLimits`]. Call from within a tokio runtime.
     pub async fn start(
         chain: Chain,
         listen: SocketAddr,
         interval: Duration,
-    ) -> Result<LedgerNode, LedgerError> {
-        Self::start_with_limits(chain, listen, interval, Limits::default()).await
+    ) -> Result<RpcServer, LedgerError> {
+        Self::start_with_limits(chain, listen, interval, ConnectionLimits::default()).await
     }
 
-    /// [`LedgerNode::start`] under the connection rules `limits`.
+    /// [`RpcServer::start`] under the connection rules `limits`.
     pub async fn start_with_limits(
         chain: Chain,
         listen: SocketAddr,
         interval: Duration,
-        limits: Limits,
-    ) -> Result<LedgerNode, LedgerError> {
+        limits: ConnectionLimits,
+    ) -> Result<RpcServer, LedgerError> {
         if !listen.ip().is_loopback() {
             return Err(UsageError::NotLoopback(listen).into());
         }
@@ -182,7 +82,7 @@ impl LedgerNode {
             .to_service_builder();
         let listener = bind(listen).await?;
         let addr = listener.local_addr()?;
-        let module = module(shared.clone()).map_err(RpcError::Register)?;
+        let module = module(shared.clone()).map_err(ServerError::Register)?;
         let (stop_handle, server) = stop_channel();
         tokio::spawn(accept_loop(
             listener,
@@ -198,7 +98,7 @@ impl LedgerNode {
                 .name("block-producer".into())
                 .spawn(move || produce(&shared, interval, &stop))?
         };
-        Ok(LedgerNode {
+        Ok(RpcServer {
             addr,
             server,
             stop,
@@ -217,7 +117,7 @@ impl LedgerNode {
             if self.producer.as_ref().is_none_or(|p| p.is_finished()) {
                 return match self.producer.take().map(std::thread::JoinHandle::join) {
                     Some(Ok(Err(e))) => e,
-                    _ => RpcError::ProducerStopped.into(),
+                    _ => ServerError::ProducerStopped.into(),
                 };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -229,7 +129,7 @@ impl LedgerNode {
         self.stop.store(true, Ordering::SeqCst);
         let res = match self.producer.take().map(std::thread::JoinHandle::join) {
             Some(Ok(r)) => r,
-            Some(Err(_)) => Err(RpcError::ProducerPanicked.into()),
+            Some(Err(_)) => Err(ServerError::ProducerPanicked.into()),
             None => Ok(()),
         };
         let _ = self.server.stop();
@@ -322,9 +222,7 @@ fn account(p: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<AccountView> {
 /// `ledger_metagraph`: serialized once per committed block.
 fn metagraph(_: Params<'_>, s: &Ctx, _: &Extensions) -> Reply<Json> {
     let snap = s.snapshot();
-    cached(&snap.metagraph, || {
-        Json::of(&MetagraphView::new(&snap.state))
-    })
+    cached(&snap.metagraph, || Json::of(&metagraph_view(&snap.state)))
 }
 
 /// `ledger_epochInput`: serialized once per committed block.
@@ -384,7 +282,7 @@ fn param<T: serde::de::DeserializeOwned>(p: &Params<'_>) -> Reply<T> {
 }
 
 /// The one positional parameter, a 32-byte id in hex.
-fn id_param<T: std::str::FromStr<Err = crate::error::ParseIdError>>(p: &Params<'_>) -> Reply<T> {
+fn id_param<T: std::str::FromStr<Err = ParseIdError>>(p: &Params<'_>) -> Reply<T> {
     param::<String>(p)?.parse::<T>().map_err(invalid_params)
 }
 

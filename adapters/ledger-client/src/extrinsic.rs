@@ -1,16 +1,12 @@
-//! What a signer sends: accounts, hashes, calls and signed extrinsics (SCALE), and their hex
-//! text forms.
+//! What a signer sends: calls and signed extrinsics (SCALE), and their hex text form. This is
+//! the one definition of the format: the ledger decodes and applies what this module encodes.
 
-use core::fmt;
-use core::str::FromStr;
-
-use blake2::{Blake2b256, Digest};
 use deepnode_consensus::{Uid, Weight};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use parity_scale_codec::{Decode, DecodeAll, Encode};
 
-use crate::TxError;
-use crate::error::{MalformedError, ParseIdError};
+use crate::id::{AccountId, H256};
+use crate::refusal::{MalformedError, TxError};
 
 /// Largest encoded extrinsic accepted, in bytes (a dense row of 4096 weights is 24 KiB).
 pub const MAX_EXTRINSIC_BYTES: usize = 64 * 1024;
@@ -18,59 +14,11 @@ pub use deepnode_rules::MAX_ENDPOINT_BYTES;
 /// Domain tag that starts every signed payload (versioned: a new format gets a new tag).
 const SIGNING_DOMAIN: &[u8] = b"deepnode-ledger/extrinsic/v1";
 
-/// A 32-byte BLAKE2b-256 digest (block, state and extrinsic hashes).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Encode, Decode)]
-pub struct H256(pub [u8; 32]);
-
-impl H256 {
-    /// BLAKE2b-256 of `bytes`.
-    pub fn digest(bytes: &[u8]) -> H256 {
-        H256(Blake2b256::digest(bytes).into())
-    }
-}
-
-/// An account: an ed25519 public key.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Encode, Decode)]
-pub struct AccountId(pub [u8; 32]);
-
-macro_rules! hex_display {
-    ($t:ty) => {
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "0x{}", hex::encode(self.0))
-            }
-        }
-        impl fmt::Debug for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Display::fmt(self, f)
-            }
-        }
-        impl FromStr for $t {
-            type Err = ParseIdError;
-            /// 64 hex digits, with or without `0x`.
-            fn from_str(s: &str) -> Result<Self, ParseIdError> {
-                let mut out = [0u8; 32];
-                hex::decode_to_slice(s.strip_prefix("0x").unwrap_or(s), &mut out)
-                    .map_err(ParseIdError::Hex)?;
-                Ok(Self(out))
-            }
-        }
-    };
-}
-hex_display!(H256);
-hex_display!(AccountId);
-
-impl From<&SigningKey> for AccountId {
-    fn from(key: &SigningKey) -> AccountId {
-        AccountId(key.verifying_key().to_bytes())
-    }
-}
-
 /// What an extrinsic asks for. Every call that names a `uid` must be signed by the node's
 /// owner.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub enum Call {
-    /// Register a new node owned by the signer (see the crate docs for uid assignment).
+    /// Register a new node owned by the signer (the ledger's docs say which uid it gets).
     Register,
     /// Move `amount` from the signer's free balance to node `uid`'s stake.
     AddStake {
@@ -107,7 +55,7 @@ pub enum Call {
         uid: Uid,
         /// E.g. `"127.0.0.1:7000"`.
         endpoint: Vec<u8>,
-        /// A [`deepnode_wire::Modality`] code (0 text, 1 image, 2 speech, 3 tensor).
+        /// A `deepnode_wire::Modality` code (0 text, 1 image, 2 speech, 3 tensor).
         modality: u8,
     },
 }
@@ -240,12 +188,5 @@ mod tests {
         let mut tampered = ext;
         tampered.nonce = 4;
         assert_eq!(tampered.verify(&g), Err(TxError::BadSignature));
-    }
-
-    #[test]
-    fn hex_forms_parse_back() {
-        let a = AccountId::from(&key(9));
-        assert_eq!(a.to_string().parse::<AccountId>(), Ok(a));
-        assert!("0x12".parse::<AccountId>().is_err());
     }
 }

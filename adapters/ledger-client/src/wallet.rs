@@ -1,17 +1,79 @@
 //! Key files: one ed25519 secret per file, created with mode 0600 and never printed.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
-use crate::AccountId;
-use crate::error::WalletError;
+use crate::id::AccountId;
 
 /// The largest key file read: a key file is about 150 bytes; a larger file is refused
 /// unread.
 pub const MAX_WALLET_BYTES: u64 = 4096;
+
+/// Why a key file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalletError {
+    /// The operating system gave no randomness for a new key.
+    #[error("no system randomness: {0}")]
+    NoRandomness(getrandom::Error),
+    /// The file cannot be created, read or written (it exists, is missing, ...).
+    #[error("{}: {error}", .path.display())]
+    Io {
+        /// The key file.
+        path: PathBuf,
+        /// The reason.
+        error: std::io::Error,
+    },
+    /// The file is not a key file's JSON.
+    #[error("{}: {error}", .path.display())]
+    Json {
+        /// The key file.
+        path: PathBuf,
+        /// The reason.
+        error: serde_json::Error,
+    },
+    /// Others may read or write the file (`mode & 0o077 != 0`).
+    #[error("{}: permissions {mode:o} are too open; use 0600", .path.display())]
+    TooOpen {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits (`mode & 0o777`).
+        mode: u32,
+    },
+    /// The secret is not 32 bytes of hex.
+    #[error("{}: secret is not 32 bytes of hex", .path.display())]
+    BadSecret {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// The path is not a regular file (a FIFO, a directory, a device): reading it could block
+    /// forever or never end.
+    #[error("{}: not a regular file", .path.display())]
+    NotAFile {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The file is larger than any key file ([`MAX_WALLET_BYTES`]); it is not
+    /// read.
+    #[error("{}: {len} bytes, larger than a key file ({max} at most)", .path.display())]
+    TooLarge {
+        /// The key file.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+        /// The largest accepted.
+        max: u64,
+    },
+    /// The account written in the file is not the secret's public key.
+    #[error("{}: account does not match the secret", .path.display())]
+    AccountMismatch {
+        /// The key file.
+        path: PathBuf,
+    },
+}
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
