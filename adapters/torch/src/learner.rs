@@ -241,7 +241,14 @@ impl Learner {
                     s,
                     seed.wrapping_add(w.wrapping_mul(0x51_7cc1)),
                 );
-                (window, if self.config.balance { 1.0 / (m * share) } else { 1.0 })
+                (
+                    window,
+                    if self.config.balance {
+                        1.0 / (m * share)
+                    } else {
+                        1.0
+                    },
+                )
             })
             .unzip();
         (Tensor::cat(&windows, 0), weights)
@@ -407,9 +414,9 @@ impl Learner {
                 Ok(Vec::new())
             }
             Pending::Train(batch, weights) => {
-                let report =
-                    self.model
-                        .step_weighted(&batch, &weights, &mut |j, _| answers.get(&j).cloned())?;
+                let report = self
+                    .model
+                    .step_weighted(&batch, &weights, &mut |j, _| answers.get(&j).cloned())?;
                 for (j, _) in &report.grads {
                     if let (Some(e), Some(&b)) = (self.evidence.get_mut(*j), report.benefit.get(*j))
                     {

@@ -504,10 +504,10 @@ impl LocalModel {
                 .forward(Modality::Text, &routed.inputs)?
                 .reshape([rows, d]);
             let student = self.head(&own, &dist, true).log_softmax(1, Kind::Float);
-            let kl = ((teacher.exp() * (&teacher - &student))
-                .sum_dim_intlist(1, false, Kind::Float)
-                * &row_weights)
-                .mean(Kind::Float);
+            let kl =
+                ((teacher.exp() * (&teacher - &student)).sum_dim_intlist(1, false, Kind::Float)
+                    * &row_weights)
+                    .mean(Kind::Float);
             self.student_opt.backward_step(&kl);
             first.get_or_insert(kl.double_value(&[]));
         }

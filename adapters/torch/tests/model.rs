@@ -332,7 +332,10 @@ fn window_weights_move_the_epoch_scores_toward_the_weighted_windows() {
         node.reset_epoch();
     };
     let batch = corpus.train_batch(4, 16, 7);
-    let (mut even, mut last) = (LocalModel::new(small()).unwrap(), LocalModel::new(small()).unwrap());
+    let (mut even, mut last) = (
+        LocalModel::new(small()).unwrap(),
+        LocalModel::new(small()).unwrap(),
+    );
     warm(&mut even);
     warm(&mut last);
     tch::manual_seed(5);
@@ -345,11 +348,17 @@ fn window_weights_move_the_epoch_scores_toward_the_weighted_windows() {
         .unwrap();
     let (ea, eb) = (even.epoch_scores(), last.epoch_scores());
     for (j, (f, e)) in a.fisher.iter().zip(&ea).enumerate() {
-        assert!((f64::from(*f) - e).abs() <= 1e-6 * e.abs().max(1e-9), "peer {j}: {f} vs {e}");
+        assert!(
+            (f64::from(*f) - e).abs() <= 1e-6 * e.abs().max(1e-9),
+            "peer {j}: {f} vs {e}"
+        );
     }
     assert!(ea.iter().any(|&s| s > 0.0), "{ea:?}");
     assert_ne!(ea, eb, "the weights change the scores");
-    assert!((a.loss - b.loss).abs() < 1e-9, "the training loss is not weighted");
+    assert!(
+        (a.loss - b.loss).abs() < 1e-9,
+        "the training loss is not weighted"
+    );
 }
 
 #[test]

@@ -225,7 +225,10 @@ fn weighted_fisher_scores_are_the_weighted_mean_of_the_windows_scores() {
     let loss = node.loss(&routed, &responses).unwrap();
     let whole = node.fisher_gating(&routed, &loss).unwrap();
     let equal = node.fisher_weighted(&routed, &loss, &[1.0; 4]).unwrap();
-    assert!(whole.iter().any(|&s| s > 0.0), "some peer matters: {whole:?}");
+    assert!(
+        whole.iter().any(|&s| s > 0.0),
+        "some peer matters: {whole:?}"
+    );
     let near = |a: f32, b: f32| (a - b).abs() <= 1e-5 * a.abs().max(b.abs()).max(1e-9);
     for (j, (w, e)) in whole.iter().zip(&equal).enumerate() {
         assert!(near(*w, *e), "peer {j}: batch {w} vs equal windows {e}");
@@ -238,12 +241,22 @@ fn weighted_fisher_scores_are_the_weighted_mean_of_the_windows_scores() {
             node.fisher_weighted(&routed, &loss, &one).unwrap()
         })
         .collect();
-    let mixed = node.fisher_weighted(&routed, &loss, &[2.0, 0.0, 1.0, 1.0]).unwrap();
+    let mixed = node
+        .fisher_weighted(&routed, &loss, &[2.0, 0.0, 1.0, 1.0])
+        .unwrap();
     for j in 0..4 {
         let expected = (2.0 * alone[0][j] + alone[2][j] + alone[3][j]) / 4.0;
-        assert!(near(mixed[j], expected), "peer {j}: {} vs {expected}", mixed[j]);
+        assert!(
+            near(mixed[j], expected),
+            "peer {j}: {} vs {expected}",
+            mixed[j]
+        );
         let mean = alone.iter().map(|a| a[j]).sum::<f32>() / 4.0;
-        assert!(near(mean, whole[j]), "peer {j}: windows' mean {mean} vs batch {}", whole[j]);
+        assert!(
+            near(mean, whole[j]),
+            "peer {j}: windows' mean {mean} vs batch {}",
+            whole[j]
+        );
     }
     assert!(node.fisher_weighted(&routed, &loss, &[1.0; 3]).is_err());
 }

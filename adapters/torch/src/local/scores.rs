@@ -156,7 +156,11 @@ impl LocalModel {
     /// scores say how much a peer moves the output; this says in which direction for the loss.
     pub fn benefit(&self, routed: &Routed, loss: &Loss) -> Result<Vec<f64>, TorchError> {
         let rows = routed.targets.numel() as i64;
-        self.benefit_weighted(routed, loss, &Tensor::ones([rows], (Kind::Double, Device::Cpu)))
+        self.benefit_weighted(
+            routed,
+            loss,
+            &Tensor::ones([rows], (Kind::Double, Device::Cpu)),
+        )
     }
 
     /// [`LocalModel::benefit`] with each position's rise weighted by `row_weights` `[rows]`
@@ -199,7 +203,10 @@ impl LocalModel {
         if self.fisher_mass <= 0.0 {
             return vec![0.0; self.fisher_sum.len()];
         }
-        self.fisher_sum.iter().map(|s| s / self.fisher_mass).collect()
+        self.fisher_sum
+            .iter()
+            .map(|s| s / self.fisher_mass)
+            .collect()
     }
 
     /// Starts a new epoch of Fisher scores.
