@@ -1,12 +1,12 @@
 //! The devnet's report directory: the metagraph per epoch (CSV and JSON), the summary, the
-//! figures (PNG and SVG, drawn with the simulator's plotting code) and `report.md`, all
+//! figures (PNG and SVG, drawn by `deepnode-plot`) and `report.md`, all
 //! generated from the run's records.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use deepnode_sim::plot::{Figure, Lines, save};
+use deepnode_plot::{Figure, Lines, save};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 

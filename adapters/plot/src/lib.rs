@@ -1,13 +1,21 @@
-//! Figures, drawn with plotters into PNG and SVG from the same code. Text uses the bundled
-//! DejaVu Sans (assets/), so no system font library is needed.
+#![doc = include_str!("../README.md")]
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+pub use plotters;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::SimError;
+/// A figure that could not be drawn or saved.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: cannot draw figure: {message}", path.display())]
+pub struct PlotError {
+    /// The figure's file.
+    pub path: PathBuf,
+    /// The plotting backend's message.
+    pub message: String,
+}
 
 static FONT: Once = Once::new();
 const FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -27,13 +35,13 @@ pub trait Figure {
 }
 
 /// Renders `fig` to `STEM.png` and `STEM.svg`; returns both paths.
-pub fn save(fig: &impl Figure, stem: &Path) -> Result<Vec<PathBuf>, SimError> {
+pub fn save(fig: &impl Figure, stem: &Path) -> Result<Vec<PathBuf>, PlotError> {
     register_font();
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
     let err = |path: &Path| {
         let path = path.to_owned();
-        move |message: String| SimError::Plot { path, message }
+        move |message: String| PlotError { path, message }
     };
     {
         let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
