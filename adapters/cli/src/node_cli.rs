@@ -46,6 +46,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = ScoringArg::Usefulness)]
     scoring: ScoringArg,
     /// With `--scoring favor`: the accounts (hex) the row gives weight to, and nobody else.
+    #[cfg(feature = "adversarial")]
     #[arg(long, value_delimiter = ',')]
     favor: Vec<String>,
     /// Train on this text domain (`c`, `fortunes`, `licenses`, `python`), querying peers
@@ -195,8 +196,9 @@ enum ModalityArg {
     Tensor,
 }
 
+/// `--model`.
 #[derive(Clone, Copy, ValueEnum)]
-enum ModelArg {
+pub enum ModelArg {
     /// A fixed random projection.
     Projection,
     /// A learned bias moved by the gradients peers send.
@@ -215,79 +217,183 @@ enum ScoringArg {
     Usefulness,
     /// The trainer's Fisher scores (needs `--train`).
     Trainer,
-    /// Weight only the `--favor` accounts.
+    /// Weight only the `--favor` accounts (an adversary: feature `adversarial`).
+    #[cfg(feature = "adversarial")]
     Favor,
-    /// Copy each neuron's consensus of the last epoch.
+    /// Copy each neuron's consensus of the last epoch (an adversary: feature `adversarial`).
+    #[cfg(feature = "adversarial")]
     Consensus,
     /// Set no weights.
     None,
 }
 
+/// A node to run: from the flags of `deepnode node run` ([`RunArgs::spec`]) or from a
+/// devnet's node config (`deepnode devnet node`).
+pub struct NodeSpec {
+    /// The key file.
+    pub wallet: PathBuf,
+    /// What it serves.
+    pub served: ServedSpec,
+    /// The network's representation width D.
+    pub dim: u32,
+    /// Where to append its status as JSON lines.
+    pub metrics: Option<PathBuf>,
+    /// Everything else the node's loop takes.
+    pub cfg: RunConfig,
+}
+
+/// The model a node serves.
+pub enum ServedSpec {
+    /// A pure-Rust model, or the training adapter's untrained encoder (`torch`).
+    Model(ModelArg),
+    /// A learner (libtorch): a specialist of `domain`, also trained and evaluated on
+    /// `domains`, its gate choosing among `slots` uids; it serves its trained encoder.
+    Learner {
+        /// Its own text domain.
+        domain: String,
+        /// The domains of the network's learners.
+        domains: Vec<String>,
+        /// Uids the gate chooses among.
+        slots: usize,
+    },
+}
+
+/// The node's loop configuration; batch and deadlines are the CLI's fixed choices.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one place that fills RunConfig for both callers"
+)]
+pub fn run_config(
+    rpc: String,
+    listen: SocketAddr,
+    modality: Modality,
+    stake: (u64, u64),
+    k: usize,
+    query_ms: u64,
+    serve: ServeConfig,
+    seed: u64,
+    scoring: Scoring,
+) -> RunConfig {
+    RunConfig {
+        rpc,
+        listen: listen.into(),
+        modality,
+        stake: stake.0,
+        stake_floor: stake.1,
+        k: k.max(1),
+        batch: (4, 32),
+        query_every: Duration::from_millis(query_ms.max(1)),
+        timeout: Duration::from_secs(2),
+        serve,
+        seed,
+        scoring,
+    }
+}
+
+/// The serving config of a node with every limit at the node's default, for width `dim`.
+pub fn default_serve(dim: u32) -> ServeConfig {
+    ServeConfig::new(
+        limits(dim),
+        ServeConfig::DEFAULT_PER_PEER,
+        ServeConfig::DEFAULT_TOTAL,
+    )
+}
+
+impl RunArgs {
+    /// The node these flags describe; a flag that cannot work is bad input.
+    fn spec(self) -> Result<NodeSpec, Failure> {
+        let served = match self.train {
+            // A learner serves its trained encoder (`--model` is the training adapter's).
+            Some(domain) => ServedSpec::Learner {
+                domain,
+                domains: self.domains,
+                slots: self.slots,
+            },
+            None => ServedSpec::Model(self.model),
+        };
+        let scoring = match self.scoring {
+            ScoringArg::Usefulness => Scoring::Usefulness,
+            ScoringArg::Trainer if matches!(served, ServedSpec::Model(_)) => {
+                return Err(Failure::input("--scoring trainer needs --train"));
+            }
+            ScoringArg::Trainer => Scoring::Trainer,
+            #[cfg(feature = "adversarial")]
+            ScoringArg::Favor => Scoring::Favor(
+                self.favor
+                    .iter()
+                    .map(|k| {
+                        k.parse::<deepnode_ledger::AccountId>()
+                            .map(|a| a.0)
+                            .map_err(|e| Failure::input(format!("--favor {k}: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            #[cfg(feature = "adversarial")]
+            ScoringArg::Consensus => Scoring::CopyConsensus,
+            ScoringArg::None => Scoring::Nothing,
+        };
+        let serve = self.limits.config(self.dim)?;
+        let modality = match self.modality {
+            ModalityArg::Text => Modality::Text,
+            ModalityArg::Tensor => Modality::Tensor,
+        };
+        Ok(NodeSpec {
+            wallet: self.wallet,
+            served,
+            dim: self.dim,
+            metrics: self.metrics,
+            cfg: run_config(
+                self.rpc,
+                self.listen,
+                modality,
+                (self.stake, self.stake_floor),
+                self.k,
+                self.query_ms,
+                serve,
+                self.seed,
+                scoring,
+            ),
+        })
+    }
+}
+
 /// Runs `deepnode node ...`.
 pub fn run_node(cmd: NodeCmd) -> Result<(), Failure> {
     let NodeCmd::Run(args) = cmd;
-    let wallet = Wallet::load(&args.wallet).map_err(Failure::input)?;
-    let (model, trainer): (Arc<dyn Model>, Option<Box<dyn Trainer>>) = match &args.train {
-        // A learner serves its trained encoder (`--model` is the training adapter's).
-        Some(domain) => torch::learner(
+    launch(args.spec()?)
+}
+
+/// Runs the node of `spec` until Ctrl-C or SIGTERM, with its status line and metrics file.
+pub fn launch(spec: NodeSpec) -> Result<(), Failure> {
+    let NodeSpec {
+        wallet,
+        served,
+        dim,
+        metrics,
+        cfg,
+    } = spec;
+    let wallet = Wallet::load(&wallet).map_err(Failure::input)?;
+    let seed = cfg.seed;
+    let (model, trainer): Served = match &served {
+        ServedSpec::Learner {
             domain,
-            &args.domains,
-            args.slots,
-            args.k,
-            args.dim,
-            args.seed,
-        )?,
-        None => (
-            match args.model {
-                ModelArg::Projection => Arc::new(RandomProjection::new(args.seed, args.dim)),
-                ModelArg::Echo => Arc::new(EchoBias::new(args.dim, 0.1)),
-                ModelArg::Noise => Arc::new(Noise::new(args.seed, args.dim, 1.0)),
-                ModelArg::Zeros => Arc::new(Constant::new(args.dim, 0.0)),
-                ModelArg::Torch => torch::served(args.seed, args.dim)?,
+            domains,
+            slots,
+        } => torch::learner(domain, domains, *slots, cfg.k, dim, seed)?,
+        ServedSpec::Model(m) => (
+            match m {
+                ModelArg::Projection => Arc::new(RandomProjection::new(seed, dim)),
+                ModelArg::Echo => Arc::new(EchoBias::new(dim, 0.1)),
+                ModelArg::Noise => Arc::new(Noise::new(seed, dim, 1.0)),
+                ModelArg::Zeros => Arc::new(Constant::new(dim, 0.0)),
+                ModelArg::Torch => torch::served(seed, dim)?,
             },
             None,
         ),
     };
-    let scoring = match args.scoring {
-        ScoringArg::Usefulness => Scoring::Usefulness,
-        ScoringArg::Trainer if trainer.is_none() => {
-            return Err(Failure::input("--scoring trainer needs --train"));
-        }
-        ScoringArg::Trainer => Scoring::Trainer,
-        ScoringArg::Favor => Scoring::Favor(
-            args.favor
-                .iter()
-                .map(|k| {
-                    k.parse::<deepnode_ledger::AccountId>()
-                        .map(|a| a.0)
-                        .map_err(|e| Failure::input(format!("--favor {k}: {e}")))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        ScoringArg::Consensus => Scoring::CopyConsensus,
-        ScoringArg::None => Scoring::Nothing,
-    };
-    let serve = args.limits.config(args.dim)?;
-    let mut metrics = match &args.metrics {
+    let mut metrics = match &metrics {
         Some(path) => Some(Metrics::open(path)?),
         None => None,
-    };
-    let cfg = RunConfig {
-        rpc: args.rpc,
-        listen: args.listen.into(),
-        modality: match args.modality {
-            ModalityArg::Text => Modality::Text,
-            ModalityArg::Tensor => Modality::Tensor,
-        },
-        stake: args.stake,
-        stake_floor: args.stake_floor,
-        k: args.k.max(1),
-        batch: (4, 32),
-        query_every: Duration::from_millis(args.query_ms.max(1)),
-        timeout: Duration::from_secs(2),
-        serve,
-        seed: args.seed,
-        scoring,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -426,7 +532,7 @@ impl Metrics {
         }
         self.last = Some(now);
         let progress = s.progress.clone().unwrap_or_default();
-        let line = MetricsLine {
+        let line = deepnode_devnet::MetricsLine {
             t: self.started.elapsed().as_secs_f64(),
             uid: s.uid,
             block: s.block,
@@ -450,64 +556,8 @@ impl Metrics {
     }
 }
 
-/// One line of a `--metrics` file: the node's [`Status`] at `t` seconds after its start. The
-/// one definition of the format, for the writer and for `deepnode devnet`, which reads it.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MetricsLine {
-    /// Seconds since the node started.
-    pub t: f64,
-    /// Its uid, once registered.
-    pub uid: Option<deepnode_consensus::Uid>,
-    /// The ledger block last seen.
-    pub block: u64,
-    /// Peers of its modality with an endpoint, and those connected.
-    pub peers: usize,
-    /// Peers connected.
-    pub peers_up: usize,
-    /// Requests served.
-    pub served: u64,
-    /// Requests refused.
-    pub refused: u64,
-    /// Peer answers received.
-    pub answers: u64,
-    /// Peer queries that failed.
-    pub failed: u64,
-    /// Peer queries not sent because the peer backs off after a failure.
-    #[serde(default)]
-    pub skipped: u64,
-    /// Rows committed.
-    pub rows_set: u64,
-    /// Rows the ledger refused.
-    pub rows_refused: u64,
-    /// Why the last row was not set.
-    pub last_row_error: Option<String>,
-    /// The last failed peer query, `uid J: reason`.
-    #[serde(default)]
-    pub last_peer_error: Option<String>,
-    /// Training steps (learners).
-    pub steps: u64,
-    /// The last training loss.
-    pub loss: Option<f64>,
-    /// The last validation losses by name.
-    pub valid: std::collections::BTreeMap<String, f64>,
-}
-
-impl MetricsLine {
-    /// Every complete line of a metrics file, in order (a torn last line is skipped; a missing
-    /// file has none).
-    pub fn read_all(path: &std::path::Path) -> Vec<MetricsLine> {
-        std::fs::read_to_string(path)
-            .map(|text| {
-                text.lines()
-                    .filter_map(|l| serde_json::from_str(l).ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
 /// The model a node serves and, for a learner, its trainer.
-type Served = (Arc<dyn Model>, Option<Box<dyn Trainer>>);
+pub(crate) type Served = (Arc<dyn Model>, Option<Box<dyn Trainer>>);
 
 /// The libtorch side of `node run`, present with the `torch` feature.
 #[cfg(feature = "torch")]
