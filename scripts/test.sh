@@ -76,7 +76,7 @@ cargo clippy -p deepnode-bench --features parallel --all-targets -- -D warnings
 cargo test -p deepnode-consensus --features parallel
 cargo test -p deepnode-conformance --features parallel
 cargo test -p deepnode-cli --features parallel --test epoch_cli
-cargo test -p deepnode-bench --features parallel --test bench_cli
+cargo test -p deepnode-bench --features parallel --test bench_cli -- threads
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p deepnode-consensus --features parallel
 
 step "conformance vectors through the CLI"

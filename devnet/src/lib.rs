@@ -1,12 +1,4 @@
-//! The devnet: the embedded ledger and N node processes on loopback, run for a number of
-//! epochs, shown live, and written up as a report (docs/devnet/README.md tells what it shows).
-//!
-//! The crate owns the scenario format ([`Scenario`], `examples/devnet.toml`), the role table
-//! ([`node_config`]: what each role serves and how it sets weights, as the typed
-//! [`NodeConfig`] a node process runs), the records and their summary, and the report. Each of
-//! those is a plain function of its inputs, tested without processes; only [`run`] starts
-//! them, through the [`Launch`] its caller gives (the `deepnode` binary starts itself as
-//! `deepnode devnet node FILE`).
+#![doc = include_str!("../README.md")]
 
 mod error;
 mod genesis;

@@ -1,20 +1,23 @@
 //! `deepnode node run`: a client node on a ledger (`deepnode-node`), with a live status line.
+//! This file turns the flags into a [`NodeSpec`]; `launch` runs it; `torch` builds the
+//! learner.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use deepnode_ledger::Wallet;
-use deepnode_node::life::{RunConfig, Scoring, Status, run};
-use deepnode_node::{Constant, EchoBias, Model, Noise, RandomProjection, ServeConfig, Trainer};
+use deepnode_node::life::{RunConfig, Scoring};
+use deepnode_node::{Model, ServeConfig, Trainer};
 use deepnode_wire::{Limits, Modality};
-use indicatif::{ProgressBar, ProgressStyle};
-use tokio::sync::watch;
 
 use crate::exit::Failure;
+
+mod launch;
+mod torch;
+
+pub use launch::launch;
 
 /// `deepnode node ...`
 #[derive(Subcommand)]
@@ -363,304 +366,8 @@ pub fn run_node(cmd: NodeCmd) -> Result<(), Failure> {
     launch(args.spec()?)
 }
 
-/// Runs the node of `spec` until Ctrl-C or SIGTERM, with its status line and metrics file.
-pub fn launch(spec: NodeSpec) -> Result<(), Failure> {
-    let NodeSpec {
-        wallet,
-        served,
-        dim,
-        metrics,
-        cfg,
-    } = spec;
-    let wallet = Wallet::load(&wallet).map_err(Failure::input)?;
-    let seed = cfg.seed;
-    let (model, trainer): Served = match &served {
-        ServedSpec::Learner {
-            domain,
-            domains,
-            slots,
-        } => torch::learner(domain, domains, *slots, cfg.k, dim, seed)?,
-        ServedSpec::Model(m) => (
-            match m {
-                ModelArg::Projection => Arc::new(RandomProjection::new(seed, dim)),
-                ModelArg::Echo => Arc::new(EchoBias::new(dim, 0.1)),
-                ModelArg::Noise => Arc::new(Noise::new(seed, dim, 1.0)),
-                ModelArg::Zeros => Arc::new(Constant::new(dim, 0.0)),
-                ModelArg::Torch => torch::served(seed, dim)?,
-            },
-            None,
-        ),
-    };
-    let mut metrics = match &metrics {
-        Some(path) => Some(Metrics::open(path)?),
-        None => None,
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(Failure::failed)?;
-    rt.block_on(async move {
-        let (status_tx, mut status) = watch::channel(Status::default());
-        let (stop_tx, stop) = watch::channel(false);
-        let node =
-            tokio::spawn(async move { run(&wallet, model, trainer, cfg, status_tx, stop).await });
-        let show = Show::new();
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(Failure::failed)?;
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
-                changed = status.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                    let s = status.borrow().clone();
-                    show.update(&s);
-                    if let Some(m) = &mut metrics {
-                        m.record(&s, false)?;
-                    }
-                }
-            }
-        }
-        let _ = stop_tx.send(true);
-        show.finish();
-        if let Some(m) = &mut metrics {
-            m.record(&status.borrow(), true)?;
-        }
-        node.await
-            .map_err(Failure::failed)?
-            .map_err(Failure::failed)
-    })
-}
-
-/// The status line: a spinner line rewritten in place on a terminal; elsewhere a plain line
-/// whenever the uid, peers or weights change, and every 20 updates.
-struct Show {
-    bar: Option<ProgressBar>,
-    last: std::sync::Mutex<(String, u64)>,
-}
-
-impl Show {
-    fn new() -> Show {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let pb = ProgressBar::new_spinner();
-            if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}") {
-                pb.set_style(style);
-            }
-            pb.enable_steady_tick(Duration::from_millis(200));
-            pb
-        });
-        Show {
-            bar,
-            last: std::sync::Mutex::new((String::new(), 0)),
-        }
-    }
-
-    fn update(&self, s: &Status) {
-        let line = line(s);
-        match &self.bar {
-            Some(pb) => pb.set_message(line),
-            None => {
-                let key = format!(
-                    "{:?} {} {} {:?}",
-                    s.uid, s.peers, s.peers_up, s.weights_block
-                );
-                if let Ok(mut last) = self.last.lock() {
-                    last.1 += 1;
-                    if last.0 != key || last.1 % 20 == 0 {
-                        println!("{line}");
-                        last.0 = key;
-                    }
-                }
-            }
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(pb) = &self.bar {
-            pb.finish();
-        }
-    }
-}
-
-fn line(s: &Status) -> String {
-    let uid = s.uid.map_or("-".into(), |u| u.to_string());
-    let weights = s
-        .weights_block
-        .map_or("never".into(), |b| format!("block {b}"));
-    let mut line = format!(
-        "deepnode node: uid {uid}  block {}  peers {}/{} up  served {} refused {}  answers {} failed {} skipped {}  weights {weights}",
-        s.block, s.peers_up, s.peers, s.served, s.refused, s.answers, s.failed, s.skipped
-    );
-    if let Some(e) = &s.last_row_error {
-        line.push_str(&format!("  ({e})"));
-    }
-    if let Some(e) = &s.last_peer_error {
-        line.push_str(&format!("  last failure {e}"));
-    }
-    line
-}
-
-/// `--metrics`: the status as JSON lines, at most one a second.
-struct Metrics {
-    file: std::fs::File,
-    started: std::time::Instant,
-    last: Option<std::time::Instant>,
-}
-
-impl Metrics {
-    fn open(path: &std::path::Path) -> Result<Metrics, Failure> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
-        Ok(Metrics {
-            file,
-            started: std::time::Instant::now(),
-            last: None,
-        })
-    }
-
-    fn record(&mut self, s: &Status, force: bool) -> Result<(), Failure> {
-        use std::io::Write;
-        let now = std::time::Instant::now();
-        if !force && self.last.is_some_and(|t| now - t < Duration::from_secs(1)) {
-            return Ok(());
-        }
-        self.last = Some(now);
-        let progress = s.progress.clone().unwrap_or_default();
-        let line = deepnode_devnet::MetricsLine {
-            t: self.started.elapsed().as_secs_f64(),
-            uid: s.uid,
-            block: s.block,
-            peers: s.peers,
-            peers_up: s.peers_up,
-            served: s.served,
-            refused: s.refused,
-            answers: s.answers,
-            failed: s.failed,
-            skipped: s.skipped,
-            rows_set: s.rows_set,
-            rows_refused: s.rows_refused,
-            last_row_error: s.last_row_error.clone(),
-            last_peer_error: s.last_peer_error.clone(),
-            steps: progress.steps,
-            loss: progress.loss,
-            valid: progress.valid.into_iter().collect(),
-        };
-        let json = serde_json::to_string(&line).map_err(Failure::failed)?;
-        writeln!(self.file, "{json}").map_err(Failure::failed)
-    }
-}
-
 /// The model a node serves and, for a learner, its trainer.
 pub(crate) type Served = (Arc<dyn Model>, Option<Box<dyn Trainer>>);
-
-/// The libtorch side of `node run`, present with the `torch` feature.
-#[cfg(feature = "torch")]
-mod torch {
-    use std::sync::Arc;
-
-    use deepnode_node::Model;
-    use deepnode_torch::data::Domain;
-    use deepnode_torch::{EncoderConfig, Learner, LearnerConfig, LocalConfig, TorchModel};
-
-    use super::Served;
-    use crate::exit::Failure;
-
-    fn encoder(dim: u32) -> EncoderConfig {
-        EncoderConfig {
-            dim: i64::from(dim),
-            ..EncoderConfig::default()
-        }
-    }
-
-    /// The served TEXT encoder.
-    pub fn served(seed: u64, dim: u32) -> Result<Arc<dyn Model>, Failure> {
-        let seed = i64::try_from(seed).map_err(|_| Failure::input("--seed too large for torch"))?;
-        let m = TorchModel::new(seed, encoder(dim), deepnode_torch::ServeConfig::default())
-            .map_err(Failure::failed)?;
-        Ok(Arc::new(m))
-    }
-
-    /// The learner of `--train DOMAIN --domains ...` and the model it serves (its trained
-    /// encoder).
-    pub fn learner(
-        domain: &str,
-        network: &[String],
-        slots: usize,
-        k: usize,
-        dim: u32,
-        seed: u64,
-    ) -> Result<Served, Failure> {
-        let input = |e| Failure::input(format!("--train {domain}: {e}"));
-        let own = Domain::parse(domain).map_err(input)?;
-        let network = network
-            .iter()
-            .map(|d| Domain::parse(d))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(input)?;
-        let defaults = LearnerConfig::default();
-        let config = LearnerConfig {
-            local: LocalConfig {
-                encoder: encoder(dim),
-                student: EncoderConfig {
-                    hidden: defaults.local.student.hidden,
-                    ..encoder(dim)
-                },
-                peers: slots,
-                k: k.clamp(1, slots.max(1)),
-                seed,
-                ..defaults.local
-            },
-            ..defaults
-        };
-        let mut learner = Learner::specialist(config, own, &network).map_err(input)?;
-        let seed = i64::try_from(seed).map_err(|_| Failure::input("--seed too large for torch"))?;
-        let served = Arc::new(
-            TorchModel::new(seed, encoder(dim), deepnode_torch::ServeConfig::default())
-                .map_err(Failure::failed)?,
-        );
-        learner
-            .serve_through(Arc::clone(&served))
-            .map_err(Failure::failed)?;
-        Ok((served, Some(Box::new(learner))))
-    }
-}
-
-/// Without the `torch` feature: a one-line reason instead of a model.
-#[cfg(not(feature = "torch"))]
-mod torch {
-    use std::sync::Arc;
-
-    use deepnode_node::Model;
-
-    use super::Served;
-    use crate::exit::Failure;
-
-    const WHY: &str = "this deepnode was built without the `torch` feature (libtorch): \
-        run ./scripts/devnet.sh, or cargo build --release -p deepnode-cli --features torch";
-
-    /// Refused: no libtorch.
-    pub fn served(_: u64, _: u32) -> Result<Arc<dyn Model>, Failure> {
-        Err(Failure::input(WHY))
-    }
-
-    /// Refused: no libtorch.
-    pub fn learner(
-        _: &str,
-        _: &[String],
-        _: usize,
-        _: usize,
-        _: u32,
-        _: u64,
-    ) -> Result<Served, Failure> {
-        Err(Failure::input(WHY))
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -776,15 +483,5 @@ mod tests {
                 Ok(_) => panic!("{args:?}: accepted"),
             }
         }
-    }
-
-    #[test]
-    fn the_status_line_shows_peers_skipped_while_backing_off() {
-        let s = Status {
-            failed: 2,
-            skipped: 5,
-            ..Status::default()
-        };
-        assert!(line(&s).contains("failed 2 skipped 5"), "{}", line(&s));
     }
 }
