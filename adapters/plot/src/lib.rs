@@ -288,3 +288,36 @@ impl Figure for Heatmap {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines() -> Lines {
+        Lines {
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            series: vec![("a".into(), vec![(0.0, 1.0), (1.0, 2.0)])],
+            reference: Some(1.5),
+            y_range: None,
+        }
+    }
+
+    #[test]
+    fn the_same_figure_is_the_same_bytes_and_a_bad_path_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = save(&lines(), &dir.path().join("a")).unwrap();
+        let b = save(&lines(), &dir.path().join("b")).unwrap();
+        assert_eq!(a.len(), 2);
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(std::fs::read(x).unwrap(), std::fs::read(y).unwrap());
+        }
+        let svg = std::fs::read_to_string(&a[1]).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("900"), "{svg:.80}");
+        let missing = dir.path().join("no/such/dir/c");
+        let e = save(&lines(), &missing).unwrap_err();
+        assert_eq!(e.path, missing.with_extension("png"));
+        assert!(e.to_string().contains("cannot draw figure"), "{e}");
+    }
+}
