@@ -67,16 +67,18 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "tests (workspace, GPU crate on the available Vulkan adapter, torch crate on libtorch)"
 cargo test --workspace
 
-step "devnet: deepnode with the torch feature; a small devnet's claims (learners paid, cabal falls, rows accepted, chain verifies)"
-cargo clippy -p deepnode-cli --features torch --all-targets -- -D warnings
-cargo test -p deepnode-cli --features torch --test devnet
+step "devnet: deepnode with the torch and adversarial features; a small devnet's claims (learners paid, cabal falls, rows accepted, chain verifies)"
+cargo clippy -p deepnode-cli --features torch,adversarial --all-targets -- -D warnings
+cargo test -p deepnode-cli --features torch,adversarial --test devnet
 
 step "multi-core epoch (feature parallel): the same bits on 1, 2, 3 and 8 threads, every vector"
 cargo clippy -p deepnode-consensus --features parallel --all-targets -- -D warnings
 cargo clippy -p deepnode-cli --features parallel --all-targets -- -D warnings
+cargo clippy -p deepnode-bench --features parallel --all-targets -- -D warnings
 cargo test -p deepnode-consensus --features parallel
 cargo test -p deepnode-conformance --features parallel
 cargo test -p deepnode-cli --features parallel --test epoch_cli
+cargo test -p deepnode-bench --features parallel --test bench_cli -- threads
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p deepnode-consensus --features parallel
 
 step "conformance vectors through the CLI"

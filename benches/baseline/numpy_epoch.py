@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """The DeepNode epoch (SPEC.md §5 steps 1 to 11) as a researcher would write it in numpy +
-scipy.sparse: the baseline that `deepnode bench --baseline` times beside the Rust epoch.
+scipy.sparse: the baseline that `deepnode-bench epoch --baseline` times beside the Rust epoch.
 
-Reads a workload written by `deepnode bench` (format below), times `epochs` cold epochs (no
+Reads a workload written by `deepnode-bench epoch` (format below), times `epochs` cold epochs (no
 bonds) and `epochs` steady ones (bonds of the previous epoch, after one warm-up), writes the
 outputs of the last steady epoch for the Rust side to compare, and prints one JSON line:
 {"cold_s": median, "steady_s": median, "peak_rss_mib": VmHWM}. Times are the main thread's
-CPU time (time.thread_time), as `deepnode bench` reports on-CPU time on a shared machine.
+CPU time (time.thread_time), as `deepnode-bench epoch` reports on-CPU time on a shared machine.
 
 Workload file (little-endian): b"DNW1", n u64, nnz u64, rho f64, kappa f64, self_share f64,
 trust_threshold f64, emission u64, mask_self_weights u8, bond mode u8 (0 cumulative, 1 EMA),

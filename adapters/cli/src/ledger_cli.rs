@@ -39,18 +39,6 @@ pub enum LedgerCmd {
         #[arg(long)]
         data: PathBuf,
     },
-    /// Measure extrinsics/s with signature checks, a block of 1,000 extrinsics, an epoch.
-    Bench {
-        /// Extrinsics in the throughput run.
-        #[arg(long, default_value_t = 20_000)]
-        extrinsics: usize,
-        /// Nodes in the epoch run.
-        #[arg(long, default_value_t = 4096)]
-        nodes: u32,
-        /// Weights per row in the epoch run.
-        #[arg(long, default_value_t = 64)]
-        k: u32,
-    },
 }
 
 /// `deepnode wallet ...`
@@ -168,11 +156,6 @@ pub fn run_ledger(cmd: LedgerCmd) -> Result<(), Failure> {
                 r.blocks, r.head, r.extrinsics, r.epochs
             );
         }),
-        LedgerCmd::Bench {
-            extrinsics,
-            nodes,
-            k,
-        } => deepnode_ledger::bench::run(extrinsics, nodes, k).map(|r| println!("{r}")),
     })
 }
 

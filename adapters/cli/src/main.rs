@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-mod bench;
 mod devnet;
 mod exit;
 mod ledger_cli;
@@ -37,37 +36,14 @@ enum Command {
         #[arg(long, default_value_t = Backend::Fixed, value_parser = backend_parser())]
         backend: Backend,
     },
-    /// Time the epoch on a synthetic network, fixed against float in the same run.
-    Bench {
-        /// Nodes.
-        #[arg(long, default_value_t = 4096)]
-        n: usize,
-        /// Non-zero weights per row (capped at n).
-        #[arg(long, default_value_t = 4096)]
-        k: usize,
-        /// Epochs timed per backend and round (the median is kept).
-        #[arg(long, default_value_t = 3)]
-        epochs: usize,
-        /// Rounds of (float, fixed, baseline), alternated; the median over rounds is reported.
-        #[arg(long, default_value_t = 1)]
-        rounds: usize,
-        /// Also time this numpy + scipy.sparse epoch script (run with `python3`, e.g.
-        /// benches/baseline/numpy_epoch.py) on the same network each round, and print ratios.
-        #[arg(long)]
-        baseline: Option<PathBuf>,
-        /// Also time the epoch on this many threads against one core, both backends,
-        /// alternated, and print the speed-up (needs a build with `--features parallel`).
-        #[arg(long)]
-        threads: Option<std::num::NonZeroUsize>,
-    },
     /// Check this build against the conformance vectors in DIR.
     Conformance {
         /// The vectors directory (e.g. conformance/vectors).
         dir: PathBuf,
     },
-    /// Simulate many epochs of a scenario (TOML), or run the simulator's sweep or benchmark.
+    /// Simulate many epochs of a scenario (TOML), or draw the simulator's sweep and figures.
     Sim(sim::SimArgs),
-    /// Serve or verify the embedded ledger, or benchmark it.
+    /// Serve or verify the embedded ledger.
     #[command(subcommand)]
     Ledger(ledger_cli::LedgerCmd),
     /// Create or show a key file.
@@ -99,22 +75,6 @@ fn main() -> ExitCode {
         Command::Epoch { state, backend } => run_epoch(&state, backend).map(|json| {
             println!("{json}");
         }),
-        Command::Bench {
-            n,
-            k,
-            epochs,
-            rounds,
-            baseline,
-            threads,
-        } => bench::run(&bench::BenchArgs {
-            n,
-            k,
-            epochs,
-            rounds,
-            baseline,
-            threads,
-        })
-        .map_err(Failure::input),
         Command::Sim(args) => sim::run(args),
         Command::Ledger(cmd) => ledger_cli::run_ledger(cmd),
         Command::Wallet(cmd) => ledger_cli::run_wallet(cmd),

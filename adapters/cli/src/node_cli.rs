@@ -1,20 +1,23 @@
 //! `deepnode node run`: a client node on a ledger (`deepnode-node`), with a live status line.
+//! This file turns the flags into a [`NodeSpec`]; `launch` runs it; `torch` builds the
+//! learner.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use deepnode_ledger_client::Wallet;
-use deepnode_node::life::{RunConfig, Scoring, Status, run};
-use deepnode_node::{Constant, EchoBias, Model, Noise, RandomProjection, ServeConfig, Trainer};
+use deepnode_node::life::{RunConfig, Scoring};
+use deepnode_node::{Model, ServeConfig, Trainer};
 use deepnode_wire::{Limits, Modality};
-use indicatif::{ProgressBar, ProgressStyle};
-use tokio::sync::watch;
 
 use crate::exit::Failure;
+
+mod launch;
+mod torch;
+
+pub use launch::launch;
 
 /// `deepnode node ...`
 #[derive(Subcommand)]
@@ -46,6 +49,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = ScoringArg::Usefulness)]
     scoring: ScoringArg,
     /// With `--scoring favor`: the accounts (hex) the row gives weight to, and nobody else.
+    #[cfg(feature = "adversarial")]
     #[arg(long, value_delimiter = ',')]
     favor: Vec<String>,
     /// Train on this text domain (`c`, `fortunes`, `licenses`, `python`), querying peers
@@ -195,8 +199,9 @@ enum ModalityArg {
     Tensor,
 }
 
+/// `--model`.
 #[derive(Clone, Copy, ValueEnum)]
-enum ModelArg {
+pub enum ModelArg {
     /// A fixed random projection.
     Projection,
     /// A learned bias moved by the gradients peers send.
@@ -215,402 +220,154 @@ enum ScoringArg {
     Usefulness,
     /// The trainer's Fisher scores (needs `--train`).
     Trainer,
-    /// Weight only the `--favor` accounts.
+    /// Weight only the `--favor` accounts (an adversary: feature `adversarial`).
+    #[cfg(feature = "adversarial")]
     Favor,
-    /// Copy each neuron's consensus of the last epoch.
+    /// Copy each neuron's consensus of the last epoch (an adversary: feature `adversarial`).
+    #[cfg(feature = "adversarial")]
     Consensus,
     /// Set no weights.
     None,
 }
 
+/// A node to run: from the flags of `deepnode node run` ([`RunArgs::spec`]) or from a
+/// devnet's node config (`deepnode devnet node`).
+pub struct NodeSpec {
+    /// The key file.
+    pub wallet: PathBuf,
+    /// What it serves.
+    pub served: ServedSpec,
+    /// The network's representation width D.
+    pub dim: u32,
+    /// Where to append its status as JSON lines.
+    pub metrics: Option<PathBuf>,
+    /// Everything else the node's loop takes.
+    pub cfg: RunConfig,
+}
+
+/// The model a node serves.
+pub enum ServedSpec {
+    /// A pure-Rust model, or the training adapter's untrained encoder (`torch`).
+    Model(ModelArg),
+    /// A learner (libtorch): a specialist of `domain`, also trained and evaluated on
+    /// `domains`, its gate choosing among `slots` uids; it serves its trained encoder.
+    Learner {
+        /// Its own text domain.
+        domain: String,
+        /// The domains of the network's learners.
+        domains: Vec<String>,
+        /// Uids the gate chooses among.
+        slots: usize,
+    },
+}
+
+/// The node's loop configuration; batch and deadlines are the CLI's fixed choices.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one place that fills RunConfig for both callers"
+)]
+pub fn run_config(
+    rpc: String,
+    listen: SocketAddr,
+    modality: Modality,
+    stake: (u64, u64),
+    k: usize,
+    query_ms: u64,
+    serve: ServeConfig,
+    seed: u64,
+    scoring: Scoring,
+) -> RunConfig {
+    RunConfig {
+        rpc,
+        listen: listen.into(),
+        modality,
+        stake: stake.0,
+        stake_floor: stake.1,
+        k: k.max(1),
+        batch: (4, 32),
+        query_every: Duration::from_millis(query_ms.max(1)),
+        timeout: Duration::from_secs(2),
+        serve,
+        seed,
+        scoring,
+    }
+}
+
+/// The serving config of a node with every limit at the node's default, for width `dim`.
+pub fn default_serve(dim: u32) -> ServeConfig {
+    ServeConfig::new(
+        limits(dim),
+        ServeConfig::DEFAULT_PER_PEER,
+        ServeConfig::DEFAULT_TOTAL,
+    )
+}
+
+impl RunArgs {
+    /// The node these flags describe; a flag that cannot work is bad input.
+    fn spec(self) -> Result<NodeSpec, Failure> {
+        let served = match self.train {
+            // A learner serves its trained encoder (`--model` is the training adapter's).
+            Some(domain) => ServedSpec::Learner {
+                domain,
+                domains: self.domains,
+                slots: self.slots,
+            },
+            None => ServedSpec::Model(self.model),
+        };
+        let scoring = match self.scoring {
+            ScoringArg::Usefulness => Scoring::Usefulness,
+            ScoringArg::Trainer if matches!(served, ServedSpec::Model(_)) => {
+                return Err(Failure::input("--scoring trainer needs --train"));
+            }
+            ScoringArg::Trainer => Scoring::Trainer,
+            #[cfg(feature = "adversarial")]
+            ScoringArg::Favor => Scoring::Favor(
+                self.favor
+                    .iter()
+                    .map(|k| {
+                        k.parse::<deepnode_ledger_client::AccountId>()
+                            .map(|a| a.0)
+                            .map_err(|e| Failure::input(format!("--favor {k}: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            #[cfg(feature = "adversarial")]
+            ScoringArg::Consensus => Scoring::CopyConsensus,
+            ScoringArg::None => Scoring::Nothing,
+        };
+        let serve = self.limits.config(self.dim)?;
+        let modality = match self.modality {
+            ModalityArg::Text => Modality::Text,
+            ModalityArg::Tensor => Modality::Tensor,
+        };
+        Ok(NodeSpec {
+            wallet: self.wallet,
+            served,
+            dim: self.dim,
+            metrics: self.metrics,
+            cfg: run_config(
+                self.rpc,
+                self.listen,
+                modality,
+                (self.stake, self.stake_floor),
+                self.k,
+                self.query_ms,
+                serve,
+                self.seed,
+                scoring,
+            ),
+        })
+    }
+}
+
 /// Runs `deepnode node ...`.
 pub fn run_node(cmd: NodeCmd) -> Result<(), Failure> {
     let NodeCmd::Run(args) = cmd;
-    let wallet = Wallet::load(&args.wallet).map_err(Failure::input)?;
-    let (model, trainer): (Arc<dyn Model>, Option<Box<dyn Trainer>>) = match &args.train {
-        // A learner serves its trained encoder (`--model` is the training adapter's).
-        Some(domain) => torch::learner(
-            domain,
-            &args.domains,
-            args.slots,
-            args.k,
-            args.dim,
-            args.seed,
-        )?,
-        None => (
-            match args.model {
-                ModelArg::Projection => Arc::new(RandomProjection::new(args.seed, args.dim)),
-                ModelArg::Echo => Arc::new(EchoBias::new(args.dim, 0.1)),
-                ModelArg::Noise => Arc::new(Noise::new(args.seed, args.dim, 1.0)),
-                ModelArg::Zeros => Arc::new(Constant::new(args.dim, 0.0)),
-                ModelArg::Torch => torch::served(args.seed, args.dim)?,
-            },
-            None,
-        ),
-    };
-    let scoring = match args.scoring {
-        ScoringArg::Usefulness => Scoring::Usefulness,
-        ScoringArg::Trainer if trainer.is_none() => {
-            return Err(Failure::input("--scoring trainer needs --train"));
-        }
-        ScoringArg::Trainer => Scoring::Trainer,
-        ScoringArg::Favor => Scoring::Favor(
-            args.favor
-                .iter()
-                .map(|k| {
-                    k.parse::<deepnode_ledger_client::AccountId>()
-                        .map(|a| a.0)
-                        .map_err(|e| Failure::input(format!("--favor {k}: {e}")))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        ScoringArg::Consensus => Scoring::CopyConsensus,
-        ScoringArg::None => Scoring::Nothing,
-    };
-    let serve = args.limits.config(args.dim)?;
-    let mut metrics = match &args.metrics {
-        Some(path) => Some(Metrics::open(path)?),
-        None => None,
-    };
-    let cfg = RunConfig {
-        rpc: args.rpc,
-        listen: args.listen.into(),
-        modality: match args.modality {
-            ModalityArg::Text => Modality::Text,
-            ModalityArg::Tensor => Modality::Tensor,
-        },
-        stake: args.stake,
-        stake_floor: args.stake_floor,
-        k: args.k.max(1),
-        batch: (4, 32),
-        query_every: Duration::from_millis(args.query_ms.max(1)),
-        timeout: Duration::from_secs(2),
-        serve,
-        seed: args.seed,
-        scoring,
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(Failure::failed)?;
-    rt.block_on(async move {
-        let (status_tx, mut status) = watch::channel(Status::default());
-        let (stop_tx, stop) = watch::channel(false);
-        let node =
-            tokio::spawn(async move { run(&wallet, model, trainer, cfg, status_tx, stop).await });
-        let show = Show::new();
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(Failure::failed)?;
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
-                changed = status.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                    let s = status.borrow().clone();
-                    show.update(&s);
-                    if let Some(m) = &mut metrics {
-                        m.record(&s, false)?;
-                    }
-                }
-            }
-        }
-        let _ = stop_tx.send(true);
-        show.finish();
-        if let Some(m) = &mut metrics {
-            m.record(&status.borrow(), true)?;
-        }
-        node.await
-            .map_err(Failure::failed)?
-            .map_err(Failure::failed)
-    })
-}
-
-/// The status line: a spinner line rewritten in place on a terminal; elsewhere a plain line
-/// whenever the uid, peers or weights change, and every 20 updates.
-struct Show {
-    bar: Option<ProgressBar>,
-    last: std::sync::Mutex<(String, u64)>,
-}
-
-impl Show {
-    fn new() -> Show {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let pb = ProgressBar::new_spinner();
-            if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}") {
-                pb.set_style(style);
-            }
-            pb.enable_steady_tick(Duration::from_millis(200));
-            pb
-        });
-        Show {
-            bar,
-            last: std::sync::Mutex::new((String::new(), 0)),
-        }
-    }
-
-    fn update(&self, s: &Status) {
-        let line = line(s);
-        match &self.bar {
-            Some(pb) => pb.set_message(line),
-            None => {
-                let key = format!(
-                    "{:?} {} {} {:?}",
-                    s.uid, s.peers, s.peers_up, s.weights_block
-                );
-                if let Ok(mut last) = self.last.lock() {
-                    last.1 += 1;
-                    if last.0 != key || last.1 % 20 == 0 {
-                        println!("{line}");
-                        last.0 = key;
-                    }
-                }
-            }
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(pb) = &self.bar {
-            pb.finish();
-        }
-    }
-}
-
-fn line(s: &Status) -> String {
-    let uid = s.uid.map_or("-".into(), |u| u.to_string());
-    let weights = s
-        .weights_block
-        .map_or("never".into(), |b| format!("block {b}"));
-    let mut line = format!(
-        "deepnode node: uid {uid}  block {}  peers {}/{} up  served {} refused {}  answers {} failed {} skipped {}  weights {weights}",
-        s.block, s.peers_up, s.peers, s.served, s.refused, s.answers, s.failed, s.skipped
-    );
-    if let Some(e) = &s.last_row_error {
-        line.push_str(&format!("  ({e})"));
-    }
-    if let Some(e) = &s.last_peer_error {
-        line.push_str(&format!("  last failure {e}"));
-    }
-    line
-}
-
-/// `--metrics`: the status as JSON lines, at most one a second.
-struct Metrics {
-    file: std::fs::File,
-    started: std::time::Instant,
-    last: Option<std::time::Instant>,
-}
-
-impl Metrics {
-    fn open(path: &std::path::Path) -> Result<Metrics, Failure> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
-        Ok(Metrics {
-            file,
-            started: std::time::Instant::now(),
-            last: None,
-        })
-    }
-
-    fn record(&mut self, s: &Status, force: bool) -> Result<(), Failure> {
-        use std::io::Write;
-        let now = std::time::Instant::now();
-        if !force && self.last.is_some_and(|t| now - t < Duration::from_secs(1)) {
-            return Ok(());
-        }
-        self.last = Some(now);
-        let progress = s.progress.clone().unwrap_or_default();
-        let line = MetricsLine {
-            t: self.started.elapsed().as_secs_f64(),
-            uid: s.uid,
-            block: s.block,
-            peers: s.peers,
-            peers_up: s.peers_up,
-            served: s.served,
-            refused: s.refused,
-            answers: s.answers,
-            failed: s.failed,
-            skipped: s.skipped,
-            rows_set: s.rows_set,
-            rows_refused: s.rows_refused,
-            last_row_error: s.last_row_error.clone(),
-            last_peer_error: s.last_peer_error.clone(),
-            steps: progress.steps,
-            loss: progress.loss,
-            valid: progress.valid.into_iter().collect(),
-        };
-        let json = serde_json::to_string(&line).map_err(Failure::failed)?;
-        writeln!(self.file, "{json}").map_err(Failure::failed)
-    }
-}
-
-/// One line of a `--metrics` file: the node's [`Status`] at `t` seconds after its start. The
-/// one definition of the format, for the writer and for `deepnode devnet`, which reads it.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MetricsLine {
-    /// Seconds since the node started.
-    pub t: f64,
-    /// Its uid, once registered.
-    pub uid: Option<deepnode_consensus::Uid>,
-    /// The ledger block last seen.
-    pub block: u64,
-    /// Peers of its modality with an endpoint, and those connected.
-    pub peers: usize,
-    /// Peers connected.
-    pub peers_up: usize,
-    /// Requests served.
-    pub served: u64,
-    /// Requests refused.
-    pub refused: u64,
-    /// Peer answers received.
-    pub answers: u64,
-    /// Peer queries that failed.
-    pub failed: u64,
-    /// Peer queries not sent because the peer backs off after a failure.
-    #[serde(default)]
-    pub skipped: u64,
-    /// Rows committed.
-    pub rows_set: u64,
-    /// Rows the ledger refused.
-    pub rows_refused: u64,
-    /// Why the last row was not set.
-    pub last_row_error: Option<String>,
-    /// The last failed peer query, `uid J: reason`.
-    #[serde(default)]
-    pub last_peer_error: Option<String>,
-    /// Training steps (learners).
-    pub steps: u64,
-    /// The last training loss.
-    pub loss: Option<f64>,
-    /// The last validation losses by name.
-    pub valid: std::collections::BTreeMap<String, f64>,
-}
-
-impl MetricsLine {
-    /// Every complete line of a metrics file, in order (a torn last line is skipped; a missing
-    /// file has none).
-    pub fn read_all(path: &std::path::Path) -> Vec<MetricsLine> {
-        std::fs::read_to_string(path)
-            .map(|text| {
-                text.lines()
-                    .filter_map(|l| serde_json::from_str(l).ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
+    launch(args.spec()?)
 }
 
 /// The model a node serves and, for a learner, its trainer.
-type Served = (Arc<dyn Model>, Option<Box<dyn Trainer>>);
-
-/// The libtorch side of `node run`, present with the `torch` feature.
-#[cfg(feature = "torch")]
-mod torch {
-    use std::sync::Arc;
-
-    use deepnode_node::Model;
-    use deepnode_torch::data::Domain;
-    use deepnode_torch::{EncoderConfig, Learner, LearnerConfig, LocalConfig, TorchModel};
-
-    use super::Served;
-    use crate::exit::Failure;
-
-    fn encoder(dim: u32) -> EncoderConfig {
-        EncoderConfig {
-            dim: i64::from(dim),
-            ..EncoderConfig::default()
-        }
-    }
-
-    /// The served TEXT encoder.
-    pub fn served(seed: u64, dim: u32) -> Result<Arc<dyn Model>, Failure> {
-        let seed = i64::try_from(seed).map_err(|_| Failure::input("--seed too large for torch"))?;
-        let m = TorchModel::new(seed, encoder(dim), deepnode_torch::ServeConfig::default())
-            .map_err(Failure::failed)?;
-        Ok(Arc::new(m))
-    }
-
-    /// The learner of `--train DOMAIN --domains ...` and the model it serves (its trained
-    /// encoder).
-    pub fn learner(
-        domain: &str,
-        network: &[String],
-        slots: usize,
-        k: usize,
-        dim: u32,
-        seed: u64,
-    ) -> Result<Served, Failure> {
-        let input = |e| Failure::input(format!("--train {domain}: {e}"));
-        let own = Domain::parse(domain).map_err(input)?;
-        let network = network
-            .iter()
-            .map(|d| Domain::parse(d))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(input)?;
-        let defaults = LearnerConfig::default();
-        let config = LearnerConfig {
-            local: LocalConfig {
-                encoder: encoder(dim),
-                student: EncoderConfig {
-                    hidden: defaults.local.student.hidden,
-                    ..encoder(dim)
-                },
-                peers: slots,
-                k: k.clamp(1, slots.max(1)),
-                seed,
-                ..defaults.local
-            },
-            ..defaults
-        };
-        let mut learner = Learner::specialist(config, own, &network).map_err(input)?;
-        let seed = i64::try_from(seed).map_err(|_| Failure::input("--seed too large for torch"))?;
-        let served = Arc::new(
-            TorchModel::new(seed, encoder(dim), deepnode_torch::ServeConfig::default())
-                .map_err(Failure::failed)?,
-        );
-        learner
-            .serve_through(Arc::clone(&served))
-            .map_err(Failure::failed)?;
-        Ok((served, Some(Box::new(learner))))
-    }
-}
-
-/// Without the `torch` feature: a one-line reason instead of a model.
-#[cfg(not(feature = "torch"))]
-mod torch {
-    use std::sync::Arc;
-
-    use deepnode_node::Model;
-
-    use super::Served;
-    use crate::exit::Failure;
-
-    const WHY: &str = "this deepnode was built without the `torch` feature (libtorch): \
-        run ./scripts/devnet.sh, or cargo build --release -p deepnode-cli --features torch";
-
-    /// Refused: no libtorch.
-    pub fn served(_: u64, _: u32) -> Result<Arc<dyn Model>, Failure> {
-        Err(Failure::input(WHY))
-    }
-
-    /// Refused: no libtorch.
-    pub fn learner(
-        _: &str,
-        _: &[String],
-        _: usize,
-        _: usize,
-        _: u32,
-        _: u64,
-    ) -> Result<Served, Failure> {
-        Err(Failure::input(WHY))
-    }
-}
+pub(crate) type Served = (Arc<dyn Model>, Option<Box<dyn Trainer>>);
 
 #[cfg(test)]
 mod tests {
@@ -726,15 +483,5 @@ mod tests {
                 Ok(_) => panic!("{args:?}: accepted"),
             }
         }
-    }
-
-    #[test]
-    fn the_status_line_shows_peers_skipped_while_backing_off() {
-        let s = Status {
-            failed: 2,
-            skipped: 5,
-            ..Status::default()
-        };
-        assert!(line(&s).contains("failed 2 skipped 5"), "{}", line(&s));
     }
 }

@@ -1,11 +1,9 @@
-//! `deepnode sim`: runs a scenario file, a sweep, or the scale benchmark of the simulator
+//! `deepnode sim`: runs a scenario file, the sweep, or the paper's and the departure's figures
 //! (`deepnode-sim`). Errors are bad input ([`Failure::Input`], exit code 2).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use deepnode_sim::bench::{BenchResult, run_bench};
 use deepnode_sim::sweep::{SweepConfig, run_sweep, sweep_table, write_sweep};
 use deepnode_sim::{Backend, RunOptions, Scenario, SimError, run_scenario};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::backend_parser;
 use crate::exit::Failure;
 
-/// `deepnode sim SCENARIO.toml --out DIR`, or `deepnode sim sweep|paper|bench ...`.
+/// `deepnode sim SCENARIO.toml --out DIR`, or `deepnode sim sweep|paper|departure ...`.
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct SimArgs {
@@ -78,12 +76,6 @@ enum SimCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Scale figures: 3 epochs of 1,000,000 x 32 and 100 epochs of 10,000 x 256 (float).
-    Bench {
-        /// Run 1/10 of each size (a smoke test).
-        #[arg(long)]
-        quick: bool,
-    },
 }
 
 /// Runs the command; prints results on stdout and one-line errors on stderr.
@@ -107,7 +99,6 @@ pub fn run(args: SimArgs) -> Result<(), Failure> {
             },
             &out,
         ),
-        Some(SimCommand::Bench { quick }) => bench(quick),
         Some(SimCommand::Paper { out }) => paper(&out),
         Some(SimCommand::Departure { out }) => departure(&out),
         None => match (args.scenario, args.out) {
@@ -204,81 +195,4 @@ fn departure(out: &Path) -> Result<(), String> {
     print!("{text}");
     println!("wrote {} files to {}", files.len(), out.display());
     Ok(())
-}
-
-fn bench(quick: bool) -> Result<(), String> {
-    let scale = if quick { 10 } else { 1 };
-    // (nodes, k, epochs, bound, what the bound applies to)
-    let cases = [
-        (
-            1_000_000 / scale,
-            32,
-            3,
-            Duration::from_secs(2),
-            Bound::EveryEpoch,
-        ),
-        (
-            10_000 / scale,
-            256,
-            100 / scale,
-            Duration::from_secs(10),
-            Bound::Total,
-        ),
-    ];
-    println!(
-        "{:>9} {:>5} {:>7} {:>12} {:>9} {:>9} {:>10} {:>10} {:>9} {:>10} {:>9}",
-        "nodes",
-        "k",
-        "epochs",
-        "weights",
-        "setup s",
-        "first s",
-        "slowest s",
-        "median s",
-        "total s",
-        "target",
-        "peak MiB"
-    );
-    for (nodes, k, epochs, target, bound) in cases {
-        let r: BenchResult = run_bench(nodes, k, epochs).map_err(|e| e.to_string())?;
-        let (measured, label) = match bound {
-            Bound::EveryEpoch => (r.slowest_epoch, "epoch"),
-            Bound::Total => (r.total, "total"),
-        };
-        println!(
-            "{:>9} {:>5} {:>7} {:>12} {:>9.2} {:>9.3} {:>10.3} {:>10.3} {:>9.3} {:>10} {:>9}",
-            r.nodes,
-            r.k,
-            r.epochs,
-            r.weights,
-            r.setup.as_secs_f64(),
-            r.first_epoch.as_secs_f64(),
-            r.slowest_epoch.as_secs_f64(),
-            r.median_epoch.as_secs_f64(),
-            r.total.as_secs_f64(),
-            format!(
-                "{label}{}{}s",
-                if measured <= target { "<" } else { ">" },
-                target.as_secs()
-            ),
-            r.peak_rss_mib
-                .map_or("n/a".to_owned(), |m| format!("{m:.0}")),
-        );
-    }
-    println!(
-        "first/slowest/median: one epoch inside deepnode_consensus::epoch_in_place (the first \
-         allocates every bond row; later ones merge in place); total: the whole loop (rows, \
-         epochs, metrics); target: the issue's bound on every epoch (1M nodes) or on the total \
-         (100 epochs); peak MiB: the process so far"
-    );
-    Ok(())
-}
-
-/// What a benchmark target bounds.
-#[derive(Clone, Copy)]
-enum Bound {
-    /// Every epoch of the run, the first (cold) one included.
-    EveryEpoch,
-    /// The whole run.
-    Total,
 }

@@ -1,6 +1,7 @@
 //! `deepnode devnet` end to end: a ledger and node processes on loopback. With the `torch`
-//! feature (libtorch) a small devnet runs and its report must show the paper's claims;
-//! without it the command refuses learners with a one-line reason.
+//! (libtorch) and `adversarial` features a small devnet runs and its report must show the
+//! paper's claims; without them the command refuses learners, or adversaries, with a one-line
+//! reason.
 
 use std::process::{Command, Output};
 
@@ -61,7 +62,35 @@ fn without_libtorch_learners_are_refused_with_a_reason() {
     assert!(stderr(&o).contains("torch"), "{}", stderr(&o));
 }
 
-#[cfg(feature = "torch")]
+/// Without the feature `adversarial` the devnet's adversaries are refused with a reason.
+#[cfg(not(feature = "adversarial"))]
+#[test]
+fn without_the_adversarial_feature_adversaries_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("noise.toml");
+    std::fs::write(
+        &path,
+        "epochs = 2\n[[group]]\nrole = \"noise\"\n[[group]]\nrole = \"lazy\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("report");
+    let o = deepnode(&[
+        "devnet",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("noise") && err.contains("`adversarial` feature"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written for a refused scenario");
+}
+
+#[cfg(all(feature = "torch", feature = "adversarial"))]
 #[test]
 fn a_small_devnet_pays_learners_and_starves_the_cabal() {
     let dir = tempfile::tempdir().unwrap();
@@ -142,7 +171,7 @@ fn a_small_devnet_pays_learners_and_starves_the_cabal() {
 /// Seven nodes, a short tempo: what CI can afford in two or three minutes. The test runs the
 /// debug binary, whose learners take about 2.6 steps/s here (release: about 7), so their rows
 /// count as informed after 120 steps rather than the default 300.
-#[cfg(feature = "torch")]
+#[cfg(all(feature = "torch", feature = "adversarial"))]
 // Emission 1.4% of the stake per epoch (the default scenario mints 5%): a learner's first row
 // waits for five steps of significant benefit, and the debug binary on a loaded machine can
 // spend several epochs there, in which the cabal is the only node with a row and takes every

@@ -28,9 +28,13 @@ pub enum Scoring {
     Usefulness,
     /// The trainer's scores ([`Trainer::take_scores`], e.g. Fisher scores).
     Trainer,
-    /// Score 1 for these accounts' neurons and nothing for anybody else (a cabal's row).
+    /// Score 1 for these accounts' neurons and nothing for anybody else (a cabal's row; an
+    /// adversary of the devnet and the tests: feature `adversarial`).
+    #[cfg(feature = "adversarial")]
     Favor(Vec<AccountKey>),
-    /// Each neuron's consensus `C_j` as of the last metagraph (a weight copier).
+    /// Each neuron's consensus `C_j` as of the last metagraph (a weight copier; feature
+    /// `adversarial`).
+    #[cfg(feature = "adversarial")]
     CopyConsensus,
     /// No row at all (a node that does not validate).
     Nothing,
@@ -772,7 +776,8 @@ fn failure(j: Uid, e: &NodeError) -> Option<String> {
 }
 
 /// Scores that follow the metagraph rather than answers: a cabal's favourites, a copier's
-/// consensus.
+/// consensus (feature `adversarial`; without it, no scoring follows the metagraph).
+#[cfg(feature = "adversarial")]
 fn policy_scores(scoring: &Scoring, mg: &MetagraphView, me: Uid, scores: &mut HashMap<Uid, f64>) {
     let others = mg.nodes.iter().filter_map(|n| {
         let j = Uid::try_from(n.uid).ok().filter(|&j| j != me)?;
@@ -794,6 +799,10 @@ fn policy_scores(scoring: &Scoring, mg: &MetagraphView, me: Uid, scores: &mut Ha
         Scoring::Usefulness | Scoring::Trainer | Scoring::Nothing => {}
     }
 }
+
+/// Without the feature `adversarial` no scoring follows the metagraph.
+#[cfg(not(feature = "adversarial"))]
+fn policy_scores(_: &Scoring, _: &MetagraphView, _: Uid, _: &mut HashMap<Uid, f64>) {}
 
 #[cfg(test)]
 mod tests {

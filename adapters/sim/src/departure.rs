@@ -12,9 +12,9 @@ use crate::Simulation;
 use crate::metrics::{EpochRecord, GroupRecord};
 use crate::output::{create_dir, write_json};
 use crate::paper::{SECTION_11_A, section_11};
-use crate::plot::{Lines, save};
 use crate::scenario::{Action, Emission, Event, Group, ParamsSpec, Quality, Scenario, Strategy};
 use crate::sweep::{SweepConfig, cell_scenario};
+use deepnode_plot::{Lines, save};
 
 /// Epochs of the study.
 pub const EPOCHS: u32 = 60;

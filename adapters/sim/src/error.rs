@@ -61,13 +61,8 @@ pub enum SimError {
         source: serde_json::Error,
     },
     /// A figure could not be drawn or saved.
-    #[error("{path}: cannot draw figure: {message}")]
-    Plot {
-        /// The figure's file.
-        path: PathBuf,
-        /// The plotting backend's message.
-        message: String,
-    },
+    #[error(transparent)]
+    Plot(#[from] deepnode_plot::PlotError),
 }
 
 impl SimError {

@@ -7,18 +7,16 @@ mod error;
 mod metrics;
 mod output;
 pub mod paper;
-pub mod plot;
 mod rng;
 mod scenario;
 mod strategies;
 pub mod sweep;
 
-pub mod bench;
-
 use std::path::{Path, PathBuf};
 
 use deepnode_consensus::Fx;
 use deepnode_consensus::Scalar;
+use deepnode_plot as plot;
 
 pub use curve::{consensus_curve, slope_at};
 pub use deepnode_contract::Backend;

@@ -11,8 +11,8 @@ use crate::Simulation;
 use crate::curve::{consensus_curve, slope_at};
 use crate::metrics::EpochRecord;
 use crate::output::{create_dir, write_json};
-use crate::plot::{CurveWithPoints, Lines, save};
 use crate::scenario::{Emission, Group, ParamsSpec, Quality, Scenario, Strategy};
+use deepnode_plot::{CurveWithPoints, Lines, save};
 
 /// `scenarios/controller.toml`: a low-connectivity network under the controller.
 pub const CONTROLLER_TOML: &str = include_str!("../scenarios/controller.toml");

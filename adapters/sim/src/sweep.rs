@@ -10,9 +10,9 @@ use serde::Serialize;
 use crate::Simulation;
 use crate::metrics::EpochRecord;
 use crate::output::{create_dir, write_json};
-use crate::plot::{Heatmap, save};
 use crate::scenario::{Emission, Group, ParamsSpec, Quality, Scenario, Strategy};
 use crate::{Backend, SimError};
+use deepnode_plot::{Heatmap, save};
 
 /// The sweep's grid and population.
 #[derive(Clone, Debug)]

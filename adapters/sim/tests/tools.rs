@@ -1,9 +1,8 @@
-//! The simulator's tools beyond a single run: the paper's figures, the sweep and the scale
-//! benchmark, each through its public function and on small sizes.
+//! The simulator's tools beyond a single run: the paper's figures and the sweep, each through
+//! its public function and on small sizes.
 
 use std::path::{Path, PathBuf};
 
-use deepnode_sim::bench::run_bench;
 use deepnode_sim::paper::{SECTION_11_A, write_paper_figures};
 use deepnode_sim::sweep::{SweepConfig, run_sweep, sweep_table, write_sweep};
 
@@ -104,24 +103,4 @@ fn sweep_fills_the_grid_and_honest_majorities_shrink_a_cabal() {
     let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
     assert_eq!(csv.lines().count(), 13, "header and 12 cells");
     std::fs::remove_dir_all(&out).unwrap();
-}
-
-#[test]
-fn bench_times_the_requested_population() {
-    let r = run_bench(2_000, 8, 3).unwrap();
-    assert_eq!((r.nodes, r.k, r.epochs), (2_000, 8, 3));
-    // Every node weights k peers (the self-weight is allowed but never chosen twice).
-    assert_eq!(r.weights, 2_000 * 8);
-    assert!(r.consensus <= r.total, "{r:?}");
-    // Per-epoch times: the first is one of them, and none exceeds the slowest.
-    assert!(r.first_epoch <= r.slowest_epoch, "{r:?}");
-    assert!(r.median_epoch <= r.slowest_epoch, "{r:?}");
-    assert!(r.slowest_epoch <= r.consensus, "{r:?}");
-    assert!(
-        r.first_epoch + r.median_epoch <= r.consensus,
-        "3 epochs: {r:?}"
-    );
-    if cfg!(target_os = "linux") {
-        assert!(r.peak_rss_mib.is_some_and(|m| m > 0.0));
-    }
 }

@@ -1,107 +1,132 @@
-//! `deepnode devnet`: the embedded ledger and N node processes (`deepnode node run`) on
-//! loopback, run for a number of epochs, shown live, and written up as a report.
-
-mod live;
-#[cfg(test)]
-mod model_tests;
-mod record;
-mod report;
-mod scenario;
+//! A devnet run: the ledger in this process, one OS process per node (started through the
+//! caller's [`Launch`] with the node's [`NodeConfig`] file), the epochs recorded from the
+//! metagraph and the nodes' metrics files, then the report.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::Args;
-use deepnode_consensus::Fx;
 use deepnode_ledger::view::MetagraphView;
-use deepnode_ledger::{Chain, Client, Genesis, RpcServer, Wallet, verify};
+use deepnode_ledger::{Chain, Client, RpcServer, Wallet, verify};
 
-use crate::exit::Failure;
-use crate::node_cli::MetricsLine;
-use live::Live;
-use record::{EpochRecord, Evaluation, NodeRecord, summarize};
-use scenario::{Member, Role, Scenario, Signal};
+use crate::error::DevnetError;
+use crate::genesis::{genesis, wallet_seed};
+use crate::live::Live;
+use crate::metrics::MetricsLine;
+use crate::record::{EpochRecord, Evaluation, NodeRecord, summarize};
+use crate::report;
+use crate::roles::{NodeConfig, node_config};
+use crate::scenario::{DEFAULT, Member, Scenario, Signal};
 
-/// `deepnode devnet`.
-#[derive(Args)]
-pub struct DevnetArgs {
-    /// The scenario (TOML; `examples/devnet.toml` documents every key). Default: that file.
-    scenario: Option<PathBuf>,
-    /// Number of nodes (resizes the scenario's learner group).
-    #[arg(long)]
-    nodes: Option<usize>,
-    /// Epochs to run.
-    #[arg(long)]
-    epochs: Option<u64>,
-    /// The report directory (created; a previous devnet report there is replaced).
-    #[arg(long, default_value = "devnet-report")]
-    out: PathBuf,
+/// How a node process is started: the command that runs the node of the [`NodeConfig`] JSON
+/// file it is given (the devnet adds its standard streams).
+pub type Launch<'a> = &'a dyn Fn(&Path) -> Command;
+
+/// What the node processes of [`Launch`] can run: a scenario that needs more is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Build {
+    /// Learners (libtorch).
+    pub torch: bool,
+    /// The adversarial roles (noise, lazy, cabal, copier).
+    pub adversarial: bool,
 }
 
-/// Runs `deepnode devnet`.
-pub fn run(args: DevnetArgs) -> Result<(), Failure> {
-    let text = match &args.scenario {
+/// A devnet to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// The scenario file; `None`: [`DEFAULT`].
+    pub scenario: Option<PathBuf>,
+    /// Resizes the scenario's learner group to this many nodes in all.
+    pub nodes: Option<usize>,
+    /// Epochs to run (overrides the scenario's).
+    pub epochs: Option<u64>,
+    /// The report directory (created; a previous devnet report there is replaced).
+    pub out: PathBuf,
+}
+
+/// The scenario of `opts`, its text and its name in messages, with the overrides applied and
+/// checked against what `build` can run.
+fn scenario(opts: &Options, build: Build) -> Result<(Scenario, String), DevnetError> {
+    let text = match &opts.scenario {
         Some(p) => std::fs::read_to_string(p)
-            .map_err(|e| Failure::input(format!("{}: {e}", p.display())))?,
-        None => scenario::DEFAULT.to_owned(),
+            .map_err(|e| DevnetError::Input(format!("{}: {e}", p.display())))?,
+        None => DEFAULT.to_owned(),
     };
-    let name = args
+    let name = opts
         .scenario
         .as_ref()
         .map_or("the default scenario".into(), |p| p.display().to_string());
-    let bad = |e: String| Failure::input(format!("{name}: {e}"));
+    let bad = |e: String| DevnetError::Input(format!("{name}: {e}"));
     let mut sc = Scenario::parse(&text).map_err(bad)?;
-    if let Some(e) = args.epochs {
+    if let Some(e) = opts.epochs {
         sc.epochs = e;
     }
-    if let Some(n) = args.nodes {
+    if let Some(n) = opts.nodes {
         sc.resize(n).map_err(bad)?;
     }
     sc.check().map_err(bad)?;
-    if sc.learners() > 0 && !cfg!(feature = "torch") {
-        return Err(Failure::input(
+    if sc.learners() > 0 && !build.torch {
+        return Err(DevnetError::input(
             "learners need libtorch, and this deepnode was built without the `torch` feature: \
-             run ./scripts/devnet.sh (or cargo run --release -p deepnode-cli --features torch \
-             -- devnet)",
+             run ./scripts/devnet.sh (or cargo run --release -p deepnode-cli --features \
+             torch,adversarial -- devnet)",
         ));
     }
-    prepare(&args.out)?;
+    if let Some(m) = sc.members().iter().find(|m| m.role.adversarial())
+        && !build.adversarial
+    {
+        return Err(DevnetError::Input(format!(
+            "{name}: the {} role needs a deepnode built with the `adversarial` feature: run \
+             ./scripts/devnet.sh (or cargo run --release -p deepnode-cli --features \
+             torch,adversarial -- devnet)",
+            m.role.name()
+        )));
+    }
+    Ok((sc, text))
+}
+
+/// Runs a devnet: its ledger, a node process per member started by `launch`, the epochs of
+/// the scenario (Ctrl-C stops early), then the report in `opts.out`. Returns `report.md`'s
+/// path; a run with nodes that ended on their own, interrupted, or whose chain does not
+/// verify is an error after its report is written.
+pub fn run(opts: &Options, build: Build, launch: Launch<'_>) -> Result<PathBuf, DevnetError> {
+    let (sc, text) = scenario(opts, build)?;
+    prepare(&opts.out)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(Failure::failed)?;
-    let ran = rt.block_on(devnet(&sc, &args.out))?;
+        .map_err(DevnetError::failed)?;
+    let ran = rt.block_on(devnet(&sc, &opts.out, launch))?;
     // Every task of the ledger's server ends with the runtime, and with them its database
     // handle: only then can `verify` open the chain.
     drop(rt);
-    finish(&sc, &text, &args.out, ran)
+    finish(&sc, &text, &opts.out, ran)
 }
 
 /// Creates `out` with its subfolders; a previous report (it has `summary.json` or
 /// `scenario.toml`) is removed first, anything else refused.
-fn prepare(out: &Path) -> Result<(), Failure> {
+fn prepare(out: &Path) -> Result<(), DevnetError> {
     if out.exists() {
         let empty = std::fs::read_dir(out)
-            .map_err(|e| Failure::input(format!("{}: {e}", out.display())))?
+            .map_err(|e| DevnetError::Input(format!("{}: {e}", out.display())))?
             .next()
             .is_none();
         let ours = out.join("scenario.toml").exists() || out.join("summary.json").exists();
         if !empty && !ours {
-            return Err(Failure::input(format!(
+            return Err(DevnetError::Input(format!(
                 "{} exists and is not a devnet report; choose another --out",
                 out.display()
             )));
         }
         if ours {
-            std::fs::remove_dir_all(out).map_err(Failure::failed)?;
+            std::fs::remove_dir_all(out).map_err(DevnetError::failed)?;
         }
     }
-    for sub in ["wallets", "logs", "metrics"] {
+    for sub in ["wallets", "logs", "metrics", "nodes"] {
         std::fs::create_dir_all(out.join(sub))
-            .map_err(|e| Failure::failed(format!("{}: {e}", out.display())))?;
+            .map_err(|e| DevnetError::Failed(format!("{}: {e}", out.display())))?;
     }
     Ok(())
 }
@@ -170,131 +195,37 @@ impl Drop for Proc {
     }
 }
 
-/// A wallet seed: the scenario seed and the node's index.
-fn wallet_seed(seed: u64, index: usize) -> [u8; 32] {
-    let mut s = [0x5eu8; 32];
-    s[..8].copy_from_slice(&seed.to_le_bytes());
-    s[8..16].copy_from_slice(&(index as u64).to_le_bytes());
-    s
-}
-
-/// The devnet's genesis: the ledger's defaults for its tempo (the activity cutoff on, at
-/// `deepnode_ledger::ACTIVITY_CUTOFF_EPOCHS` epochs; the bonds of absent nodes pay nothing),
-/// with the scenario's emission and trust threshold.
-fn genesis(sc: &Scenario, wallets: &[Wallet]) -> Genesis {
-    let mut g = Genesis::default();
-    g.config.tempo = sc.tempo;
-    g.params = deepnode_ledger::default_params(sc.tempo);
-    g.config.weights_rate_limit = (sc.tempo / 2).max(1);
-    // Cabal and copier rows hold one peer by design; a controller asking for more would
-    // refuse them (it never asks for more than a row can hold, n - 1, but 1 is the story).
-    g.config.controller.cap = 1;
-    g.params.min_allowed_weights = 1;
-    g.params.emission = sc.emission;
-    // Nobody trusts itself, and dust weights buy no trust (SPEC.md §5, steps 2 and 4).
-    g.params.mask_self_weights = true;
-    g.params.trust_threshold = Fx::from_f64(sc.trust_threshold);
-    g.endowments = wallets
-        .iter()
-        .map(|w| (w.account(), sc.stake.saturating_mul(2)))
-        .collect();
-    g
-}
-
-fn node_args(sc: &Scenario, m: &Member, rpc: &str, wallets: &[Wallet]) -> Vec<String> {
-    let mut a: Vec<String> = vec![
-        "node".into(),
-        "run".into(),
-        "--rpc".into(),
-        rpc.into(),
-        "--stake".into(),
-        sc.stake.to_string(),
-        "--query-ms".into(),
-        sc.query_ms.to_string(),
-        "--dim".into(),
-        sc.dim.to_string(),
-        "--seed".into(),
-        m.seed.to_string(),
-    ];
-    let k = if m.role.trains() { sc.k } else { 2 * sc.k };
-    a.extend(["--k".into(), k.to_string()]);
-    let rest: Vec<String> = match m.role {
-        Role::Learner | Role::Offline => vec![
-            "--train".into(),
-            m.domain.clone().unwrap_or_default(),
-            "--domains".into(),
-            sc.domains().join(","),
-            "--slots".into(),
-            sc.nodes().to_string(),
-            "--scoring".into(),
-            "trainer".into(),
-        ],
-        Role::Noise => vec![
-            "--model".into(),
-            "noise".into(),
-            "--scoring".into(),
-            "none".into(),
-        ],
-        Role::Lazy => vec![
-            "--model".into(),
-            "zeros".into(),
-            "--scoring".into(),
-            "none".into(),
-        ],
-        Role::Cabal => vec![
-            "--model".into(),
-            "noise".into(),
-            "--scoring".into(),
-            "favor".into(),
-            "--favor".into(),
-            m.group
-                .iter()
-                .map(|&j| wallets[j].account().to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        ],
-        Role::Copier => vec![
-            "--model".into(),
-            "noise".into(),
-            "--scoring".into(),
-            "consensus".into(),
-        ],
-    };
-    a.extend(rest);
-    a
-}
-
+/// Starts a node process per member: writes its key file and its [`NodeConfig`] (the role
+/// table's) into `out`, then runs `launch` on the config with its output to its log.
 fn spawn(
-    exe: &Path,
+    launch: Launch<'_>,
     sc: &Scenario,
     out: &Path,
     rpc: &str,
     members: Vec<Member>,
     wallets: &[Wallet],
-) -> Result<Vec<Proc>, Failure> {
+) -> Result<Vec<Proc>, DevnetError> {
+    let accounts: Vec<[u8; 32]> = wallets.iter().map(|w| w.account().0).collect();
     let mut procs = Vec::with_capacity(members.len());
     for m in members {
         let wallet = Wallet::from_seed(wallet_seed(sc.seed, m.index));
         let key = out.join("wallets").join(format!("{}.key", m.name));
-        wallet.save(&key).map_err(Failure::failed)?;
+        wallet.save(&key).map_err(DevnetError::failed)?;
         let log = out.join("logs").join(format!("{}.log", m.name));
         let metrics = out.join("metrics").join(format!("{}.jsonl", m.name));
-        let file = File::create(&log).map_err(Failure::failed)?;
-        let err = file.try_clone().map_err(Failure::failed)?;
-        let mut args = node_args(sc, &m, rpc, wallets);
-        args.extend([
-            "--wallet".into(),
-            key.display().to_string(),
-            "--metrics".into(),
-            metrics.display().to_string(),
-        ]);
-        let child = Command::new(exe)
-            .args(&args)
+        let config: NodeConfig = node_config(sc, &m, rpc, key, metrics.clone(), &accounts);
+        let path = out.join("nodes").join(format!("{}.json", m.name));
+        let json = serde_json::to_string_pretty(&config).map_err(DevnetError::failed)?;
+        std::fs::write(&path, json)
+            .map_err(|e| DevnetError::Failed(format!("{}: {e}", path.display())))?;
+        let file = File::create(&log).map_err(DevnetError::failed)?;
+        let err = file.try_clone().map_err(DevnetError::failed)?;
+        let child = launch(&path)
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)
             .spawn()
-            .map_err(|e| Failure::failed(format!("starting {}: {e}", m.name)))?;
+            .map_err(|e| DevnetError::Failed(format!("starting {}: {e}", m.name)))?;
         procs.push(Proc {
             member: m,
             wallet,
@@ -326,16 +257,15 @@ async fn snapshot(
     procs: &[Proc],
     epoch: u64,
     t: f64,
-) -> Result<EpochRecord, Failure> {
+) -> Result<EpochRecord, DevnetError> {
     let mut nodes = Vec::with_capacity(procs.len());
     for p in procs {
         let key = p.wallet.account().to_string();
         let Some(n) = mg.nodes.iter().find(|n| n.key == key) else {
             continue;
         };
-        let uid = u32::try_from(n.uid).map_err(Failure::failed)?;
+        let uid = u32::try_from(n.uid).map_err(DevnetError::failed)?;
         let weights = client.weights(uid).await?;
-        let m = MetricsLine::read_all(&p.metrics).pop().unwrap_or_default();
         nodes.push(NodeRecord {
             name: p.member.name.clone(),
             role: p.member.role,
@@ -349,14 +279,7 @@ async fn snapshot(
             dividends: n.dividends,
             emission: n.emission,
             weights,
-            served: m.served,
-            refused: m.refused,
-            answers: m.answers,
-            failed: m.failed,
-            rows_set: m.rows_set,
-            rows_refused: m.rows_refused,
-            steps: m.steps,
-            loss: m.loss,
+            metrics: MetricsLine::read_all(&p.metrics).pop().unwrap_or_default(),
         });
     }
     Ok(EpochRecord {
@@ -376,7 +299,7 @@ struct Ran {
     ledger_stopped: Result<(), String>,
 }
 
-async fn devnet(sc: &Scenario, out: &Path) -> Result<Ran, Failure> {
+async fn devnet(sc: &Scenario, out: &Path, launch: Launch<'_>) -> Result<Ran, DevnetError> {
     let started = Instant::now();
     let members = sc.members();
     let wallets: Vec<Wallet> = members
@@ -387,7 +310,7 @@ async fn devnet(sc: &Scenario, out: &Path) -> Result<Ran, Failure> {
     let chain = Chain::open(&chain_dir, Some(&genesis(sc, &wallets)))?;
     let ledger = RpcServer::start(
         chain,
-        "127.0.0.1:0".parse().map_err(Failure::failed)?,
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         Duration::from_millis(sc.block_ms),
     )
     .await?;
@@ -399,8 +322,7 @@ async fn devnet(sc: &Scenario, out: &Path) -> Result<Ran, Failure> {
         members.len(),
         sc.learners()
     ));
-    let exe = std::env::current_exe().map_err(Failure::failed)?;
-    let mut procs = spawn(&exe, sc, out, &rpc, members, &wallets)?;
+    let mut procs = spawn(launch, sc, out, &rpc, members, &wallets)?;
     let result = drive(sc, &client, &mut procs, &live, started).await;
     for p in &mut procs {
         p.signal(Signal::Term);
@@ -425,8 +347,8 @@ async fn devnet(sc: &Scenario, out: &Path) -> Result<Ran, Failure> {
     }
 }
 
-/// Verifies the chain, writes the report and says how the run went.
-fn finish(sc: &Scenario, text: &str, out: &Path, ran: Ran) -> Result<(), Failure> {
+/// Verifies the chain, writes the report (its path on stdout) and says how the run went.
+fn finish(sc: &Scenario, text: &str, out: &Path, ran: Ran) -> Result<PathBuf, DevnetError> {
     let Ran {
         started,
         live,
@@ -466,7 +388,7 @@ fn finish(sc: &Scenario, text: &str, out: &Path, ran: Ran) -> Result<(), Failure
         &evaluations,
         &left,
     );
-    let md = report::write(out, &epochs, &summary, &traces, text).map_err(Failure::failed)?;
+    let md = report::write(out, &epochs, &summary, &traces, text).map_err(DevnetError::failed)?;
     eprintln!(
         "devnet: {} epochs in {:.0} s; report: {}",
         epochs.len(),
@@ -475,20 +397,20 @@ fn finish(sc: &Scenario, text: &str, out: &Path, ran: Ran) -> Result<(), Failure
     );
     println!("{}", md.display());
     if interrupted {
-        return Err(Failure::failed(
+        return Err(DevnetError::failed(
             "interrupted; the report covers the epochs run",
         ));
     }
     if !crashes.is_empty() {
-        return Err(Failure::failed(format!(
+        return Err(DevnetError::failed(format!(
             "node processes ended on their own: {}",
             crashes.join("; ")
         )));
     }
     if verified.is_none() {
-        return Err(Failure::failed("the devnet's chain does not verify"));
+        return Err(DevnetError::failed("the devnet's chain does not verify"));
     }
-    Ok(())
+    Ok(md)
 }
 
 /// The epochs, the departures `(name, epoch, signal)`, unexpected exits, and whether Ctrl-C
@@ -506,7 +428,7 @@ async fn drive(
     procs: &mut [Proc],
     live: &Live,
     started: Instant,
-) -> Result<Driven, Failure> {
+) -> Result<Driven, DevnetError> {
     let poll = Duration::from_millis((sc.block_ms / 4).clamp(20, 250));
     let keys: Vec<String> = procs
         .iter()
@@ -534,7 +456,7 @@ async fn drive(
         }
         for p in procs.iter_mut() {
             if let Some(status) = p.exited() {
-                return Err(Failure::failed(format!(
+                return Err(DevnetError::failed(format!(
                     "{} exited during start-up ({status}): {}",
                     p.member.name,
                     tail(&p.log)
@@ -542,7 +464,7 @@ async fn drive(
             }
         }
         if Instant::now() > deadline {
-            return Err(Failure::failed(format!(
+            return Err(DevnetError::failed(format!(
                 "only {ready} of {} nodes were serving after 240 s; see the logs",
                 keys.len()
             )));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::record::{EpochRecord, NodeRecord, shares};
+use crate::record::{EpochRecord, NodeRecord, shares};
 
 /// Where the live view goes.
 pub struct Live {
@@ -43,9 +43,9 @@ fn row(n: &NodeRecord) -> String {
         n.consensus,
         n.incentive,
         n.dividends,
-        n.loss.map_or("-".into(), |l| format!("{l:.3}")),
-        n.served,
-        n.failed,
+        n.metrics.loss.map_or("-".into(), |l| format!("{l:.3}")),
+        n.metrics.served,
+        n.metrics.failed,
         if n.alive { "" } else { "  (gone)" }
     )
 }

@@ -1,13 +1,21 @@
-//! Figures, drawn with plotters into PNG and SVG from the same code. Text uses the bundled
-//! DejaVu Sans (assets/), so no system font library is needed.
+#![doc = include_str!("../README.md")]
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+pub use plotters;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::SimError;
+/// A figure that could not be drawn or saved.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: cannot draw figure: {message}", path.display())]
+pub struct PlotError {
+    /// The figure's file.
+    pub path: PathBuf,
+    /// The plotting backend's message.
+    pub message: String,
+}
 
 static FONT: Once = Once::new();
 const FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -27,13 +35,13 @@ pub trait Figure {
 }
 
 /// Renders `fig` to `STEM.png` and `STEM.svg`; returns both paths.
-pub fn save(fig: &impl Figure, stem: &Path) -> Result<Vec<PathBuf>, SimError> {
+pub fn save(fig: &impl Figure, stem: &Path) -> Result<Vec<PathBuf>, PlotError> {
     register_font();
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
     let err = |path: &Path| {
         let path = path.to_owned();
-        move |message: String| SimError::Plot { path, message }
+        move |message: String| PlotError { path, message }
     };
     {
         let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
@@ -278,5 +286,38 @@ impl Figure for Heatmap {
             .map_err(s)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines() -> Lines {
+        Lines {
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            series: vec![("a".into(), vec![(0.0, 1.0), (1.0, 2.0)])],
+            reference: Some(1.5),
+            y_range: None,
+        }
+    }
+
+    #[test]
+    fn the_same_figure_is_the_same_bytes_and_a_bad_path_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = save(&lines(), &dir.path().join("a")).unwrap();
+        let b = save(&lines(), &dir.path().join("b")).unwrap();
+        assert_eq!(a.len(), 2);
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(std::fs::read(x).unwrap(), std::fs::read(y).unwrap());
+        }
+        let svg = std::fs::read_to_string(&a[1]).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("900"), "{svg:.80}");
+        let missing = dir.path().join("no/such/dir/c");
+        let e = save(&lines(), &missing).unwrap_err();
+        assert_eq!(e.path, missing.with_extension("png"));
+        assert!(e.to_string().contains("cannot draw figure"), "{e}");
     }
 }

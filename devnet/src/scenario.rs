@@ -1,47 +1,12 @@
 //! The devnet's scenario file (TOML, unknown keys refused): timing, stake, and the node groups
 //! with their roles. `examples/devnet.toml` is the default and documents every key.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+use crate::roles::Role;
 
 /// The default scenario: `examples/devnet.toml`.
-pub const DEFAULT: &str = include_str!("../../../../examples/devnet.toml");
-
-/// What a node does on the devnet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Trains on its own text domain through its gating layer; weights from Fisher scores.
-    Learner,
-    /// A learner that leaves at its group's `leave` epoch.
-    Offline,
-    /// Serves random tensors; sets no weights.
-    Noise,
-    /// Serves zeros; sets no weights.
-    Lazy,
-    /// Serves noise; weights only the other members of its group.
-    Cabal,
-    /// Serves noise; copies the last epoch's consensus as its weights.
-    Copier,
-}
-
-impl Role {
-    /// The role's name in tables and files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Learner => "learner",
-            Role::Offline => "offline",
-            Role::Noise => "noise",
-            Role::Lazy => "lazy",
-            Role::Cabal => "cabal",
-            Role::Copier => "copier",
-        }
-    }
-
-    /// Whether nodes of this role train (and need libtorch).
-    pub fn trains(self) -> bool {
-        matches!(self, Role::Learner | Role::Offline)
-    }
-}
+pub const DEFAULT: &str = include_str!("../../examples/devnet.toml");
 
 /// How a leaving node goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]

@@ -1,17 +1,17 @@
 //! The devnet's report directory: the metagraph per epoch (CSV and JSON), the summary, the
-//! figures (PNG and SVG, drawn with the simulator's plotting code) and `report.md`, all
-//! generated from the run's records.
+//! figures (PNG and SVG, drawn by `deepnode-plot`) and `report.md`, all generated from the
+//! run's records.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use deepnode_sim::plot::{Figure, Lines, save};
+use deepnode_plot::{Figure, Lines, save};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::record::{EpochRecord, Premise, Summary};
-use crate::node_cli::MetricsLine;
+use crate::metrics::MetricsLine;
+use crate::record::{DomainLoss, EpochRecord, Premise, Summary};
 
 /// The weights matrix of every epoch as small heat maps (rows: setters, columns: receivers,
 /// in scenario order; darker is heavier, each row scaled to its largest entry).
@@ -97,9 +97,7 @@ impl Figure for GainBars<'_> {
                     continue;
                 }
                 let n = rows.len() as f64;
-                let mean = |f: &dyn Fn(&&super::record::DomainLoss) -> f64| {
-                    rows.iter().map(f).sum::<f64>() / n
-                };
+                let mean = |f: &dyn Fn(&&DomainLoss) -> f64| rows.iter().map(f).sum::<f64>() / n;
                 let label = if own {
                     format!("{} {}", g.learner, g.domain)
                 } else {
@@ -340,14 +338,14 @@ fn csv(epochs: &[EpochRecord]) -> String {
                 n.incentive,
                 n.dividends,
                 n.emission,
-                n.served,
-                n.refused,
-                n.answers,
-                n.failed,
-                n.rows_set,
-                n.rows_refused,
-                n.steps,
-                n.loss.map_or(String::new(), |l| l.to_string()),
+                n.metrics.served,
+                n.metrics.refused,
+                n.metrics.answers,
+                n.metrics.failed,
+                n.metrics.rows_set,
+                n.metrics.rows_refused,
+                n.metrics.steps,
+                n.metrics.loss.map_or(String::new(), |l| l.to_string()),
             );
         }
     }
@@ -517,9 +515,9 @@ fn markdown(epochs: &[EpochRecord], s: &Summary) -> String {
                 n.consensus,
                 n.incentive,
                 n.dividends,
-                n.served,
-                n.failed,
-                n.loss.map_or("-".into(), |l| format!("{l:.3}"))
+                n.metrics.served,
+                n.metrics.failed,
+                n.metrics.loss.map_or("-".into(), |l| format!("{l:.3}"))
             );
         }
     }

@@ -1,5 +1,5 @@
 //! The devnet's chain rules without processes or learners: the embedded ledger built from the
-//! devnet's own genesis, nodes registered and staked as `deepnode devnet` does, and each epoch
+//! devnet's own genesis, nodes registered and staked as a devnet run does, and each epoch
 //! the rows a node's scores give (`deepnode_node::weights_row`, as the node submits them),
 //! applied as signed extrinsics. The scores stand in for the learners' (every learner finds
 //! every other running learner useful; noise and lazy nodes get none; a killed node is no
@@ -8,8 +8,9 @@
 use deepnode_consensus::{ControllerPolicy, Fx, Uid, epoch};
 use deepnode_ledger::{ACTIVITY_CUTOFF_EPOCHS, Call, Extrinsic, H256, LedgerState, Wallet};
 
-use super::genesis;
-use super::scenario::{DEFAULT, Role, Scenario};
+use crate::genesis::{genesis, wallet_seed};
+use crate::roles::Role;
+use crate::scenario::{DEFAULT, Scenario};
 
 /// A devnet's chain and its members' wallets and roles, in registration (uid) order.
 struct Model {
@@ -23,7 +24,7 @@ struct Model {
 impl Model {
     fn new(sc: &Scenario, roles: Vec<Role>, controller: Option<ControllerPolicy>) -> Model {
         let wallets: Vec<Wallet> = (0..roles.len())
-            .map(|i| Wallet::from_seed(super::wallet_seed(sc.seed, i)))
+            .map(|i| Wallet::from_seed(wallet_seed(sc.seed, i)))
             .collect();
         let mut g = genesis(sc, &wallets);
         if let Some(c) = controller {

@@ -1,4 +1,4 @@
-//! `deepnode bench`: one epoch on a synthetic network, both backends (and optionally the
+//! `deepnode-bench epoch`: one epoch on a synthetic network, both backends (and optionally the
 //! numpy + scipy.sparse baseline of `benches/baseline/numpy_epoch.py`) in the same run, in
 //! alternating rounds; peak resident memory of each phase from the kernel (Linux).
 //!
@@ -14,12 +14,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use deepnode_consensus::{BondMode, Fx, OutputBuffers, Scalar, State, epoch, epoch_in_place};
-use deepnode_sim::bench::peak_rss_mib;
 use deepnode_testkit::synthetic::network;
 use deepnode_types::FromRatio;
 
-/// What `deepnode bench` runs.
-pub struct BenchArgs {
+use crate::rss::{peak_rss_mib, reset_peak};
+
+/// What `deepnode-bench epoch` runs.
+pub struct EpochArgs {
     /// Nodes.
     pub n: usize,
     /// Non-zero weights per row (capped at `n`).
@@ -43,8 +44,8 @@ const AGREE: f64 = 1e-6;
 const SEED: u64 = 7;
 
 /// Runs and prints the table.
-pub fn run(args: &BenchArgs) -> Result<(), String> {
-    let &BenchArgs {
+pub fn run(args: &EpochArgs) -> Result<(), String> {
+    let &EpochArgs {
         n,
         k,
         epochs,
@@ -52,10 +53,10 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         ..
     } = args;
     if n == 0 || epochs == 0 || rounds == 0 {
-        return Err("bench: --n, --epochs and --rounds must be at least 1".into());
+        return Err("epoch: --n, --epochs and --rounds must be at least 1".into());
     }
     if args.threads.is_some() && !cfg!(feature = "parallel") {
-        return Err("bench: --threads needs a build with --features parallel".into());
+        return Err("epoch: --threads needs a build with --features parallel".into());
     }
     let weights = n.saturating_mul(k.min(n));
     println!(
@@ -184,7 +185,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         println!("numpy and float outputs (last steady epoch) differ by at most {diff:.1e}");
         if diff > AGREE {
             return Err(format!(
-                "bench: the baseline's outputs differ from the float epoch's by {diff:e} (more than {AGREE:e}): not the same math"
+                "epoch: the baseline's outputs differ from the float epoch's by {diff:e} (more than {AGREE:e}): not the same math"
             ));
         }
     }
@@ -246,7 +247,7 @@ fn time<N: Scalar + FromRatio>(
 ) -> Result<(Times, OutputBuffers<N>), String> {
     reset_peak();
     let state = network::<N>(n, k, SEED);
-    let fail = |e| format!("bench: {e}");
+    let fail = |e| format!("epoch: {e}");
     let mut cold = Vec::with_capacity(epochs);
     for _ in 0..epochs {
         let start = Clock::now();
@@ -305,7 +306,7 @@ fn time_threads<N: Scalar + FromRatio + Send + Sync>(
     use deepnode_consensus::Parallel;
 
     let state = network::<N>(n, k, SEED);
-    let fail = |e| format!("bench: {e}");
+    let fail = |e| format!("epoch: {e}");
     let mut par = Parallel::<N>::new(threads);
     let mut cold = [Vec::new(), Vec::new()];
     for _ in 0..epochs {
@@ -467,12 +468,6 @@ fn median(mut times: Vec<Duration>) -> Duration {
     times[times.len() / 2]
 }
 
-/// Resets the process's peak resident size (`VmHWM`), so that each phase reports its own
-/// (Linux: writing 5 to /proc/self/clear_refs); does nothing elsewhere.
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -502,7 +497,7 @@ fn copy_bandwidth() -> f64 {
 /// Writes `state` in the workload format of `benches/baseline/numpy_epoch.py` (its docstring
 /// is the format's definition).
 fn write_workload(state: &State<f64>, path: &Path) -> Result<(), String> {
-    let fail = |e: std::io::Error| format!("bench: {}: {e}", path.display());
+    let fail = |e: std::io::Error| format!("epoch: {}: {e}", path.display());
     let n = state.stake.len();
     let nnz: usize = state.weights.iter().map(Vec::len).sum();
     let p = &state.params;
@@ -561,24 +556,24 @@ fn run_baseline(
         .arg(&outputs)
         .arg(epochs.to_string())
         .output()
-        .map_err(|e| format!("bench: python3 {}: {e}", script.display()))?;
+        .map_err(|e| format!("epoch: python3 {}: {e}", script.display()))?;
     if !run.status.success() {
         let err = String::from_utf8_lossy(&run.stderr);
         let last = err.lines().last().unwrap_or("no output");
         return Err(format!(
-            "bench: baseline {} failed: {last}",
+            "epoch: baseline {} failed: {last}",
             script.display()
         ));
     }
     let stdout = String::from_utf8_lossy(&run.stdout);
     let line = stdout.lines().last().unwrap_or_default();
     let json: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("bench: baseline printed {line:?}: {e}"))?;
+        serde_json::from_str(line).map_err(|e| format!("epoch: baseline printed {line:?}: {e}"))?;
     let secs = |key: &str| {
         json[key]
             .as_f64()
             .map(Duration::from_secs_f64)
-            .ok_or_else(|| format!("bench: baseline printed no {key}"))
+            .ok_or_else(|| format!("epoch: baseline printed no {key}"))
     };
     let times = Times {
         cold: secs("cold_s")?,
@@ -586,7 +581,7 @@ fn run_baseline(
         peak_mib: json["peak_rss_mib"].as_f64(),
     };
     let bytes =
-        std::fs::read(&outputs).map_err(|e| format!("bench: {}: {e}", outputs.display()))?;
+        std::fs::read(&outputs).map_err(|e| format!("epoch: {}: {e}", outputs.display()))?;
     let n = out.rank.len();
     let f64s = |k: usize| -> Vec<f64> {
         bytes
@@ -609,7 +604,7 @@ fn run_baseline(
     {
         let theirs = f64s(k);
         if theirs.len() != n {
-            return Err(format!("bench: {}: short outputs", outputs.display()));
+            return Err(format!("epoch: {}: short outputs", outputs.display()));
         }
         for (a, b) in ours.iter().zip(&theirs) {
             let d = (a - b).abs();

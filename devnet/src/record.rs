@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::scenario::Role;
+use crate::metrics::MetricsLine;
+use crate::roles::Role;
 
 /// One node at the end of one epoch: the ledger's view and the node's own metrics.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NodeRecord {
     /// `node-<index>`.
     pub name: String,
@@ -34,22 +35,42 @@ pub struct NodeRecord {
     pub emission: u64,
     /// Its weights row on the ledger `(uid, w)`.
     pub weights: Vec<(u32, u16)>,
-    /// Requests it served and refused, answers it got, queries that failed (its metrics).
-    pub served: u64,
-    /// Requests it refused.
-    pub refused: u64,
-    /// Peer answers it received.
-    pub answers: u64,
-    /// Peer queries that failed.
-    pub failed: u64,
-    /// Rows it submitted that the ledger committed, and refused.
-    pub rows_set: u64,
-    /// Rows the ledger refused.
-    pub rows_refused: u64,
-    /// Training steps and the last batch loss (learners).
-    pub steps: u64,
-    /// The last training loss.
-    pub loss: Option<f64>,
+    /// The last line of its metrics file (requests served and refused, answers, failed
+    /// queries, rows committed and refused, training steps and loss); the default before its
+    /// first line.
+    pub metrics: MetricsLine,
+}
+
+/// A node record in `metagraph.json`: the ledger's view, then the counters of its metrics
+/// (`served`, `refused`, `answers`, `failed`, `rows_set`, `rows_refused`, `steps`, `loss`),
+/// in one flat object.
+impl Serialize for NodeRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let m = &self.metrics;
+        let mut o = s.serialize_struct("NodeRecord", 20)?;
+        o.serialize_field("name", &self.name)?;
+        o.serialize_field("role", &self.role)?;
+        o.serialize_field("uid", &self.uid)?;
+        o.serialize_field("alive", &self.alive)?;
+        o.serialize_field("stake", &self.stake)?;
+        o.serialize_field("rank", &self.rank)?;
+        o.serialize_field("trust", &self.trust)?;
+        o.serialize_field("consensus", &self.consensus)?;
+        o.serialize_field("incentive", &self.incentive)?;
+        o.serialize_field("dividends", &self.dividends)?;
+        o.serialize_field("emission", &self.emission)?;
+        o.serialize_field("weights", &self.weights)?;
+        o.serialize_field("served", &m.served)?;
+        o.serialize_field("refused", &m.refused)?;
+        o.serialize_field("answers", &m.answers)?;
+        o.serialize_field("failed", &m.failed)?;
+        o.serialize_field("rows_set", &m.rows_set)?;
+        o.serialize_field("rows_refused", &m.rows_refused)?;
+        o.serialize_field("steps", &m.steps)?;
+        o.serialize_field("loss", &m.loss)?;
+        o.end()
+    }
 }
 
 /// The metagraph and the nodes' metrics at the end of one epoch.
@@ -241,7 +262,7 @@ fn learner_rows_on_cabal(e: &EpochRecord, warmup: u64) -> Vec<Option<Vec<f64>>> 
         .filter(|n| n.role == Role::Learner && n.alive)
         .map(|n| {
             let total: f64 = n.weights.iter().map(|w| f64::from(w.1)).sum();
-            (total > 0.0 && n.steps >= warmup).then(|| {
+            (total > 0.0 && n.metrics.steps >= warmup).then(|| {
                 n.weights
                     .iter()
                     .filter(|w| cabal.contains(&(w.0 as usize)))
@@ -325,9 +346,9 @@ pub fn summarize(
         _ => None,
     };
     let rows = epochs.last().map_or((0, 0), |e| {
-        e.nodes
-            .iter()
-            .fold((0, 0), |a, n| (a.0 + n.rows_set, a.1 + n.rows_refused))
+        e.nodes.iter().fold((0, 0), |a, n| {
+            (a.0 + n.metrics.rows_set, a.1 + n.metrics.rows_refused)
+        })
     });
     let departures = left
         .iter()
@@ -564,14 +585,10 @@ mod tests {
             dividends: 0.0,
             emission: 0,
             weights: if row { vec![(1, 1)] } else { Vec::new() },
-            served: 0,
-            refused: 0,
-            answers: 0,
-            failed: 0,
-            rows_set: u64::from(row),
-            rows_refused: 0,
-            steps: 0,
-            loss: None,
+            metrics: MetricsLine {
+                rows_set: u64::from(row),
+                ..MetricsLine::default()
+            },
         }
     }
 
@@ -637,7 +654,7 @@ mod tests {
         let mut epochs = epochs;
         for (e, steps) in epochs.iter_mut().zip([10, 20, 30]) {
             for n in &mut e.nodes {
-                n.steps = steps;
+                n.metrics.steps = steps;
             }
         }
         let s = summarize(&epochs, 0.05, 20, 7, None, &[], &[]);

@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod genesis;
+mod live;
+mod metrics;
+#[cfg(test)]
+mod model_tests;
+mod record;
+mod report;
+mod roles;
+mod run;
+mod scenario;
+
+pub use error::DevnetError;
+pub use genesis::{genesis, wallet_seed};
+pub use metrics::MetricsLine;
+pub use record::{
+    Departure, DomainLoss, EpochRecord, Evaluation, Gain, NodeRecord, NodeValue, Premise, Summary,
+    premise, spearman, summarize,
+};
+pub use report::write as write_report;
+pub use roles::{NodeConfig, Role, Row, Served, node_config};
+pub use run::{Build, Launch, Options, run};
+pub use scenario::{DEFAULT, DEFAULT_DOMAIN, Group, Member, Scenario, Signal};
