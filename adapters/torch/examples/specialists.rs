@@ -6,7 +6,7 @@
 //! (e.g. `1500 fortunes fortunes python c`). The learners' defaults, with these overrides from
 //! the environment: `K` (peers per position), `READOUT=0` (no shared readout),
 //! `CONTEXT_GATE=0` (the gate reads one position), `STUDENT_HIDDEN`, `STUDENT_STEPS`,
-//! `STUDENT_LR`, `VISITORS`, `BALANCE=0` (windows unweighted), `SEED`.
+//! `STUDENT_LR`, `VISITORS`, `SEED`.
 
 use std::sync::Arc;
 
@@ -52,7 +52,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ..defaults.local
             },
             visitors: env("VISITORS", defaults.visitors),
-            balance: env("BALANCE", 1.0) > 0.0,
             ..defaults
         };
         let mut l = Learner::specialist(config, d, &domains)?;

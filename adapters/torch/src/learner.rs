@@ -41,10 +41,6 @@ pub struct LearnerConfig {
     /// Share of training windows drawn from the other domains of the network (a trickle of
     /// the text its users bring); the rest come from its own domain.
     pub visitors: f64,
-    /// Weigh each training window so that every domain counts equally in the peers' scores
-    /// and the student's distillation, as in validation (see `train_batch`); `false`: each
-    /// window counts once, so the own domain dominates both.
-    pub balance: bool,
     /// Windows per validation batch.
     pub eval_batch: usize,
     /// Validation rounds per domain that the reported means and intervals cover (the last
@@ -82,7 +78,6 @@ impl Default for LearnerConfig {
             confidence: 3.0,
             sync_every: 10,
             visitors: 0.25,
-            balance: true,
             eval_batch: 16,
             window: 12,
         }
@@ -92,8 +87,8 @@ impl Default for LearnerConfig {
 /// What the pending [`Trainer::ask`] was for.
 enum Pending {
     None,
-    /// A training batch `[B, S + 1]` and its windows' weights.
-    Train(Tensor, Vec<f64>),
+    /// A training batch `[B, S + 1]`.
+    Train(Tensor),
     /// A validation batch `[B, S + 1]` of the domain at this index of `Learner::domains`.
     Eval(Tensor, usize),
 }
@@ -213,45 +208,31 @@ impl Learner {
     }
 
     /// The training batch of step `steps`: each window from the own domain, or with
-    /// probability `visitors` from one of the other domains (drawn from the seed); and each
-    /// window's weight in the peers' scores and the student's distillation (empty: equal).
-    /// With [`LearnerConfig::balance`] every domain counts equally there, as it does in
-    /// validation: `1 / (m * share)` for a window of a domain drawn with probability `share`
-    /// among `m` (own: `1 - visitors`; each other: `visitors / (m - 1)`).
-    fn train_batch(&self, steps: u64) -> (Tensor, Vec<f64>) {
+    /// probability `visitors` from one of the other domains (drawn from the seed).
+    fn train_batch(&self, steps: u64) -> Tensor {
         let (b, s) = (self.config.batch, self.config.seq);
         let seed = self.config.local.seed.wrapping_mul(1_000_003) ^ steps;
         let others = self.domains.len() - 1;
         if others == 0 || self.config.visitors == 0.0 {
-            return (self.domains[0].text.train_batch(b, s, seed), Vec::new());
+            return self.domains[0].text.train_batch(b, s, seed);
         }
-        let m = self.domains.len() as f64;
-        let visitor = self.config.visitors / others as f64;
         let mut state = seed ^ 0xd0_3a1a;
-        let (windows, weights): (Vec<Tensor>, Vec<f64>) = (0..b as u64)
+        let windows: Vec<Tensor> = (0..b as u64)
             .map(|w| {
                 let draw = (splitmix(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
-                let (field, share) = if draw < self.config.visitors {
-                    (1 + (splitmix(&mut state) % others as u64) as usize, visitor)
+                let field = if draw < self.config.visitors {
+                    1 + (splitmix(&mut state) % others as u64) as usize
                 } else {
-                    (0, 1.0 - self.config.visitors)
+                    0
                 };
-                let window = self.domains[field].text.train_batch(
+                self.domains[field].text.train_batch(
                     1,
                     s,
                     seed.wrapping_add(w.wrapping_mul(0x51_7cc1)),
-                );
-                (
-                    window,
-                    if self.config.balance {
-                        1.0 / (m * share)
-                    } else {
-                        1.0
-                    },
                 )
             })
-            .unzip();
-        (Tensor::cat(&windows, 0), weights)
+            .collect();
+        Tensor::cat(&windows, 0)
     }
 
     /// Makes `served` (the model this node serves, same encoder configuration) follow the
@@ -413,10 +394,10 @@ impl Learner {
                 self.evaluate(&batch, field, &answers)?;
                 Ok(Vec::new())
             }
-            Pending::Train(batch, weights) => {
+            Pending::Train(batch) => {
                 let report = self
                     .model
-                    .step_weighted(&batch, &weights, &mut |j, _| answers.get(&j).cloned())?;
+                    .step(&batch, &mut |j, _| answers.get(&j).cloned())?;
                 for (j, _) in &report.grads {
                     if let (Some(e), Some(&b)) = (self.evidence.get_mut(*j), report.benefit.get(*j))
                     {
@@ -424,7 +405,7 @@ impl Learner {
                     }
                 }
                 if let Some(alone) = &mut self.alone {
-                    alone.step_weighted(&batch, &weights, &mut |_, _| None)?;
+                    alone.step(&batch, &mut |_, _| None)?;
                 }
                 self.progress.steps = self.model.steps();
                 self.progress.loss = Some(report.loss);
@@ -466,9 +447,9 @@ impl Trainer for Learner {
             self.pending = Pending::Eval(batch, field);
             return Ok(ask);
         }
-        let (batch, weights) = self.train_batch(steps);
+        let batch = self.train_batch(steps);
         let ask = self.ask_for(&batch, true)?;
-        self.pending = Pending::Train(batch, weights);
+        self.pending = Pending::Train(batch);
         Ok(ask)
     }
 

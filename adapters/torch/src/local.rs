@@ -105,8 +105,7 @@ pub struct LocalModel {
     student_opt: nn::Optimizer,
     step: u64,
     fisher_sum: Vec<f64>,
-    /// The weight of the positions summed in `fisher_sum` (their count, with uniform weights).
-    fisher_mass: f64,
+    fisher_rows: u64,
     backend: FisherBackend,
     /// Per peer: training asks in a row it failed to answer.
     silent: Vec<u32>,
@@ -170,7 +169,7 @@ impl LocalModel {
         let student_opt = nn::Adam::default().build(&student_vs, config.student_lr)?;
         Ok(LocalModel {
             fisher_sum: vec![0.0; config.peers],
-            fisher_mass: 0.0,
+            fisher_rows: 0,
             silent: vec![0; config.peers],
             muted_until: vec![0; config.peers],
             config,
@@ -344,31 +343,14 @@ impl LocalModel {
 
     /// One training step on `batch` `[B, S + 1]`: route (noisy), ask each chosen peer through
     /// `query(peer, inputs)` (inputs `[B, S]` bytes as on the wire; `None` = no answer),
-    /// Fisher scores of the batch, Adam step of the node's model, the student's distillation
-    /// steps. Returns the gradients to send back. Every window weighs the same; see
-    /// [`LocalModel::step_weighted`].
+    /// Fisher scores of the batch, Adam step of the node's model, one distillation step of
+    /// the student. Returns the gradients to send back.
     pub fn step(
         &mut self,
         batch: &Tensor,
         query: &mut dyn FnMut(usize, &NodeTensor) -> Option<NodeTensor>,
     ) -> Result<StepReport, TorchError> {
-        self.step_weighted(batch, &[], query)
-    }
-
-    /// [`LocalModel::step`] with one weight per window of the batch (empty: all equal): the
-    /// peers' Fisher scores and benefits, and the student's distillation loss, are
-    /// `sum_x w_x s(x) / sum_x w_x` over the positions `x`, each weighing as its window. The
-    /// node's own training loss is not weighted. A learner whose batches over-sample some
-    /// texts gives each text the weight it has in what it is judged on: a peer's score then
-    /// estimates its Fisher information under that mix, not under the sampling mix.
-    pub fn step_weighted(
-        &mut self,
-        batch: &Tensor,
-        window_weights: &[f64],
-        query: &mut dyn FnMut(usize, &NodeTensor) -> Option<NodeTensor>,
-    ) -> Result<StepReport, TorchError> {
         let routed = self.route(batch, true)?;
-        let windows = self.window_weights(&routed, window_weights)?;
         let wire_inputs = tokens_to_node(&routed.inputs)?;
         let size = routed.inputs.size();
         let shape = [size[0], size[1], self.config.encoder.dim];
@@ -398,18 +380,17 @@ impl LocalModel {
         }
         self.note_silence(&answered, &missing);
         let loss = self.loss(&routed, &responses)?;
-        let mut fisher = self.fisher_weighted(&routed, &loss, &windows)?;
-        let row_weights = self.row_weights(&routed, &windows);
-        let mut benefit = self.benefit_weighted(&routed, &loss, &row_weights)?;
+        let mut fisher = self.fisher_gating(&routed, &loss)?;
+        let mut benefit = self.benefit(&routed, &loss)?;
         for &peer in &missing {
             fisher[peer] = 0.0;
             benefit[peer] = 0.0;
         }
-        let mass = windows.iter().sum::<f64>() * routed.targets.size()[1] as f64;
+        let rows = routed.targets.numel() as u64;
         for (sum, f) in self.fisher_sum.iter_mut().zip(&fisher) {
-            *sum += f64::from(*f) * mass;
+            *sum += f64::from(*f) * rows as f64;
         }
-        self.fisher_mass += mass;
+        self.fisher_rows += rows;
         self.opt.zero_grad();
         loss.total.f_backward()?;
         self.opt.step();
@@ -417,7 +398,7 @@ impl LocalModel {
         for peer in answered {
             grads.push((peer, to_node(&responses[peer].grad())?));
         }
-        let distill = self.distill(&routed, &loss.logits, &row_weights)?;
+        let distill = self.distill(&routed, &loss.logits)?;
         self.step += 1;
         Ok(StepReport {
             loss: loss.cross_entropy.double_value(&[]),
@@ -453,46 +434,10 @@ impl LocalModel {
             .collect()
     }
 
-    /// The batch's window weights, normalised to mean 1: all 1 for `given` empty; otherwise
-    /// one finite, non-negative weight per window, not all zero.
-    fn window_weights(&self, routed: &Routed, given: &[f64]) -> Result<Vec<f64>, TorchError> {
-        let windows = routed.targets.size()[0] as usize;
-        if given.is_empty() {
-            return Ok(vec![1.0; windows]);
-        }
-        if given.len() != windows {
-            return Err(TorchError::Config("one weight per window of the batch"));
-        }
-        let total: f64 = given.iter().sum();
-        if given.iter().any(|w| !w.is_finite() || *w < 0.0) || !(total > 0.0 && total.is_finite()) {
-            return Err(TorchError::Config(
-                "window weights must be finite, non-negative and not all zero",
-            ));
-        }
-        Ok(given.iter().map(|w| w * windows as f64 / total).collect())
-    }
-
-    /// Per position `[rows]` (rows in the batch's order), its window's weight.
-    fn row_weights(&self, routed: &Routed, windows: &[f64]) -> Tensor {
-        let seq = routed.targets.size()[1];
-        Tensor::from_slice(windows)
-            .to_kind(Kind::Double)
-            .unsqueeze(1)
-            .expand([windows.len() as i64, seq], false)
-            .reshape([-1])
-    }
-
     /// [`LocalConfig::student_steps`] student steps on
-    /// `KL(softmax(head(h, G)) || softmax(head(h, dist(x))))`, the mean over positions
-    /// weighted by `row_weights` (mean 1), with the head frozen and the teacher's logits
-    /// detached; returns the KL before the first.
-    fn distill(
-        &mut self,
-        routed: &Routed,
-        teacher: &Tensor,
-        row_weights: &Tensor,
-    ) -> Result<f64, TorchError> {
-        let row_weights = row_weights.to_kind(Kind::Float);
+    /// `KL(softmax(head(h, G)) || softmax(head(h, dist(x))))` with the head frozen and the
+    /// teacher's logits detached; returns the KL before the first.
+    fn distill(&mut self, routed: &Routed, teacher: &Tensor) -> Result<f64, TorchError> {
         let d = self.config.encoder.dim;
         let rows = routed.targets.numel() as i64;
         let own = routed.own.detach().reshape([rows, d]);
@@ -504,10 +449,9 @@ impl LocalModel {
                 .forward(Modality::Text, &routed.inputs)?
                 .reshape([rows, d]);
             let student = self.head(&own, &dist, true).log_softmax(1, Kind::Float);
-            let kl =
-                ((teacher.exp() * (&teacher - &student)).sum_dim_intlist(1, false, Kind::Float)
-                    * &row_weights)
-                    .mean(Kind::Float);
+            let kl = (teacher.exp() * (&teacher - &student))
+                .sum_dim_intlist(1, false, Kind::Float)
+                .mean(Kind::Float);
             self.student_opt.backward_step(&kl);
             first.get_or_insert(kl.double_value(&[]));
         }

@@ -303,62 +303,6 @@ fn bad_remote_gradients_and_answers_are_refused() {
         .unwrap();
     assert!(report.grads.is_empty());
     assert!(report.loss.is_finite());
-
-    // Window weights: one per window, finite, non-negative, not all zero.
-    let answering = peers(4, ServeConfig::default());
-    for bad in [&[1.0][..], &[1.0, -1.0], &[0.0, 0.0], &[f64::NAN, 1.0]] {
-        let err = node
-            .step_weighted(&batch, bad, &mut ask(&answering))
-            .unwrap_err();
-        assert!(err.to_string().contains("weight"), "{bad:?}: {err}");
-    }
-    assert_eq!(node.steps(), 1, "a refused step trains nothing");
-}
-
-#[test]
-fn window_weights_move_the_epoch_scores_toward_the_weighted_windows() {
-    // The same model state and batch, once with equal weights and once with every weight
-    // on the last window: the epoch's Fisher scores are the batch's mean in the first case
-    // and the last window's in the second, so they differ; a step's scores are the mean the
-    // epoch scores accumulate.
-    let peers = peers(4, ServeConfig::default());
-    let corpus = TextCorpus::system_shard(2, 4).unwrap();
-    let warm = |node: &mut LocalModel| {
-        tch::manual_seed(4);
-        for step in 0..4 {
-            node.step(&corpus.train_batch(4, 16, step), &mut ask(&peers))
-                .unwrap();
-        }
-        node.reset_epoch();
-    };
-    let batch = corpus.train_batch(4, 16, 7);
-    let (mut even, mut last) = (
-        LocalModel::new(small()).unwrap(),
-        LocalModel::new(small()).unwrap(),
-    );
-    warm(&mut even);
-    warm(&mut last);
-    tch::manual_seed(5);
-    let a = even
-        .step_weighted(&batch, &[1.0; 4], &mut ask(&peers))
-        .unwrap();
-    tch::manual_seed(5);
-    let b = last
-        .step_weighted(&batch, &[0.0, 0.0, 0.0, 3.0], &mut ask(&peers))
-        .unwrap();
-    let (ea, eb) = (even.epoch_scores(), last.epoch_scores());
-    for (j, (f, e)) in a.fisher.iter().zip(&ea).enumerate() {
-        assert!(
-            (f64::from(*f) - e).abs() <= 1e-6 * e.abs().max(1e-9),
-            "peer {j}: {f} vs {e}"
-        );
-    }
-    assert!(ea.iter().any(|&s| s > 0.0), "{ea:?}");
-    assert_ne!(ea, eb, "the weights change the scores");
-    assert!(
-        (a.loss - b.loss).abs() < 1e-9,
-        "the training loss is not weighted"
-    );
 }
 
 #[test]

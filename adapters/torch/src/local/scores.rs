@@ -61,64 +61,6 @@ impl LocalModel {
             .scores(&sel, &responses, self.config.encoder.dim as usize, &head)
     }
 
-    /// [`LocalModel::fisher_gating`] of each window of the batch on its own, averaged with
-    /// `windows` (one weight per window, mean 1): `sum_w windows[w] r_w / windows.len()`.
-    /// With equal weights this is the batch's score (a window's positions are a block of
-    /// rows, so the batch mean is the mean of the window means).
-    pub fn fisher_weighted(
-        &self,
-        routed: &Routed,
-        loss: &Loss,
-        windows: &[f64],
-    ) -> Result<Vec<f32>, TorchError> {
-        let sel = routed.gate.selection(self.config.peers)?;
-        let d = self.config.encoder.dim as usize;
-        let (k, classes) = (sel.k, 256);
-        let seq = routed.targets.size()[1] as usize;
-        if windows.len() * seq != sel.rows {
-            return Err(TorchError::Config("one weight per window of the batch"));
-        }
-        let responses: Vec<f32> = Vec::try_from(loss.slots.detach().contiguous().view(-1))?;
-        let probs: Vec<f32> = Vec::try_from(
-            loss.logits
-                .detach()
-                .softmax(1, Kind::Float)
-                .contiguous()
-                .view(-1),
-        )?;
-        let weights: Vec<f32> = Vec::try_from(self.mixing().detach().contiguous().view(-1))?;
-        let mut out = vec![0.0f64; self.config.peers];
-        for (w, &weight) in windows.iter().enumerate() {
-            if weight == 0.0 {
-                continue;
-            }
-            let rows = w * seq..(w + 1) * seq;
-            let part = deepnode_gating::Selection {
-                indices: sel.indices[rows.start * k..rows.end * k].to_vec(),
-                gates: sel.gates[rows.start * k..rows.end * k].to_vec(),
-                rows: seq,
-                k,
-                peers: sel.peers,
-            };
-            let head = FisherHead {
-                weights: &weights,
-                probs: &probs[rows.start * classes..rows.end * classes],
-                classes,
-            };
-            let scores = self.backend.scores(
-                &part,
-                &responses[rows.start * k * d..rows.end * k * d],
-                d,
-                &head,
-            )?;
-            for (o, r) in out.iter_mut().zip(scores) {
-                *o += weight * f64::from(r);
-            }
-        }
-        let n = windows.len().max(1) as f64;
-        Ok(out.into_iter().map(|o| (o / n) as f32).collect())
-    }
-
     /// The same scores in torch (f64), from their definition: for each slot, `u` = the head's
     /// logits with `G(x)` minus those with `G(x) - g_j f_j(x)`, `score_j = mean_x u^T (diag p
     /// - p p^T) u`. The check of [`LocalModel::fisher_gating`].
@@ -155,22 +97,6 @@ impl LocalModel {
     /// Positive for a peer that helps; negative for one whose answer hurts (noise). Fisher
     /// scores say how much a peer moves the output; this says in which direction for the loss.
     pub fn benefit(&self, routed: &Routed, loss: &Loss) -> Result<Vec<f64>, TorchError> {
-        let rows = routed.targets.numel() as i64;
-        self.benefit_weighted(
-            routed,
-            loss,
-            &Tensor::ones([rows], (Kind::Double, Device::Cpu)),
-        )
-    }
-
-    /// [`LocalModel::benefit`] with each position's rise weighted by `row_weights` `[rows]`
-    /// (mean 1) before the mean.
-    pub fn benefit_weighted(
-        &self,
-        routed: &Routed,
-        loss: &Loss,
-        row_weights: &Tensor,
-    ) -> Result<Vec<f64>, TorchError> {
         tch::no_grad(|| {
             let rows = routed.targets.numel() as i64;
             let targets = routed.targets.reshape([rows, 1]);
@@ -189,7 +115,7 @@ impl LocalModel {
             for s in 0..self.config.k as i64 {
                 let term = gates.narrow(1, s, 1) * slots.select(1, s);
                 let without = &full - term.matmul(&a.tr());
-                let delta = (ce(&without) - &base) * row_weights;
+                let delta = ce(&without) - &base;
                 out = out.scatter_add(0, &routed.gate.indices.select(1, s), &delta);
             }
             Ok(Vec::<f64>::try_from(out / rows as f64)?)
@@ -197,21 +123,15 @@ impl LocalModel {
     }
 
     /// The epoch's Fisher score per peer: the mean over every position trained on since the
-    /// last [`LocalModel::reset_epoch`], each weighing as its window
-    /// ([`LocalModel::step_weighted`]; zeros before any step).
+    /// last [`LocalModel::reset_epoch`] (zeros before any step).
     pub fn epoch_scores(&self) -> Vec<f64> {
-        if self.fisher_mass <= 0.0 {
-            return vec![0.0; self.fisher_sum.len()];
-        }
-        self.fisher_sum
-            .iter()
-            .map(|s| s / self.fisher_mass)
-            .collect()
+        let rows = self.fisher_rows.max(1) as f64;
+        self.fisher_sum.iter().map(|s| s / rows).collect()
     }
 
     /// Starts a new epoch of Fisher scores.
     pub fn reset_epoch(&mut self) {
         self.fisher_sum.fill(0.0);
-        self.fisher_mass = 0.0;
+        self.fisher_rows = 0;
     }
 }
