@@ -15,11 +15,17 @@ extern crate std;
 
 mod bonds;
 mod controller;
+mod dividends;
 mod epoch;
 mod error;
 mod exp;
+mod incentive;
+mod mint;
 #[cfg(feature = "parallel")]
 mod parallel;
+mod prefetch;
+mod rank;
+mod rows;
 mod scalar;
 mod validate;
 #[cfg(feature = "alloc")]
