@@ -61,7 +61,7 @@ impl Default for ParamsSpec {
             kappa: d.kappa,
             self_share: d.self_share,
             ema_alpha: match d.bonds {
-                BondMode::Cumulative => None,
+                BondMode::Cumulative | BondMode::Yuma { .. } | BondMode::Yuma3 { .. } => None,
                 BondMode::Ema { alpha } => Some(alpha),
             },
             mask_self_weights: d.mask_self_weights,

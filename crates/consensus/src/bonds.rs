@@ -208,7 +208,7 @@ pub(crate) fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
         // then the zeros, if any, are dropped.
         let entries = bonds.entries_mut();
         let all_kept = match mode {
-            BondMode::Cumulative => {
+            BondMode::Cumulative | BondMode::Yuma { .. } | BondMode::Yuma3 { .. } => {
                 update_in_slots(entries, before, sums, |_, b, w| b.add_nonneg(value(w)))
             }
             BondMode::Ema { .. } => update_in_slots(entries, before, sums, |u, b, w| {
@@ -388,7 +388,10 @@ pub(crate) fn rank_of<N: Scalar>(rank: &[N], j: Uid) -> N {
 #[inline(always)]
 pub(crate) fn mix<N: Scalar>(mode: BondMode<N>, old: N, fresh: N, r: impl FnOnce() -> N) -> N {
     match mode {
-        BondMode::Cumulative => old.add_nonneg(fresh),
+        // The Yuma rules never reach the paper's bond update (the epoch runs Yuma's passes).
+        BondMode::Cumulative | BondMode::Yuma { .. } | BondMode::Yuma3 { .. } => {
+            old.add_nonneg(fresh)
+        }
         BondMode::Ema { alpha } => {
             // r_j >= w_ij s_i > 0 wherever fresh > 0, so the division is by a positive r_j.
             let r = if fresh > N::ZERO { r() } else { N::ZERO };
@@ -422,4 +425,79 @@ pub(crate) fn union_len<N: Scalar>(
         }
     }
     count
+}
+
+/// Merges a bond row with `fresh` entries (uids strictly increasing, values above 0) in
+/// place: each uid of the union becomes `combine(j, B_ij, fresh_j)`, a missing side read as
+/// 0; entries at 0 afterwards are dropped. No allocation once the row has the room of the
+/// union (the Yuma rules; the paper's rules have their own faster merge,
+/// [`update_bond_row`]). The row is grown to the union's length and filled from its end, so
+/// each old entry is read before its slot is written.
+pub(crate) fn merge_row<N, B, F>(
+    bonds: &mut B,
+    row: usize,
+    fresh: F,
+    mut combine: impl FnMut(Uid, N, N) -> N,
+) -> Result<(), Error>
+where
+    N: Scalar,
+    B: BondRowMut<N>,
+    F: DoubleEndedIterator<Item = (Uid, N)> + Clone,
+{
+    let old_len = bonds.entries().len();
+    let mut len = old_len;
+    {
+        let mut old = bonds.entries().iter().peekable();
+        for (j, _) in fresh.clone() {
+            while old.next_if(|&&(u, _)| u < j).is_some() {}
+            if old.next_if(|&&(u, _)| u == j).is_none() {
+                len = len.saturating_add(1);
+            }
+        }
+    }
+    let too_long = |max| Error::RowTooLong {
+        what: "bonds",
+        row,
+        len,
+        max,
+    };
+    if !bonds.resize(len, (0, N::ZERO)) {
+        return Err(too_long(bonds.capacity()));
+    }
+    let entries = bonds.entries_mut();
+    let (mut a, mut w) = (old_len, len);
+    for (j, v) in fresh.rev() {
+        let mut old = N::ZERO;
+        while let Some(top) = a.checked_sub(1) {
+            let Some(&(u, b)) = entries.get(top) else {
+                break;
+            };
+            if u < j {
+                break;
+            }
+            a = top;
+            if u == j {
+                old = b;
+                break;
+            }
+            put_back(entries, &mut w, (u, combine(u, b, N::ZERO))).ok_or(too_long(len))?;
+        }
+        put_back(entries, &mut w, (j, combine(j, old, v))).ok_or(too_long(len))?;
+    }
+    // The old entries below every fresh uid are in their slots: [0, a).
+    let mut kept = 0usize;
+    for k in 0..len {
+        let Some(&(u, b)) = entries.get(k) else {
+            break;
+        };
+        let v = if k < a { combine(u, b, N::ZERO) } else { b };
+        if v > N::ZERO {
+            if let Some(slot) = entries.get_mut(kept) {
+                *slot = (u, v);
+            }
+            kept = kept.saturating_add(1);
+        }
+    }
+    bonds.resize(kept, (0, N::ZERO));
+    Ok(())
 }

@@ -11,6 +11,7 @@ use crate::mint::mint;
 use crate::rank::{Adjacent, Paired, pairs_in_rank, rank_and_trust, unpair_columns};
 use crate::rows::RowsRef;
 use crate::validate::check_shapes;
+use crate::yuma::{is_yuma, yuma_epoch};
 use crate::{Error, Scalar};
 
 /// Caller-provided outputs of [`epoch_in_place`], each of length `n` (`scratch`: at least).
@@ -116,6 +117,9 @@ where
     B: BondRowMut<N>,
 {
     check_shapes(params, stake, weights, activity, bonds, &out)?;
+    if is_yuma(params) {
+        return yuma_epoch(params, stake, weights, activity, bonds, out);
+    }
     let Outputs {
         rank,
         trust,

@@ -20,6 +20,7 @@ mod epoch;
 mod error;
 mod exp;
 mod incentive;
+mod median;
 mod mint;
 #[cfg(feature = "parallel")]
 mod parallel;
@@ -30,10 +31,13 @@ mod scalar;
 mod validate;
 #[cfg(feature = "alloc")]
 mod vec_api;
+mod yuma;
 
 pub use bonds::BondRowMut;
 pub use controller::{ControllerPolicy, ControllerState, row_room};
-pub use deepnode_types::{BondMode, BoundedRow, Departed, Fx, Params, Uid, Weight};
+pub use deepnode_types::{
+    BondMode, BoundedRow, Departed, Fx, LiquidAlpha, Mechanism, Params, Uid, Weight,
+};
 #[cfg(feature = "alloc")]
 pub use deepnode_types::{EpochOutput, State};
 pub use epoch::{Activity, Outputs, epoch_in_place, epoch_in_place_at};

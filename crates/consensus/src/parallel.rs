@@ -18,6 +18,7 @@ use crate::mint::mint;
 use crate::rank::rank_and_trust;
 use crate::rows::RowsRef;
 use crate::validate::check_shapes;
+use crate::yuma::{is_yuma, yuma_epoch};
 use crate::{Error, Scalar};
 
 /// Row chunks of a parallel epoch: a constant, so that no result depends on the thread count
@@ -104,6 +105,10 @@ impl<N: Scalar + Send + Sync> Parallel<N> {
         B: BondRowMut<N> + Send + Sync,
     {
         check_shapes(params, stake, weights, activity, bonds, &out)?;
+        if is_yuma(params) {
+            // Yuma's passes run on the calling thread (the same results as `epoch_in_place`).
+            return yuma_epoch(params, stake, weights, activity, bonds, out);
+        }
         let n = stake.len();
         let Outputs {
             rank,

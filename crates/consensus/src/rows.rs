@@ -68,6 +68,9 @@ pub(crate) fn live(row: &[(Uid, Weight)], i: usize, mask: bool) -> (&[Entry], &[
 /// One entry of a weights row.
 pub(crate) type Entry = (Uid, Weight);
 
+/// A row's live entries as two runs ([`live`]).
+pub(crate) type LiveRuns<'a> = (&'a [Entry], &'a [Entry]);
+
 /// The live entries of a row, in uid order.
 #[inline]
 pub(crate) fn live_iter(

@@ -51,6 +51,52 @@ pub fn check_params<N: Scalar>(params: &Params<N>) -> Result<(), Error> {
             range: "(0, 1]",
         });
     }
+    check_yuma_params(params.bonds)
+}
+
+/// The Yuma rules' parameters: `bonds_moving_average` and `bonds_penalty` in `[0, 1]`; with
+/// liquid alpha, `0 <= alpha_low <= alpha_high <= 1` and `steepness >= 0`.
+fn check_yuma_params<N: Scalar>(bonds: BondMode<N>) -> Result<(), Error> {
+    let unit = |x: N| x >= N::ZERO && x <= N::ONE;
+    let (average, penalty, liquid) = match bonds {
+        BondMode::Cumulative | BondMode::Ema { .. } => return Ok(()),
+        BondMode::Yuma {
+            bonds_moving_average,
+            bonds_penalty,
+        } => (bonds_moving_average, bonds_penalty, None),
+        BondMode::Yuma3 {
+            bonds_moving_average,
+            bonds_penalty,
+            liquid_alpha,
+        } => (bonds_moving_average, bonds_penalty, liquid_alpha),
+    };
+    let out = |name| Error::ParamOutOfRange {
+        name,
+        range: "[0, 1]",
+    };
+    if !unit(average) {
+        return Err(out("bonds_moving_average"));
+    }
+    if !unit(penalty) {
+        return Err(out("bonds_penalty"));
+    }
+    if let Some(l) = liquid {
+        if !unit(l.alpha_low) {
+            return Err(out("alpha_low"));
+        }
+        if !(unit(l.alpha_high) && l.alpha_high >= l.alpha_low) {
+            return Err(Error::ParamOutOfRange {
+                name: "alpha_high",
+                range: "[alpha_low, 1]",
+            });
+        }
+        if !(l.steepness >= N::ZERO && l.steepness <= N::MAX) {
+            return Err(Error::ParamOutOfRange {
+                name: "steepness",
+                range: "[0, max]",
+            });
+        }
+    }
     Ok(())
 }
 
