@@ -12,8 +12,8 @@
 //! columns at once: one pass over the rows per step, at most 65 steps for a fixed-point backend
 //! and 62 for float, each halving every open column's interval. The count `sum a_i` over the
 //! scores at or below a probe is exact on the fixed path (sums of shares never round), so the
-//! result is exact: a score of the column (the smallest key satisfying the condition is
-//! always a score, since the count changes only at scores).
+//! result is exact. The search runs from the column's smallest score to its largest; the
+//! count changes only at scores, so the smallest key satisfying the condition is a score.
 
 use crate::Scalar;
 use crate::rows::LiveRuns;
@@ -55,24 +55,41 @@ where
         high,
         count,
     } = buf;
-    // Column stake and largest score; P.
+    // Per column: the voters' stake (in `base`), their entries (counted in `count`), the
+    // largest and smallest scores (`high`, and `consensus` as the low end); P and the voters.
     base.fill(N::ZERO);
     high.fill(N::ZERO);
-    let mut total = N::ZERO;
+    count.fill(N::ZERO);
+    consensus.fill(N::MAX);
+    let (mut total, mut voters_seen) = (N::ZERO, N::ZERO);
     for v in voters() {
         let (a, f) = (v.stake, v.factor);
         total = total.add(a);
+        voters_seen = voters_seen.add(N::ONE);
         for &(j, w) in v.entries.0.iter().chain(v.entries.1) {
             let Ok(j) = usize::try_from(j) else { continue };
             let x = N::apply(f, u64::from(w));
-            if let Some(s) = base.get_mut(j) {
+            if let (Some(s), Some(c)) = (base.get_mut(j), count.get_mut(j)) {
                 *s = s.add(a);
+                *c = c.add(N::ONE);
             }
             if let Some(h) = high.get_mut(j)
                 && x > *h
             {
                 *h = x;
             }
+            if let Some(l) = consensus.get_mut(j)
+                && x < *l
+            {
+                *l = x;
+            }
+        }
+    }
+    // A voter without an entry in a column scores 0 there (counts of voters and entries are
+    // small integers, exact on both backends).
+    for (l, &c) in consensus.iter_mut().zip(count.iter()) {
+        if c < voters_seen || voters_seen <= N::ZERO {
+            *l = N::ZERO;
         }
     }
     let minority = total.sub(kappa);
@@ -85,9 +102,9 @@ where
     for b in base.iter_mut() {
         *b = total.sub(*b);
     }
-    // Bisection: the answer's key lies in [low, high] (`consensus` holds `low`); the count at
-    // the largest score is P > m, so `high` always qualifies.
-    consensus.fill(N::ZERO);
+    // Bisection: the answer's key lies in [low, high] (`consensus` holds `low`, the smallest
+    // score); the count at the largest score is P > m, so `high` always qualifies, and below
+    // the smallest score the count is 0, so the answer is a score even when m < 0.
     let mid = |lo: N, hi: N| {
         let (lo, hi) = (lo.order_key(), hi.order_key());
         lo.saturating_add(hi.saturating_sub(lo) / 2)
