@@ -180,3 +180,31 @@ fn early_bonder_earns_more_dividends_than_late_bonder() {
     assert!(r.last().unwrap().groups[early].stake > r.last().unwrap().groups[late].stake);
     eprintln!("dividends from epoch 20 on: early / late = {ratio:.3}");
 }
+
+/// The sweep's sparse-row cabal (honest top-8 rows, a cabal of 0.45): the paper's mechanism
+/// lets it take 0.99 of the stake; Yuma 3 (and the original Yuma) clip its votes, below
+/// `kappa`, to the honest consensus, so it earns nothing and its share falls.
+#[test]
+fn yuma_stops_the_sparse_row_cabal_that_the_paper_lets_win() {
+    let yuma3 = scenario_file("sparse_cabal_yuma3.toml");
+    let mut paper = yuma3.clone();
+    paper.params.yuma = None;
+    let mut yuma = yuma3.clone();
+    yuma.params.yuma = Some(deepnode_consensus::BondMode::Yuma {
+        bonds_moving_average: 0.9,
+        bonds_penalty: 1.0,
+    });
+    let cabal_share = |s: Scenario| {
+        let mut sim = Simulation::<f64>::new(s).unwrap();
+        sim.run(|_| {}).unwrap();
+        let last = sim.records().last().expect("epochs ran").groups[1].clone();
+        (last.stake_share, last.incentive_share)
+    };
+    let (paper_share, _) = cabal_share(paper);
+    assert!(paper_share > 0.99, "paper: cabal share {paper_share}");
+    for (name, s) in [("yuma3", yuma3), ("yuma", yuma)] {
+        let (share, incentive) = cabal_share(s);
+        assert!(share < 0.01, "{name}: cabal share {share}");
+        assert_eq!(incentive, 0.0, "{name}: the cabal earns incentive");
+    }
+}
