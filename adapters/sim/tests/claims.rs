@@ -208,3 +208,43 @@ fn yuma_stops_the_sparse_row_cabal_that_the_paper_lets_win() {
         assert_eq!(incentive, 0.0, "{name}: the cabal earns incentive");
     }
 }
+
+/// The sweep against Yuma 3: its first axis is the paper's sweep, cell for cell, and its
+/// second runs Yuma 3, where the sparse-row cabal earns nothing.
+#[test]
+fn the_sweep_against_yuma3_keeps_the_papers_cells() {
+    use deepnode_sim::sweep::{SweepConfig, run_sweep};
+    let small = SweepConfig {
+        nodes: 16,
+        epochs: 12,
+        shares: vec![0.3, 0.45],
+        ..SweepConfig::default()
+    };
+    let paper = run_sweep(&small, |_| {}).unwrap();
+    let against = SweepConfig {
+        yuma: Some(deepnode_consensus::BondMode::Yuma3 {
+            bonds_moving_average: 0.9,
+            bonds_penalty: 0.0,
+            liquid_alpha: None,
+        }),
+        ..small
+    };
+    let yuma = run_sweep(&against, |_| {}).unwrap();
+    let cumulative = |cells: &[deepnode_sim::sweep::SweepCell]| {
+        cells
+            .iter()
+            .filter(|c| c.bonds == "cumulative")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(cumulative(&paper), cumulative(&yuma));
+    let cabal: Vec<_> = yuma
+        .iter()
+        .filter(|c| c.strategy == "cabal" && c.bonds == "yuma3(0.9, 0)")
+        .collect();
+    assert_eq!(cabal.len(), 2);
+    assert!(
+        cabal.iter().all(|c| c.dividend_yield_vs_honest == 0.0),
+        "{cabal:?}"
+    );
+}
