@@ -504,6 +504,9 @@ fn write_workload(state: &State<f64>, path: &Path) -> Result<(), String> {
     let (mode, alpha) = match p.bonds {
         BondMode::Cumulative => (0u8, 0.0),
         BondMode::Ema { alpha } => (1u8, alpha),
+        BondMode::Yuma { .. } | BondMode::Yuma3 { .. } => {
+            return Err("bench: the numpy baseline runs the paper's mechanism only".into());
+        }
     };
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(fail)?);
     let mut buf = Vec::with_capacity(128);

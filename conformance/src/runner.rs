@@ -184,6 +184,12 @@ fn check_vector(v: &Value) -> Outcome {
         };
     }
     let epochs = v["epochs"].as_u64().unwrap_or(1);
+    let by_epoch = v["weights_by_epoch"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    if let Some(points) = expected["published"].as_array() {
+        return check_published(&input, epochs, by_epoch, points, expected);
+    }
     let mut checks = Vec::new();
     match expected["fixed"].as_array() {
         None => return Outcome::Skipped("no fixed expectations".into()),
@@ -194,7 +200,7 @@ fn check_vector(v: &Value) -> Outcome {
                 } else {
                     "fixed parallel"
                 };
-                match run::<Fx>(&input, epochs, threads) {
+                match run_with::<Fx>(&input, epochs, threads, by_epoch) {
                     Err(e) => return Outcome::Fail(format!("{what}: unexpected error {e}")),
                     Ok(got) => {
                         if let Err(diff) = compare(&got, want, &Tolerance::Exact) {
@@ -221,7 +227,7 @@ fn check_vector(v: &Value) -> Outcome {
                 } else {
                     "float parallel"
                 };
-                match run::<f64>(&input, epochs, threads) {
+                match run_with::<f64>(&input, epochs, threads, by_epoch) {
                     Err(e) => return Outcome::Fail(format!("{what}: unexpected error {e}")),
                     Ok(got) => {
                         if let Err(diff) = compare(&got, want, &tol) {
@@ -236,6 +242,101 @@ fn check_vector(v: &Value) -> Outcome {
         }
     }
     Outcome::Pass(checks)
+}
+
+/// A vector with published expectations (SPEC.md §8): points `{"epoch": e, "dividends":
+/// [x], "bonds": [[i, j, x]], "bonds_u16": [[i, j, u]]}` (each key optional), checked on
+/// both backends within `tolerance` (reals) and `u16_tolerance` (steps of 1/65535).
+fn check_published(
+    input: &str,
+    epochs: u64,
+    by_epoch: &[Value],
+    points: &[Value],
+    expected: &Value,
+) -> Outcome {
+    let tol = expected["tolerance"].as_f64().unwrap_or(0.0);
+    let steps = expected["u16_tolerance"].as_u64().unwrap_or(0);
+    let mut checks = Vec::new();
+    for threads in THREADS {
+        let fixed = run_with::<Fx>(input, epochs, threads, by_epoch)
+            .map_err(|e| format!("fixed: unexpected error {e}"))
+            .and_then(|got| published(&got, points, tol, steps).map_err(|d| format!("fixed: {d}")));
+        let float = run_with::<f64>(input, epochs, threads, by_epoch)
+            .map_err(|e| format!("float: unexpected error {e}"))
+            .and_then(|got| published(&got, points, tol, steps).map_err(|d| format!("float: {d}")));
+        if let Err(d) = fixed.and(float) {
+            return Outcome::Fail(format!("({threads:?} threads) {d}"));
+        }
+        let what = if threads == ONE {
+            "published"
+        } else {
+            "published parallel"
+        };
+        if !checks.contains(&what) {
+            checks.push(what);
+        }
+    }
+    Outcome::Pass(checks)
+}
+
+/// Checks the published points against the epochs run.
+fn published<N: Scalar>(
+    got: &[EpochOutput<N>],
+    points: &[Value],
+    tol: f64,
+    steps: u64,
+) -> Result<(), String> {
+    for p in points {
+        let e = p["epoch"].as_u64().ok_or("a point without its epoch")?;
+        let g = usize::try_from(e)
+            .ok()
+            .and_then(|e| got.get(e))
+            .ok_or_else(|| format!("epoch {e} not run"))?;
+        let bond = |i: u64, j: u64| -> Option<N> {
+            let row = g.bonds.get(usize::try_from(i).ok()?)?;
+            Some(
+                row.iter()
+                    .find(|&&(u, _)| u64::from(u) == j)
+                    .map_or(N::ZERO, |&(_, b)| b),
+            )
+        };
+        for (k, want) in p["dividends"].as_array().into_iter().flatten().enumerate() {
+            let want = want.as_f64().ok_or("a dividend is not a number")?;
+            let x = g.dividends.get(k).ok_or("too many dividends")?.to_f64();
+            if (x - want).abs() > tol {
+                return Err(format!(
+                    "epoch {e}: dividends[{k}]: published {want}, got {x}"
+                ));
+            }
+        }
+        for entry in p["bonds"].as_array().into_iter().flatten() {
+            let (i, j, want) = (entry[0].as_u64(), entry[1].as_u64(), entry[2].as_f64());
+            let (Some(i), Some(j), Some(want)) = (i, j, want) else {
+                return Err(format!("epoch {e}: a bond point is not [i, j, x]"));
+            };
+            let x = bond(i, j).ok_or("a bond point out of range")?.to_f64();
+            if (x - want).abs() > tol {
+                return Err(format!(
+                    "epoch {e}: bond ({i}, {j}): published {want}, got {x}"
+                ));
+            }
+        }
+        for entry in p["bonds_u16"].as_array().into_iter().flatten() {
+            let (i, j, want) = (entry[0].as_u64(), entry[1].as_u64(), entry[2].as_u64());
+            let (Some(i), Some(j), Some(want)) = (i, j, want) else {
+                return Err(format!("epoch {e}: a bond point is not [i, j, u16]"));
+            };
+            let x = bond(i, j)
+                .ok_or("a bond point out of range")?
+                .of_units(65_535);
+            if x.abs_diff(want) > steps {
+                return Err(format!(
+                    "epoch {e}: bond ({i}, {j}): published {want}/65535, got {x}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How an epoch is run: `None` by `epoch` on one core, `Some(t)` by `Parallel` on `t`
@@ -258,6 +359,17 @@ fn run<N: Scalar + Send + Sync>(
     epochs: u64,
     threads: Threads,
 ) -> Result<Vec<EpochOutput<N>>, String> {
+    run_with(input, epochs, threads, &[])
+}
+
+/// [`run`] where epoch `e` first takes the weights `weights_by_epoch[e]` when that is a
+/// matrix (SPEC.md §8: `null` or a missing entry keeps the weights of the epoch before).
+fn run_with<N: Scalar + Send + Sync>(
+    input: &str,
+    epochs: u64,
+    threads: Threads,
+    weights_by_epoch: &[Value],
+) -> Result<Vec<EpochOutput<N>>, String> {
     let mut state: State<N> = parse_state(input).map_err(|e| format!("contract: {e}"))?;
     let mut outs = Vec::new();
     #[cfg(feature = "parallel")]
@@ -266,7 +378,15 @@ fn run<N: Scalar + Send + Sync>(
         .map(deepnode_consensus::Parallel::new);
     #[cfg(not(feature = "parallel"))]
     let _ = threads;
-    for _ in 0..epochs {
+    for e in 0..epochs {
+        if let Some(w) = usize::try_from(e)
+            .ok()
+            .and_then(|e| weights_by_epoch.get(e))
+            .filter(|w| !w.is_null())
+        {
+            state.weights = serde_json::from_value(w.clone())
+                .map_err(|err| format!("weights_by_epoch[{e}]: {err}"))?;
+        }
         #[cfg(feature = "parallel")]
         let out = match &mut runner {
             Some(p) => p.epoch(&state),

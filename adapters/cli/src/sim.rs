@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use deepnode_consensus::BondMode;
 use deepnode_sim::sweep::{SweepConfig, run_sweep, sweep_table, write_sweep};
 use deepnode_sim::{Backend, RunOptions, Scenario, SimError, run_scenario};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -62,6 +63,11 @@ enum SimCommand {
         /// The numeric backend.
         #[arg(long, default_value_t = Backend::Float, value_parser = backend_parser())]
         backend: Backend,
+        /// The second bond axis: `ema` (the paper's EMA bonds, alpha 0.1), `yuma` (original
+        /// Yuma: moving average 0.9, penalty 1) or `yuma3` (Yuma 3: moving average 0.9,
+        /// penalty 0, no liquid alpha); the first is always the paper's cumulative bonds.
+        #[arg(long, default_value = "ema", value_parser = ["ema", "yuma", "yuma3"])]
+        against: String,
     },
     /// Reproduce the paper's claims and draw their figures (docs/sim).
     Paper {
@@ -88,6 +94,7 @@ pub fn run(args: SimArgs) -> Result<(), Failure> {
             seed,
             rate,
             backend,
+            against,
         }) => sweep(
             SweepConfig {
                 nodes,
@@ -95,6 +102,18 @@ pub fn run(args: SimArgs) -> Result<(), Failure> {
                 seed,
                 rate,
                 backend,
+                yuma: match against.as_str() {
+                    "yuma" => Some(BondMode::Yuma {
+                        bonds_moving_average: 0.9,
+                        bonds_penalty: 1.0,
+                    }),
+                    "yuma3" => Some(BondMode::Yuma3 {
+                        bonds_moving_average: 0.9,
+                        bonds_penalty: 0.0,
+                        liquid_alpha: None,
+                    }),
+                    _ => None,
+                },
                 ..SweepConfig::default()
             },
             &out,

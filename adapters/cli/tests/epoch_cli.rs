@@ -62,6 +62,52 @@ fn epoch_prints_the_contract_and_matches_the_library() {
 }
 
 #[test]
+fn epoch_runs_yuma_when_the_bond_rule_says_so() {
+    let out = deepnode(&["epoch", "examples/state-yuma3.json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let text = std::fs::read_to_string(root().join("examples/state-yuma3.json")).expect("example");
+    let state = deepnode_contract::parse_state::<deepnode_consensus::Fx>(&text).expect("valid");
+    assert_eq!(
+        state.params.bonds.mechanism(),
+        deepnode_consensus::Mechanism::Yuma3
+    );
+    let lib = deepnode_consensus::epoch(&state).expect("valid");
+    assert_eq!(v["emission"], serde_json::json!(lib.minted));
+    let bits = |x: &[deepnode_consensus::Fx]| {
+        serde_json::json!(
+            x.iter()
+                .map(|b| b.to_bits().to_string())
+                .collect::<Vec<_>>()
+        )
+    };
+    assert_eq!(v["bits"]["consensus"], bits(&lib.consensus));
+    assert_eq!(v["bits"]["dividends"], bits(&lib.dividends));
+    // The same state under the paper's mechanism gives another result.
+    let mut paper = state.clone();
+    paper.params.bonds = deepnode_consensus::BondMode::Cumulative;
+    assert_ne!(
+        deepnode_consensus::epoch(&paper).expect("valid").incentive,
+        lib.incentive
+    );
+    let float = deepnode(&["epoch", "examples/state-yuma3.json", "--backend", "float"]);
+    assert!(float.status.success());
+    let bad = temp_file(
+        "yuma-penalty",
+        r#"{"params": {"bonds": {"mode": "yuma", "bonds_moving_average": 0.9, "bonds_penalty": 2}}, "stake": [1]}"#,
+    );
+    let out = deepnode(&["epoch", bad.to_str().expect("utf-8 path")]);
+    std::fs::remove_file(&bad).ok();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bonds_penalty"), "{err}");
+}
+
+#[test]
 fn bad_input_is_one_line_and_exit_code_2() {
     let cases = [
         ("not-json", "{\"stake\": [1,"),
@@ -101,6 +147,9 @@ fn conformance_command_runs_the_vectors() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.trim_end().ends_with("0 failed, 0 skipped"), "{text}");
+    for area in ["epoch/", "errors/", "yuma/", "subtensor/"] {
+        assert!(text.contains(area), "no {area} vector run: {text}");
+    }
     let missing = deepnode(&["conformance", "no/such/dir"]);
     assert_eq!(missing.status.code(), Some(2));
 }

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use deepnode_consensus::{BondMode, ControllerPolicy, Departed, Params, Scalar};
+use deepnode_consensus::{
+    BondMode, ControllerPolicy, Departed, LiquidAlpha, Mechanism, Params, Scalar,
+};
 use serde::Deserialize;
 
 use crate::SimError;
@@ -37,8 +39,11 @@ pub struct ParamsSpec {
     pub kappa: f64,
     /// `lambda` in `[0, 1]`.
     pub self_share: f64,
-    /// `None`: cumulative bonds; `Some(alpha)`: EMA bonds.
+    /// `None`: cumulative bonds; `Some(alpha)`: EMA bonds (the paper's mechanism).
     pub ema_alpha: Option<f64>,
+    /// A Yuma bond rule ([`BondMode::Yuma`] or [`BondMode::Yuma3`]): the run uses Yuma
+    /// consensus (SPEC.md §10) and `ema_alpha` is not read; `None`: the paper's mechanism.
+    pub yuma: Option<BondMode<f64>>,
     /// Ignore self weights.
     pub mask_self_weights: bool,
     /// Trust threshold in `[0, 1)`.
@@ -61,9 +66,10 @@ impl Default for ParamsSpec {
             kappa: d.kappa,
             self_share: d.self_share,
             ema_alpha: match d.bonds {
-                BondMode::Cumulative => None,
+                BondMode::Cumulative | BondMode::Yuma { .. } | BondMode::Yuma3 { .. } => None,
                 BondMode::Ema { alpha } => Some(alpha),
             },
+            yuma: (d.bonds.mechanism() != Mechanism::Paper).then_some(d.bonds),
             mask_self_weights: d.mask_self_weights,
             trust_threshold: d.trust_threshold,
             min_allowed_weights: d.min_allowed_weights,
@@ -84,9 +90,10 @@ impl ParamsSpec {
             kappa: N::from_f64(self.kappa),
             self_share: N::from_f64(self.self_share),
             emission,
-            bonds: match self.ema_alpha {
-                None => BondMode::Cumulative,
-                Some(alpha) => BondMode::Ema {
+            bonds: match (self.yuma, self.ema_alpha) {
+                (Some(rule), _) => rule.map(N::from_f64),
+                (None, None) => BondMode::Cumulative,
+                (None, Some(alpha)) => BondMode::Ema {
                     alpha: N::from_f64(alpha),
                 },
             },
@@ -269,7 +276,26 @@ enum DepartedToml {
 #[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
 enum BondsToml {
     Cumulative,
-    Ema { alpha: f64 },
+    Ema {
+        alpha: f64,
+    },
+    Yuma {
+        bonds_moving_average: f64,
+        bonds_penalty: f64,
+    },
+    Yuma3 {
+        bonds_moving_average: f64,
+        bonds_penalty: f64,
+        liquid_alpha: Option<LiquidAlphaToml>,
+    },
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct LiquidAlphaToml {
+    alpha_low: f64,
+    alpha_high: f64,
+    steepness: f64,
 }
 
 #[derive(Deserialize)]
@@ -402,8 +428,31 @@ impl Scenario {
             kappa: p.kappa.unwrap_or(d.kappa),
             self_share: p.self_share.unwrap_or(d.self_share),
             ema_alpha: match p.bonds {
-                None | Some(BondsToml::Cumulative) => None,
                 Some(BondsToml::Ema { alpha }) => Some(alpha),
+                _ => None,
+            },
+            yuma: match p.bonds {
+                Some(BondsToml::Yuma {
+                    bonds_moving_average,
+                    bonds_penalty,
+                }) => Some(BondMode::Yuma {
+                    bonds_moving_average,
+                    bonds_penalty,
+                }),
+                Some(BondsToml::Yuma3 {
+                    bonds_moving_average,
+                    bonds_penalty,
+                    liquid_alpha,
+                }) => Some(BondMode::Yuma3 {
+                    bonds_moving_average,
+                    bonds_penalty,
+                    liquid_alpha: liquid_alpha.map(|l| LiquidAlpha {
+                        alpha_low: l.alpha_low,
+                        alpha_high: l.alpha_high,
+                        steepness: l.steepness,
+                    }),
+                }),
+                _ => None,
             },
             mask_self_weights: p.mask_self_weights.unwrap_or(d.mask_self_weights),
             trust_threshold: p.trust_threshold.unwrap_or(d.trust_threshold),
@@ -557,6 +606,18 @@ fn check_params(p: &ParamsSpec) -> Result<(), (String, String)> {
         Err(deepnode_consensus::Error::ParamOutOfRange { name, range }) => {
             let key = match name {
                 "alpha" => "bonds.alpha",
+                "bonds_moving_average" | "bonds_penalty" => {
+                    return Err((
+                        format!("params.bonds.{name}"),
+                        format!("must be in {range}"),
+                    ));
+                }
+                "alpha_low" | "alpha_high" | "steepness" => {
+                    return Err((
+                        format!("params.bonds.liquid_alpha.{name}"),
+                        format!("must be in {range}"),
+                    ));
+                }
                 "rate" => "departed.rate",
                 other => other,
             };

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use deepnode_consensus::Fx;
+use deepnode_consensus::{BondMode, Fx};
 use serde::Serialize;
 
 use crate::Simulation;
@@ -33,6 +33,9 @@ pub struct SweepConfig {
     pub top_k: u32,
     /// Backend of every run.
     pub backend: Backend,
+    /// When set, the second bond axis is this Yuma rule (SPEC.md §10, self weights masked as
+    /// subtensor does) instead of EMA: every attack under both mechanisms, side by side.
+    pub yuma: Option<BondMode<f64>>,
 }
 
 impl Default for SweepConfig {
@@ -47,6 +50,7 @@ impl Default for SweepConfig {
             ema_alpha: 0.1,
             top_k: 8,
             backend: Backend::Float,
+            yuma: None,
         }
     }
 }
@@ -86,9 +90,16 @@ pub fn cell_scenario(cfg: &SweepConfig, strategy: &str, ema: bool, share: f64) -
         name: "sweep".into(),
         epochs: cfg.epochs,
         seed: cfg.seed,
-        params: ParamsSpec {
-            ema_alpha: ema.then_some(cfg.ema_alpha),
-            ..ParamsSpec::default()
+        params: match (ema, cfg.yuma) {
+            (true, Some(rule)) => ParamsSpec {
+                yuma: Some(rule),
+                mask_self_weights: true,
+                ..ParamsSpec::default()
+            },
+            _ => ParamsSpec {
+                ema_alpha: ema.then_some(cfg.ema_alpha),
+                ..ParamsSpec::default()
+            },
         },
         emission: Emission::Rate(cfg.rate),
         controller: None,
@@ -167,10 +178,10 @@ pub fn run_sweep(
                     / records.len().max(1) as f64;
                 let cell = SweepCell {
                     strategy: strategy.into(),
-                    bonds: if ema {
-                        format!("ema({})", cfg.ema_alpha)
-                    } else {
-                        "cumulative".into()
+                    bonds: match (ema, cfg.yuma) {
+                        (false, _) => "cumulative".into(),
+                        (true, None) => format!("ema({})", cfg.ema_alpha),
+                        (true, Some(rule)) => yuma_label(rule),
                     },
                     initial_share: share,
                     final_share: last,
@@ -183,6 +194,29 @@ pub fn run_sweep(
         }
     }
     Ok(cells)
+}
+
+/// `yuma(m, p)` or `yuma3(m, p)` (moving average, penalty; `, liquid` with liquid alpha).
+fn yuma_label(rule: BondMode<f64>) -> String {
+    match rule {
+        BondMode::Yuma {
+            bonds_moving_average: m,
+            bonds_penalty: p,
+        } => format!("yuma({m}, {p})"),
+        BondMode::Yuma3 {
+            bonds_moving_average: m,
+            bonds_penalty: p,
+            liquid_alpha,
+        } => format!(
+            "yuma3({m}, {p}{})",
+            if liquid_alpha.is_some() {
+                ", liquid"
+            } else {
+                ""
+            }
+        ),
+        BondMode::Cumulative | BondMode::Ema { .. } => "paper".into(),
+    }
 }
 
 fn records<N: deepnode_consensus::Scalar>(

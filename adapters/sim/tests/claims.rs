@@ -180,3 +180,71 @@ fn early_bonder_earns_more_dividends_than_late_bonder() {
     assert!(r.last().unwrap().groups[early].stake > r.last().unwrap().groups[late].stake);
     eprintln!("dividends from epoch 20 on: early / late = {ratio:.3}");
 }
+
+/// The sweep's sparse-row cabal (honest top-8 rows, a cabal of 0.45): the paper's mechanism
+/// lets it take 0.99 of the stake; Yuma 3 (and the original Yuma) clip its votes, below
+/// `kappa`, to the honest consensus, so it earns nothing and its share falls.
+#[test]
+fn yuma_stops_the_sparse_row_cabal_that_the_paper_lets_win() {
+    let yuma3 = scenario_file("sparse_cabal_yuma3.toml");
+    let mut paper = yuma3.clone();
+    paper.params.yuma = None;
+    let mut yuma = yuma3.clone();
+    yuma.params.yuma = Some(deepnode_consensus::BondMode::Yuma {
+        bonds_moving_average: 0.9,
+        bonds_penalty: 1.0,
+    });
+    let cabal_share = |s: Scenario| {
+        let mut sim = Simulation::<f64>::new(s).unwrap();
+        sim.run(|_| {}).unwrap();
+        let last = sim.records().last().expect("epochs ran").groups[1].clone();
+        (last.stake_share, last.incentive_share)
+    };
+    let (paper_share, _) = cabal_share(paper);
+    assert!(paper_share > 0.99, "paper: cabal share {paper_share}");
+    for (name, s) in [("yuma3", yuma3), ("yuma", yuma)] {
+        let (share, incentive) = cabal_share(s);
+        assert!(share < 0.01, "{name}: cabal share {share}");
+        assert_eq!(incentive, 0.0, "{name}: the cabal earns incentive");
+    }
+}
+
+/// The sweep against Yuma 3: its first axis is the paper's sweep, cell for cell, and its
+/// second runs Yuma 3, where the sparse-row cabal earns nothing.
+#[test]
+fn the_sweep_against_yuma3_keeps_the_papers_cells() {
+    use deepnode_sim::sweep::{SweepConfig, run_sweep};
+    let small = SweepConfig {
+        nodes: 16,
+        epochs: 12,
+        shares: vec![0.3, 0.45],
+        ..SweepConfig::default()
+    };
+    let paper = run_sweep(&small, |_| {}).unwrap();
+    let against = SweepConfig {
+        yuma: Some(deepnode_consensus::BondMode::Yuma3 {
+            bonds_moving_average: 0.9,
+            bonds_penalty: 0.0,
+            liquid_alpha: None,
+        }),
+        ..small
+    };
+    let yuma = run_sweep(&against, |_| {}).unwrap();
+    let cumulative = |cells: &[deepnode_sim::sweep::SweepCell]| {
+        cells
+            .iter()
+            .filter(|c| c.bonds == "cumulative")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(cumulative(&paper), cumulative(&yuma));
+    let cabal: Vec<_> = yuma
+        .iter()
+        .filter(|c| c.strategy == "cabal" && c.bonds == "yuma3(0.9, 0)")
+        .collect();
+    assert_eq!(cabal.len(), 2);
+    assert!(
+        cabal.iter().all(|c| c.dividend_yield_vs_honest == 0.0),
+        "{cabal:?}"
+    );
+}

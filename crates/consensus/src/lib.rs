@@ -15,19 +15,29 @@ extern crate std;
 
 mod bonds;
 mod controller;
+mod dividends;
 mod epoch;
 mod error;
 mod exp;
+mod incentive;
+mod median;
+mod mint;
 #[cfg(feature = "parallel")]
 mod parallel;
+mod prefetch;
+mod rank;
+mod rows;
 mod scalar;
 mod validate;
 #[cfg(feature = "alloc")]
 mod vec_api;
+mod yuma;
 
 pub use bonds::BondRowMut;
 pub use controller::{ControllerPolicy, ControllerState, row_room};
-pub use deepnode_types::{BondMode, BoundedRow, Departed, Fx, Params, Uid, Weight};
+pub use deepnode_types::{
+    BondMode, BoundedRow, Departed, Fx, LiquidAlpha, Mechanism, Params, Uid, Weight,
+};
 #[cfg(feature = "alloc")]
 pub use deepnode_types::{EpochOutput, State};
 pub use epoch::{Activity, Outputs, epoch_in_place, epoch_in_place_at};

@@ -8,13 +8,17 @@ use std::vec::Vec;
 use deepnode_types::{Departed, EpochOutput, Params, State, Uid, Weight};
 
 use crate::bonds::BondRowMut;
-use crate::epoch::{
-    Activity, Outputs, Paid, RowsRef, check_shapes, column_factors, consensus_columns,
-    incentive_sums, mint, normalise_incentive, pay_dividends, rank_and_trust, total_stake,
-    update_bonds,
-};
+use crate::bonds::update_bonds;
+use crate::dividends::{Paid, column_factors, pay_dividends};
+use crate::epoch::{Activity, Outputs, total_stake};
 #[cfg(doc)]
 use crate::epoch_in_place;
+use crate::incentive::{consensus_columns, incentive_sums, normalise_incentive};
+use crate::mint::mint;
+use crate::rank::rank_and_trust;
+use crate::rows::RowsRef;
+use crate::validate::check_shapes;
+use crate::yuma::{is_yuma, yuma_epoch};
 use crate::{Error, Scalar};
 
 /// Row chunks of a parallel epoch: a constant, so that no result depends on the thread count
@@ -101,6 +105,10 @@ impl<N: Scalar + Send + Sync> Parallel<N> {
         B: BondRowMut<N> + Send + Sync,
     {
         check_shapes(params, stake, weights, activity, bonds, &out)?;
+        if is_yuma(params) {
+            // Yuma's passes run on the calling thread (the same results as `epoch_in_place`).
+            return yuma_epoch(params, stake, weights, activity, bonds, out);
+        }
         let n = stake.len();
         let Outputs {
             rank,

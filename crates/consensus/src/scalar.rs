@@ -89,6 +89,12 @@ pub trait Scalar: Copy + PartialOrd + Debug + FromRatio {
     fn pair(hi: u64, lo: u64) -> Self;
     /// The two fractions stored by [`Scalar::pair`].
     fn unpair(self) -> (u64, u64);
+    /// A key that orders the values `>= 0` as the values themselves (for [`Fx`]: the raw
+    /// bits; for `f64`: the IEEE-754 bits; 0 for a value below 0), so that a bisection can
+    /// run on the integers between two values (Yuma's stake-weighted median).
+    fn order_key(self) -> u128;
+    /// The value whose [`Scalar::order_key`] is `key`, for a key between two such keys.
+    fn of_order_key(key: u128) -> Self;
 }
 
 impl Scalar for Fx {
@@ -205,6 +211,14 @@ impl Scalar for Fx {
         let lo = u64::try_from(bits & u128::from(u64::MAX)).unwrap_or(0);
         (u64::try_from(bits >> 64).unwrap_or(0), lo)
     }
+    #[inline]
+    fn order_key(self) -> u128 {
+        u128::try_from(self.to_bits()).unwrap_or(0)
+    }
+    #[inline]
+    fn of_order_key(key: u128) -> Fx {
+        Fx::from_bits(i128::try_from(key).unwrap_or(i128::MAX))
+    }
 }
 
 /// [`sigmoid_q64`] on `Fx` values, `L` series side by side (results in `[0, 1]`, so the
@@ -315,6 +329,19 @@ impl Scalar for f64 {
     }
     fn unpair(self) -> (u64, u64) {
         (0, 0)
+    }
+    #[inline]
+    fn order_key(self) -> u128 {
+        // Non-negative floats order as their bits; -0.0 and below take key 0 (the value 0).
+        if self > 0.0 {
+            u128::from(self.to_bits())
+        } else {
+            0
+        }
+    }
+    #[inline]
+    fn of_order_key(key: u128) -> f64 {
+        f64::from_bits(u64::try_from(key).unwrap_or(u64::MAX))
     }
 }
 

@@ -6,9 +6,10 @@ use alloc::vec::Vec;
 
 use deepnode_types::{EpochOutput, Params, State, Uid, Weight};
 
-use crate::epoch::{Activity, Outputs, epoch_in_place_at, pairs_in_rank};
+use crate::epoch::{Activity, Outputs, epoch_in_place_at};
 #[cfg(doc)]
 use crate::epoch_in_place;
+use crate::rank::pairs_in_rank;
 use crate::{Error, Scalar};
 
 /// Sorts a row by uid; rejects a row longer than `n` or with a repeated uid. `what` names

@@ -423,3 +423,47 @@ fn present_rows_and_an_off_cutoff_change_nothing() {
     off.last_update = vec![0; N];
     assert_eq!(epoch(&off).expect("valid"), base);
 }
+
+#[test]
+fn yuma_on_bounded_rows_and_n_scratch_gives_the_vec_apis_bits() {
+    use deepnode_consensus::LiquidAlpha;
+    for bonds_rule in [
+        BondMode::Yuma {
+            bonds_moving_average: Fx::from_ratio(9, 10),
+            bonds_penalty: Fx::from_ratio(1, 2),
+        },
+        BondMode::Yuma3 {
+            bonds_moving_average: Fx::from_ratio(9, 10),
+            bonds_penalty: Fx::ZERO,
+            liquid_alpha: Some(LiquidAlpha {
+                alpha_low: Fx::from_ratio(1, 10),
+                alpha_high: Fx::from_ratio(3, 10),
+                steepness: Fx::from_ratio(10, 1),
+            }),
+        },
+    ] {
+        let mut s = state();
+        s.params.bonds = bonds_rule;
+        let weights = bounded::<_, K>(&s.weights);
+        let mut bonds = bounded::<_, K>(&s.bonds);
+        let mut buf = Buffers::new();
+        for _ in 0..3 {
+            let want = epoch(&s).expect("valid");
+            let loss = epoch_in_place(&s.params, &s.stake, &weights, &mut bonds, buf.outputs())
+                .expect("valid");
+            assert_eq!(loss, want.loss);
+            assert_eq!(
+                (&buf.rank[..], &buf.trust[..], &buf.consensus[..]),
+                (&want.rank[..], &want.trust[..], &want.consensus[..])
+            );
+            assert_eq!(
+                (&buf.incentive[..], &buf.dividends[..], &buf.minted[..]),
+                (&want.incentive[..], &want.dividends[..], &want.minted[..])
+            );
+            let got: Vec<Vec<_>> = bonds.iter().map(|r| r.to_vec()).collect();
+            assert_eq!(got, want.bonds);
+            assert!(want.incentive.iter().any(|&i| i > Fx::ZERO));
+            s.bonds = want.bonds;
+        }
+    }
+}

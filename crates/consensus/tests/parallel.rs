@@ -235,12 +235,7 @@ fn to_float(s: &State<Fx>) -> State<f64> {
             kappa: s.params.kappa.to_f64(),
             self_share: s.params.self_share.to_f64(),
             emission: s.params.emission,
-            bonds: match s.params.bonds {
-                BondMode::Cumulative => BondMode::Cumulative,
-                BondMode::Ema { alpha } => BondMode::Ema {
-                    alpha: alpha.to_f64(),
-                },
-            },
+            bonds: s.params.bonds.map(|x| x.to_f64()),
             mask_self_weights: s.params.mask_self_weights,
             trust_threshold: s.params.trust_threshold.to_f64(),
             min_allowed_weights: s.params.min_allowed_weights,

@@ -342,6 +342,9 @@ fn bond_update_is_old_plus_fresh(case: &Case) -> Result<(), TestCaseError> {
                 let kept = match case.state::<Fx>().params.bonds {
                     BondMode::Cumulative => b.add(Fx::ZERO),
                     BondMode::Ema { alpha } => Fx::ONE.sub(alpha).mul(b).add(Fx::ZERO),
+                    BondMode::Yuma { .. } | BondMode::Yuma3 { .. } => {
+                        unreachable!("paper rules only")
+                    }
                 };
                 want.insert(j, kept);
             }
@@ -352,6 +355,9 @@ fn bond_update_is_old_plus_fresh(case: &Case) -> Result<(), TestCaseError> {
                         .get(i)
                         .and_then(|r| r.iter().find(|e| e.0 == j))
                         .map_or(Fx::ZERO, |&(_, b)| Fx::ONE.sub(alpha).mul(b)),
+                    BondMode::Yuma { .. } | BondMode::Yuma3 { .. } => {
+                        unreachable!("paper rules only")
+                    }
                 };
                 want.insert(j, decayed.add(v));
             }

@@ -3,7 +3,7 @@
 use core::fmt;
 use core::str::FromStr;
 
-use deepnode_consensus::{BondMode, Departed, EpochOutput, Params, Scalar, State};
+use deepnode_consensus::{BondMode, Departed, EpochOutput, LiquidAlpha, Params, Scalar, State};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -113,14 +113,38 @@ impl TryFrom<DepartedObject> for DepartedJson {
     }
 }
 
-/// `{"mode": "cumulative"}` or `{"mode": "ema", "alpha": number}`. Read through a plain struct
-/// rather than serde's internally tagged enum: that buffers the object and misreads numbers when
-/// an embedder turns on serde_json's `arbitrary_precision` (as the polkadot-sdk crates do).
+/// `{"mode": "cumulative"}`, `{"mode": "ema", "alpha": number}` (the paper's mechanism),
+/// `{"mode": "yuma", "bonds_moving_average": number, "bonds_penalty": number}` or
+/// `{"mode": "yuma3", "bonds_moving_average": number, "bonds_penalty": number,
+/// "liquid_alpha": {"alpha_low": number, "alpha_high": number, "steepness": number}}`
+/// (`liquid_alpha` optional: off when absent). Read through a plain struct rather than
+/// serde's internally tagged enum: that buffers the object and misreads numbers when an
+/// embedder turns on serde_json's `arbitrary_precision` (as the polkadot-sdk crates do).
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(try_from = "BondsObject")]
 enum BondsJson {
     Cumulative,
-    Ema { alpha: f64 },
+    Ema {
+        alpha: f64,
+    },
+    Yuma {
+        average: f64,
+        penalty: f64,
+    },
+    Yuma3 {
+        average: f64,
+        penalty: f64,
+        liquid: Option<LiquidAlphaJson>,
+    },
+}
+
+/// Yuma 3's `liquid_alpha` object: every field required.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct LiquidAlphaJson {
+    alpha_low: f64,
+    alpha_high: f64,
+    steepness: f64,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +152,9 @@ enum BondsJson {
 struct BondsObject {
     mode: BondsModeName,
     alpha: Option<f64>,
+    bonds_moving_average: Option<f64>,
+    bonds_penalty: Option<f64>,
+    liquid_alpha: Option<LiquidAlphaJson>,
 }
 
 #[derive(Deserialize)]
@@ -135,18 +162,58 @@ struct BondsObject {
 enum BondsModeName {
     Cumulative,
     Ema,
+    Yuma,
+    Yuma3,
 }
 
 impl TryFrom<BondsObject> for BondsJson {
     type Error = &'static str;
     fn try_from(b: BondsObject) -> Result<BondsJson, &'static str> {
-        match (b.mode, b.alpha) {
-            (BondsModeName::Cumulative, None) => Ok(BondsJson::Cumulative),
-            (BondsModeName::Cumulative, Some(_)) => {
-                Err("unknown field `alpha` in cumulative bonds")
+        let yuma = (b.bonds_moving_average, b.bonds_penalty);
+        let paper = |b: &BondsObject| {
+            if b.bonds_moving_average.is_some()
+                || b.bonds_penalty.is_some()
+                || b.liquid_alpha.is_some()
+            {
+                Err(
+                    "Yuma's fields (bonds_moving_average, bonds_penalty, liquid_alpha) belong to the yuma and yuma3 modes",
+                )
+            } else {
+                Ok(())
             }
-            (BondsModeName::Ema, Some(alpha)) => Ok(BondsJson::Ema { alpha }),
-            (BondsModeName::Ema, None) => Err("missing field `alpha`"),
+        };
+        match b.mode {
+            BondsModeName::Cumulative => {
+                paper(&b)?;
+                match b.alpha {
+                    None => Ok(BondsJson::Cumulative),
+                    Some(_) => Err("unknown field `alpha` in cumulative bonds"),
+                }
+            }
+            BondsModeName::Ema => {
+                paper(&b)?;
+                match b.alpha {
+                    Some(alpha) => Ok(BondsJson::Ema { alpha }),
+                    None => Err("missing field `alpha`"),
+                }
+            }
+            BondsModeName::Yuma | BondsModeName::Yuma3 if b.alpha.is_some() => {
+                Err("unknown field `alpha` in Yuma bonds (Yuma's is 1 - bonds_moving_average)")
+            }
+            BondsModeName::Yuma if b.liquid_alpha.is_some() => Err("liquid_alpha belongs to yuma3"),
+            BondsModeName::Yuma | BondsModeName::Yuma3 => {
+                let (Some(average), Some(penalty)) = yuma else {
+                    return Err("Yuma bonds need `bonds_moving_average` and `bonds_penalty`");
+                };
+                Ok(match b.mode {
+                    BondsModeName::Yuma => BondsJson::Yuma { average, penalty },
+                    _ => BondsJson::Yuma3 {
+                        average,
+                        penalty,
+                        liquid: b.liquid_alpha,
+                    },
+                })
+            }
         }
     }
 }
@@ -186,6 +253,34 @@ impl ParamsDoc {
             None | Some(BondsJson::Cumulative) => BondMode::Cumulative,
             Some(BondsJson::Ema { alpha }) => BondMode::Ema {
                 alpha: real(Some(alpha), "params.bonds.alpha", N::ZERO)?,
+            },
+            Some(BondsJson::Yuma { average, penalty }) => BondMode::Yuma {
+                bonds_moving_average: real(
+                    Some(average),
+                    "params.bonds.bonds_moving_average",
+                    N::ZERO,
+                )?,
+                bonds_penalty: real(Some(penalty), "params.bonds.bonds_penalty", N::ZERO)?,
+            },
+            Some(BondsJson::Yuma3 {
+                average,
+                penalty,
+                liquid,
+            }) => BondMode::Yuma3 {
+                bonds_moving_average: real(
+                    Some(average),
+                    "params.bonds.bonds_moving_average",
+                    N::ZERO,
+                )?,
+                bonds_penalty: real(Some(penalty), "params.bonds.bonds_penalty", N::ZERO)?,
+                liquid_alpha: match liquid {
+                    None => None,
+                    Some(l) => Some(LiquidAlpha {
+                        alpha_low: real(Some(l.alpha_low), "params.bonds.liquid_alpha", N::ZERO)?,
+                        alpha_high: real(Some(l.alpha_high), "params.bonds.liquid_alpha", N::ZERO)?,
+                        steepness: real(Some(l.steepness), "params.bonds.liquid_alpha", N::ZERO)?,
+                    }),
+                },
             },
         };
         Ok(Params {
@@ -255,6 +350,36 @@ pub fn render_state<N: Scalar>(state: &State<N>) -> Value {
     let bonds = match p.bonds {
         BondMode::Cumulative => json!({"mode": "cumulative"}),
         BondMode::Ema { alpha } => json!({"mode": "ema", "alpha": alpha.to_f64()}),
+        BondMode::Yuma {
+            bonds_moving_average,
+            bonds_penalty,
+        } => json!({
+            "mode": "yuma",
+            "bonds_moving_average": bonds_moving_average.to_f64(),
+            "bonds_penalty": bonds_penalty.to_f64(),
+        }),
+        BondMode::Yuma3 {
+            bonds_moving_average,
+            bonds_penalty,
+            liquid_alpha,
+        } => {
+            let mut b = json!({
+                "mode": "yuma3",
+                "bonds_moving_average": bonds_moving_average.to_f64(),
+                "bonds_penalty": bonds_penalty.to_f64(),
+            });
+            if let (Some(l), Some(obj)) = (liquid_alpha, b.as_object_mut()) {
+                obj.insert(
+                    "liquid_alpha".into(),
+                    json!({
+                        "alpha_low": l.alpha_low.to_f64(),
+                        "alpha_high": l.alpha_high.to_f64(),
+                        "steepness": l.steepness.to_f64(),
+                    }),
+                );
+            }
+            b
+        }
     };
     let departed = match p.departed {
         Departed::Withhold => json!({"rule": "withhold"}),
@@ -382,7 +507,51 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(cumulative.bonds, BondMode::Cumulative);
+        let yuma3 = read(
+            r#"{"bonds": {"mode": "yuma3", "bonds_moving_average": 0.975, "bonds_penalty": 0,
+                "liquid_alpha": {"alpha_low": 0.1, "alpha_high": 0.3, "steepness": 10}}}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            yuma3.bonds,
+            BondMode::Yuma3 {
+                bonds_moving_average: Fx::from_f64(0.975),
+                bonds_penalty: Fx::ZERO,
+                liquid_alpha: Some(LiquidAlpha {
+                    alpha_low: Fx::from_f64(0.1),
+                    alpha_high: Fx::from_f64(0.3),
+                    steepness: Fx::from_ratio(10, 1),
+                }),
+            }
+        );
+        let yuma =
+            read(r#"{"bonds": {"mode": "yuma", "bonds_penalty": 1, "bonds_moving_average": 0.9}}"#)
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            yuma.bonds,
+            BondMode::Yuma {
+                bonds_moving_average: Fx::from_f64(0.9),
+                bonds_penalty: Fx::ONE,
+            }
+        );
+        let state = State {
+            params: yuma3,
+            stake: vec![1],
+            weights: Vec::new(),
+            bonds: Vec::new(),
+            block: 0,
+            last_update: Vec::new(),
+        };
+        let back = parse_state::<Fx>(&render_state(&state).to_string()).unwrap();
+        assert_eq!(back.params.bonds, yuma3.bonds);
         for bad in [
+            r#"{"bonds": {"mode": "yuma"}}"#,
+            r#"{"bonds": {"mode": "yuma", "bonds_moving_average": 0.9, "bonds_penalty": 0, "alpha": 0.1}}"#,
+            r#"{"bonds": {"mode": "yuma", "bonds_moving_average": 0.9, "bonds_penalty": 0, "liquid_alpha": {"alpha_low": 0.1, "alpha_high": 0.3, "steepness": 10}}}"#,
+            r#"{"bonds": {"mode": "yuma3", "bonds_moving_average": 0.9, "bonds_penalty": 0, "liquid_alpha": {"alpha_low": 0.1}}}"#,
+            r#"{"bonds": {"mode": "ema", "alpha": 0.5, "bonds_penalty": 0}}"#,
             r#"{"bonds": {"mode": "cumulative", "alpha": 0.5}}"#,
             r#"{"bonds": {"mode": "ema"}}"#,
             r#"{"bonds": {"mode": "emma", "alpha": 0.5}}"#,

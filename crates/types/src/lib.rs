@@ -20,7 +20,7 @@ mod row;
 mod state;
 
 pub use fx::Fx;
-pub use params::{BondMode, DEFAULT_EMISSION, Departed, FromRatio, Params};
+pub use params::{BondMode, DEFAULT_EMISSION, Departed, FromRatio, LiquidAlpha, Mechanism, Params};
 pub use row::{BoundedRow, CapacityError};
 #[cfg(feature = "alloc")]
 pub use state::{BondRow, EpochOutput, NeuronStats, State, WeightRow};

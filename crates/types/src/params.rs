@@ -27,7 +27,12 @@ impl FromRatio for f64 {
     }
 }
 
-/// How bonds evolve each epoch (SPEC.md §5 step 8).
+/// How bonds evolve each epoch, and with them the mechanism. The paper's rules
+/// ([`BondMode::Cumulative`], [`BondMode::Ema`]) run the paper's epoch (SPEC.md §5: sigmoid
+/// consensus of trust); the Yuma rules ([`BondMode::Yuma`], [`BondMode::Yuma3`]) run Yuma
+/// consensus as subtensor does (SPEC.md §10: stake-weighted median of the weights, clipping).
+/// [`BondMode::mechanism`] names the mechanism. New variants are appended, so the SCALE and
+/// JSON forms of the paper's rules are unchanged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(
     feature = "codec",
@@ -46,6 +51,101 @@ pub enum BondMode<N> {
         /// The weight of the newest epoch, `alpha`.
         alpha: N,
     },
+    /// Subtensor's original Yuma: bonds are an EMA of the column-normalised stake-weighted
+    /// weights, `B <- (1 - a) B + a dB` with `a = 1 - bonds_moving_average`, stored
+    /// column-max-upscaled on the u16 grid; dividends `d_i = sum_j B_ij I_j`.
+    Yuma {
+        /// The share of the old bonds kept each epoch (subtensor's `BondsMovingAverage /
+        /// 10^6`), in `[0, 1]`.
+        bonds_moving_average: N,
+        /// How far the weights behind bonds are clipped to consensus: 0 the raw weights, 1 the
+        /// clipped ones (subtensor's `BondsPenalty / 65535`), in `[0, 1]`.
+        bonds_penalty: N,
+    },
+    /// Subtensor's Yuma 3: each bond moves toward its (clipped) weight,
+    /// `B_ij <- min(1, (1 - a_ij) B_ij + a_ij w_ij)`, stored on the u16 grid; dividends
+    /// `d_i ~ s_i sum_j B_ij / (sum_k B_kj) I_j`.
+    Yuma3 {
+        /// `a_ij = 1 - bonds_moving_average` without liquid alpha, in `[0, 1]`.
+        bonds_moving_average: N,
+        /// As in [`BondMode::Yuma`], in `[0, 1]`.
+        bonds_penalty: N,
+        /// Liquid alpha: a per-entry `a_ij` between `alpha_low` and `alpha_high` (`None`: off).
+        liquid_alpha: Option<LiquidAlpha<N>>,
+    },
+}
+
+/// Yuma 3's liquid alpha: `a_ij = alpha_low + sigmoid(steepness (x_ij - 1/2)) (alpha_high -
+/// alpha_low)`, where `x_ij` is how far the weight is above consensus (when it is at least the
+/// bond) or how far the bond is above the weight (SPEC.md §10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "codec",
+    derive(
+        parity_scale_codec::Encode,
+        parity_scale_codec::Decode,
+        parity_scale_codec::MaxEncodedLen
+    )
+)]
+#[cfg_attr(feature = "scale-info", derive(scale_info::TypeInfo))]
+pub struct LiquidAlpha<N> {
+    /// The smallest `a_ij`, in `[0, alpha_high]`.
+    pub alpha_low: N,
+    /// The largest `a_ij`, in `[alpha_low, 1]`.
+    pub alpha_high: N,
+    /// The sigmoid's slope, `>= 0` (subtensor's `AlphaSigmoidSteepness / 100`: its 1000 is 10
+    /// here).
+    pub steepness: N,
+}
+
+/// The mechanism a [`BondMode`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mechanism {
+    /// The paper's mechanism (SPEC.md §5).
+    Paper,
+    /// Subtensor's original Yuma (SPEC.md §10).
+    Yuma,
+    /// Subtensor's Yuma 3 (SPEC.md §10).
+    Yuma3,
+}
+
+impl<N> BondMode<N> {
+    /// The same rule with every real mapped by `f` (e.g. from one backend to another).
+    pub fn map<M>(self, f: impl Fn(N) -> M) -> BondMode<M> {
+        match self {
+            BondMode::Cumulative => BondMode::Cumulative,
+            BondMode::Ema { alpha } => BondMode::Ema { alpha: f(alpha) },
+            BondMode::Yuma {
+                bonds_moving_average,
+                bonds_penalty,
+            } => BondMode::Yuma {
+                bonds_moving_average: f(bonds_moving_average),
+                bonds_penalty: f(bonds_penalty),
+            },
+            BondMode::Yuma3 {
+                bonds_moving_average,
+                bonds_penalty,
+                liquid_alpha,
+            } => BondMode::Yuma3 {
+                bonds_moving_average: f(bonds_moving_average),
+                bonds_penalty: f(bonds_penalty),
+                liquid_alpha: liquid_alpha.map(|l| LiquidAlpha {
+                    alpha_low: f(l.alpha_low),
+                    alpha_high: f(l.alpha_high),
+                    steepness: f(l.steepness),
+                }),
+            },
+        }
+    }
+
+    /// The mechanism this bond rule belongs to.
+    pub fn mechanism(&self) -> Mechanism {
+        match self {
+            BondMode::Cumulative | BondMode::Ema { .. } => Mechanism::Paper,
+            BondMode::Yuma { .. } => Mechanism::Yuma,
+            BondMode::Yuma3 { .. } => Mechanism::Yuma3,
+        }
+    }
 }
 
 /// How the bonds of an absent node (a row older than [`Params::activity_cutoff`]) stop paying
@@ -92,7 +192,8 @@ pub struct Params<N> {
     pub self_share: N,
     /// Raw units minted per epoch.
     pub emission: u64,
-    /// Bond rule (default cumulative).
+    /// Bond rule (default cumulative), which also selects the mechanism
+    /// ([`BondMode::mechanism`]).
     pub bonds: BondMode<N>,
     /// Ignore each node's weight on itself (default false).
     pub mask_self_weights: bool,
