@@ -8,6 +8,7 @@ mod bench;
 mod devnet;
 mod exit;
 mod ledger_cli;
+mod node_chain;
 mod node_cli;
 mod sim;
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use deepnode_ledger_client::Wallet;
+use deepnode_node::access::LedgerRpc;
 use deepnode_node::life::{RunConfig, Scoring, Status, run};
 use deepnode_node::{Constant, EchoBias, Model, Noise, RandomProjection, ServeConfig, Trainer};
 use deepnode_wire::{Limits, Modality};
@@ -15,13 +16,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
 use crate::exit::Failure;
+use crate::node_chain;
 
 /// `deepnode node ...`
 #[derive(Subcommand)]
 pub enum NodeCmd {
     /// Register (if needed), serve a model on the ledger's network, query peers and set weights
     /// until Ctrl-C.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 /// `deepnode node run`.
@@ -33,6 +35,11 @@ pub struct RunArgs {
     /// The ledger's RPC URL.
     #[arg(long, default_value = "http://127.0.0.1:9944")]
     rpc: String,
+    /// Run on a Substrate chain whose runtime runs the DeepNode pallet (`ws://host:port`)
+    /// instead of the ledger at `--rpc` (needs the `chain` feature). The wallet's account
+    /// must hold funds on that chain to pay fees.
+    #[arg(long, conflicts_with = "rpc")]
+    chain: Option<String>,
     /// Where to accept peers (served on the ledger as this node's endpoint).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
@@ -226,6 +233,7 @@ enum ScoringArg {
 /// Runs `deepnode node ...`.
 pub fn run_node(cmd: NodeCmd) -> Result<(), Failure> {
     let NodeCmd::Run(args) = cmd;
+    let args = *args;
     let wallet = Wallet::load(&args.wallet).map_err(Failure::input)?;
     let (model, trainer): (Arc<dyn Model>, Option<Box<dyn Trainer>>) = match &args.train {
         // A learner serves its trained encoder (`--model` is the training adapter's).
@@ -272,8 +280,8 @@ pub fn run_node(cmd: NodeCmd) -> Result<(), Failure> {
         Some(path) => Some(Metrics::open(path)?),
         None => None,
     };
+    let (rpc, chain) = (args.rpc, args.chain);
     let cfg = RunConfig {
-        rpc: args.rpc,
         listen: args.listen.into(),
         modality: match args.modality {
             ModalityArg::Text => Modality::Text,
@@ -297,8 +305,13 @@ pub fn run_node(cmd: NodeCmd) -> Result<(), Failure> {
     rt.block_on(async move {
         let (status_tx, mut status) = watch::channel(Status::default());
         let (stop_tx, stop) = watch::channel(false);
-        let node =
-            tokio::spawn(async move { run(&wallet, model, trainer, cfg, status_tx, stop).await });
+        let node = tokio::spawn(async move {
+            if let Some(url) = chain {
+                return node_chain::run(&url, &wallet, model, trainer, cfg, status_tx, stop).await;
+            }
+            let ledger = LedgerRpc::new(&rpc, Wallet::from_seed(wallet.key().to_bytes()))?;
+            run(&ledger, &wallet, model, trainer, cfg, status_tx, stop).await
+        });
         let show = Show::new();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(Failure::failed)?;
