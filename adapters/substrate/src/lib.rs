@@ -1,7 +1,6 @@
 //! The node's access to a Substrate chain whose runtime runs pallet-deepnode (the runtime of
 //! `adapters/runtime`, under chopsticks or a Substrate node), through subxt's dynamic,
-//! metadata-driven API: [`SubstrateChain`] implements the node's
-//! [`LedgerAccess`](deepnode_node::access::LedgerAccess).
+//! metadata-driven API: [`SubstrateChain`] implements the node's [`LedgerAccess`].
 //!
 //! On connecting it checks the runtime's metadata for the pallet, its calls and the metagraph
 //! runtime API this client encodes and decodes, so a wrong chain or another version fails at
