@@ -186,7 +186,8 @@ struct Peer {
 /// says and become a weights row whenever the ledger's rate limit allows. Reports on
 /// `status`. Returns `Ok(())` once `stop` turns true or its sender is dropped; fails with
 /// [`NodeError::ListenerStopped`] if the listener ever stops (the socket no longer listens),
-/// as peers can then no longer reach the node.
+/// as peers can then no longer reach the node. `ledger` is the chain (the embedded ledger or
+/// a Substrate chain), acting for `wallet`'s key, the key peers authenticate this node by.
 pub async fn run(
     ledger: &impl LedgerAccess,
     wallet: &Wallet,
