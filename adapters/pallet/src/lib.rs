@@ -16,6 +16,8 @@ mod measure;
 #[cfg(test)]
 mod mock;
 #[cfg(test)]
+mod proof;
+#[cfg(test)]
 mod tests;
 pub mod weights;
 
