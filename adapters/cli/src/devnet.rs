@@ -117,8 +117,8 @@ fn spec(c: NodeConfig) -> Result<NodeSpec, Failure> {
         served,
         dim: c.dim,
         metrics: Some(c.metrics),
+        ledger: node_cli::LedgerSpec::Rpc(c.rpc),
         cfg: node_cli::run_config(
-            c.rpc,
             std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             deepnode_wire::Modality::Text,
             (c.stake, 0),

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod devnet;
 mod exit;
 mod ledger_cli;
+mod node_chain;
 mod node_cli;
 mod sim;
 

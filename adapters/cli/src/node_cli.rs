@@ -24,7 +24,7 @@ pub use launch::launch;
 pub enum NodeCmd {
     /// Register (if needed), serve a model on the ledger's network, query peers and set weights
     /// until Ctrl-C.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 /// `deepnode node run`.
@@ -36,6 +36,11 @@ pub struct RunArgs {
     /// The ledger's RPC URL.
     #[arg(long, default_value = "http://127.0.0.1:9944")]
     rpc: String,
+    /// Run on a Substrate chain whose runtime runs the DeepNode pallet (`ws://host:port`)
+    /// instead of the ledger at `--rpc` (needs the `chain` feature). The wallet's account
+    /// must hold funds on that chain to pay fees.
+    #[arg(long, conflicts_with = "rpc")]
+    chain: Option<String>,
     /// Where to accept peers (served on the ledger as this node's endpoint).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
@@ -241,8 +246,18 @@ pub struct NodeSpec {
     pub dim: u32,
     /// Where to append its status as JSON lines.
     pub metrics: Option<PathBuf>,
+    /// Where its ledger is.
+    pub ledger: LedgerSpec,
     /// Everything else the node's loop takes.
     pub cfg: RunConfig,
+}
+
+/// The ledger a node registers on and sets weights through.
+pub enum LedgerSpec {
+    /// The embedded ledger's JSON-RPC URL.
+    Rpc(String),
+    /// A Substrate chain running the pallet (`ws://host:port`; the `chain` feature).
+    Chain(String),
 }
 
 /// The model a node serves.
@@ -267,7 +282,6 @@ pub enum ServedSpec {
     reason = "one place that fills RunConfig for both callers"
 )]
 pub fn run_config(
-    rpc: String,
     listen: SocketAddr,
     modality: Modality,
     stake: (u64, u64),
@@ -278,7 +292,6 @@ pub fn run_config(
     scoring: Scoring,
 ) -> RunConfig {
     RunConfig {
-        rpc,
         listen: listen.into(),
         modality,
         stake: stake.0,
@@ -345,8 +358,11 @@ impl RunArgs {
             served,
             dim: self.dim,
             metrics: self.metrics,
+            ledger: match self.chain {
+                Some(url) => LedgerSpec::Chain(url),
+                None => LedgerSpec::Rpc(self.rpc),
+            },
             cfg: run_config(
-                self.rpc,
                 self.listen,
                 modality,
                 (self.stake, self.stake_floor),

@@ -9,11 +9,12 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use deepnode_consensus::{Fx, Params, Uid};
-use deepnode_ledger_client::{Call, Client, MetagraphView, RpcError, Wallet};
+use deepnode_ledger_client::{Call, MetagraphView, Wallet};
 use deepnode_wire::Modality;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::access::LedgerAccess;
 use crate::query::{Answer, Backoff, RowError, fan_out, weights_row};
 use crate::transport::AccountKey;
 use crate::{
@@ -59,8 +60,6 @@ impl From<SocketAddr> for Listen {
 /// How a node runs.
 #[derive(Clone)]
 pub struct RunConfig {
-    /// The ledger's JSON-RPC URL.
-    pub rpc: String,
     /// Where to accept peers; the bound address is served on the ledger.
     pub listen: Listen,
     /// The modality of this node's queries, served on the ledger with its endpoint; it queries
@@ -166,10 +165,6 @@ fn parse_key(hex: &str) -> Result<AccountKey, NodeError> {
         .map_err(|e| NodeError::Ledger(format!("metagraph key {hex}: {e}")))
 }
 
-fn ledger(e: RpcError) -> NodeError {
-    NodeError::Ledger(e.to_string())
-}
-
 /// Shuts its node down when dropped.
 struct ShutdownOnDrop(Arc<Node>);
 
@@ -195,8 +190,10 @@ struct Peer {
 /// says and become a weights row whenever the ledger's rate limit allows. Reports on
 /// `status`. Returns `Ok(())` once `stop` turns true or its sender is dropped; fails with
 /// [`NodeError::ListenerStopped`] if the listener ever stops (the socket no longer listens),
-/// as peers can then no longer reach the node.
+/// as peers can then no longer reach the node. `ledger` is the chain (the embedded ledger or
+/// a Substrate chain), acting for `wallet`'s key, the key peers authenticate this node by.
 pub async fn run(
+    ledger: &impl LedgerAccess,
     wallet: &Wallet,
     model: Arc<dyn Model>,
     mut trainer: Option<Box<dyn Trainer>>,
@@ -205,9 +202,8 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), NodeError> {
     cfg.serve.check()?;
-    let client = Client::new(&cfg.rpc).map_err(ledger)?;
-    let genesis = client.genesis_hash().await.map_err(ledger)?;
-    let transport = NoiseTcp::new(wallet.key().clone(), genesis.0, cfg.timeout)?;
+    let genesis = ledger.genesis_hash().await?;
+    let transport = NoiseTcp::new(wallet.key().clone(), genesis, cfg.timeout)?;
     let me = transport.account();
     let admission = Arc::new(MetagraphAdmission::new(cfg.stake_floor));
     let counters = Arc::clone(&cfg.serve.counters);
@@ -224,7 +220,7 @@ pub async fn run(
         Listen::Addr(a) => node.listen(*a).await?,
         Listen::Socket(s) => node.listen_on(s.try_clone()?)?,
     };
-    let uid = join(&client, wallet, &cfg, &addr.to_string()).await?;
+    let uid = join(ledger, wallet, &cfg, &addr.to_string()).await?;
     // The block of the last row this node saw committed.
     let mut committed: Option<u64> = None;
     let mut st = Status {
@@ -260,7 +256,7 @@ pub async fn run(
             return Ok(());
         }
         // A failed read (the ledger busy, a closed keep-alive connection) skips this tick.
-        let Ok(mg) = metagraph(&client).await else {
+        let Ok(mg) = ledger.metagraph().await else {
             continue;
         };
         admission.update(&mg);
@@ -336,7 +332,7 @@ pub async fn run(
             trainer = Some(t);
         }
         if due && !scores.is_empty() && cfg.scoring != Scoring::Nothing {
-            match set_weights(&client, wallet, &mg, uid, &scores).await {
+            match set_weights(ledger, &mg, uid, &scores).await {
                 Ok(Ok(block)) => {
                     st.last_row_error = None;
                     st.rows_set += 1;
@@ -358,14 +354,10 @@ pub async fn run(
     }
 }
 
-async fn metagraph(client: &Client) -> Result<MetagraphView, NodeError> {
-    client.metagraph().await.map_err(ledger)
-}
-
 /// Registers (if the account owns no neuron), tops the stake up to `cfg.stake` and serves
 /// `endpoint` with `cfg.modality`; each step waits for its block. Returns the uid.
 async fn join(
-    client: &Client,
+    ledger: &impl LedgerAccess,
     wallet: &Wallet,
     cfg: &RunConfig,
     endpoint: &str,
@@ -377,15 +369,10 @@ async fn join(
             .find(|n| n.key == me)
             .map(|n| (n.uid, n.stake, (n.endpoint.clone(), n.modality.clone())))
     };
-    let wait = Duration::from_secs(30);
-    let mut mg = metagraph(client).await?;
+    let mut mg = ledger.metagraph().await?;
     if find(&mg).is_none() {
-        let h = client
-            .send(wallet.key(), Call::Register)
-            .await
-            .map_err(ledger)?;
-        client.wait_committed(&h, wait).await.map_err(ledger)?;
-        mg = metagraph(client).await?;
+        ledger.submit(Call::Register).await?;
+        mg = ledger.metagraph().await?;
     }
     let (uid, stake, served) =
         find(&mg).ok_or_else(|| NodeError::Ledger("registration did not take effect".into()))?;
@@ -395,8 +382,7 @@ async fn join(
             uid,
             amount: cfg.stake - stake,
         };
-        let h = client.send(wallet.key(), call).await.map_err(ledger)?;
-        client.wait_committed(&h, wait).await.map_err(ledger)?;
+        ledger.submit(call).await?;
     }
     if served != (endpoint.to_owned(), Some(cfg.modality.name().to_owned())) {
         let call = Call::Serve {
@@ -404,8 +390,7 @@ async fn join(
             endpoint: endpoint.as_bytes().to_vec(),
             modality: cfg.modality.code(),
         };
-        let h = client.send(wallet.key(), call).await.map_err(ledger)?;
-        client.wait_committed(&h, wait).await.map_err(ledger)?;
+        ledger.submit(call).await?;
     }
     Ok(uid)
 }
@@ -653,8 +638,7 @@ async fn send_gradients(
 /// `Ok(Err(_))` when no valid row can be made (nothing sent); `Err(_)` when the ledger
 /// refused it or could not be reached.
 async fn set_weights(
-    client: &Client,
-    wallet: &Wallet,
+    ledger: &impl LedgerAccess,
     mg: &MetagraphView,
     uid: Uid,
     scores: &HashMap<Uid, f64>,
@@ -671,14 +655,9 @@ async fn set_weights(
         Ok(row) => row,
         Err(e) => return Ok(Err(e)),
     };
-    let h = client
-        .send(wallet.key(), Call::SetWeights { uid, weights: row })
-        .await
-        .map_err(ledger)?;
-    let block = client
-        .wait_committed(&h, Duration::from_secs(30))
-        .await
-        .map_err(ledger)?;
+    let block = ledger
+        .submit(Call::SetWeights { uid, weights: row })
+        .await?;
     Ok(Ok(block))
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use deepnode_consensus::Uid;
 use deepnode_ledger::{Chain, Client, Genesis, RpcServer, Wallet};
+use deepnode_node::access::LedgerRpc;
 use deepnode_node::life::{Listen, RunConfig, Scoring, Status, run};
 use deepnode_node::{
     Ask, Constant, EchoBias, Model, NodeError, Noise, Progress, RandomProjection, ServeConfig,
@@ -52,7 +53,12 @@ async fn ledger(nodes: u8) -> Net {
     }
 }
 
-fn config(rpc: &str, seed: u64) -> RunConfig {
+/// Node `b`'s access to the ledger at `rpc`.
+fn access(rpc: &str, b: u8) -> LedgerRpc {
+    LedgerRpc::new(rpc, Wallet::from_seed([b; 32])).expect("ledger client")
+}
+
+fn config(_rpc: &str, seed: u64) -> RunConfig {
     let limits = Limits {
         max_payload: 1 << 20,
         max_batch: 8,
@@ -62,7 +68,6 @@ fn config(rpc: &str, seed: u64) -> RunConfig {
         max_image_elems: 3 * 8 * 8,
     };
     RunConfig {
-        rpc: rpc.to_owned(),
         listen: "127.0.0.1:0".parse::<SocketAddr>().expect("addr").into(),
         modality: Modality::Text,
         stake: 1000,
@@ -99,8 +104,18 @@ async fn network(n: u8, limit: Duration) {
         statuses.push(rx);
         let cfg = config(&rpc, u64::from(b));
         let stop = stop.clone();
+        let ledger = access(&rpc, b);
         tasks.push(tokio::spawn(async move {
-            run(&Wallet::from_seed([b; 32]), model, None, cfg, tx, stop).await
+            run(
+                &ledger,
+                &Wallet::from_seed([b; 32]),
+                model,
+                None,
+                cfg,
+                tx,
+                stop,
+            )
+            .await
         }));
     }
     let started = Instant::now();
@@ -172,8 +187,18 @@ async fn a_peer_that_moves_is_redialed_at_its_new_endpoint() {
         let mut cfg = config(&rpc, u64::from(b));
         cfg.listen = listen.parse::<SocketAddr>().expect("addr").into();
         let model: Arc<dyn Model> = Arc::new(RandomProjection::new(u64::from(b), DIM));
+        let ledger = access(&rpc, b);
         let task = tokio::spawn(async move {
-            run(&Wallet::from_seed([b; 32]), model, None, cfg, tx, stop).await
+            run(
+                &ledger,
+                &Wallet::from_seed([b; 32]),
+                model,
+                None,
+                cfg,
+                tx,
+                stop,
+            )
+            .await
         });
         (task, rx)
     };
@@ -331,8 +356,18 @@ async fn trainer_favour_and_copier_rows_are_accepted() {
         let (tx, rx) = watch::channel(Status::default());
         statuses.push(rx);
         let stop = stop.clone();
+        let ledger = access(&rpc, b);
         tokio::spawn(async move {
-            run(&Wallet::from_seed([b; 32]), model, trainer, cfg, tx, stop).await
+            run(
+                &ledger,
+                &Wallet::from_seed([b; 32]),
+                model,
+                trainer,
+                cfg,
+                tx,
+                stop,
+            )
+            .await
         });
     }
     let started = Instant::now();
@@ -434,8 +469,18 @@ async fn nodes_query_only_peers_serving_their_modality() {
         let mut cfg = config(&rpc, u64::from(b));
         cfg.modality = modality(b);
         let stop = stop.clone();
+        let ledger = access(&rpc, b);
         tasks.push(tokio::spawn(async move {
-            run(&Wallet::from_seed([b; 32]), model, None, cfg, tx, stop).await
+            run(
+                &ledger,
+                &Wallet::from_seed([b; 32]),
+                model,
+                None,
+                cfg,
+                tx,
+                stop,
+            )
+            .await
         }));
     }
     // Each node finds its one peer of the same modality, queries it and is queried by it.
@@ -564,9 +609,19 @@ async fn bad_answers_and_a_tarpit_leave_training_rows_and_queries_alone() {
         // Node 1's dials (and queries) may take 10 s: the tarpit's would, awaited.
         cfg.timeout = Duration::from_secs(if b == 1 { 10 } else { 3 });
         let stop = stop.clone();
-        tokio::spawn(
-            async move { run(&Wallet::from_seed([b; 32]), model, None, cfg, tx, stop).await },
-        );
+        let ledger = access(&rpc, b);
+        tokio::spawn(async move {
+            run(
+                &ledger,
+                &Wallet::from_seed([b; 32]),
+                model,
+                None,
+                cfg,
+                tx,
+                stop,
+            )
+            .await
+        });
     }
     // The longest time between two of node 1's ticks.
     let mut ticks = statuses[0].clone();
@@ -671,10 +726,19 @@ async fn run_fails_when_its_listener_stops() {
     let (tx, mut status) = watch::channel(Status::default());
     let (_stop_tx, stop) = watch::channel(false);
     let model: Arc<dyn Model> = Arc::new(RandomProjection::new(1, DIM));
-    let task =
-        tokio::spawn(
-            async move { run(&Wallet::from_seed([1; 32]), model, None, cfg, tx, stop).await },
-        );
+    let ledger = access(&rpc, 1);
+    let task = tokio::spawn(async move {
+        run(
+            &ledger,
+            &Wallet::from_seed([1; 32]),
+            model,
+            None,
+            cfg,
+            tx,
+            stop,
+        )
+        .await
+    });
     // Registered and serving that socket's address.
     tokio::time::timeout(
         Duration::from_secs(30),

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use deepnode_ledger::{Call, Chain, Client, Genesis, RpcServer, Wallet};
+use deepnode_node::access::LedgerRpc;
 use deepnode_node::life::{RunConfig, Scoring, Status, run};
 use deepnode_node::transport::Session;
 use deepnode_node::{
@@ -474,7 +475,6 @@ async fn a_node_on_a_ledger_keeps_setting_weights_under_attack_and_recovers() {
     serve.per_peer = 16;
     let counters = Arc::clone(&serve.counters);
     let cfg = RunConfig {
-        rpc: rpc.clone(),
         listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap().into(),
         modality: Modality::Text,
         stake: 1000,
@@ -489,9 +489,19 @@ async fn a_node_on_a_ledger_keeps_setting_weights_under_attack_and_recovers() {
     };
     let (tx, status) = watch::channel(Status::default());
     let (_stop_tx, stop) = watch::channel(false);
+    let access = LedgerRpc::new(&rpc, Wallet::from_seed([VICTIM; 32])).unwrap();
     let node = tokio::spawn(async move {
         let model: Arc<dyn Model> = Arc::new(Slow(RandomProjection::new(3, DIM)));
-        run(&Wallet::from_seed([VICTIM; 32]), model, None, cfg, tx, stop).await
+        run(
+            &access,
+            &Wallet::from_seed([VICTIM; 32]),
+            model,
+            None,
+            cfg,
+            tx,
+            stop,
+        )
+        .await
     });
     let started = Instant::now();
     while !(status.borrow().rows_set >= 2 && status.borrow().peers_up == 4) {

@@ -16,6 +16,8 @@ mod measure;
 #[cfg(test)]
 mod mock;
 #[cfg(test)]
+mod proof;
+#[cfg(test)]
 mod tests;
 pub mod weights;
 
@@ -135,6 +137,30 @@ pub mod pallet {
         pub modality: u8,
         /// Its outputs from the last epoch.
         pub last: NeuronStats,
+    }
+
+    /// The whole metagraph at one block, as a runtime API returns it in one call: the chain
+    /// rules a node obeys and every node, indexed by uid.
+    #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, TypeInfo)]
+    pub struct Metagraph<AccountId> {
+        /// The current block.
+        pub block: u64,
+        /// Epochs run so far.
+        pub epochs: u64,
+        /// Blocks per epoch.
+        pub tempo: u64,
+        /// A node may set weights at most once per this many blocks.
+        pub weights_rate_limit: u64,
+        /// Blocks after registration during which a node cannot be replaced.
+        pub immunity_period: u64,
+        /// Most registered nodes.
+        pub max_nodes: u32,
+        /// Most entries in a weights row.
+        pub max_weights_len: u32,
+        /// The controller's current `min_allowed_weights`.
+        pub min_allowed_weights: u32,
+        /// Every node; `nodes[uid]`.
+        pub nodes: Vec<Neuron<AccountId>>,
     }
 
     /// Mechanism parameters; `min_allowed_weights` is the controller's current value.
@@ -602,6 +628,23 @@ pub mod pallet {
             let neuron = Neurons::<T>::get(uid);
             deepnode_rules::check_owner(neuron.as_ref().map(|x| &x.owner), who, uid)?;
             neuron.ok_or(Error::<T>::NoSuchNode)
+        }
+
+        /// The metagraph at the current block (what the runtime's metagraph API returns).
+        pub fn metagraph() -> Metagraph<T::AccountId> {
+            Metagraph {
+                block: Self::now(),
+                epochs: Epochs::<T>::get(),
+                tempo: T::Tempo::get(),
+                weights_rate_limit: T::WeightsRateLimit::get(),
+                immunity_period: T::ImmunityPeriod::get(),
+                max_nodes: T::MaxNodes::get(),
+                max_weights_len: T::MaxWeightsLen::get(),
+                min_allowed_weights: MechanismParams::<T>::get().min_allowed_weights,
+                nodes: (0..NodeCount::<T>::get())
+                    .filter_map(Neurons::<T>::get)
+                    .collect(),
+            }
         }
 
         /// `(n, k)`: nodes, and entries per row (the larger of weights and bonds, rounded up),

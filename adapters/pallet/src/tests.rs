@@ -221,3 +221,45 @@ fn the_default_genesis_is_the_embedded_ledgers() {
     assert!(g.params.activity_cutoff > 0);
     assert_eq!(g.params.departed, deepnode_consensus::Departed::Withhold);
 }
+
+#[test]
+fn the_metagraph_holds_the_rules_and_every_node_by_uid() {
+    let rules = Rules::default();
+    new_test_ext(&rules).execute_with(|| {
+        let empty = DeepNode::metagraph();
+        assert_eq!(empty.nodes, Vec::new());
+        assert_eq!(empty.block, 1);
+        assert_ok!(DeepNode::register(origin(3)));
+        assert_ok!(DeepNode::register(origin(1)));
+        assert_ok!(DeepNode::serve(origin(1), 1, endpoint(b"10.0.0.1:7000"), 1));
+        start_block(2);
+        let m = DeepNode::metagraph();
+        assert_eq!(
+            (
+                m.block,
+                m.epochs,
+                m.tempo,
+                m.weights_rate_limit,
+                m.immunity_period
+            ),
+            (
+                2,
+                0,
+                rules.tempo,
+                rules.weights_rate_limit,
+                rules.immunity_period
+            )
+        );
+        assert_eq!(
+            (m.max_nodes, m.max_weights_len),
+            (rules.max_nodes, rules.max_weights_len)
+        );
+        assert_eq!(m.min_allowed_weights, rules.params.min_allowed_weights);
+        let owners: Vec<u64> = m.nodes.iter().map(|n| n.owner).collect();
+        assert_eq!(owners, [3, 1]);
+        assert_eq!(m.nodes[1].endpoint.as_slice(), b"10.0.0.1:7000");
+        assert_eq!(Some(&m.nodes[1]), Neurons::<Test>::get(1).as_ref());
+        start_block(3);
+        assert_eq!(DeepNode::metagraph().epochs, 1);
+    });
+}

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deepnode_ledger_client::Wallet;
+use deepnode_node::access::LedgerRpc;
 use deepnode_node::life::{Status, run};
 use deepnode_node::{Constant, EchoBias, Noise, RandomProjection};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
-use super::{ModelArg, NodeSpec, Served, ServedSpec, torch};
+use super::{LedgerSpec, ModelArg, NodeSpec, Served, ServedSpec, torch};
 use crate::exit::Failure;
+use crate::node_chain;
 
 /// Runs the node of `spec` until Ctrl-C or SIGTERM, with its status line and metrics file.
 pub fn launch(spec: NodeSpec) -> Result<(), Failure> {
@@ -21,6 +23,7 @@ pub fn launch(spec: NodeSpec) -> Result<(), Failure> {
         served,
         dim,
         metrics,
+        ledger,
         cfg,
     } = spec;
     let wallet = Wallet::load(&wallet).map_err(Failure::input)?;
@@ -54,8 +57,17 @@ pub fn launch(spec: NodeSpec) -> Result<(), Failure> {
     rt.block_on(async move {
         let (status_tx, mut status) = watch::channel(Status::default());
         let (stop_tx, stop) = watch::channel(false);
-        let node =
-            tokio::spawn(async move { run(&wallet, model, trainer, cfg, status_tx, stop).await });
+        let node = tokio::spawn(async move {
+            match ledger {
+                LedgerSpec::Chain(url) => {
+                    node_chain::run(&url, &wallet, model, trainer, cfg, status_tx, stop).await
+                }
+                LedgerSpec::Rpc(rpc) => {
+                    let access = LedgerRpc::new(&rpc, Wallet::from_seed(wallet.key().to_bytes()))?;
+                    run(&access, &wallet, model, trainer, cfg, status_tx, stop).await
+                }
+            }
+        });
         let show = Show::new();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(Failure::failed)?;
