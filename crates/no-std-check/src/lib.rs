@@ -49,7 +49,18 @@ pub extern "C" fn deepnode_check_epoch() -> i128 {
         stake: &mut new_stake,
         scratch: &mut s,
     };
-    match epoch_in_place(&params, &stake, &weights, &mut bonds, out) {
+    // Called through an opaque pointer, so the archive keeps the Fx instance of
+    // `epoch_in_place` as a symbol of its own (the link check looks for it), however much the
+    // optimiser inlines.
+    type Epoch = fn(
+        &Params<Fx>,
+        &[u64],
+        &[BoundedRow<(u32, u16), 4>],
+        &mut [BoundedRow<(u32, Fx), 4>],
+        Outputs<'_, Fx>,
+    ) -> Result<Fx, deepnode_consensus::Error>;
+    let epoch: Epoch = core::hint::black_box(epoch_in_place);
+    match epoch(&params, &stake, &weights, &mut bonds, out) {
         Ok(loss) => loss.to_bits(),
         Err(_) => 0,
     }
