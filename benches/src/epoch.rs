@@ -6,6 +6,10 @@
 //! (every output freshly allocated, as a one-shot `deepnode epoch` does), and `steady`,
 //! `epoch_in_place` on buffers kept from the previous epoch with that epoch's bonds (as the
 //! ledger and the simulator run epoch after epoch).
+//!
+//! With `--yuma3` each round also times the same network under Yuma 3 (SPEC.md §10;
+//! [`yuma3_rule`]), both backends, cold and steady, each against the paper's float epoch of
+//! the same round.
 
 use std::io::Write;
 use std::num::NonZeroUsize;
@@ -34,6 +38,28 @@ pub struct EpochArgs {
     /// Also time `Parallel` on this many threads against one core, both backends,
     /// alternated epoch by epoch (needs the feature `parallel`).
     pub threads: Option<NonZeroUsize>,
+    /// Also time the same network under Yuma 3 ([`yuma3_rule`]), both backends, each round.
+    pub yuma3: bool,
+}
+
+/// The mechanism an epoch is timed under.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mechanism {
+    /// The synthetic network's own rule: the paper's mechanism, cumulative bonds.
+    Paper,
+    /// [`yuma3_rule`].
+    Yuma3,
+}
+
+/// The Yuma 3 rule `--yuma3` times: subtensor's default `bonds_moving_average` of 0.9, no
+/// bonds penalty, liquid alpha off (the rule of `examples/state-yuma3.json` without liquid
+/// alpha).
+pub fn yuma3_rule<N: Scalar + FromRatio>() -> BondMode<N> {
+    BondMode::Yuma3 {
+        bonds_moving_average: N::ratio(9, 10),
+        bonds_penalty: N::ZERO,
+        liquid_alpha: None,
+    }
 }
 
 /// The largest difference allowed between the baseline's and the float epoch's normalised
@@ -61,8 +87,13 @@ pub fn run(args: &EpochArgs) -> Result<(), String> {
     let weights = n.saturating_mul(k.min(n));
     println!(
         "epoch on n = {n}, k = {} ({weights} non-zero weights): {rounds} round(s) of \
-         (float, fixed{}), each the median of {epochs} epochs; load average {}",
+         (float, fixed{}{}), each the median of {epochs} epochs; load average {}",
         k.min(n),
+        if args.yuma3 {
+            ", yuma3/float, yuma3/fixed"
+        } else {
+            ""
+        },
         if args.baseline.is_some() {
             ", numpy"
         } else {
@@ -88,6 +119,7 @@ pub fn run(args: &EpochArgs) -> Result<(), String> {
     let mut float = Vec::new();
     let mut fixed = Vec::new();
     let mut numpy = Vec::new();
+    let mut yuma3 = [Vec::new(), Vec::new()];
     let mut agreement = None;
     #[cfg_attr(
         not(feature = "parallel"),
@@ -96,9 +128,13 @@ pub fn run(args: &EpochArgs) -> Result<(), String> {
     let mut scaling: Vec<[Pair; 2]> = Vec::new();
     let result = (|| {
         for _ in 0..rounds {
-            let (t, out) = time::<f64>(n, k, epochs)?;
+            let (t, out) = time::<f64>(n, k, epochs, Mechanism::Paper)?;
             float.push(t);
-            fixed.push(time::<Fx>(n, k, epochs)?.0);
+            fixed.push(time::<Fx>(n, k, epochs, Mechanism::Paper)?.0);
+            if args.yuma3 {
+                yuma3[0].push(time::<f64>(n, k, epochs, Mechanism::Yuma3)?.0);
+                yuma3[1].push(time::<Fx>(n, k, epochs, Mechanism::Yuma3)?.0);
+            }
             if let (Some(script), Some(path)) = (&args.baseline, &workload) {
                 let (t, diff) = run_baseline(script, path, epochs, &out)?;
                 numpy.push(t);
@@ -129,8 +165,14 @@ pub fn run(args: &EpochArgs) -> Result<(), String> {
             "wall time"
         }
     );
+    if args.yuma3 {
+        println!(
+            "yuma3/*: the same network under Yuma 3 (bonds_moving_average 0.9, bonds_penalty 0, \
+             no liquid alpha); vs float: against the paper's float epoch"
+        );
+    }
     println!(
-        "{:<7} {:<7} {:>10} {:>10} {:>9} {:>11} {:>8} {:>7} {:>9}",
+        "{:<11} {:<7} {:>10} {:>10} {:>9} {:>11} {:>8} {:>7} {:>9}",
         "backend",
         "run",
         "ms/epoch",
@@ -149,7 +191,14 @@ pub fn run(args: &EpochArgs) -> Result<(), String> {
     if let Some(t) = numpy_t {
         rows.push(("numpy", t, None));
     }
+    let [y_float, y_fixed] = yuma3;
+    if !y_float.is_empty() {
+        rows.push(("yuma3/float", Times::median(&y_float), None));
+        rows.push(("yuma3/fixed", Times::median(&y_fixed), None));
+    }
     for (name, t, bytes) in rows {
+        // numpy runs the paper's mechanism only: no ratio for the Yuma 3 rows.
+        let numpy_t = numpy_t.filter(|_| !name.starts_with("yuma3"));
         for (run, d, base, np) in [
             ("cold", t.cold, float.cold, numpy_t.map(|t| t.cold)),
             ("steady", t.steady, float.steady, numpy_t.map(|t| t.steady)),
@@ -171,7 +220,7 @@ pub fn run(args: &EpochArgs) -> Result<(), String> {
             };
             let peak = t.peak_mib.map_or("-".into(), |m| format!("{m:.0}"));
             println!(
-                "{name:<7} {run:<7} {:>10.3} {:>10.2} {:>8.2}x {vs_numpy:>11} {gbs:>8} {frac:>7} {peak:>9}",
+                "{name:<11} {run:<7} {:>10.3} {:>10.2} {:>8.2}x {vs_numpy:>11} {gbs:>8} {frac:>7} {peak:>9}",
                 secs * 1e3,
                 ns,
                 secs / base.as_secs_f64(),
@@ -239,14 +288,19 @@ impl Times {
     }
 }
 
-/// Times one backend; returns its times and the outputs of its last steady epoch.
+/// Times one backend under `mechanism`; returns its times and the outputs of its last steady
+/// epoch.
 fn time<N: Scalar + FromRatio>(
     n: usize,
     k: usize,
     epochs: usize,
+    mechanism: Mechanism,
 ) -> Result<(Times, OutputBuffers<N>), String> {
     reset_peak();
-    let state = network::<N>(n, k, SEED);
+    let mut state = network::<N>(n, k, SEED);
+    if mechanism == Mechanism::Yuma3 {
+        state.params.bonds = yuma3_rule();
+    }
     let fail = |e| format!("epoch: {e}");
     let mut cold = Vec::with_capacity(epochs);
     for _ in 0..epochs {

@@ -49,6 +49,10 @@ enum Command {
         /// alternated, and print the speed-up (needs a build with `--features parallel`).
         #[arg(long)]
         threads: Option<NonZeroUsize>,
+        /// Also time the same network under Yuma 3 (bonds_moving_average 0.9, no penalty, no
+        /// liquid alpha), both backends, each round, against the paper's float epoch.
+        #[arg(long)]
+        yuma3: bool,
     },
     /// The simulator's scale figures: 3 epochs of 1,000,000 x 32 and 100 epochs of
     /// 10,000 x 256 (float).
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
             rounds,
             baseline,
             threads,
+            yuma3,
         } => epoch::run(&epoch::EpochArgs {
             n,
             k,
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
             rounds,
             baseline,
             threads,
+            yuma3,
         })
         .map_err(Failure::Input),
         Command::Sim { quick } => sim::run(quick).map_err(Failure::Input),

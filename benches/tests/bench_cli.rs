@@ -50,6 +50,38 @@ fn bench_times_both_backends_cold_and_steady() {
     assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
 }
 
+/// `--yuma3` adds the same network under Yuma 3, both backends, cold and steady, each
+/// against the paper's float epoch; without it, no Yuma 3 row.
+#[test]
+fn bench_yuma3_times_yuma3_beside_the_papers_mechanism() {
+    let out = bench(&["epoch", "--n", "64", "--k", "8", "--epochs", "2", "--yuma3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    for backend in ["float", "fixed", "yuma3/float", "yuma3/fixed"] {
+        for run in ["cold", "steady"] {
+            let line = text
+                .lines()
+                .find(|l| l.split_whitespace().take(2).eq([backend, run]))
+                .unwrap_or_else(|| panic!("no {backend} {run} line in\n{text}"));
+            let ms: f64 = line
+                .split_whitespace()
+                .nth(2)
+                .and_then(|x| x.parse().ok())
+                .expect("ms");
+            assert!(ms > 0.0, "{line}");
+            let ratio = line.split_whitespace().nth(4).expect("vs float");
+            assert!(ratio.ends_with('x'), "{line}");
+        }
+    }
+    let plain = bench(&["epoch", "--n", "64", "--k", "8", "--epochs", "1"]);
+    let plain = String::from_utf8(plain.stdout).expect("UTF-8");
+    assert!(!plain.contains("yuma3"), "{plain}");
+}
+
 /// `--threads 2` times one core against two threads, both backends, cold and steady (with
 /// the feature `parallel`; without it, a one-line refusal).
 #[test]

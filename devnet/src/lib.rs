@@ -22,4 +22,7 @@ pub use record::{
 pub use report::write as write_report;
 pub use roles::{NodeConfig, Role, Row, Served, node_config};
 pub use run::{Build, Launch, Options, run};
-pub use scenario::{DEFAULT, DEFAULT_DOMAIN, Group, Member, Scenario, Signal};
+pub use scenario::{
+    DEFAULT, DEFAULT_BONDS_MOVING_AVERAGE, DEFAULT_DOMAIN, Group, LiquidAlpha, Mechanism, Member,
+    Scenario, Signal,
+};

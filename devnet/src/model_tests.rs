@@ -26,7 +26,7 @@ impl Model {
         let wallets: Vec<Wallet> = (0..roles.len())
             .map(|i| Wallet::from_seed(wallet_seed(sc.seed, i)))
             .collect();
-        let mut g = genesis(sc, &wallets);
+        let mut g = genesis(sc, &wallets).expect("a checked scenario");
         if let Some(c) = controller {
             g.config.controller = c;
         }

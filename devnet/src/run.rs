@@ -307,7 +307,7 @@ async fn devnet(sc: &Scenario, out: &Path, launch: Launch<'_>) -> Result<Ran, De
         .map(|m| Wallet::from_seed(wallet_seed(sc.seed, m.index)))
         .collect();
     let chain_dir = out.join("chain");
-    let chain = Chain::open(&chain_dir, Some(&genesis(sc, &wallets)))?;
+    let chain = Chain::open(&chain_dir, Some(&genesis(sc, &wallets)?))?;
     let ledger = RpcServer::start(
         chain,
         std::net::SocketAddr::from(([127, 0, 0, 1], 0)),

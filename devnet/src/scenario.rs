@@ -1,6 +1,7 @@
 //! The devnet's scenario file (TOML, unknown keys refused): timing, stake, and the node groups
 //! with their roles. `examples/devnet.toml` is the default and documents every key.
 
+use deepnode_consensus::{BondMode, Fx, Params};
 use serde::Deserialize;
 
 use crate::roles::Role;
@@ -18,6 +19,46 @@ pub enum Signal {
     /// SIGTERM: the node closes its sessions and exits.
     Term,
 }
+
+/// The mechanism the chain's epochs run (the genesis's `params.bonds`, SPEC.md §10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mechanism {
+    /// The paper's: sigmoid consensus of trust, `I = R * C`, the ledger's default bonds.
+    #[default]
+    Paper,
+    /// Subtensor's original Yuma: stake-weighted median, clipping, EMA bonds.
+    Yuma,
+    /// Yuma 3: bonds per entry moving toward the clipped weights, optional liquid alpha.
+    Yuma3,
+}
+
+impl Mechanism {
+    /// The scenario's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Paper => "paper",
+            Mechanism::Yuma => "yuma",
+            Mechanism::Yuma3 => "yuma3",
+        }
+    }
+}
+
+/// Yuma 3's liquid alpha: the bonds' rate moves between `alpha_low` and `alpha_high` along a
+/// sigmoid of this steepness.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiquidAlpha {
+    /// Lowest rate, in `[0, 1]`.
+    pub alpha_low: f64,
+    /// Highest rate, in `[alpha_low, 1]`.
+    pub alpha_high: f64,
+    /// The sigmoid's steepness, at least 0.
+    pub steepness: f64,
+}
+
+/// `bonds_moving_average` of a Yuma scenario that names none.
+pub const DEFAULT_BONDS_MOVING_AVERAGE: f64 = 0.9;
 
 /// A group of nodes with one role.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -72,6 +113,15 @@ pub struct Scenario {
     pub k: usize,
     /// Milliseconds between a node's queries.
     pub query_ms: u64,
+    /// The mechanism the chain's epochs run.
+    pub mechanism: Mechanism,
+    /// Yuma's bonds moving average (`yuma` and `yuma3`; default
+    /// [`DEFAULT_BONDS_MOVING_AVERAGE`]), in `[0, 1]`.
+    pub bonds_moving_average: Option<f64>,
+    /// Yuma's bonds penalty (`yuma` and `yuma3`; default 0), in `[0, 1]`.
+    pub bonds_penalty: Option<f64>,
+    /// Yuma 3's liquid alpha (`yuma3` only; off when absent).
+    pub liquid_alpha: Option<LiquidAlpha>,
     /// The nodes, group by group; uids are not fixed (registration order).
     #[serde(rename = "group")]
     pub groups: Vec<Group>,
@@ -92,6 +142,10 @@ impl Default for Scenario {
             dim: 32,
             k: 4,
             query_ms: 100,
+            mechanism: Mechanism::Paper,
+            bonds_moving_average: None,
+            bonds_penalty: None,
+            liquid_alpha: None,
             groups: Vec::new(),
         }
     }
@@ -144,6 +198,7 @@ impl Scenario {
         if self.stake.checked_mul(2).is_none() {
             return Err("stake is too large".into());
         }
+        self.bond_mode()?;
         let n = self.nodes();
         if !(2..=64).contains(&n) {
             return Err(format!("{n} nodes; a devnet runs 2 to 64"));
@@ -174,6 +229,70 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+
+    /// The genesis's bond rule for [`Scenario::mechanism`]: the ledger's default for the
+    /// paper's mechanism, else Yuma's with this scenario's values, checked by
+    /// `deepnode_consensus::check_params` (the owner of the ranges). A Yuma key under another
+    /// mechanism is refused.
+    pub fn bond_mode(&self) -> Result<BondMode<Fx>, String> {
+        let yuma_keys = [
+            ("bonds_moving_average", self.bonds_moving_average.is_some()),
+            ("bonds_penalty", self.bonds_penalty.is_some()),
+        ];
+        let stray = match self.mechanism {
+            Mechanism::Paper => yuma_keys
+                .iter()
+                .chain(&[("liquid_alpha", self.liquid_alpha.is_some())])
+                .find(|(_, set)| *set)
+                .map(|(name, _)| *name),
+            Mechanism::Yuma => self.liquid_alpha.map(|_| "liquid_alpha"),
+            Mechanism::Yuma3 => None,
+        };
+        if let Some(name) = stray {
+            return Err(format!(
+                "`{name}` does not apply to mechanism = \"{}\"",
+                self.mechanism.name()
+            ));
+        }
+        let finite = |name: &str, x: f64| {
+            if x.is_finite() {
+                Ok(Fx::from_f64(x))
+            } else {
+                Err(format!("{name} must be a finite number"))
+            }
+        };
+        let average = finite(
+            "bonds_moving_average",
+            self.bonds_moving_average
+                .unwrap_or(DEFAULT_BONDS_MOVING_AVERAGE),
+        )?;
+        let penalty = finite("bonds_penalty", self.bonds_penalty.unwrap_or(0.0))?;
+        let bonds = match self.mechanism {
+            Mechanism::Paper => return Ok(deepnode_ledger::default_params(self.tempo).bonds),
+            Mechanism::Yuma => BondMode::Yuma {
+                bonds_moving_average: average,
+                bonds_penalty: penalty,
+            },
+            Mechanism::Yuma3 => BondMode::Yuma3 {
+                bonds_moving_average: average,
+                bonds_penalty: penalty,
+                liquid_alpha: match self.liquid_alpha {
+                    None => None,
+                    Some(l) => Some(deepnode_consensus::LiquidAlpha {
+                        alpha_low: finite("liquid_alpha.alpha_low", l.alpha_low)?,
+                        alpha_high: finite("liquid_alpha.alpha_high", l.alpha_high)?,
+                        steepness: finite("liquid_alpha.steepness", l.steepness)?,
+                    }),
+                },
+            },
+        };
+        let params = Params {
+            bonds,
+            ..Params::default()
+        };
+        deepnode_consensus::check_params(&params).map_err(|e| e.to_string())?;
+        Ok(bonds)
     }
 
     /// Number of nodes.
@@ -308,6 +427,93 @@ mod tests {
                 e.contains(why) || why == "only" && e.contains("offline groups"),
                 "{e}"
             );
+        }
+    }
+
+    /// `mechanism` picks the bond rule: the ledger's default for "paper" (and when absent),
+    /// Yuma's with the scenario's values (or their defaults) for "yuma" and "yuma3".
+    #[test]
+    fn the_mechanism_key_picks_the_bond_rule() {
+        let paper = Scenario::parse(DEFAULT).unwrap();
+        assert_eq!(paper.mechanism, Mechanism::Paper);
+        let ledger_default = deepnode_ledger::default_params(paper.tempo).bonds;
+        assert_eq!(paper.bond_mode(), Ok(ledger_default));
+        let with = |keys: &str| Scenario::parse(&DEFAULT.replace("mechanism = \"paper\"", keys));
+        assert_eq!(with("mechanism = \"paper\"").unwrap(), paper);
+        let yuma = with("mechanism = \"yuma\"").unwrap();
+        assert_eq!(
+            yuma.bond_mode(),
+            Ok(BondMode::Yuma {
+                bonds_moving_average: Fx::from_f64(DEFAULT_BONDS_MOVING_AVERAGE),
+                bonds_penalty: Fx::ZERO,
+            })
+        );
+        let yuma3 = with(
+            "mechanism = \"yuma3\"\nbonds_moving_average = 0.8\nbonds_penalty = 0.5\n\
+             liquid_alpha = { alpha_low = 0.1, alpha_high = 0.3, steepness = 10 }",
+        )
+        .unwrap();
+        assert_eq!(
+            yuma3.bond_mode(),
+            Ok(BondMode::Yuma3 {
+                bonds_moving_average: Fx::from_f64(0.8),
+                bonds_penalty: Fx::from_ratio(1, 2),
+                liquid_alpha: Some(deepnode_consensus::LiquidAlpha {
+                    alpha_low: Fx::from_f64(0.1),
+                    alpha_high: Fx::from_f64(0.3),
+                    steepness: Fx::from_f64(10.0),
+                }),
+            })
+        );
+        let plain3 = with("mechanism = \"yuma3\"").unwrap();
+        assert!(
+            matches!(
+                plain3.bond_mode(),
+                Ok(BondMode::Yuma3 {
+                    liquid_alpha: None,
+                    ..
+                })
+            ),
+            "liquid alpha is off unless given"
+        );
+    }
+
+    /// An unknown mechanism, a Yuma key under a mechanism it does not belong to, and a value
+    /// out of range are refused in one line that names them.
+    #[test]
+    fn a_bad_mechanism_is_refused_in_one_line() {
+        for (keys, why) in [
+            ("mechanism = \"yuma4\"", "yuma4"),
+            (
+                "bonds_moving_average = 0.5",
+                "`bonds_moving_average` does not apply",
+            ),
+            (
+                "mechanism = \"yuma\"\nliquid_alpha = { alpha_low = 0.1, alpha_high = 0.3, \
+                 steepness = 10 }",
+                "`liquid_alpha` does not apply to mechanism = \"yuma\"",
+            ),
+            (
+                "mechanism = \"yuma3\"\nbonds_moving_average = 1.5",
+                "bonds_moving_average",
+            ),
+            (
+                "mechanism = \"yuma3\"\nbonds_penalty = nan",
+                "bonds_penalty",
+            ),
+            (
+                "mechanism = \"yuma3\"\nliquid_alpha = { alpha_low = 0.5, alpha_high = 0.3, \
+                 steepness = 10 }",
+                "alpha_high",
+            ),
+            (
+                "mechanism = \"yuma3\"\nliquid_alpha = { alpha_low = 0.1 }",
+                "alpha_high",
+            ),
+        ] {
+            let e = Scenario::parse(&DEFAULT.replace("mechanism = \"paper\"", keys)).unwrap_err();
+            assert!(e.contains(why), "{keys}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
         }
     }
 

@@ -222,6 +222,128 @@ mod tests {
         }
     }
 
+    /// A genesis whose `params.bonds` names Yuma 3 (liquid alpha on) runs its epochs, through
+    /// signed extrinsics and produced blocks, with the consensus crate's outputs on the same
+    /// state: every node's stake, stats and bonds. The paper's mechanism on that state gives
+    /// other bonds, so the chain ran the mechanism its genesis chose.
+    #[test]
+    fn a_yuma3_genesis_runs_the_consensus_crates_yuma3_epoch() {
+        use crate::{Call, Chain, Extrinsic, Wallet};
+        use deepnode_consensus::{BondMode, Uid, epoch};
+
+        let wallets: Vec<Wallet> = (1..=4u8).map(|b| Wallet::from_seed([b; 32])).collect();
+        let endowments: Vec<String> = wallets
+            .iter()
+            .map(|w| format!(r#"["{}", 1000000]"#, w.account()))
+            .collect();
+        let g = parse_genesis(&format!(
+            r#"{{"tempo": 3, "weights_rate_limit": 1, "immunity_period": 1,
+                "params": {{"kappa": 0.5, "emission": 1000000,
+                  "bonds": {{"mode": "yuma3", "bonds_moving_average": 0.9, "bonds_penalty": 0.5,
+                    "liquid_alpha": {{"alpha_low": 0.1, "alpha_high": 0.3, "steepness": 10}}}}}},
+                "endowments": [{}]}}"#,
+            endowments.join(", ")
+        ))
+        .expect("valid");
+        assert!(
+            matches!(
+                g.params.bonds,
+                BondMode::Yuma3 {
+                    liquid_alpha: Some(_),
+                    ..
+                }
+            ),
+            "{:?}",
+            g.params.bonds
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut chain = Chain::open(dir.path(), Some(&g)).expect("open");
+        let id = chain.genesis_hash();
+        let mut nonce = [0u64; 4];
+        let mut send = |chain: &mut Chain, k: usize, call: Call| {
+            let ext = Extrinsic::sign(wallets[k].key(), &id, nonce[k], call);
+            nonce[k] += 1;
+            chain.submit_verified(ext).expect("accepted");
+        };
+        for (k, stake) in [500_000, 300_000, 150_000, 50_000].into_iter().enumerate() {
+            send(&mut chain, k, Call::Register);
+            let uid = Uid::try_from(k).expect("four nodes");
+            send(&mut chain, k, Call::AddStake { uid, amount: stake });
+        }
+        let mut epochs = 0;
+        for block in 1..=12u64 {
+            let head = chain.head().number;
+            assert_eq!(head + 1, block);
+            if block % 3 == 0 {
+                // An epoch block with no extrinsic: the epoch's input is the head's state at
+                // the next block number.
+                let mut input = chain.state().to_consensus_state();
+                input.block = block;
+                let expected = epoch(&input).expect("the consensus crate runs it");
+                let mut paper = input.clone();
+                paper.params.bonds = crate::Genesis::default().params.bonds;
+                let other = epoch(&paper).expect("the paper's mechanism runs it");
+                chain.produce_block(block).expect("block");
+                let s = chain.state();
+                assert_eq!(s.epochs, epochs + 1, "block {block} ran an epoch");
+                epochs = s.epochs;
+                assert_eq!(s.bonds, expected.bonds, "block {block}");
+                assert_ne!(s.bonds, other.bonds, "block {block}: Yuma 3's bonds");
+                for (i, n) in s.neurons.iter().enumerate() {
+                    assert_eq!(n.stake, expected.stake[i], "block {block}, node {i}");
+                    assert_eq!(n.last, expected.stats(i).expect("node i"), "node {i}");
+                }
+            } else {
+                // Validators move their rows every block, so bonds have something to follow.
+                let shift = u16::try_from(block).expect("small");
+                for k in 0..4u16 {
+                    let mut weights = vec![
+                        (u32::from((shift + 1 + k) % 4), 40_000),
+                        (u32::from((shift + 2 + k) % 4), 20_000 + 1_000 * shift),
+                    ];
+                    weights.sort_unstable();
+                    let uid = Uid::from(k);
+                    let k = usize::from(k);
+                    send(&mut chain, k, Call::SetWeights { uid, weights });
+                }
+                chain.produce_block(block).expect("block");
+            }
+        }
+        assert_eq!(epochs, 4);
+        drop(chain);
+        let replay = crate::verify(dir.path()).expect("the chain replays");
+        assert_eq!(replay.epochs, 4);
+    }
+
+    /// A bad mechanism is refused in one line that names it.
+    #[test]
+    fn a_bad_mechanism_is_refused_in_one_line() {
+        for (bonds, needle) in [
+            (r#"{"mode": "yuma4"}"#, "yuma4"),
+            (r#"{"mode": "yuma3"}"#, "bonds_moving_average"),
+            (
+                r#"{"mode": "yuma", "bonds_moving_average": 0.9, "bonds_penalty": 0,
+                    "liquid_alpha": {"alpha_low": 0.1, "alpha_high": 0.3, "steepness": 10}}"#,
+                "liquid_alpha",
+            ),
+            (
+                r#"{"mode": "yuma3", "bonds_moving_average": 1.5, "bonds_penalty": 0}"#,
+                "bonds_moving_average",
+            ),
+            (
+                r#"{"mode": "yuma3", "bonds_moving_average": 0.9, "bonds_penalty": 0,
+                    "liquid_alpha": {"alpha_low": 0.5, "alpha_high": 0.3, "steepness": 10}}"#,
+                "alpha_high",
+            ),
+        ] {
+            let e =
+                parse_genesis(&format!(r#"{{"params": {{"bonds": {bonds}}}}}"#)).expect_err(bonds);
+            let line = e.to_string();
+            assert!(line.contains(needle), "{bonds}: {line}");
+            assert!(!line.contains('\n'), "one line: {line}");
+        }
+    }
+
     #[test]
     fn a_refused_genesis_leaves_no_file() {
         let dir = tempfile::tempdir().expect("tempdir");
