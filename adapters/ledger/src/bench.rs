@@ -1,4 +1,4 @@
-//! `deepnode ledger bench`: sustained extrinsics per second with signature checks, the time
+//! `deepnode-bench ledger`: sustained extrinsics per second with signature checks, the time
 //! to produce a block of 1,000 extrinsics, and an epoch at `n` nodes inside the ledger. Runs
 //! on a throwaway data directory under the system temp dir.
 

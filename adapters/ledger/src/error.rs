@@ -189,7 +189,7 @@ pub enum VerifyFailure {
     /// The stored head state differs from the replayed one.
     #[error("stored head state differs from replay")]
     HeadState,
-    /// `deepnode ledger bench` expected its block to run an epoch (these are its events).
+    /// `deepnode-bench ledger` expected its block to run an epoch (these are its events).
     #[error("bench expected an epoch, got {0:?}")]
     NoEpoch(Vec<Event>),
 }
@@ -265,7 +265,7 @@ pub enum UsageError {
     /// [`crate::Chain::seal_block`] while a sealed block is neither installed nor abandoned.
     #[error("a sealed block is not yet installed or abandoned")]
     BlockInProgress,
-    /// `ledger bench` with `--extrinsics 0` or `--nodes 0`.
+    /// `deepnode-bench ledger` with `--extrinsics 0` or `--nodes 0`.
     #[error("bench: --extrinsics and --nodes must be at least 1")]
     ZeroBench,
     /// `ledger verify --data DIR` where DIR holds no ledger database.
