@@ -260,35 +260,19 @@ pub(crate) fn update_bond_row<N: Scalar, B: BondRowMut<N>>(
         return Err(too_long(bonds.capacity()));
     }
     let entries = bonds.entries_mut();
-    // New uids: merged backward. Old entries are in [0, a); the next write goes to w - 1.
-    // w - a counts the new uids still to place, so an old entry is read before its slot can
-    // be written.
-    let (mut a, mut w) = (old_len, len);
-    for (j, v) in live_iter(row, i, mask)
-        .rev()
-        .map(|&(j, w)| (j, value(w)))
-        .filter(|&(_, v)| v > N::ZERO)
-    {
-        let mut old = N::ZERO;
-        while let Some(top) = a.checked_sub(1) {
-            let Some(&(u, b)) = entries.get(top) else {
-                break;
-            };
-            if u < j {
-                break;
-            }
-            a = top;
-            if u == j {
-                old = b;
-                break;
-            }
-            // An old entry above every remaining new uid only decays (EMA) or stays.
-            put_back(entries, &mut w, (u, mix(mode, b, N::ZERO, || N::ZERO)))
-                .ok_or(too_long(len))?;
-        }
-        put_back(entries, &mut w, (j, mix(mode, old, v, || rank_of(rank, j))))
-            .ok_or(too_long(len))?;
-    }
+    // New uids: merged backward. An old entry above every remaining new uid only decays
+    // (EMA) or stays (`mix` reads `r_j` only where the fresh value is positive).
+    let a = merge_backward(
+        entries,
+        old_len,
+        len,
+        live_iter(row, i, mask)
+            .rev()
+            .map(|&(j, w)| (j, value(w)))
+            .filter(|&(_, v)| v > N::ZERO),
+        |j, old, v| mix(mode, old, v, || rank_of(rank, j)),
+    )
+    .ok_or(too_long(len))?;
     // Now w == a: the old entries below every new uid are already in their slots.
     let mut kept = 0usize;
     for k in 0..len {
@@ -358,8 +342,45 @@ pub(crate) fn keep<N: Scalar>(
     Ok(kept)
 }
 
+/// The backward half of an in-place merge of a bond row with fresh entries. The row's old
+/// entries are in `entries[..old_len]` and the row has been grown to `len` (the union's
+/// length). `fresh_rev` yields the fresh entries from the highest uid down; each is written as
+/// `combine(j, B_ij or 0, v)` and each old entry above it as `combine(u, B_iu, 0)`, from slot
+/// `len - 1` down, so every old entry is read before its slot is written (`w - a` counts the
+/// fresh uids still to place). Returns `a`: the old entries in `[0, a)` lie below every fresh
+/// uid, untouched and in their slots. `None`: `len` was too short for the union.
+#[inline(always)]
+fn merge_backward<N: Scalar>(
+    entries: &mut [(Uid, N)],
+    old_len: usize,
+    len: usize,
+    fresh_rev: impl Iterator<Item = (Uid, N)>,
+    mut combine: impl FnMut(Uid, N, N) -> N,
+) -> Option<usize> {
+    let (mut a, mut w) = (old_len, len);
+    for (j, v) in fresh_rev {
+        let mut old = N::ZERO;
+        while let Some(top) = a.checked_sub(1) {
+            let Some(&(u, b)) = entries.get(top) else {
+                break;
+            };
+            if u < j {
+                break;
+            }
+            a = top;
+            if u == j {
+                old = b;
+                break;
+            }
+            put_back(entries, &mut w, (u, combine(u, b, N::ZERO)))?;
+        }
+        put_back(entries, &mut w, (j, combine(j, old, v)))?;
+    }
+    Some(a)
+}
+
 /// Writes `e` one slot below `*w` and moves `w` down to it; `None` if there is no such slot.
-pub(crate) fn put_back<N>(entries: &mut [(Uid, N)], w: &mut usize, e: (Uid, N)) -> Option<()> {
+fn put_back<N>(entries: &mut [(Uid, N)], w: &mut usize, e: (Uid, N)) -> Option<()> {
     *w = w.checked_sub(1)?;
     *entries.get_mut(*w)? = e;
     Some(())
@@ -465,25 +486,8 @@ where
         return Err(too_long(bonds.capacity()));
     }
     let entries = bonds.entries_mut();
-    let (mut a, mut w) = (old_len, len);
-    for (j, v) in fresh.rev() {
-        let mut old = N::ZERO;
-        while let Some(top) = a.checked_sub(1) {
-            let Some(&(u, b)) = entries.get(top) else {
-                break;
-            };
-            if u < j {
-                break;
-            }
-            a = top;
-            if u == j {
-                old = b;
-                break;
-            }
-            put_back(entries, &mut w, (u, combine(u, b, N::ZERO))).ok_or(too_long(len))?;
-        }
-        put_back(entries, &mut w, (j, combine(j, old, v))).ok_or(too_long(len))?;
-    }
+    let a =
+        merge_backward(entries, old_len, len, fresh.rev(), &mut combine).ok_or(too_long(len))?;
     // The old entries below every fresh uid are in their slots: [0, a).
     let mut kept = 0usize;
     for k in 0..len {
