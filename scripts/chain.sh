@@ -31,7 +31,7 @@ stop() { kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; }
 trap stop EXIT
 trap 'exit 130' INT TERM
 
-# Ready when system_chain answers over HTTP on the same port.
+# Ready when system_chain answers over HTTP on the same port (node's fetch: no curl needed).
 ready=
 for _ in $(seq 1 120); do
   if ! kill -0 "$pid" 2>/dev/null; then
@@ -39,8 +39,9 @@ for _ in $(seq 1 120); do
     tail -n 20 "$log" >&2
     exit 1
   fi
-  if curl -sf -H 'Content-Type: application/json' \
-    -d '{"id":1,"jsonrpc":"2.0","method":"system_chain","params":[]}' \
+  if node -e 'fetch(process.argv[1], {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({id: 1, jsonrpc: "2.0", method: "system_chain", params: []})})
+      .then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' \
     "http://127.0.0.1:$port" >/dev/null 2>&1; then
     ready=1
     break
