@@ -31,6 +31,9 @@ pub fn genesis(sc: &Scenario, wallets: &[Wallet]) -> Result<Genesis, DevnetError
     // Nobody trusts itself, and dust weights buy no trust (SPEC.md §5, steps 2 and 4).
     g.params.mask_self_weights = true;
     g.params.trust_threshold = Fx::from_f64(sc.trust_threshold);
+    if let Some(kappa) = sc.kappa {
+        g.params.kappa = Fx::from_f64(kappa);
+    }
     g.params.bonds = sc.bond_mode().map_err(DevnetError::Input)?;
     g.endowments = wallets
         .iter()
@@ -100,6 +103,22 @@ mod tests {
         state.params.bonds = gp.params.bonds;
         let p = epoch(&state).expect("paper epoch");
         assert_ne!(y.bonds, p.bonds);
+    }
+
+    /// `kappa` reaches the genesis's parameters; absent, the ledger's default stays.
+    #[test]
+    fn the_scenarios_kappa_is_the_genesis_kappa() {
+        let sc = Scenario::parse(DEFAULT).expect("default");
+        let default = genesis(&sc, &wallets(&sc)).expect("genesis");
+        assert_eq!(
+            default.params.kappa,
+            deepnode_ledger::default_params(sc.tempo).kappa
+        );
+        let low = Scenario::parse(&DEFAULT.replace("mechanism = \"paper\"", "kappa = 0.3"))
+            .expect("kappa = 0.3");
+        let g = genesis(&low, &wallets(&low)).expect("genesis");
+        assert_eq!(g.params.kappa, Fx::from_f64(0.3));
+        assert_ne!(g.params.kappa, default.params.kappa);
     }
 
     /// A scenario that fails its check (built in code, not parsed) gets no genesis.

@@ -103,6 +103,10 @@ pub struct Scenario {
     pub emission: u64,
     /// A normalised weight must exceed this to count as trust (`[0, 1)`).
     pub trust_threshold: f64,
+    /// The consensus threshold `kappa` in `(0, 1)` (SPEC.md §5 step 5, §10 Y3): the stake
+    /// share around which the paper's consensus sigmoid is centred, and the stake a Yuma
+    /// column's median must exceed. Absent: the ledger's default (1/2).
+    pub kappa: Option<f64>,
     /// Training steps after which a learner's rows count as informed (the report's claim 2
     /// starts when every running learner has a row, has taken this many steps and weights no
     /// cabal member). 0: the rows alone decide (a learner's row is already evidence-based).
@@ -138,6 +142,7 @@ impl Default for Scenario {
             stake: 1_000_000_000,
             emission: 400_000_000,
             trust_threshold: 0.0,
+            kappa: None,
             warmup_steps: 0,
             dim: 32,
             k: 4,
@@ -194,6 +199,9 @@ impl Scenario {
         }
         if !(0.0..1.0).contains(&self.trust_threshold) {
             return Err("trust_threshold must be in [0, 1)".into());
+        }
+        if self.kappa.is_some_and(|k| !(k > 0.0 && k < 1.0)) {
+            return Err("kappa must be in (0, 1)".into());
         }
         if self.stake.checked_mul(2).is_none() {
             return Err("stake is too large".into());
@@ -510,6 +518,9 @@ mod tests {
                 "mechanism = \"yuma3\"\nliquid_alpha = { alpha_low = 0.1 }",
                 "alpha_high",
             ),
+            ("kappa = 1.0", "kappa must be in (0, 1)"),
+            ("kappa = 0", "kappa must be in (0, 1)"),
+            ("kappa = nan", "kappa must be in (0, 1)"),
         ] {
             let e = Scenario::parse(&DEFAULT.replace("mechanism = \"paper\"", keys)).unwrap_err();
             assert!(e.contains(why), "{keys}: {e}");
