@@ -201,3 +201,49 @@ fn four_learners_under_the_default_controller_always_set_their_rows() {
     assert_eq!(highest, 3, "the controller reached the bound");
     assert_eq!(m.ledger.epochs, 200);
 }
+
+/// The Yuma 3 devnet (`examples/devnet-yuma3.toml`): with `kappa = 0.3` the learners earn the
+/// whole incentive and the cabal's stake share falls at every epoch; the same network under
+/// `kappa = 1/2` mints nothing (every learner's raters, the other learners, hold at most half
+/// of the active stake), so the cabal keeps its share.
+#[test]
+fn the_yuma3_devnet_pays_learners_only_where_kappa_lets_their_raters_decide() {
+    let sc = Scenario::parse(include_str!("../../examples/devnet-yuma3.toml")).expect("parses");
+    assert_eq!(sc.kappa, Some(0.3));
+    let share = |m: &Model, role: Role| {
+        let stake = |n: &deepnode_ledger::Neuron| n.stake as f64;
+        let total: f64 = m.ledger.neurons.iter().map(stake).sum();
+        let of: f64 = (m.ledger.neurons.iter().zip(&m.roles))
+            .filter(|(_, r)| **r == role)
+            .map(|(n, _)| stake(n))
+            .sum();
+        of / total
+    };
+    let members = sc.members();
+    let roles: Vec<Role> = members.iter().map(|m| m.role).collect();
+    for (kappa, pays) in [(sc.kappa, true), (None, false)] {
+        let sc = Scenario {
+            kappa,
+            ..sc.clone()
+        };
+        let mut m = Model::new(&sc, roles.clone(), None);
+        let running = vec![true; roles.len()];
+        let mut cabal = vec![share(&m, Role::Cabal)];
+        for e in 0..20 {
+            assert_eq!(m.epoch(&running, false), 0, "epoch {e}: a row was refused");
+            cabal.push(share(&m, Role::Cabal));
+        }
+        // The learners and the one that leaves later (all running here).
+        let learners: f64 = (m.ledger.neurons.iter().zip(&m.roles))
+            .filter(|(_, r)| r.trains())
+            .map(|(n, _)| n.last.incentive.to_f64())
+            .sum();
+        if pays {
+            assert!(learners > 0.999, "{learners}");
+            assert!(cabal.windows(2).skip(1).all(|w| w[1] < w[0]), "{cabal:?}");
+        } else {
+            assert_eq!(learners, 0.0);
+            assert!(cabal.iter().all(|&c| c == cabal[0]), "{cabal:?}");
+        }
+    }
+}

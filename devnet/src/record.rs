@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::metrics::MetricsLine;
 use crate::roles::Role;
+use crate::scenario::Scenario;
 
 /// One node at the end of one epoch: the ledger's view and the node's own metrics.
 #[derive(Clone, Debug, PartialEq)]
@@ -207,6 +208,9 @@ pub struct Summary {
     pub nodes: usize,
     /// Scenario seed.
     pub seed: u64,
+    /// The mechanism the chain's epochs ran (`paper`, `yuma`, `yuma3`), with `kappa` when the
+    /// scenario set it.
+    pub mechanism: String,
     /// Stake share by role, per epoch.
     pub stake_share: BTreeMap<String, Vec<f64>>,
     /// Incentive share by role, per epoch.
@@ -273,17 +277,20 @@ fn learner_rows_on_cabal(e: &EpochRecord, warmup: u64) -> Vec<Option<Vec<f64>>> 
         .collect()
 }
 
-/// The summary of `epochs` (in order), with the trust threshold of the run, the ablation and
-/// the departures supplied by the run.
+/// The summary of `epochs` (in order) of a run of `sc` (its seed, mechanism, trust threshold
+/// and warm-up), with the ablation and the departures supplied by the run.
 pub fn summarize(
+    sc: &Scenario,
     epochs: &[EpochRecord],
-    trust_threshold: f64,
-    warmup: u64,
-    seed: u64,
     chain_verified: Option<u64>,
     evaluations: &[Evaluation],
     left: &[(String, u64, String)],
 ) -> Summary {
+    let (trust_threshold, warmup) = (sc.trust_threshold, sc.warmup_steps);
+    let mechanism = match sc.kappa {
+        Some(kappa) => format!("{} (kappa {kappa})", sc.mechanism.name()),
+        None => sc.mechanism.name().to_owned(),
+    };
     let roles: Vec<String> = {
         let mut r: Vec<Role> = epochs
             .iter()
@@ -378,7 +385,8 @@ pub fn summarize(
     Summary {
         epochs: epochs.len() as u64,
         nodes: epochs.first().map_or(0, |e| e.nodes.len()),
-        seed,
+        seed: sc.seed,
+        mechanism,
         stake_share,
         incentive_share,
         learner_vs_noise_lazy,
@@ -571,6 +579,16 @@ fn ranks(v: &[f64]) -> Vec<f64> {
 mod tests {
     use super::*;
 
+    /// A scenario with the tests' trust threshold (0.05), seed 7 and `warmup_steps`.
+    fn run(warmup_steps: u64) -> Scenario {
+        Scenario {
+            trust_threshold: 0.05,
+            warmup_steps,
+            seed: 7,
+            ..Scenario::default()
+        }
+    }
+
     fn node(name: &str, role: Role, stake: u64, incentive: f64, row: bool) -> NodeRecord {
         NodeRecord {
             name: name.into(),
@@ -622,7 +640,7 @@ mod tests {
             epoch(5, 80, true, false),
         ];
         let left = [("node-1".to_owned(), 3, "kill".to_owned())];
-        let s = summarize(&epochs, 0.05, 0, 7, Some(40), &[], &left);
+        let s = summarize(&run(0), &epochs, Some(40), &[], &left);
         assert_eq!(s.epochs, 5);
         let (l, nl) = s.learner_vs_noise_lazy;
         assert!(
@@ -647,7 +665,7 @@ mod tests {
             epoch(2, 90, true, false),
             epoch(3, 95, true, false),
         ];
-        let s = summarize(&epochs, 0.05, 0, 7, None, &[], &[]);
+        let s = summarize(&run(0), &epochs, None, &[], &[]);
         assert_eq!(s.honest_rows_from, Some(1));
         assert_eq!(s.cabal_share_falls, Some(false));
         // Before the warm-up, rows do not count as informed.
@@ -657,11 +675,11 @@ mod tests {
                 n.metrics.steps = steps;
             }
         }
-        let s = summarize(&epochs, 0.05, 20, 7, None, &[], &[]);
+        let s = summarize(&run(20), &epochs, None, &[], &[]);
         assert_eq!(s.honest_rows_from, Some(2));
         // Dishonest to the end: no verdict.
         let epochs = vec![epoch(1, 100, true, true), epoch(2, 90, true, true)];
-        let s = summarize(&epochs, 0.05, 0, 7, None, &[], &[]);
+        let s = summarize(&run(0), &epochs, None, &[], &[]);
         assert_eq!((s.honest_rows_from, s.cabal_share_falls), (None, None));
     }
 

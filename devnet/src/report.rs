@@ -361,10 +361,10 @@ fn markdown(epochs: &[EpochRecord], s: &Summary) -> String {
     let _ = writeln!(md, "# Devnet report\n");
     let _ = writeln!(
         md,
-        "{} nodes, {} epochs recorded, scenario seed {} (`scenario.toml`). Every number below \
-         is computed from `metagraph.json` (the ledger's metagraph and each node's metrics at \
+        "{} nodes, {} epochs recorded, scenario seed {}, mechanism `{}` (`scenario.toml`). Every \
+         number below is computed from `metagraph.json` (the ledger's metagraph and each node's metrics at \
          the end of every epoch) and the nodes' logs in `logs/`.\n",
-        s.nodes, s.epochs, s.seed
+        s.nodes, s.epochs, s.seed, s.mechanism
     );
     premise(&mut md, &s.premise);
     let _ = writeln!(md, "![stake share by role](stake_share.png)\n");

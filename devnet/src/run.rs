@@ -379,15 +379,7 @@ fn finish(sc: &Scenario, text: &str, out: &Path, ran: Ran) -> Result<PathBuf, De
         }
         traces.push((p.member.name.clone(), trace));
     }
-    let summary = summarize(
-        &epochs,
-        sc.trust_threshold,
-        sc.warmup_steps,
-        sc.seed,
-        verified,
-        &evaluations,
-        &left,
-    );
+    let summary = summarize(sc, &epochs, verified, &evaluations, &left);
     let md = report::write(out, &epochs, &summary, &traces, text).map_err(DevnetError::failed)?;
     eprintln!(
         "devnet: {} epochs in {:.0} s; report: {}",

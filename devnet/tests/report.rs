@@ -2,7 +2,9 @@
 //! read back as its records' metrics, and the report's files are written from the records
 //! (`metagraph.json` keeps one flat object per node).
 
-use deepnode_devnet::{EpochRecord, MetricsLine, NodeRecord, Role, summarize, write_report};
+use deepnode_devnet::{
+    EpochRecord, Mechanism, MetricsLine, NodeRecord, Role, Scenario, summarize, write_report,
+};
 
 fn node(i: usize, role: Role, stake: u64, metrics: MetricsLine) -> NodeRecord {
     NodeRecord {
@@ -58,7 +60,14 @@ fn metrics_lines_become_records_and_the_report_is_written() {
             ],
         })
         .collect();
-    let summary = summarize(&epochs, 0.0, 0, 1, Some(30), &[], &[]);
+    let sc = Scenario {
+        trust_threshold: 0.0,
+        seed: 1,
+        mechanism: Mechanism::Yuma3,
+        kappa: Some(0.3),
+        ..Scenario::default()
+    };
+    let summary = summarize(&sc, &epochs, Some(30), &[], &[]);
     assert_eq!(summary.rows, (1, 0));
     let out = dir.path().join("report");
     std::fs::create_dir(&out).unwrap();
@@ -71,6 +80,15 @@ fn metrics_lines_become_records_and_the_report_is_written() {
     )
     .unwrap();
     assert_eq!(md, out.join("report.md"));
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        text.contains("seed 1, mechanism `yuma3 (kappa 0.3)`"),
+        "the report names the mechanism: {}",
+        text.lines().nth(2).unwrap_or_default()
+    );
+    let summary_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary_json["mechanism"], "yuma3 (kappa 0.3)");
     for f in [
         "report.md",
         "scenario.toml",
