@@ -65,7 +65,7 @@ impl Default for LearnerConfig {
                 student_steps: 2,
                 student_lr: 1.5e-3,
                 student: EncoderConfig {
-                    hidden: 128,
+                    hidden: 256,
                     ..EncoderConfig::default()
                 },
                 ..LocalConfig::default()
