@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deepnode_consensus::Uid;
+use deepnode_rng::SplitMix64;
 use deepnode_wire::Modality;
 
 use super::RunConfig;
@@ -12,18 +13,9 @@ use super::dial::Peers;
 use crate::query::{Answer, fan_out};
 use crate::{Connection, NodeError, Tensor};
 
-/// The next draw of the SplitMix64 stream `state`.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// Random inputs of `cfg.modality`, drawn from `rng`.
-fn inputs(cfg: &RunConfig, rng: &mut u64) -> Result<Tensor, NodeError> {
-    let mut next = || splitmix(rng);
+fn inputs(cfg: &RunConfig, rng: &mut SplitMix64) -> Result<Tensor, NodeError> {
+    let mut next = || rng.next_u64();
     let (b, s) = cfg.batch;
     let len = b as usize * s as usize;
     match cfg.modality {
@@ -51,7 +43,7 @@ pub(super) async fn query(
         ..
     }: &mut Peers,
     scores: &HashMap<Uid, f64>,
-    rng: &mut u64,
+    rng: &mut SplitMix64,
 ) -> Result<Option<(Tensor, Vec<(Uid, Answer)>)>, NodeError> {
     let mut ranked: Vec<(Uid, f64)> = peers
         .iter()
@@ -71,7 +63,7 @@ pub(super) async fn query(
         .collect();
     let rest = ranked.get(chosen.len()..).unwrap_or_default();
     if let Some(len) = u64::try_from(rest.len()).ok().filter(|&l| l > 0) {
-        let pick = usize::try_from(splitmix(rng) % len).unwrap_or(0);
+        let pick = usize::try_from(rng.next_u64() % len).unwrap_or(0);
         chosen.extend(rest.get(pick).map(|e| e.0));
     }
     let chosen: Vec<(Uid, Arc<Connection>)> = chosen

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use deepnode_consensus::Uid;
 use deepnode_ledger_client::{MetagraphView, Wallet};
+use deepnode_rng::{GAMMA, SplitMix64};
 use deepnode_wire::Modality;
 use tokio::sync::watch;
 
@@ -66,7 +67,7 @@ pub async fn run(
     let mut runner = Runner {
         ledger,
         counters: Arc::clone(&cfg.serve.counters),
-        rng: cfg.seed ^ u64::from(uid).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        rng: SplitMix64::new(cfg.seed ^ u64::from(uid).wrapping_mul(GAMMA)),
         cfg,
         model,
         node,
@@ -132,7 +133,7 @@ struct Runner<'a, L> {
     /// Scores since the last row committed.
     scores: HashMap<Uid, f64>,
     /// The SplitMix64 stream of the query inputs and the peer drawn for each query.
-    rng: u64,
+    rng: SplitMix64,
     /// The block of the last row this node saw committed.
     committed: Option<u64>,
     status: Status,
