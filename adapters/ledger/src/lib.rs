@@ -4,8 +4,6 @@ pub mod bench;
 mod block;
 mod chain;
 mod error;
-#[doc(hidden)]
-pub mod fuzzing;
 mod genesis;
 #[cfg(feature = "rpc")]
 pub mod rpc;
