@@ -67,7 +67,8 @@ use registry::Registry;
 /// the server reads nothing more from it.
 pub const MAX_QUEUED_CALLS: usize = 4;
 
-/// How long a heavy read waits for reply bytes to free before it gets [`SERVER_BUSY`].
+/// How long a heavy read waits for reply bytes to free before it gets
+/// [`SERVER_BUSY`](crate::rpc::SERVER_BUSY).
 pub const BUSY_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a stopping server lets open connections finish before closing them.
