@@ -14,7 +14,7 @@ mod scenario;
 
 pub use error::DevnetError;
 pub use genesis::{genesis, wallet_seed};
-pub use metrics::MetricsLine;
+pub use metrics::read_metrics;
 pub use record::{
     Departure, DomainLoss, EpochRecord, Evaluation, Gain, NodeRecord, NodeValue, Premise, Summary,
     premise, spearman, summarize,

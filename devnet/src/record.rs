@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use deepnode_node::life::Status;
 use serde::Serialize;
 
-use crate::metrics::MetricsLine;
 use crate::roles::Role;
 use crate::scenario::Scenario;
 
@@ -39,7 +39,7 @@ pub struct NodeRecord {
     /// The last line of its metrics file (requests served and refused, answers, failed
     /// queries, rows committed and refused, training steps and loss); the default before its
     /// first line.
-    pub metrics: MetricsLine,
+    pub metrics: Status,
 }
 
 /// A node record in `metagraph.json`: the ledger's view, then the counters of its metrics
@@ -603,9 +603,9 @@ mod tests {
             dividends: 0.0,
             emission: 0,
             weights: if row { vec![(1, 1)] } else { Vec::new() },
-            metrics: MetricsLine {
+            metrics: Status {
                 rows_set: u64::from(row),
-                ..MetricsLine::default()
+                ..Status::default()
             },
         }
     }

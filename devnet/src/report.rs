@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use deepnode_node::life::Status;
 use deepnode_plot::{Figure, Lines, save};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::metrics::MetricsLine;
 use crate::record::{DomainLoss, EpochRecord, Premise, Summary};
 
 /// The weights matrix of every epoch as small heat maps (rows: setters, columns: receivers,
@@ -217,7 +217,7 @@ pub fn write(
     dir: &Path,
     epochs: &[EpochRecord],
     summary: &Summary,
-    traces: &[(String, Vec<MetricsLine>)],
+    traces: &[(String, Vec<Status>)],
     scenario_text: &str,
 ) -> Result<PathBuf, String> {
     let put = |name: &str, text: String| {

@@ -96,7 +96,7 @@ pub struct NodeConfig {
     pub wallet: PathBuf,
     /// The ledger's RPC URL.
     pub rpc: String,
-    /// Where the node appends its status as JSON lines ([`crate::MetricsLine`]).
+    /// Where the node appends its status as JSON lines ([`deepnode_node::life::Status`]).
     pub metrics: PathBuf,
     /// Stake it holds.
     pub stake: u64,

@@ -13,7 +13,7 @@ use deepnode_ledger::{Chain, Client, RpcServer, Wallet, verify};
 use crate::error::DevnetError;
 use crate::genesis::{genesis, wallet_seed};
 use crate::live::Live;
-use crate::metrics::MetricsLine;
+use crate::metrics::read_metrics;
 use crate::record::{EpochRecord, Evaluation, NodeRecord, summarize};
 use crate::report;
 use crate::roles::{NodeConfig, node_config};
@@ -279,7 +279,7 @@ async fn snapshot(
             dividends: n.dividends,
             emission: n.emission,
             weights,
-            metrics: MetricsLine::read_all(&p.metrics).pop().unwrap_or_default(),
+            metrics: read_metrics(&p.metrics).pop().unwrap_or_default(),
         });
     }
     Ok(EpochRecord {
@@ -368,7 +368,7 @@ fn finish(sc: &Scenario, text: &str, out: &Path, ran: Ran) -> Result<PathBuf, De
     let mut traces = Vec::new();
     let mut evaluations = Vec::new();
     for p in procs.iter().filter(|p| p.member.role.trains()) {
-        let trace = MetricsLine::read_all(&p.metrics);
+        let trace = read_metrics(&p.metrics);
         if let Some(last) = trace.iter().rev().find(|x| !x.valid.is_empty()) {
             evaluations.push(Evaluation {
                 name: p.member.name.clone(),

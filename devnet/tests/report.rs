@@ -3,10 +3,11 @@
 //! (`metagraph.json` keeps one flat object per node).
 
 use deepnode_devnet::{
-    EpochRecord, Mechanism, MetricsLine, NodeRecord, Role, Scenario, summarize, write_report,
+    EpochRecord, Mechanism, NodeRecord, Role, Scenario, read_metrics, summarize, write_report,
 };
+use deepnode_node::life::Status;
 
-fn node(i: usize, role: Role, stake: u64, metrics: MetricsLine) -> NodeRecord {
+fn node(i: usize, role: Role, stake: u64, metrics: Status) -> NodeRecord {
     NodeRecord {
         name: format!("node-{i}"),
         role,
@@ -31,22 +32,22 @@ fn metrics_lines_become_records_and_the_report_is_written() {
     let file = dir.path().join("node-0.jsonl");
     let mut lines = Vec::new();
     for (t, steps) in [(1.0, 10u64), (2.0, 20)] {
-        let line = MetricsLine {
+        let line = Status {
             t,
             served: 3 * steps,
             steps,
             loss: Some(2.0 - t / 10.0),
             rows_set: 1,
-            ..MetricsLine::default()
+            ..Status::default()
         };
         lines.push(serde_json::to_string(&line).unwrap());
     }
     lines.push("{\"t\": 3.0, \"ser".into());
     std::fs::write(&file, lines.join("\n")).unwrap();
-    let trace = MetricsLine::read_all(&file);
+    let trace = read_metrics(&file);
     assert_eq!(trace.len(), 2, "the torn line is skipped");
     assert_eq!((trace[1].steps, trace[1].served), (20, 60));
-    assert!(MetricsLine::read_all(&dir.path().join("missing")).is_empty());
+    assert!(read_metrics(&dir.path().join("missing")).is_empty());
 
     let epochs: Vec<EpochRecord> = (1..=3)
         .map(|e| EpochRecord {
@@ -55,8 +56,8 @@ fn metrics_lines_become_records_and_the_report_is_written() {
             t: e as f64,
             nodes: vec![
                 node(0, Role::Learner, 100, trace[1].clone()),
-                node(1, Role::Noise, 100, MetricsLine::default()),
-                node(2, Role::Lazy, 100 - e, MetricsLine::default()),
+                node(1, Role::Noise, 100, Status::default()),
+                node(2, Role::Lazy, 100 - e, Status::default()),
             ],
         })
         .collect();

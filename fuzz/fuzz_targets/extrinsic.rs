@@ -3,4 +3,4 @@
 //! emission.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| deepnode_ledger::fuzzing::extrinsic_oracle(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| deepnode_testkit::fuzzing::extrinsic_oracle(data));

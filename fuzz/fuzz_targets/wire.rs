@@ -2,4 +2,4 @@
 //! limits check never panics.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| deepnode_wire::fuzz_oracle(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| deepnode_testkit::fuzzing::wire_oracle(data));

@@ -8,6 +8,12 @@ use deepnode_consensus::{
 use deepnode_types::{BoundedRow, FromRatio};
 use parity_scale_codec::{Decode, Encode};
 
+mod extrinsic;
+mod wire;
+
+pub use extrinsic::{extrinsic_oracle, seed as extrinsic_seed};
+pub use wire::wire_oracle;
+
 /// Reads bytes as a stream of small integers; runs dry as zeros.
 struct Bytes<'a>(&'a [u8]);
 

@@ -1,23 +1,21 @@
 //! The seeded generator every test, bench and fuzz helper draws from.
 
-/// SplitMix64 (Steele, Lea, Flood 2014): one state word, the same stream on every platform
-/// and build, so every failing case is named by its seed.
+use deepnode_rng::SplitMix64;
+
+/// SplitMix64 ([`deepnode_rng`]): one state word, the same stream on every platform and build,
+/// so every failing case is named by its seed.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     /// A stream for `seed`.
     pub fn new(seed: u64) -> Rng {
-        Rng(seed)
+        Rng(SplitMix64::new(seed))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..n` for `n > 0` (Lemire's multiply-shift; 0 when `n == 0`).
@@ -32,7 +30,7 @@ impl Rng {
 
     /// Uniform in `[-1, 1)` with 24 random bits.
     pub fn unit_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        self.0.signed_unit_f32()
     }
 
     /// `len` draws of [`Rng::unit_f32`].

@@ -4,17 +4,16 @@ pub mod bench;
 mod block;
 mod chain;
 mod error;
-#[doc(hidden)]
-pub mod fuzzing;
 mod genesis;
 #[cfg(feature = "rpc")]
 pub mod rpc;
 mod state;
 mod store;
+mod verify;
 pub mod view;
 
 pub use block::{Block, Event, Header, Receipts};
-pub use chain::{Chain, Committed, Sealed, VerifyReport, verify};
+pub use chain::{Chain, Committed, Sealed};
 pub use deepnode_ledger_client::{
     AccountId, Call, EndpointError, Extrinsic, H256, MAX_ENDPOINT_BYTES, MAX_EXTRINSIC_BYTES,
     MAX_WALLET_BYTES, MalformedError, ParseIdError, TxError, Wallet, WalletError,
@@ -32,3 +31,4 @@ pub use state::{
     default_params,
 };
 pub use store::{DB_FILE, Store};
+pub use verify::{VerifyReport, verify};

@@ -3,6 +3,7 @@
 
 use std::sync::Mutex;
 
+use deepnode_rng::{GAMMA, SplitMix64, mix};
 use deepnode_wire::{DType, Modality};
 
 use crate::{NodeError, Tensor};
@@ -53,18 +54,15 @@ impl RandomProjection {
     fn weight(&self, row: u64, col: u64) -> f32 {
         unit(
             self.seed
-                .wrapping_add(row.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .wrapping_add(row.wrapping_mul(GAMMA))
                 .wrapping_add(col.wrapping_mul(0xbf58_476d_1ce4_e5b9)),
         )
     }
 }
 
-/// SplitMix64's finalizer of `z`, as a float uniform in `[-1, 1)`.
-fn unit(mut z: u64) -> f32 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+/// SplitMix64's output function of `z`, as a float uniform in `[-1, 1)`.
+fn unit(z: u64) -> f32 {
+    (mix(z) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
 }
 
 impl Model for RandomProjection {
@@ -185,7 +183,7 @@ impl Model for EchoBias {
 pub struct Noise {
     dim: u32,
     scale: f32,
-    state: Mutex<u64>,
+    rng: Mutex<SplitMix64>,
 }
 
 impl Noise {
@@ -194,7 +192,7 @@ impl Noise {
         Noise {
             dim,
             scale,
-            state: Mutex::new(seed),
+            rng: Mutex::new(SplitMix64::new(seed)),
         }
     }
 }
@@ -211,15 +209,12 @@ impl Model for Noise {
     fn forward(&self, modality: Modality, inputs: &Tensor) -> Result<Tensor, NodeError> {
         let (b, s) = batch_seq(modality, inputs)?;
         let len = b as usize * s as usize * self.dim as usize;
-        let mut state = self
-            .state
+        let mut rng = self
+            .rng
             .lock()
             .map_err(|_| NodeError::Model("poisoned".into()))?;
         let out: Vec<f32> = (0..len)
-            .map(|_| {
-                *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                unit(*state) * self.scale
-            })
+            .map(|_| rng.signed_unit_f32() * self.scale)
             .collect();
         Tensor::from_f32(&[b, s, self.dim], &out)
     }

@@ -372,8 +372,13 @@ async fn trainer_favour_and_copier_rows_are_accepted() {
     }
     let started = Instant::now();
     // The trainer keeps stepping between rows (it is not lost when no row is due).
-    let done = |s: &Status| s.rows_set >= 2 && s.progress.as_ref().is_none_or(|p| p.steps >= 30);
-    while !statuses.iter().all(|s| done(&s.borrow())) {
+    // Node 0 trains.
+    let done = |i: usize, s: &Status| s.rows_set >= 2 && (i != 0 || s.steps >= 30);
+    while !statuses
+        .iter()
+        .enumerate()
+        .all(|(i, s)| done(i, &s.borrow()))
+    {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "not every node set two rows: {:#?}",
@@ -388,7 +393,7 @@ async fn trainer_favour_and_copier_rows_are_accepted() {
         assert_eq!(s.borrow().rows_refused, 0, "{:?}", s.borrow());
     }
     let trainer = statuses[0].borrow().clone();
-    assert!(trainer.progress.is_some_and(|p| p.steps >= 30));
+    assert!(trainer.steps >= 30);
     assert!(trainer.answers > 0);
     assert!(trainer.failed > 0);
     assert_eq!(

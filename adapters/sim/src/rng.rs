@@ -1,11 +1,12 @@
-//! A small seeded random stream. Written out (SplitMix64, 10 lines) rather than taken from a
-//! crate so that a seed gives the same run on every platform and every future build: `rand`
-//! does not promise its generators' streams across versions.
+//! The simulator's seeded random stream: SplitMix64 ([`deepnode_rng`]), the same run for a
+//! seed on every platform and every future build, with the draws the simulator needs.
+
+use deepnode_rng::SplitMix64;
 
 /// SplitMix64 (Steele, Lea, Flood 2014): passes BigCrush, one state word.
 #[derive(Clone, Debug)]
 pub struct Rng {
-    state: u64,
+    state: SplitMix64,
     /// The second normal of the last Box-Muller pair, not yet returned.
     spare: Option<f64>,
 }
@@ -14,7 +15,7 @@ impl Rng {
     /// A stream for `seed`.
     pub fn new(seed: u64) -> Self {
         Rng {
-            state: seed,
+            state: SplitMix64::new(seed),
             spare: None,
         }
     }
@@ -28,16 +29,12 @@ impl Rng {
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.state.next_u64()
     }
 
     /// Uniform in `[0, 1)` with 53 random bits.
     pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.state.unit_f64()
     }
 
     /// Uniform in `0..n` (`n > 0`), by Lemire's multiply-shift (bias below 2^-32 for n < 2^32).

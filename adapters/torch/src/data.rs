@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use deepnode_rng::SplitMix64;
 use tch::{Kind, Tensor};
 
 use crate::TorchError;
@@ -247,22 +248,13 @@ fn text_files(dir: &Path) -> Vec<std::path::PathBuf> {
 fn windows(bytes: &[u8], batch: usize, seq: usize, seed: u64) -> Tensor {
     let span = seq + 1;
     let room = bytes.len().saturating_sub(span).max(1);
-    let mut state = seed;
+    let mut rng = SplitMix64::new(seed);
     let mut out = Vec::with_capacity(batch * span);
     for _ in 0..batch {
-        let start = (splitmix(&mut state) % room as u64) as usize;
+        let start = (rng.next_u64() % room as u64) as usize;
         out.extend((0..span).map(|i| i64::from(bytes.get(start + i).copied().unwrap_or(b' '))));
     }
     Tensor::from_slice(&out).view([batch as i64, span as i64])
-}
-
-/// SplitMix64: the crate's seeded stream (positions, generated data).
-pub(crate) fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// Generated float features `[batch, seq, features]`, uniform in `[-1, 1)` from `seed`.
@@ -277,10 +269,8 @@ pub fn images(batch: usize, channels: usize, height: usize, width: usize, seed: 
 
 fn uniform(dims: &[usize], seed: u64) -> Tensor {
     let n: usize = dims.iter().product();
-    let mut state = seed;
-    let values: Vec<f32> = (0..n)
-        .map(|_| (splitmix(&mut state) >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
-        .collect();
+    let mut rng = SplitMix64::new(seed);
+    let values: Vec<f32> = (0..n).map(|_| rng.signed_unit_f32()).collect();
     let shape: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
     Tensor::from_slice(&values)
         .view(shape.as_slice())

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deepnode_node::{Ask, NodeError, Progress, Tensor as NodeTensor, Trainer};
+use deepnode_rng::SplitMix64;
 use tch::Tensor;
 
 use crate::TorchError;
 use crate::convert::tokens_to_node;
-use crate::data::{Domain, TextCorpus, splitmix};
+use crate::data::{Domain, TextCorpus};
 use crate::encoder::EncoderConfig;
 use crate::local::{LocalConfig, LocalModel, Mixture};
 use crate::served::TorchModel;
@@ -216,12 +217,12 @@ impl Learner {
         if others == 0 || self.config.visitors == 0.0 {
             return self.domains[0].text.train_batch(b, s, seed);
         }
-        let mut state = seed ^ 0xd0_3a1a;
+        let mut rng = SplitMix64::new(seed ^ 0xd0_3a1a);
         let windows: Vec<Tensor> = (0..b as u64)
             .map(|w| {
-                let draw = (splitmix(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
+                let draw = rng.unit_f64();
                 let field = if draw < self.config.visitors {
-                    1 + (splitmix(&mut state) % others as u64) as usize
+                    1 + (rng.next_u64() % others as u64) as usize
                 } else {
                     0
                 };
@@ -498,14 +499,14 @@ fn stratified_interval(groups: &[Vec<f64>]) -> (f64, f64) {
     if groups.is_empty() {
         return (0.0, 0.0);
     }
-    let mut state = 0xb007_5742_u64;
+    let mut rng = SplitMix64::new(0xb007_5742);
     let mut means: Vec<f64> = (0..RESAMPLES)
         .map(|_| {
             let total: f64 = groups
                 .iter()
                 .map(|g| {
                     let sum: f64 = (0..g.len())
-                        .map(|_| g[(splitmix(&mut state) % g.len() as u64) as usize])
+                        .map(|_| g[(rng.next_u64() % g.len() as u64) as usize])
                         .sum();
                     sum / g.len() as f64
                 })

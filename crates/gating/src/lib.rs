@@ -15,16 +15,9 @@ pub use types::{FisherHead, GateInput, GateRows, LoadBalance, Noise, Selection};
 /// every run of a given platform (the f64 `ln`/`cos` of std are not bit-specified across
 /// platforms; pass the samples along when two machines must agree).
 pub fn standard_normal(seed: u64, len: usize) -> Vec<f32> {
-    let mut state = seed;
-    let mut next_uniform = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        // 53 random bits in (0, 1]: never 0, so ln is finite.
-        ((z >> 11) + 1) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = deepnode_rng::SplitMix64::new(seed);
+    // 53 random bits in (0, 1]: never 0, so ln is finite.
+    let mut next_uniform = move || ((rng.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
         let (u1, u2) = (next_uniform(), next_uniform());

@@ -38,32 +38,3 @@ pub const MAX_PLAINTEXT: usize = 65_535 - 16;
 pub const MAX_CHUNK_DATA: usize = MAX_PLAINTEXT - CHUNK_HEADER_LEN;
 /// At most this many dimensions.
 pub const MAX_NDIM: usize = 4;
-/// Oracle of the `wire` fuzz target: decoding arbitrary bytes never panics, and a header or
-/// chunk header that decodes re-encodes to the same bytes and passes or fails the limits
-/// without panicking.
-#[doc(hidden)]
-pub fn fuzz_oracle(data: &[u8]) {
-    let limits = Limits {
-        max_payload: 1 << 24,
-        max_batch: 64,
-        max_seq: 512,
-        dim: 256,
-        max_features: 1024,
-        max_image_elems: 3 * 64 * 64,
-    };
-    if let Some(bytes) = data.first_chunk::<HEADER_LEN>()
-        && let Ok(h) = Header::decode(bytes)
-    {
-        let mut again = [0u8; HEADER_LEN];
-        h.encode(&mut again);
-        assert_eq!(&again, bytes, "decode-encode is not identity");
-        let _ = limits.check(&h);
-    }
-    if let Some(bytes) = data.first_chunk::<CHUNK_HEADER_LEN>()
-        && let Ok(c) = ChunkHeader::decode(bytes)
-    {
-        let mut again = [0u8; CHUNK_HEADER_LEN];
-        c.encode(&mut again);
-        assert_eq!(&again, bytes, "chunk decode-encode is not identity");
-    }
-}

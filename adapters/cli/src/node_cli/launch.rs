@@ -166,10 +166,9 @@ fn line(s: &Status) -> String {
     line
 }
 
-/// `--metrics`: the status as JSON lines, at most one a second.
+/// `--metrics`: the status as JSON lines (its serde form), at most one a second.
 struct Metrics {
     file: std::fs::File,
-    started: std::time::Instant,
     last: Option<std::time::Instant>,
 }
 
@@ -180,11 +179,7 @@ impl Metrics {
             .append(true)
             .open(path)
             .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
-        Ok(Metrics {
-            file,
-            started: std::time::Instant::now(),
-            last: None,
-        })
+        Ok(Metrics { file, last: None })
     }
 
     fn record(&mut self, s: &Status, force: bool) -> Result<(), Failure> {
@@ -194,27 +189,7 @@ impl Metrics {
             return Ok(());
         }
         self.last = Some(now);
-        let progress = s.progress.clone().unwrap_or_default();
-        let line = deepnode_devnet::MetricsLine {
-            t: self.started.elapsed().as_secs_f64(),
-            uid: s.uid,
-            block: s.block,
-            peers: s.peers,
-            peers_up: s.peers_up,
-            served: s.served,
-            refused: s.refused,
-            answers: s.answers,
-            failed: s.failed,
-            skipped: s.skipped,
-            rows_set: s.rows_set,
-            rows_refused: s.rows_refused,
-            last_row_error: s.last_row_error.clone(),
-            last_peer_error: s.last_peer_error.clone(),
-            steps: progress.steps,
-            loss: progress.loss,
-            valid: progress.valid.into_iter().collect(),
-        };
-        let json = serde_json::to_string(&line).map_err(Failure::failed)?;
+        let json = serde_json::to_string(s).map_err(Failure::failed)?;
         writeln!(self.file, "{json}").map_err(Failure::failed)
     }
 }

@@ -1,12 +1,9 @@
 //! The oracle of the `extrinsic` fuzz target (`fuzz/fuzz_targets/extrinsic.rs`): decodes
 //! and applies arbitrary extrinsics to a small chain and checks the transition's invariants.
 
-use deepnode_ledger_client::{AccountId, Call, Extrinsic, H256};
+use deepnode_ledger::{AccountId, Call, Event, Extrinsic, Genesis, H256, LedgerState};
 use ed25519_dalek::SigningKey;
 use parity_scale_codec::{Decode, Encode};
-
-use crate::block::Event;
-use crate::state::{Genesis, LedgerState};
 
 const CHAIN: H256 = H256([0x42; 32]);
 const KEYS: u8 = 4;
@@ -199,11 +196,11 @@ mod tests {
     }
 
     /// The committed seed (`fuzz/corpus/extrinsic/seed-0`) is [`seed`]'s output; regenerate
-    /// with `DEEPNODE_BLESS=1 cargo test -p deepnode-ledger fuzzing`.
+    /// with `DEEPNODE_BLESS=1 cargo test -p deepnode-testkit extrinsic`.
     #[test]
     fn committed_seed_is_current() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../fuzz/corpus/extrinsic/seed-0");
+            .join("../fuzz/corpus/extrinsic/seed-0");
         if std::env::var_os("DEEPNODE_BLESS").is_some() {
             std::fs::write(&path, seed()).expect("write seed");
         }
