@@ -71,24 +71,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if line.trim() != "ready" {
         return Err(format!("pytorch_step.py: {line}").into());
     }
-    let mut pytorch = |steps: usize, threads: usize| -> Result<Round, Box<dyn std::error::Error>> {
-        writeln!(to_py, "{steps} {threads}")?;
-        let mut line = String::new();
-        from_py.read_line(&mut line)?;
-        let mut round = Round::default();
-        for field in line.split_whitespace() {
-            let (name, value) = field.split_once('=').ok_or("a field without =")?;
-            let value: f64 = value.parse()?;
-            match PHASES.iter().find(|p| **p == name) {
-                Some(p) => {
-                    round.phases.insert(p, value);
+    let mut pytorch =
+        move |steps: usize, threads: usize| -> Result<Round, Box<dyn std::error::Error>> {
+            writeln!(to_py, "{steps} {threads}")?;
+            let mut line = String::new();
+            from_py.read_line(&mut line)?;
+            let mut round = Round::default();
+            for field in line.split_whitespace() {
+                let (name, value) = field.split_once('=').ok_or("a field without =")?;
+                let value: f64 = value.parse()?;
+                match PHASES.iter().find(|p| **p == name) {
+                    Some(p) => {
+                        round.phases.insert(p, value);
+                    }
+                    None if name == "total" => round.total = value,
+                    None => return Err(format!("unknown field {name}").into()),
                 }
-                None if name == "total" => round.total = value,
-                None => return Err(format!("unknown field {name}").into()),
             }
-        }
-        Ok(round)
-    };
+            Ok(round)
+        };
     let mut done = 0usize;
     let mut tch_round =
         |steps: usize, threads: usize| -> Result<Round, Box<dyn std::error::Error>> {
