@@ -385,7 +385,7 @@ impl Learner {
         &mut self,
         answers: Vec<(u32, Option<NodeTensor>)>,
     ) -> Result<Vec<(u32, NodeTensor)>, TorchError> {
-        let answers: HashMap<usize, NodeTensor> = answers
+        let mut answers: HashMap<usize, NodeTensor> = answers
             .into_iter()
             .filter_map(|(j, a)| Some((j as usize, a?)))
             .collect();
@@ -398,7 +398,8 @@ impl Learner {
             Pending::Train(batch) => {
                 let report = self
                     .model
-                    .step(&batch, &mut |j, _| answers.get(&j).cloned())?;
+                    // The step asks each peer once: its answer moves in, uncopied.
+                    .step(&batch, &mut |j, _| answers.remove(&j))?;
                 for (j, _) in &report.grads {
                     if let (Some(e), Some(&b)) = (self.evidence.get_mut(*j), report.benefit.get(*j))
                     {

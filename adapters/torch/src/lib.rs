@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod baseline;
 pub mod convert;
 pub mod data;
 pub mod encoder;
@@ -12,5 +13,5 @@ pub mod served;
 pub use encoder::{Encoder, EncoderConfig};
 pub use error::TorchError;
 pub use learner::{Learner, LearnerConfig};
-pub use local::{FisherBackend, LocalConfig, LocalModel, Mixture, StepReport};
+pub use local::{FisherBackend, LocalConfig, LocalModel, Mixture, StepReport, StepTimings};
 pub use served::{ServeConfig, TorchModel};

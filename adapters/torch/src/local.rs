@@ -3,6 +3,7 @@
 //! over the epoch, and a small student learns to stand in for the peers.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use deepnode_gating::standard_normal;
 use deepnode_node::Tensor as NodeTensor;
@@ -80,6 +81,65 @@ pub struct StepReport {
     pub fisher: Vec<f32>,
     /// This batch's leave-one-out benefit per peer (see [`LocalModel::benefit`]).
     pub benefit: Vec<f64>,
+    /// Where the step's time went.
+    pub timings: StepTimings,
+}
+
+/// Wall-clock time of each phase of a [`LocalModel::step`], in the order they run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepTimings {
+    /// Encoding, the gate's logits and noise, top-k (`LocalModel::route`), the wire inputs.
+    pub route: Duration,
+    /// Asking the chosen peers (`query`) and checking and converting their answers, and the
+    /// student's stand-in for a peer that did not answer.
+    pub peers: Duration,
+    /// The mixture, the head, the cross-entropies and the balance terms (`LocalModel::loss`).
+    pub forward: Duration,
+    /// Fisher scores (the gating crate) and each peer's leave-one-out benefit.
+    pub scores: Duration,
+    /// The backward pass.
+    pub backward: Duration,
+    /// Adam's step of the node's model.
+    pub optimizer: Duration,
+    /// `dL/df_j(x)` of each answering peer as node tensors.
+    pub grads: Duration,
+    /// The student's distillation steps (forward, backward, Adam).
+    pub student: Duration,
+}
+
+impl StepTimings {
+    /// The phases by name, in the order they run.
+    pub fn phases(&self) -> [(&'static str, Duration); 8] {
+        [
+            ("route", self.route),
+            ("peers", self.peers),
+            ("forward", self.forward),
+            ("scores", self.scores),
+            ("backward", self.backward),
+            ("optimizer", self.optimizer),
+            ("grads", self.grads),
+            ("student", self.student),
+        ]
+    }
+
+    /// The whole step.
+    pub fn total(&self) -> Duration {
+        self.phases().iter().map(|(_, d)| *d).sum()
+    }
+}
+
+impl std::ops::AddAssign for StepTimings {
+    /// Phase by phase (the time of several steps).
+    fn add_assign(&mut self, other: StepTimings) {
+        self.route += other.route;
+        self.peers += other.peers;
+        self.forward += other.forward;
+        self.scores += other.scores;
+        self.backward += other.backward;
+        self.optimizer += other.optimizer;
+        self.grads += other.grads;
+        self.student += other.student;
+    }
 }
 
 /// The node's own model: encoder, gating layer over `peers`, head, and the student.
@@ -350,18 +410,23 @@ impl LocalModel {
         batch: &Tensor,
         query: &mut dyn FnMut(usize, &NodeTensor) -> Option<NodeTensor>,
     ) -> Result<StepReport, TorchError> {
+        let mut timings = StepTimings::default();
+        let mut clock = Instant::now();
+        let mut lap = |phase: &mut Duration| {
+            let now = Instant::now();
+            *phase = now - clock;
+            clock = now;
+        };
         let routed = self.route(batch, true)?;
         let wire_inputs = tokens_to_node(&routed.inputs)?;
+        lap(&mut timings.route);
         let size = routed.inputs.size();
         let shape = [size[0], size[1], self.config.encoder.dim];
         let mut responses: Vec<Tensor> = Vec::with_capacity(self.config.peers);
         let mut answered = Vec::new();
         let mut missing = Vec::new();
-        let stand_in = if self.config.student_stands_in {
-            self.student_forward(&routed.inputs)?
-        } else {
-            Tensor::zeros(shape, (Kind::Float, Device::Cpu))
-        };
+        // What fills a chosen peer's slot when it does not answer: computed at the first miss.
+        let mut stand_in: Option<Tensor> = None;
         for peer in 0..self.config.peers {
             if routed.chosen.binary_search(&peer).is_err() {
                 responses.push(Tensor::zeros(shape, (Kind::Float, Device::Cpu)));
@@ -374,12 +439,22 @@ impl LocalModel {
                 }
                 None => {
                     missing.push(peer);
-                    responses.push(stand_in.shallow_clone());
+                    let fill = match &stand_in {
+                        Some(t) => t.shallow_clone(),
+                        None if self.config.student_stands_in => {
+                            self.student_forward(&routed.inputs)?
+                        }
+                        None => Tensor::zeros(shape, (Kind::Float, Device::Cpu)),
+                    };
+                    responses.push(fill.shallow_clone());
+                    stand_in = Some(fill);
                 }
             }
         }
         self.note_silence(&answered, &missing);
+        lap(&mut timings.peers);
         let loss = self.loss(&routed, &responses)?;
+        lap(&mut timings.forward);
         let mut fisher = self.fisher_gating(&routed, &loss)?;
         let mut benefit = self.benefit(&routed, &loss)?;
         for &peer in &missing {
@@ -391,14 +466,19 @@ impl LocalModel {
             *sum += f64::from(*f) * rows as f64;
         }
         self.fisher_rows += rows;
+        lap(&mut timings.scores);
         self.opt.zero_grad();
         loss.total.f_backward()?;
+        lap(&mut timings.backward);
         self.opt.step();
+        lap(&mut timings.optimizer);
         let mut grads = Vec::with_capacity(answered.len());
         for peer in answered {
             grads.push((peer, to_node(&responses[peer].grad())?));
         }
+        lap(&mut timings.grads);
         let distill = self.distill(&routed, &loss.logits)?;
+        lap(&mut timings.student);
         self.step += 1;
         Ok(StepReport {
             loss: loss.cross_entropy.double_value(&[]),
@@ -407,6 +487,7 @@ impl LocalModel {
             missing,
             fisher,
             benefit,
+            timings,
         })
     }
 
@@ -468,6 +549,21 @@ impl LocalModel {
             .filter(|(name, _)| name.starts_with("encoder."))
             .map(|(name, t)| (name, t.detach().copy()))
             .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Every tensor of the model by name, sharing storage with it (so `grad()` gives the last
+    /// backward's gradient): the node's variables (`encoder.*`, `w_gate`, `w_noise`, `own_w`,
+    /// `own_b`, `mix_w`, and with a shared readout `readout_b` and `readout_s`), the student's
+    /// (`student.*`), and the fixed shared readout `E` as `readout_e`; sorted by name.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = self.vs.variables();
+        out.extend(self.student_vs.variables());
+        let mut out: Vec<(String, Tensor)> = out.into_iter().collect();
+        if let Some((e, _, _)) = &self.readout {
+            out.push(("readout_e".to_owned(), e.shallow_clone()));
+        }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }

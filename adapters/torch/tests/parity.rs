@@ -1,15 +1,21 @@
 //! Torch against `deepnode-gating`: the gate, the mixture and the load-balancing terms
 //! against its CPU reference (1e-5), and the Fisher scores the gating crate computes from
-//! torch's gate against the same quantity in torch (1e-4 relative).
+//! torch's gate against the same quantity in torch (1e-4 relative); and the devnet learner's
+//! training step against the same step written in PyTorch (`bench/pytorch_step.py`), when a
+//! Python with torch is found (skipped with the reason otherwise).
+
+#[path = "common/python.rs"]
+mod python;
 
 use deepnode_gating::{GateInput, Noise, reference, standard_normal};
 use deepnode_node::Model;
+use deepnode_torch::baseline::Fixture;
 use deepnode_torch::data::TextCorpus;
 use deepnode_torch::{
     EncoderConfig, FisherBackend, LocalConfig, LocalModel, ServeConfig, TorchModel, gating,
 };
 use deepnode_wire::Modality;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 fn t2(v: &[f32], rows: usize, cols: usize) -> Tensor {
     Tensor::from_slice(v).view([rows as i64, cols as i64])
@@ -193,4 +199,80 @@ fn fisher_scores_of_the_gating_crate_equal_the_torch_definition() {
             );
         }
     }
+}
+
+/// The devnet learner's model (8 peers, the learner's defaults).
+fn learner_config() -> LocalConfig {
+    LocalConfig {
+        peers: 8,
+        ..deepnode_torch::LearnerConfig::default().local
+    }
+}
+
+#[test]
+fn the_pytorch_baseline_takes_the_same_steps() {
+    let (python, version) = match python::with_torch() {
+        Ok(found) => found,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    let config = learner_config();
+    let peers: Vec<TorchModel> = (0..8)
+        .map(|j| TorchModel::new(10 + j, EncoderConfig::default(), ServeConfig::default()).unwrap())
+        .collect();
+    let models: Vec<&dyn Model> = peers.iter().map(|p| p as &dyn Model).collect();
+    let corpus = TextCorpus::system_shard(0, 4).unwrap();
+    // Three steps: the first trains the mixing matrix away from zero (every Fisher score and
+    // benefit is 0 before), the next two score the peers and carry Adam's moments.
+    let fixture = Fixture::new(config, &corpus, 4, 32, 3, &models).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("fixture"), dir.path().join("pytorch"));
+    let mut model = LocalModel::new(config).unwrap();
+    fixture.write(&model, &input).unwrap();
+    let ours = fixture.run(&mut model).unwrap();
+    let status = std::process::Command::new(&python)
+        .arg(python::script())
+        .arg("check")
+        .args([&input, &output])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{} check failed", python.display());
+    let theirs: std::collections::HashMap<String, Tensor> = deepnode_torch::baseline::read(&output)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(ours.len(), theirs.len(), "the same results by name");
+    // Per result: |tch - PyTorch| <= tol * max(|PyTorch|) over the tensor, f64.
+    let tolerance = |name: &str| {
+        if name.starts_with("loss.") {
+            1e-5
+        } else {
+            1e-4
+        }
+    };
+    let mut worst = std::collections::BTreeMap::<String, f64>::new();
+    for (name, t) in &ours {
+        let want = theirs
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing from PyTorch's results"));
+        assert_eq!(t.size(), want.size(), "{name}: shape");
+        let (t, want) = (t.to_kind(Kind::Double), want.to_kind(Kind::Double));
+        let scale = want.abs().max().double_value(&[]).max(1e-12);
+        let diff = (&t - &want).abs().max().double_value(&[]) / scale;
+        assert!(
+            diff <= tolerance(name),
+            "{name}: tch vs PyTorch {version} differ by {diff:e} of its largest value"
+        );
+        let group = name.split('.').next().unwrap_or(name).to_owned();
+        let w = worst.entry(group).or_default();
+        *w = w.max(diff);
+    }
+    println!("PyTorch {version}: largest difference per result, relative to its scale: {worst:?}");
+    let fisher: Vec<f32> = Vec::try_from(&theirs["fisher.2"]).unwrap();
+    assert!(
+        fisher.iter().any(|&f| f > 0.0),
+        "some peer matters: {fisher:?}"
+    );
 }
