@@ -229,24 +229,34 @@ pub fn fisher_terms(
     sel.validate()?;
     check_responses(sel, responses, d_out)?;
     head.validate(sel.rows, d_out)?;
+    let classes = head.classes;
     let mut terms = vec![0.0f32; sel.rows * sel.k];
-    let mut d_f = vec![0.0f32; d_out];
+    // `W^T`, `[d_out, classes]`: the class sums below run over `t` in the same order as the
+    // shader's, one class per lane, so they round alike and vectorise across classes.
+    let mut w_t = vec![0.0f32; d_out * classes];
+    for c in 0..classes {
+        for t in 0..d_out {
+            w_t[t * classes + c] = head.weights[c * d_out + t];
+        }
+    }
+    let mut u = vec![0.0f32; classes];
     for r in 0..sel.rows {
+        let probs = &head.probs[r * classes..(r + 1) * classes];
         for s in 0..sel.k {
             let e = r * sel.k + s;
             let g = sel.gates[e];
+            u.fill(0.0);
             for t in 0..d_out {
-                d_f[t] = -g * responses[e * d_out + t];
+                let w_row = &w_t[t * classes..(t + 1) * classes];
+                let d_f = -g * responses[e * d_out + t];
+                for (u_c, w) in u.iter_mut().zip(w_row) {
+                    *u_c += w * d_f;
+                }
             }
             let (mut mean_u, mut mean_u2) = (0.0f32, 0.0f32);
-            for c in 0..head.classes {
-                let mut u = 0.0f32;
-                for t in 0..d_out {
-                    u += head.weights[c * d_out + t] * d_f[t];
-                }
-                let p = head.probs[r * head.classes + c];
-                mean_u += p * u;
-                mean_u2 += p * u * u;
+            for (&u_c, &p) in u.iter().zip(probs) {
+                mean_u += p * u_c;
+                mean_u2 += p * u_c * u_c;
             }
             terms[e] = mean_u2 - mean_u * mean_u;
         }
@@ -363,6 +373,56 @@ pub fn load_balance(input: &GateInput<'_>, k: usize) -> Result<LoadBalance, Gati
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`fisher_terms`] rounds as its definition, term for term: each class's sum over `t` in
+    /// ascending order, then the probability-weighted moments over the classes in order.
+    #[test]
+    fn fisher_terms_round_as_the_definition() {
+        let mut rng = deepnode_rng::SplitMix64::new(7);
+        for (rows, k, d_out, classes) in [(3, 2, 5, 7), (4, 4, 32, 256), (1, 1, 1, 1), (2, 3, 4, 0)]
+        {
+            let mut draw =
+                |n: usize| -> Vec<f32> { (0..n).map(|_| rng.signed_unit_f32()).collect() };
+            let gates = draw(rows * k);
+            let responses = draw(rows * k * d_out);
+            let weights = draw(classes * d_out);
+            let probs: Vec<f32> = draw(rows * classes).iter().map(|p| p.abs()).collect();
+            let sel = Selection {
+                indices: (0..rows * k).map(|e| (e % k) as u32).collect(),
+                gates,
+                rows,
+                k,
+                peers: k,
+            };
+            let head = FisherHead {
+                weights: &weights,
+                probs: &probs,
+                classes,
+            };
+            let got = fisher_terms(&sel, &responses, d_out, &head).expect("valid");
+            for e in 0..rows * k {
+                let r = e / k;
+                let g = sel.gates[e];
+                let d_f: Vec<f32> = (0..d_out).map(|t| -g * responses[e * d_out + t]).collect();
+                let (mut mean_u, mut mean_u2) = (0.0f32, 0.0f32);
+                for c in 0..classes {
+                    let mut u = 0.0f32;
+                    for t in 0..d_out {
+                        u += weights[c * d_out + t] * d_f[t];
+                    }
+                    let p = probs[r * classes + c];
+                    mean_u += p * u;
+                    mean_u2 += p * u * u;
+                }
+                let want = mean_u2 - mean_u * mean_u;
+                assert_eq!(
+                    got[e].to_bits(),
+                    want.to_bits(),
+                    "{rows}x{k}x{d_out}x{classes} term {e}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn order_key_is_monotone_with_documented_specials() {
