@@ -9,7 +9,8 @@
 //!
 //! With `--yuma3` each round also times the same network under Yuma 3 (SPEC.md §10;
 //! [`yuma3_rule`]), both backends, cold and steady, each against the paper's float epoch of
-//! the same round.
+//! the same round, and with a baseline also the baseline's Yuma 3 on it (`yuma3/numpy`), its
+//! outputs checked against the float Yuma 3 epoch's.
 
 use std::io::Write;
 use std::num::NonZeroUsize;
@@ -116,11 +117,24 @@ pub fn run(args: &EpochArgs) -> Result<(), String> {
         }
         None => None,
     };
+    // The same network under Yuma 3 for the baseline, when both are asked for.
+    let yuma3_workload = match (&workload, args.yuma3) {
+        (Some(path), true) => {
+            let path = path.with_extension("yuma3.dnw");
+            let mut state = network::<f64>(n, k, SEED);
+            state.params.bonds = yuma3_rule();
+            write_workload(&state, &path)?;
+            Some(path)
+        }
+        _ => None,
+    };
     let mut float = Vec::new();
     let mut fixed = Vec::new();
     let mut numpy = Vec::new();
     let mut yuma3 = [Vec::new(), Vec::new()];
+    let mut numpy_yuma3 = Vec::new();
     let mut agreement = None;
+    let mut agreement_yuma3 = None;
     #[cfg_attr(
         not(feature = "parallel"),
         allow(unused_mut, reason = "filled only with the feature `parallel`")
@@ -132,8 +146,14 @@ pub fn run(args: &EpochArgs) -> Result<(), String> {
             float.push(t);
             fixed.push(time::<Fx>(n, k, epochs, Mechanism::Paper)?.0);
             if args.yuma3 {
-                yuma3[0].push(time::<f64>(n, k, epochs, Mechanism::Yuma3)?.0);
+                let (t, out) = time::<f64>(n, k, epochs, Mechanism::Yuma3)?;
+                yuma3[0].push(t);
                 yuma3[1].push(time::<Fx>(n, k, epochs, Mechanism::Yuma3)?.0);
+                if let (Some(script), Some(path)) = (&args.baseline, &yuma3_workload) {
+                    let (t, diff) = run_baseline(script, path, epochs, &out)?;
+                    numpy_yuma3.push(t);
+                    agreement_yuma3 = Some(diff);
+                }
             }
             if let (Some(script), Some(path)) = (&args.baseline, &workload) {
                 let (t, diff) = run_baseline(script, path, epochs, &out)?;
@@ -150,7 +170,7 @@ pub fn run(args: &EpochArgs) -> Result<(), String> {
         }
         Ok::<(), String>(())
     })();
-    if let Some(path) = &workload {
+    for path in workload.iter().chain(&yuma3_workload) {
         let _ = std::fs::remove_file(path);
         let _ = std::fs::remove_file(path.with_extension("out"));
     }
@@ -168,7 +188,8 @@ pub fn run(args: &EpochArgs) -> Result<(), String> {
     if args.yuma3 {
         println!(
             "yuma3/*: the same network under Yuma 3 (bonds_moving_average 0.9, bonds_penalty 0, \
-             no liquid alpha); vs float: against the paper's float epoch"
+             no liquid alpha); vs float: against the paper's float epoch; numpy/this: against \
+             the baseline's Yuma 3 (yuma3/numpy)"
         );
     }
     println!(
@@ -192,13 +213,21 @@ pub fn run(args: &EpochArgs) -> Result<(), String> {
         rows.push(("numpy", t, None));
     }
     let [y_float, y_fixed] = yuma3;
+    let numpy_y = (!numpy_yuma3.is_empty()).then(|| Times::median(&numpy_yuma3));
     if !y_float.is_empty() {
         rows.push(("yuma3/float", Times::median(&y_float), None));
         rows.push(("yuma3/fixed", Times::median(&y_fixed), None));
     }
+    if let Some(t) = numpy_y {
+        rows.push(("yuma3/numpy", t, None));
+    }
     for (name, t, bytes) in rows {
-        // numpy runs the paper's mechanism only: no ratio for the Yuma 3 rows.
-        let numpy_t = numpy_t.filter(|_| !name.starts_with("yuma3"));
+        // The Yuma 3 rows against the baseline's Yuma 3 epoch.
+        let numpy_t = if name.starts_with("yuma3") {
+            numpy_y
+        } else {
+            numpy_t
+        };
         for (run, d, base, np) in [
             ("cold", t.cold, float.cold, numpy_t.map(|t| t.cold)),
             ("steady", t.steady, float.steady, numpy_t.map(|t| t.steady)),
@@ -230,11 +259,14 @@ pub fn run(args: &EpochArgs) -> Result<(), String> {
     if let (Some(threads), false) = (args.threads, scaling.is_empty()) {
         print_scaling(threads, epochs, rounds, &scaling);
     }
-    if let Some(diff) = agreement {
-        println!("numpy and float outputs (last steady epoch) differ by at most {diff:.1e}");
+    for (what, diff) in [("", agreement), ("Yuma 3 ", agreement_yuma3)] {
+        let Some(diff) = diff else { continue };
+        println!(
+            "numpy and float {what}outputs (last steady epoch) differ by at most {diff:.1e}"
+        );
         if diff > AGREE {
             return Err(format!(
-                "epoch: the baseline's outputs differ from the float epoch's by {diff:e} (more than {AGREE:e}): not the same math"
+                "epoch: the baseline's {what}outputs differ from the float epoch's by {diff:e} (more than {AGREE:e}): not the same math"
             ));
         }
     }
@@ -555,11 +587,19 @@ fn write_workload(state: &State<f64>, path: &Path) -> Result<(), String> {
     let n = state.stake.len();
     let nnz: usize = state.weights.iter().map(Vec::len).sum();
     let p = &state.params;
-    let (mode, alpha) = match p.bonds {
-        BondMode::Cumulative => (0u8, 0.0),
-        BondMode::Ema { alpha } => (1u8, alpha),
+    let (mode, alpha, penalty) = match p.bonds {
+        BondMode::Cumulative => (0u8, 0.0, None),
+        BondMode::Ema { alpha } => (1u8, alpha, None),
+        BondMode::Yuma3 {
+            bonds_moving_average,
+            bonds_penalty,
+            liquid_alpha: None,
+        } => (2u8, bonds_moving_average, Some(bonds_penalty)),
         BondMode::Yuma { .. } | BondMode::Yuma3 { .. } => {
-            return Err("bench: the numpy baseline runs the paper's mechanism only".into());
+            return Err(
+                "bench: the numpy baseline runs the paper's mechanism and Yuma 3 without liquid alpha only"
+                    .into(),
+            );
         }
     };
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(fail)?);
@@ -574,6 +614,9 @@ fn write_workload(state: &State<f64>, path: &Path) -> Result<(), String> {
     buf.push(u8::from(p.mask_self_weights));
     buf.push(mode);
     buf.extend_from_slice(&alpha.to_le_bytes());
+    if let Some(penalty) = penalty {
+        buf.extend_from_slice(&penalty.to_le_bytes());
+    }
     f.write_all(&buf).map_err(fail)?;
     for &s in &state.stake {
         f.write_all(&s.to_le_bytes()).map_err(fail)?;

@@ -134,8 +134,8 @@ fn bench_threads_times_one_core_against_the_threads() {
     }
 }
 
-/// The numpy + scipy.sparse baseline runs beside the epoch and agrees with the float outputs
-/// (the bench fails otherwise). Needs python3 with numpy and scipy (`scripts/bench-epoch.sh`
+/// The numpy + scipy.sparse baseline runs beside the epoch, the paper's and Yuma 3's, and agrees
+/// with the float outputs of each (the bench fails otherwise). Needs python3 with numpy and scipy (`scripts/bench-epoch.sh`
 /// installs them), so it is not in the default run: `cargo test -p deepnode-bench -- --ignored`.
 #[test]
 #[ignore = "needs python3 with numpy and scipy"]
@@ -153,6 +153,7 @@ fn bench_runs_the_numpy_baseline_beside_the_epoch() {
         "2",
         "--baseline",
         script,
+        "--yuma3",
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -169,6 +170,17 @@ fn bench_runs_the_numpy_baseline_beside_the_epoch() {
         assert!(ratio.ends_with('x'), "{line}");
     }
     assert!(text.contains("numpy and float outputs"), "{text}");
+    // The baseline's Yuma 3 beside the crate's, with its own ratio and agreement.
+    for run in ["cold", "steady"] {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().take(2).eq(["yuma3/float", run]))
+            .unwrap_or_else(|| panic!("no yuma3/float {run} line in\n{text}"));
+        let ratio = line.split_whitespace().nth(5).expect("numpy/this");
+        assert!(ratio.ends_with('x'), "{line}");
+    }
+    assert!(text.contains("yuma3/numpy"), "{text}");
+    assert!(text.contains("numpy and float Yuma 3 outputs"), "{text}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The sweep of attacks: an adversarial group's final stake share and dividend yield
-//! over its initial stake x strategy (cabal, selfish, copier) x bond mode.
+//! over its initial stake x strategy (cabal, selfish, copier, stale) x bond mode.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -58,7 +58,7 @@ impl Default for SweepConfig {
 /// One run of the sweep.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SweepCell {
-    /// `cabal`, `selfish` or `copier`.
+    /// `cabal`, `selfish`, `copier` or `stale`.
     pub strategy: String,
     /// `cumulative` or `ema(alpha)`.
     pub bonds: String,
@@ -72,7 +72,7 @@ pub struct SweepCell {
     pub hold_per_emission: f64,
 }
 
-const STRATEGIES: [&str; 3] = ["cabal", "selfish", "copier"];
+const STRATEGIES: [&str; 4] = ["cabal", "selfish", "copier", "stale"];
 
 /// The scenario of one cell: honest nodes of quality U(0.5, 1) setting honest rows, and an
 /// adversarial group of quality U(0, 0.3) playing `strategy` with `share` of the stake.
@@ -84,6 +84,11 @@ pub fn cell_scenario(cfg: &SweepConfig, strategy: &str, ema: bool, share: f64) -
     let strategy = match strategy {
         "cabal" => Strategy::Cabal,
         "selfish" => Strategy::Selfish,
+        // Stale rows: the honest row it built when it joined, submitted every epoch after.
+        "stale" => Strategy::Stale {
+            top_k: cfg.top_k,
+            noise: 0.1,
+        },
         _ => Strategy::Copier { top_k: cfg.top_k },
     };
     Scenario {

@@ -247,4 +247,12 @@ fn the_sweep_against_yuma3_keeps_the_papers_cells() {
         cabal.iter().all(|c| c.dividend_yield_vs_honest == 0.0),
         "{cabal:?}"
     );
+    // The stale-rows attack runs under both mechanisms too.
+    for bonds in ["cumulative", "yuma3(0.9, 0)"] {
+        let stale = yuma
+            .iter()
+            .filter(|c| c.strategy == "stale" && c.bonds == bonds)
+            .count();
+        assert_eq!(stale, 2, "{bonds}");
+    }
 }

@@ -9,7 +9,6 @@ use deepnode_types::{EpochOutput, Params, State, Uid, Weight};
 use crate::epoch::{Activity, Outputs, epoch_in_place_at};
 #[cfg(doc)]
 use crate::epoch_in_place;
-use crate::rank::pairs_in_rank;
 use crate::{Error, Scalar};
 
 /// Sorts a row by uid; rejects a row longer than `n` or with a repeated uid. `what` names
@@ -159,7 +158,7 @@ pub struct OutputBuffers<N> {
     pub minted: Vec<u64>,
     /// Stake after minting.
     pub stake: Vec<u64>,
-    /// Working space: `2n` entries for float, `n` for a fixed-point backend (see
+    /// Working space: `3n` entries, so that Yuma's median selects every column by blocks (see
     /// [`Outputs::scratch`]).
     pub scratch: Vec<N>,
 }
@@ -175,14 +174,7 @@ impl<N: Scalar> OutputBuffers<N> {
             dividends: vec![N::ZERO; n],
             minted: vec![0; n],
             stake: vec![0; n],
-            scratch: vec![
-                N::ZERO;
-                if pairs_in_rank::<N>() {
-                    n
-                } else {
-                    n.saturating_mul(2)
-                }
-            ],
+            scratch: vec![N::ZERO; n.saturating_mul(3)],
         }
     }
 

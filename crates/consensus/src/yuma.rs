@@ -181,7 +181,6 @@ where
         scratch,
     } = out;
     let n = stake.len();
-    let scratch = scratch.get_mut(..n).unwrap_or_default();
     let rows = RowsRef {
         first: 0,
         weights,
@@ -218,22 +217,32 @@ where
                 .live::<N>(i)
                 .unwrap_or((N::ONE.factor(1), (&[][..], &[][..])));
             Some(Voter {
+                row: i,
                 stake: a,
                 factor,
                 entries,
             })
         })
     };
+    // A voter's live entries again, its factor kept by the median (`voters` gives none for a
+    // row whose live weights sum to 0, and the median skips such a row).
+    let runs = |i: usize| live(yuma.rows.row(i), i, yuma.mask);
     weighted_median(
         params.kappa,
         voters,
+        runs,
         MedianBuffers {
             consensus: &mut *consensus,
             base: &mut *rank,
             high: &mut *incentive,
             count: &mut *trust,
+            factors: &mut *dividends,
+            pairs: &mut *scratch,
+            starts: &mut *minted,
+            ends: &mut *new_stake,
         },
     );
+    let scratch = scratch.get_mut(..n).unwrap_or_default();
 
     // Y4-Y6. Clipped weights and rank r_j = sum_i a_i min(w_ij, c_j); for the original Yuma
     // also the column sums of the old bonds (in `scratch`) and of dB_ij = a_i w'_ij (in

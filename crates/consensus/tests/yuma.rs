@@ -224,3 +224,133 @@ fn parallel_yuma_gives_the_same_bits() {
         state.bonds = want.bonds;
     }
 }
+
+mod median {
+    //! The median's two searches (selection by column blocks, bisection) give the same bits:
+    //! the working space decides which columns each takes.
+    use deepnode_consensus::{
+        BondMode, Fx, LiquidAlpha, OutputBuffers, Params, Scalar, Uid, Weight, epoch_in_place,
+    };
+    use proptest::prelude::*;
+
+    /// One Yuma network: stakes, rows (canonical), kappa and the rule.
+    #[derive(Clone, Debug)]
+    struct Net {
+        stake: Vec<u64>,
+        rows: Vec<Vec<(Uid, Weight)>>,
+        kappa: (u64, u64),
+        mask: bool,
+        rule: u8,
+    }
+
+    fn net() -> impl Strategy<Value = Net> {
+        (1usize..20).prop_flat_map(|n| {
+            // Few distinct stakes and weights, so ties and sums of exactly kappa occur.
+            let stake = prop::sample::select(vec![0u64, 1, 2, 3, 1000, 65_535, u64::MAX / 3]);
+            let weight = prop::sample::select(vec![0u16, 1, 2, 7, 30_000, 65_535]);
+            let row = prop::collection::vec((any::<bool>(), weight), n);
+            (
+                prop::collection::vec(stake, n),
+                prop::collection::vec((0u8..4, row), n),
+                prop::sample::select(vec![(0, 1), (1, 2), (1, 3), (32_767, 65_535), (1, 1)]),
+                any::<bool>(),
+                0u8..3,
+            )
+                .prop_map(|(stake, rows, kappa, mask, rule)| Net {
+                    stake,
+                    // Density: a quarter of the rows empty, the rest half or mostly full.
+                    rows: rows
+                        .into_iter()
+                        .map(|(d, row)| {
+                            row.into_iter()
+                                .enumerate()
+                                .filter(|(_, (on, _))| d == 3 || (d > 0 && *on))
+                                .map(|(j, (_, w))| (j as Uid, w))
+                                .collect()
+                        })
+                        .collect(),
+                    kappa,
+                    mask,
+                    rule,
+                })
+        })
+    }
+
+    fn params<N: Scalar>(net: &Net) -> Params<N> {
+        let (m, p) = (N::ratio(9, 10), N::ratio(1, 2));
+        Params {
+            kappa: N::ratio(net.kappa.0, net.kappa.1),
+            mask_self_weights: net.mask,
+            bonds: match net.rule {
+                0 => BondMode::Yuma {
+                    bonds_moving_average: m,
+                    bonds_penalty: p,
+                },
+                r => BondMode::Yuma3 {
+                    bonds_moving_average: m,
+                    bonds_penalty: p,
+                    liquid_alpha: (r == 2).then(|| LiquidAlpha {
+                        alpha_low: N::ratio(1, 10),
+                        alpha_high: N::ratio(3, 10),
+                        steepness: N::ratio(10, 1),
+                    }),
+                },
+            },
+            ..Params::default()
+        }
+    }
+
+    fn bits<N: Scalar>(x: N) -> i128 {
+        x.fixed_bits()
+            .unwrap_or_else(|| i128::from(x.to_f64().to_bits()))
+    }
+
+    /// Two chained epochs with `scratch` entries of working space: every output's bits.
+    fn run<N: Scalar>(net: &Net, scratch: usize) -> Vec<Vec<i128>> {
+        let n = net.stake.len();
+        let params = params::<N>(net);
+        let mut bonds: Vec<Vec<(Uid, N)>> = vec![Vec::new(); n];
+        let mut out = OutputBuffers::<N>::new(n);
+        out.scratch = vec![N::ZERO; scratch];
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            epoch_in_place(&params, &net.stake, &net.rows, &mut bonds, out.outputs())
+                .expect("a valid state");
+            for v in [
+                &out.rank,
+                &out.trust,
+                &out.consensus,
+                &out.incentive,
+                &out.dividends,
+            ] {
+                got.push(v.iter().map(|&x| bits(x)).collect());
+            }
+            got.push(out.minted.iter().map(|&m| i128::from(m)).collect());
+            got.extend(bonds.iter().map(|r| {
+                r.iter()
+                    .flat_map(|&(u, b)| [i128::from(u), bits(b)])
+                    .collect()
+            }));
+        }
+        got
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// With `n` entries of working space the columns with more than `n / 3` voters are
+        /// bisected (all of them for `n < 3`); with `3n` every column is selected, in blocks;
+        /// with room for every score, in one block. The same bits on both backends.
+        #[test]
+        fn selection_and_bisection_give_the_same_bits(net in net()) {
+            let n = net.stake.len();
+            let all = 3 * n * n;
+            let fx = run::<Fx>(&net, n);
+            prop_assert_eq!(&fx, &run::<Fx>(&net, 3 * n));
+            prop_assert_eq!(&fx, &run::<Fx>(&net, all));
+            let fl = run::<f64>(&net, n);
+            prop_assert_eq!(&fl, &run::<f64>(&net, 3 * n));
+            prop_assert_eq!(&fl, &run::<f64>(&net, all));
+        }
+    }
+}
