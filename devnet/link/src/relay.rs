@@ -2,14 +2,14 @@
 //! direction through the profile's delay, jitter, cap and stalls, resetting connections at
 //! the profile's rate.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -37,6 +37,22 @@ pub struct Tally {
     pub bytes: AtomicU64,
 }
 
+/// Where a relayed connection goes: the upstream's address, and the local address to dial it
+/// from (`None`: the system's choice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// The listener the relay dials.
+    pub addr: SocketAddr,
+    /// The local address the relay dials from (port chosen by the system).
+    pub from: Option<IpAddr>,
+}
+
+impl From<SocketAddr> for Upstream {
+    fn from(addr: SocketAddr) -> Upstream {
+        Upstream { addr, from: None }
+    }
+}
+
 /// A running relay; dropping it stops accepting and ends every connection it carries.
 pub struct Relay {
     addr: SocketAddr,
@@ -51,15 +67,16 @@ impl Drop for Relay {
 }
 
 impl Relay {
-    /// Binds `listen` and relays each accepted connection to `route(d)`, where `d` is the
-    /// address the client dialled (a listener on a wildcard or on a whole local route can
-    /// serve many upstreams); `None` refuses the connection (closed at once). `seed` seeds
-    /// the random times. Call within a tokio runtime.
+    /// Binds `listen` and relays each accepted connection to `route(dialled, client)`, where
+    /// `dialled` is the address the client dialled (a listener on a wildcard or on a whole
+    /// local route can serve many upstreams) and `client` the client's address; `None` refuses
+    /// the connection (closed at once). `seed` seeds the random times. Call within a tokio
+    /// runtime.
     pub async fn bind(
         listen: SocketAddr,
         profile: Profile,
         seed: u64,
-        route: impl Fn(SocketAddr) -> Option<SocketAddr> + Send + Sync + 'static,
+        route: impl Fn(SocketAddr, SocketAddr) -> Option<Upstream> + Send + Sync + 'static,
     ) -> Result<Relay, LinkError> {
         profile.check()?;
         let listener = TcpListener::bind(listen).await?;
@@ -74,7 +91,7 @@ impl Relay {
                     a = listener.accept() => a,
                     Some(_) = connections.join_next() => continue,
                 };
-                let Ok((client, _)) = accepted else {
+                let Ok((client, peer)) = accepted else {
                     // Out of descriptors or a connection reset before it was taken: the
                     // listener itself still works.
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -82,7 +99,7 @@ impl Relay {
                 };
                 t.accepted.fetch_add(1, Ordering::Relaxed);
                 n += 1;
-                let upstream = client.local_addr().ok().and_then(&route);
+                let upstream = client.local_addr().ok().and_then(|d| route(d, peer));
                 let t = Arc::clone(&t);
                 let rng = Rng::new(seed ^ n.wrapping_mul(0xa076_1d64_78bd_642f));
                 connections.spawn(async move {
@@ -90,7 +107,7 @@ impl Relay {
                         t.refused.fetch_add(1, Ordering::Relaxed);
                         return;
                     };
-                    match TcpStream::connect(up).await {
+                    match dial(up).await {
                         Ok(server) => carry(client, server, profile, rng, &t).await,
                         Err(_) => {
                             t.refused.fetch_add(1, Ordering::Relaxed);
@@ -111,6 +128,19 @@ impl Relay {
     pub fn tally(&self) -> &Tally {
         &self.tally
     }
+}
+
+/// Dials `up`, from its local address if it names one.
+async fn dial(up: Upstream) -> std::io::Result<TcpStream> {
+    let Some(from) = up.from else {
+        return TcpStream::connect(up.addr).await;
+    };
+    let socket = match from {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(up.addr).await
 }
 
 /// Carries both directions of one connection until both end, one fails, or the reset fires.

@@ -39,8 +39,8 @@ async fn sink() -> SocketAddr {
 }
 
 async fn relay(profile: Profile, to: SocketAddr) -> Relay {
-    Relay::bind("127.0.0.1:0".parse().unwrap(), profile, 7, move |_| {
-        Some(to)
+    Relay::bind("127.0.0.1:0".parse().unwrap(), profile, 7, move |_, _| {
+        Some(to.into())
     })
     .await
     .unwrap()
@@ -216,7 +216,7 @@ async fn a_refused_route_closes_the_connection() {
         "127.0.0.1:0".parse().unwrap(),
         Profile::default(),
         1,
-        |_| None,
+        |_, _| None,
     )
     .await
     .unwrap();
@@ -240,10 +240,34 @@ async fn a_bad_profile_is_refused_before_binding() {
             ..Profile::default()
         },
         1,
-        |_| None,
+        |_, _| None,
     )
     .await
     .err()
     .unwrap();
     assert_eq!(e.to_string(), "link.jitter_ms: must not exceed delay_ms");
+}
+
+#[tokio::test]
+async fn the_route_sees_the_dialled_address_and_picks_the_source() {
+    // The upstream records the address each connection comes from.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = l.local_addr().unwrap();
+    let r = Relay::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Profile::default(),
+        1,
+        move |dialled, client| {
+            assert_eq!(client.ip(), std::net::IpAddr::from([127, 0, 0, 1]));
+            (dialled.port() != 0).then_some(deepnode_link::Upstream {
+                addr: up,
+                from: Some([127, 0, 0, 9].into()),
+            })
+        },
+    )
+    .await
+    .unwrap();
+    let _c = TcpStream::connect(r.addr()).await.unwrap();
+    let (_, from) = l.accept().await.unwrap();
+    assert_eq!(from.ip(), std::net::IpAddr::from([127, 0, 0, 9]));
 }
