@@ -2,10 +2,13 @@
 
 mod error;
 mod genesis;
+mod hosts;
+mod link_host;
 mod live;
 mod metrics;
 #[cfg(test)]
 mod model_tests;
+pub mod plan;
 mod record;
 mod report;
 mod roles;
@@ -14,6 +17,8 @@ mod scenario;
 
 pub use error::DevnetError;
 pub use genesis::{genesis, wallet_seed};
+pub use hosts::{Hosts, list as list_netns, owner as netns_owner};
+pub use link_host::{LinkConfig, LinkLine, serve_link};
 pub use metrics::MetricsLine;
 pub use record::{
     Departure, DomainLoss, EpochRecord, Evaluation, Gain, NodeRecord, NodeValue, Premise, Summary,
@@ -21,7 +26,7 @@ pub use record::{
 };
 pub use report::write as write_report;
 pub use roles::{NodeConfig, Role, Row, Served, node_config};
-pub use run::{Build, Launch, Options, run};
+pub use run::{Build, Launch, Options, Process, run};
 pub use scenario::{
     DEFAULT, DEFAULT_BONDS_MOVING_AVERAGE, DEFAULT_DOMAIN, Group, LiquidAlpha, Mechanism, Member,
     Scenario, Signal,

@@ -2,6 +2,7 @@
 //! with their roles. `examples/devnet.toml` is the default and documents every key.
 
 use deepnode_consensus::{BondMode, Fx, Params};
+use deepnode_link::Profile;
 use serde::Deserialize;
 
 use crate::roles::Role;
@@ -76,6 +77,12 @@ pub struct Group {
     pub signal: Signal,
     /// The text domain they specialise in (learners and offline nodes; default `fortunes`).
     pub domain: Option<String>,
+    /// Their link's profile (separate hosts only; default a perfect link). A connection
+    /// between two nodes crosses both nodes' links.
+    pub link: Option<Profile>,
+    /// The epoch (from 1) at which each is killed (`kill -9`) and started again at once with
+    /// the same wallet and endpoint.
+    pub crash: Option<u64>,
 }
 
 /// The domain of a learner group that names none.
@@ -122,6 +129,9 @@ pub struct Scenario {
     pub bonds_penalty: Option<f64>,
     /// Yuma 3's liquid alpha (`yuma3` only; off when absent).
     pub liquid_alpha: Option<LiquidAlpha>,
+    /// Every node, the ledger and every node's link on a host of its own (Linux network
+    /// namespaces; needs root).
+    pub netns: bool,
     /// The nodes, group by group; uids are not fixed (registration order).
     #[serde(rename = "group")]
     pub groups: Vec<Group>,
@@ -146,6 +156,7 @@ impl Default for Scenario {
             bonds_moving_average: None,
             bonds_penalty: None,
             liquid_alpha: None,
+            netns: false,
             groups: Vec::new(),
         }
     }
@@ -168,6 +179,10 @@ pub struct Member {
     pub domain: Option<String>,
     /// The indices of the other members of its group (cabal only).
     pub group: Vec<usize>,
+    /// Its link's profile.
+    pub link: Profile,
+    /// The epoch it is killed and started again at.
+    pub crash: Option<u64>,
 }
 
 impl Scenario {
@@ -200,10 +215,33 @@ impl Scenario {
         }
         self.bond_mode()?;
         let n = self.nodes();
-        if !(2..=64).contains(&n) {
-            return Err(format!("{n} nodes; a devnet runs 2 to 64"));
+        let most = if self.netns { 250 } else { 64 };
+        if !(2..=most).contains(&n) {
+            return Err(format!(
+                "{n} nodes; a devnet runs 2 to 64 on loopback, 2 to 250 with netns = true"
+            ));
         }
-        for g in &self.groups {
+        for (at, g) in self.groups.iter().enumerate() {
+            let name = format!("group {} ({})", at + 1, g.role.name());
+            if let Some(link) = &g.link {
+                if !self.netns && !link.is_perfect() {
+                    return Err(format!(
+                        "{name}: `link` needs separate hosts (netns = true or --netns)"
+                    ));
+                }
+                link.check().map_err(|e| format!("{name}: {e}"))?;
+            }
+            if let Some(e) = g.crash
+                && (e == 0 || e >= self.epochs)
+            {
+                return Err(format!(
+                    "{name}: crash = {e} is not within 1..{}",
+                    self.epochs
+                ));
+            }
+            if g.crash.is_some() && g.leave.is_some() {
+                return Err(format!("{name}: `crash` and `leave` do not go together"));
+            }
             if g.count == 0 {
                 return Err(format!("a {} group with count 0", g.role.name()));
             }
@@ -343,6 +381,8 @@ impl Scenario {
                             .unwrap_or_else(|| DEFAULT_DOMAIN.to_owned())
                     }),
                     group: Vec::new(),
+                    link: g.link.unwrap_or_default(),
+                    crash: g.crash,
                 });
             }
             if g.role == Role::Cabal {

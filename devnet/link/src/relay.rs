@@ -33,6 +33,8 @@ pub struct Tally {
     pub refused: AtomicU64,
     /// Connections the relay reset.
     pub resets: AtomicU64,
+    /// Connections carried now.
+    pub open: AtomicU64,
     /// Bytes carried, both directions.
     pub bytes: AtomicU64,
 }
@@ -79,7 +81,28 @@ impl Relay {
         route: impl Fn(SocketAddr, SocketAddr) -> Option<Upstream> + Send + Sync + 'static,
     ) -> Result<Relay, LinkError> {
         profile.check()?;
-        let listener = TcpListener::bind(listen).await?;
+        Relay::start(TcpListener::bind(listen).await?, profile, seed, route)
+    }
+
+    /// [`Relay::bind`] on a socket already bound and listening (bound in another network
+    /// namespace, say). Call within a tokio runtime.
+    pub fn on(
+        listener: std::net::TcpListener,
+        profile: Profile,
+        seed: u64,
+        route: impl Fn(SocketAddr, SocketAddr) -> Option<Upstream> + Send + Sync + 'static,
+    ) -> Result<Relay, LinkError> {
+        profile.check()?;
+        listener.set_nonblocking(true)?;
+        Relay::start(TcpListener::from_std(listener)?, profile, seed, route)
+    }
+
+    fn start(
+        listener: TcpListener,
+        profile: Profile,
+        seed: u64,
+        route: impl Fn(SocketAddr, SocketAddr) -> Option<Upstream> + Send + Sync + 'static,
+    ) -> Result<Relay, LinkError> {
         let addr = listener.local_addr()?;
         let tally = Arc::new(Tally::default());
         let t = Arc::clone(&tally);
@@ -108,7 +131,11 @@ impl Relay {
                         return;
                     };
                     match dial(up).await {
-                        Ok(server) => carry(client, server, profile, rng, &t).await,
+                        Ok(server) => {
+                            t.open.fetch_add(1, Ordering::Relaxed);
+                            carry(client, server, profile, rng, &t).await;
+                            t.open.fetch_sub(1, Ordering::Relaxed);
+                        }
                         Err(_) => {
                             t.refused.fetch_add(1, Ordering::Relaxed);
                         }

@@ -267,7 +267,25 @@ async fn the_route_sees_the_dialled_address_and_picks_the_source() {
     )
     .await
     .unwrap();
-    let _c = TcpStream::connect(r.addr()).await.unwrap();
-    let (_, from) = l.accept().await.unwrap();
+    let c = TcpStream::connect(r.addr()).await.unwrap();
+    let (s, from) = l.accept().await.unwrap();
     assert_eq!(from.ip(), std::net::IpAddr::from([127, 0, 0, 9]));
+    let t = Instant::now();
+    while r.tally().open.load(std::sync::atomic::Ordering::Relaxed) != 1 {
+        assert!(t.elapsed() < Duration::from_secs(5), "not counted open");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop((c, s));
+    while r.tally().open.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+        assert!(t.elapsed() < Duration::from_secs(5), "still open");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_relay_runs_on_a_listener_bound_elsewhere() {
+    let e = echo().await;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let r = Relay::on(l, Profile::default(), 1, move |_, _| Some(e.into())).unwrap();
+    assert_eq!(round_trips(r.addr(), 2).await.len(), 2);
 }
