@@ -8,6 +8,7 @@ mod live;
 mod metrics;
 #[cfg(test)]
 mod model_tests;
+mod network;
 pub mod plan;
 mod record;
 mod report;
@@ -20,6 +21,7 @@ pub use genesis::{genesis, wallet_seed};
 pub use hosts::{Hosts, list as list_netns, owner as netns_owner};
 pub use link_host::{LinkConfig, LinkLine, serve_link};
 pub use metrics::MetricsLine;
+pub use network::{EpochFigures, NetEpoch, NetNode, Restart, figures};
 pub use record::{
     Departure, DomainLoss, EpochRecord, Evaluation, Gain, NodeRecord, NodeValue, Premise, Summary,
     premise, spearman, summarize,

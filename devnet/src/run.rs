@@ -15,14 +15,17 @@ use deepnode_ledger::{Chain, Client, RpcServer, Wallet, verify};
 use crate::error::DevnetError;
 use crate::genesis::{genesis, wallet_seed};
 use crate::hosts::Hosts;
-use crate::link_host::LinkConfig;
+use crate::link_host::{LinkConfig, LinkLine};
 use crate::live::Live;
 use crate::metrics::MetricsLine;
+use crate::network::{self, NetEpoch, NetNode, Restart, dialled_again, rss_kib};
 use crate::plan;
 use crate::record::{EpochRecord, Evaluation, NodeRecord, summarize};
 use crate::report;
 use crate::roles::{NodeConfig, node_config};
 use crate::scenario::{DEFAULT, Member, Scenario, Signal};
+use deepnode_link::Tally;
+use std::sync::atomic::Ordering;
 
 /// A process the devnet starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,6 +176,8 @@ struct Proc {
     log: PathBuf,
     /// Its link's relays (separate hosts).
     link: Option<Child>,
+    /// Its link's tally file (separate hosts).
+    tally: Option<PathBuf>,
     /// Left (as scheduled) or ended on its own.
     gone: bool,
 }
@@ -290,6 +295,7 @@ fn spawn(
         write_json(&path, &config)?;
         let mut command = launch(Process::Node, &path);
         let mut link = None;
+        let mut tally = None;
         if let Some(h) = hosts {
             let lc = LinkConfig {
                 index: m.index,
@@ -319,6 +325,7 @@ fn spawn(
                 std::thread::sleep(Duration::from_millis(5));
             }
             link = Some(child);
+            tally = Some(lc.tally.clone());
             command = Hosts::exec(&h.node(m.index), &command);
         }
         let child = start(&mut command, &log, &m.name)?;
@@ -330,6 +337,7 @@ fn spawn(
             metrics,
             log,
             link,
+            tally,
             gone: false,
         });
     }
@@ -456,7 +464,17 @@ async fn devnet(
     }
     let result = match spawn(launch, sc, out, &rpc, members, &wallets, hosts) {
         Ok(mut procs) => {
-            let r = drive(sc, &client, &mut procs, &live, started, &mut interrupt).await;
+            let front = _front.as_ref().map(deepnode_link::Relay::tally);
+            let r = drive(
+                sc,
+                &client,
+                &mut procs,
+                &live,
+                started,
+                &mut interrupt,
+                front,
+            )
+            .await;
             for p in &mut procs {
                 p.signal(Signal::Term);
             }
@@ -494,9 +512,34 @@ fn finish(sc: &Scenario, text: &str, out: &Path, ran: Ran) -> Result<PathBuf, De
         started,
         live,
         procs,
-        driven: (epochs, left, crashes, interrupted, _restarts),
+        driven:
+            Driven {
+                epochs,
+                left,
+                crashes,
+                interrupted,
+                restarts,
+                net,
+            },
         ledger_stopped,
     } = ran;
+    if sc.netns {
+        let restarts: Vec<Restart> = restarts
+            .iter()
+            .map(|&(i, epoch, t_ms, peers)| {
+                let name = format!("node-{i}");
+                let tally = LinkLine::read_all(&out.join("links").join(format!("{name}.jsonl")));
+                Restart {
+                    dialled_again: dialled_again(&tally, t_ms, peers),
+                    name,
+                    epoch,
+                    t_ms,
+                    peers,
+                }
+            })
+            .collect();
+        network::write(out, &net, &restarts).map_err(DevnetError::failed)?;
+    }
     live.finish(epochs.last());
     let verified =
         match ledger_stopped.and_then(|()| verify(&out.join("chain")).map_err(|e| e.to_string())) {
@@ -554,15 +597,51 @@ fn finish(sc: &Scenario, text: &str, out: &Path, ran: Ran) -> Result<PathBuf, De
     Ok(md)
 }
 
-/// The epochs, the departures `(name, epoch, signal)`, unexpected exits, whether Ctrl-C
-/// cut the run short, and the restarts `(name, epoch, seconds into the run)`.
-type Driven = (
-    Vec<EpochRecord>,
-    Vec<(String, u64, String)>,
-    Vec<String>,
-    bool,
-    Vec<(String, u64, f64)>,
-);
+/// What driving a run recorded.
+#[derive(Default)]
+struct Driven {
+    epochs: Vec<EpochRecord>,
+    /// The departures `(name, epoch, signal)`.
+    left: Vec<(String, u64, String)>,
+    /// Unexpected exits.
+    crashes: Vec<String>,
+    /// Whether Ctrl-C cut the run short.
+    interrupted: bool,
+    /// The restarts `(member index, epoch, ms since the Unix epoch, peers running)`.
+    restarts: Vec<(usize, u64, u64, usize)>,
+    /// The network of each epoch.
+    net: Vec<NetEpoch>,
+}
+
+/// The network at the end of an epoch: each node's memory, link tally and status.
+fn net_epoch(procs: &[Proc], epoch: u64, t: f64, front: Option<&Tally>) -> NetEpoch {
+    NetEpoch {
+        epoch,
+        t,
+        rpc_connections: front.map_or(0, |f| f.accepted.load(Ordering::Relaxed)),
+        rpc_bytes: front.map_or(0, |f| f.bytes.load(Ordering::Relaxed)),
+        nodes: procs
+            .iter()
+            .map(|p| NetNode {
+                name: p.member.name.clone(),
+                alive: !p.gone,
+                rss_kib: p.child.as_ref().and_then(|c| rss_kib(c.id())),
+                link: p
+                    .tally
+                    .as_deref()
+                    .and_then(|t| LinkLine::read_all(t).pop())
+                    .unwrap_or_default(),
+                metrics: MetricsLine::read_all(&p.metrics).pop().unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 async fn drive(
     sc: &Scenario,
@@ -571,6 +650,7 @@ async fn drive(
     live: &Live,
     started: Instant,
     interrupt: &mut tokio::signal::unix::Signal,
+    front: Option<&Tally>,
 ) -> Result<Driven, DevnetError> {
     let poll = Duration::from_millis((sc.block_ms / 4).clamp(20, 250));
     let keys: Vec<String> = procs
@@ -578,7 +658,6 @@ async fn drive(
         .map(|p| p.wallet.account().to_string())
         .collect();
     let deadline = Instant::now() + Duration::from_secs(240);
-    let mut crashes = Vec::new();
     // Until every node is registered and serves its endpoint.
     let e0 = loop {
         let mg = client.metagraph().await?;
@@ -620,18 +699,20 @@ async fn drive(
         }
     };
     live.note("all nodes serving");
-    let mut epochs: Vec<EpochRecord> = Vec::new();
-    let mut left = Vec::new();
+    let mut d = Driven::default();
     let mut seen = e0;
-    let mut restarts = Vec::new();
     loop {
         tokio::select! {
-            _ = interrupt.recv() => return Ok((epochs, left, crashes, true, restarts)),
+            _ = interrupt.recv() => {
+                d.interrupted = true;
+                return Ok(d);
+            }
             _ = tokio::time::sleep(poll) => {}
         }
         for p in procs.iter_mut().filter(|p| !p.gone) {
             if let Some(status) = p.exited() {
-                crashes.push(format!("{} ({status}): {}", p.member.name, tail(&p.log)));
+                d.crashes
+                    .push(format!("{} ({status}): {}", p.member.name, tail(&p.log)));
                 p.gone = true;
                 p.child = None;
             }
@@ -642,12 +723,15 @@ async fn drive(
         }
         seen = mg.epochs;
         let e = seen - e0;
-        let rec = snapshot(client, &mg, procs, e, started.elapsed().as_secs_f64()).await?;
+        let t = started.elapsed().as_secs_f64();
+        let rec = snapshot(client, &mg, procs, e, t).await?;
         live.epoch(&rec);
-        epochs.push(rec);
+        d.epochs.push(rec);
+        d.net.push(net_epoch(procs, e, t, front));
         if e >= sc.epochs {
-            return Ok((epochs, left, crashes, false, restarts));
+            return Ok(d);
         }
+        let running = procs.iter().filter(|p| !p.gone).count();
         for p in procs
             .iter_mut()
             .filter(|p| !p.gone && p.member.crash == Some(e))
@@ -655,7 +739,7 @@ async fn drive(
             p.signal(Signal::Kill);
             p.reap(Duration::from_secs(5));
             p.child = Some(start(&mut p.command, &p.log, &p.member.name)?);
-            restarts.push((p.member.name.clone(), e, started.elapsed().as_secs_f64()));
+            d.restarts.push((p.member.index, e, now_ms(), running - 1));
         }
         for p in procs.iter_mut().filter(|p| !p.gone) {
             if let Some((at, signal)) = p.member.leave
@@ -667,7 +751,7 @@ async fn drive(
                     Signal::Kill => "kill",
                     Signal::Term => "term",
                 };
-                left.push((p.member.name.clone(), e, how.to_owned()));
+                d.left.push((p.member.name.clone(), e, how.to_owned()));
                 if signal == Signal::Kill {
                     p.reap(Duration::from_secs(5));
                 }

@@ -185,10 +185,36 @@ pub struct Member {
     pub crash: Option<u64>,
 }
 
+/// A TOML error in one line: its line, the key whose value is wrong (when the error points
+/// at a value) and the parser's message.
+fn describe(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_owned();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let key: String = before
+        .trim_end()
+        .strip_suffix('=')
+        .map(|b| {
+            let b = b.trim_end();
+            let start = b
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map_or(0, |i| i + 1);
+            b[start..].to_owned()
+        })
+        .unwrap_or_default();
+    if key.is_empty() {
+        format!("line {line}: {}", e.message())
+    } else {
+        format!("line {line}: `{key}`: {}", e.message())
+    }
+}
+
 impl Scenario {
     /// Parses and checks a scenario (`DEFAULT` when `text` is the default file).
     pub fn parse(text: &str) -> Result<Scenario, String> {
-        let s: Scenario = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        let s: Scenario = toml::from_str(text).map_err(|e| describe(text, &e))?;
         s.check()?;
         Ok(s)
     }
@@ -555,6 +581,42 @@ mod tests {
             assert!(e.contains(why), "{keys}: {e}");
             assert!(!e.contains('\n'), "one line: {e}");
         }
+    }
+
+    /// Link profiles, crashes and separate hosts: parsed per group, and refused in one line
+    /// naming the key when wrong.
+    #[test]
+    fn link_and_churn_keys_are_checked_naming_the_key() {
+        let base = "epochs = 5\nnetns = true\n[[group]]\nrole = \"projection\"\ncount = 3\n";
+        let s = Scenario::parse(&format!(
+            "{base}link = {{ delay_ms = 50, jitter_ms = 10, reset_per_min = 2 }}\ncrash = 2\n\
+             [[group]]\nrole = \"echo\"\ncount = 97\n"
+        ))
+        .unwrap();
+        let m = s.members();
+        assert_eq!(m.len(), 100);
+        assert_eq!(m[0].link.delay_ms, 50);
+        assert_eq!(m[0].link.reset_per_min, 2.0);
+        assert_eq!(m[2].crash, Some(2));
+        assert!(m[3].link.is_perfect() && m[3].crash.is_none());
+        for (extra, why) in [
+            ("link = { delay_ms = 5, loss = 1 }", "loss"),
+            ("link = { delay_ms = 5, jitter_ms = 9 }", "link.jitter_ms"),
+            ("link = { delay_ms = -5 }", "delay_ms"),
+            ("link = { bandwidth_mbit = -1.0 }", "link.bandwidth_mbit"),
+            ("link = { stall_per_min = 1.0 }", "link.stall_ms"),
+            ("crash = 5", "crash = 5"),
+            ("crash = 2\nleave = 3", "leave"),
+        ] {
+            let e = Scenario::parse(&format!("{base}{extra}\n")).unwrap_err();
+            assert!(e.contains(why), "{extra}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+        let loopback = base.replace("netns = true\n", "");
+        let e = Scenario::parse(&format!("{loopback}link = {{ delay_ms = 5 }}\n")).unwrap_err();
+        assert!(e.contains("`link` needs separate hosts"), "{e}");
+        let e = Scenario::parse(&loopback.replace("count = 3", "count = 65")).unwrap_err();
+        assert!(e.contains("250 with netns"), "{e}");
     }
 
     #[test]
