@@ -61,6 +61,9 @@ pub struct Options {
     pub epochs: Option<u64>,
     /// Separate hosts (sets the scenario's `netns`).
     pub netns: bool,
+    /// Every link perfect (the scenario's profiles dropped): the baseline of a run on
+    /// impaired links.
+    pub perfect_links: bool,
     /// The report directory (created; a previous devnet report there is replaced).
     pub out: PathBuf,
 }
@@ -84,6 +87,11 @@ fn scenario(opts: &Options, build: Build) -> Result<(Scenario, String), DevnetEr
     }
     if opts.netns {
         sc.netns = true;
+    }
+    if opts.perfect_links {
+        for g in &mut sc.groups {
+            g.link = None;
+        }
     }
     if let Some(n) = opts.nodes {
         sc.resize(n).map_err(bad)?;

@@ -620,6 +620,16 @@ mod tests {
     }
 
     #[test]
+    fn the_network_examples_parse() {
+        let big = Scenario::parse(include_str!("../../examples/net100.toml")).unwrap();
+        let small = Scenario::parse(include_str!("../../examples/net24.toml")).unwrap();
+        assert_eq!((big.nodes(), small.nodes()), (100, 24));
+        assert!(big.netns && small.netns);
+        assert_eq!(big.members()[99].crash, Some(5));
+        assert_eq!(small.members()[0].link, big.members()[0].link);
+    }
+
+    #[test]
     fn resizing_changes_the_learner_group_only() {
         let mut s = Scenario::parse(DEFAULT).unwrap();
         s.resize(12).unwrap();

@@ -31,6 +31,10 @@ pub struct DevnetArgs {
     /// namespaces; needs root and iproute2).
     #[arg(long)]
     netns: bool,
+    /// Every link perfect (the scenario's link profiles dropped): the baseline of a run on
+    /// impaired links.
+    #[arg(long)]
+    perfect_links: bool,
     /// The report directory (created; a previous devnet report there is replaced).
     #[arg(long, default_value = "devnet-report")]
     out: PathBuf,
@@ -83,6 +87,7 @@ pub fn run(args: DevnetArgs) -> Result<(), Failure> {
         nodes: args.nodes,
         epochs: args.epochs,
         netns: args.netns,
+        perfect_links: args.perfect_links,
         out: args.out,
     };
     deepnode_devnet::run(&opts, BUILD, &launch)
