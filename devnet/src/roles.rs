@@ -24,6 +24,11 @@ pub enum Role {
     Cabal,
     /// Serves noise; copies the last epoch's consensus as its weights.
     Copier,
+    /// Serves a fixed random projection (pure Rust); weights each useful answer 1.
+    Projection,
+    /// Serves a bias moved by the gradients peers send (pure Rust); weights each useful
+    /// answer 1.
+    Echo,
 }
 
 impl Role {
@@ -36,6 +41,8 @@ impl Role {
             Role::Lazy => "lazy",
             Role::Cabal => "cabal",
             Role::Copier => "copier",
+            Role::Projection => "projection",
+            Role::Echo => "echo",
         }
     }
 
@@ -48,7 +55,7 @@ impl Role {
     /// cabal, copier): their node processes need a `deepnode` built with the feature
     /// `adversarial`.
     pub fn adversarial(self) -> bool {
-        !self.trains()
+        matches!(self, Role::Noise | Role::Lazy | Role::Cabal | Role::Copier)
     }
 }
 
@@ -60,6 +67,10 @@ pub enum Served {
     Noise,
     /// Zeros (`deepnode_node::Constant`).
     Zeros,
+    /// A fixed random projection (`deepnode_node::RandomProjection`).
+    Projection,
+    /// A bias moved by peers' gradients (`deepnode_node::EchoBias`).
+    Echo,
     /// A learner's trained TEXT encoder (libtorch): a specialist of `domain`, also trained a
     /// little and evaluated on `domains` (every learner's domain), its gate choosing among
     /// `slots` uids.
@@ -79,6 +90,8 @@ pub enum Served {
 pub enum Row {
     /// The trainer's Fisher scores.
     Trainer,
+    /// Each useful answer counts 1.
+    Usefulness,
     /// No row.
     None,
     /// Score 1 for these accounts' neurons (ed25519 public keys) and nothing for anybody else.
@@ -96,6 +109,8 @@ pub struct NodeConfig {
     pub wallet: PathBuf,
     /// The ledger's RPC URL.
     pub rpc: String,
+    /// Where it accepts peers (port 0: any); the bound address is its endpoint.
+    pub listen: std::net::SocketAddr,
     /// Where the node appends its status as JSON lines ([`deepnode_node::life::Status`]).
     pub metrics: PathBuf,
     /// Stake it holds.
@@ -114,13 +129,15 @@ pub struct NodeConfig {
     pub row: Row,
 }
 
-/// The role table: member `m` of `sc` as a node on the ledger at `rpc`, with its key file,
+/// The role table: member `m` of `sc` as a node on the ledger at `rpc`, listening on `listen`,
+/// with its key file,
 /// its metrics file and the accounts of every member (in scenario order; a cabal's row names
 /// the other members of its group). Learners query the gate's `k` peers; the others `2k`.
 pub fn node_config(
     sc: &Scenario,
     m: &Member,
     rpc: &str,
+    listen: std::net::SocketAddr,
     wallet: PathBuf,
     metrics: PathBuf,
     accounts: &[[u8; 32]],
@@ -144,10 +161,13 @@ pub fn node_config(
             ),
         ),
         Role::Copier => (Served::Noise, Row::Consensus),
+        Role::Projection => (Served::Projection, Row::Usefulness),
+        Role::Echo => (Served::Echo, Row::Usefulness),
     };
     NodeConfig {
         wallet,
         rpc: rpc.to_owned(),
+        listen,
         metrics,
         stake: sc.stake,
         query_ms: sc.query_ms,
@@ -176,6 +196,7 @@ mod tests {
                     &sc,
                     m,
                     "http://127.0.0.1:1",
+                    std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
                     PathBuf::from(format!("{}.key", m.name)),
                     PathBuf::from(format!("{}.jsonl", m.name)),
                     &accounts,
@@ -210,6 +231,7 @@ mod tests {
                     assert_eq!(c.k, 2 * sc.k);
                 }
                 Role::Copier => assert_eq!(c.row, Row::Consensus),
+                Role::Projection | Role::Echo => assert_eq!(c.row, Row::Usefulness),
             }
         }
         assert!(members.iter().any(|m| m.role == Role::Cabal));

@@ -1,6 +1,8 @@
 //! A devnet run: the ledger in this process, one OS process per node (started through the
 //! caller's [`Launch`] with the node's [`NodeConfig`] file), the epochs recorded from the
-//! metagraph and the nodes' metrics files, then the report.
+//! metagraph and the nodes' metrics files, then the report. With `netns`, the ledger (this
+//! process's runtime), each node and each node's link (a process of relays, [`LinkConfig`])
+//! run on hosts of their own ([`Hosts`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -12,16 +14,32 @@ use deepnode_ledger::{Chain, Client, RpcServer, Wallet, verify};
 
 use crate::error::DevnetError;
 use crate::genesis::{genesis, wallet_seed};
+use crate::hosts::Hosts;
+use crate::link_host::{LinkConfig, LinkLine};
 use crate::live::Live;
 use crate::metrics::read_metrics;
+use crate::network::{self, NetEpoch, NetNode, Restart, dialled_again, rss_kib};
+use crate::plan;
 use crate::record::{EpochRecord, Evaluation, NodeRecord, summarize};
 use crate::report;
 use crate::roles::{NodeConfig, node_config};
 use crate::scenario::{DEFAULT, Member, Scenario, Signal};
+use deepnode_link::Tally;
+use std::sync::atomic::Ordering;
 
-/// How a node process is started: the command that runs the node of the [`NodeConfig`] JSON
-/// file it is given (the devnet adds its standard streams).
-pub type Launch<'a> = &'a dyn Fn(&Path) -> Command;
+/// A process the devnet starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Process {
+    /// A node, from its [`NodeConfig`] JSON file.
+    Node,
+    /// A node's link on separate hosts, from its [`LinkConfig`] JSON file.
+    Link,
+}
+
+/// How the devnet's processes are started: the command that runs the process of the config
+/// file it is given (the devnet adds its standard streams, and the namespace on separate
+/// hosts).
+pub type Launch<'a> = &'a dyn Fn(Process, &Path) -> Command;
 
 /// What the node processes of [`Launch`] can run: a scenario that needs more is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +59,11 @@ pub struct Options {
     pub nodes: Option<usize>,
     /// Epochs to run (overrides the scenario's).
     pub epochs: Option<u64>,
+    /// Separate hosts (sets the scenario's `netns`).
+    pub netns: bool,
+    /// Every link perfect (the scenario's profiles dropped): the baseline of a run on
+    /// impaired links.
+    pub perfect_links: bool,
     /// The report directory (created; a previous devnet report there is replaced).
     pub out: PathBuf,
 }
@@ -61,6 +84,14 @@ fn scenario(opts: &Options, build: Build) -> Result<(Scenario, String), DevnetEr
     let mut sc = Scenario::parse(&text).map_err(bad)?;
     if let Some(e) = opts.epochs {
         sc.epochs = e;
+    }
+    if opts.netns {
+        sc.netns = true;
+    }
+    if opts.perfect_links {
+        for g in &mut sc.groups {
+            g.link = None;
+        }
     }
     if let Some(n) = opts.nodes {
         sc.resize(n).map_err(bad)?;
@@ -93,16 +124,27 @@ fn scenario(opts: &Options, build: Build) -> Result<(Scenario, String), DevnetEr
 pub fn run(opts: &Options, build: Build, launch: Launch<'_>) -> Result<PathBuf, DevnetError> {
     let (sc, text) = scenario(opts, build)?;
     prepare(&opts.out)?;
+    // Declared first, dropped last: the namespaces go once every process in them has.
+    let hosts = if sc.netns {
+        Some(Hosts::create(sc.nodes())?)
+    } else {
+        None
+    };
+    // The runtime's threads start in the ledger's namespace and stay there.
+    let entered = hosts.as_ref().map(Hosts::enter_ledger).transpose()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(DevnetError::failed)?;
-    let ran = rt.block_on(devnet(&sc, &opts.out, launch))?;
+    let ran = rt.block_on(devnet(&sc, &opts.out, launch, hosts.as_ref()));
     // Every task of the ledger's server ends with the runtime, and with them its database
     // handle: only then can `verify` open the chain.
     drop(rt);
-    finish(&sc, &text, &opts.out, ran)
+    drop(entered);
+    let finished = finish(&sc, &text, &opts.out, ran?);
+    drop(hosts);
+    finished
 }
 
 /// Creates `out` with its subfolders; a previous report (it has `summary.json` or
@@ -136,8 +178,14 @@ struct Proc {
     member: Member,
     wallet: Wallet,
     child: Option<Child>,
+    /// The command that starts it (again, after a crash).
+    command: Command,
     metrics: PathBuf,
     log: PathBuf,
+    /// Its link's relays (separate hosts).
+    link: Option<Child>,
+    /// Its link's tally file (separate hosts).
+    tally: Option<PathBuf>,
     /// Left (as scheduled) or ended on its own.
     gone: bool,
 }
@@ -155,6 +203,7 @@ impl Proc {
             Signal::Term => {
                 let _ = Command::new("kill")
                     .args(["-TERM", &child.id().to_string()])
+                    .stderr(Stdio::null())
                     .status();
             }
         }
@@ -188,15 +237,39 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
+        for c in [&mut self.child, &mut self.link].into_iter().flatten() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 }
 
+/// Starts `command` with its output appended to `log`.
+fn start(command: &mut Command, log: &Path, name: &str) -> Result<Child, DevnetError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| DevnetError::Failed(format!("{}: {e}", log.display())))?;
+    let err = file.try_clone().map_err(DevnetError::failed)?;
+    command
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| DevnetError::Failed(format!("starting {name}: {e}")))
+}
+
+/// Writes `value` as JSON to `path`.
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), DevnetError> {
+    let json = serde_json::to_string_pretty(value).map_err(DevnetError::failed)?;
+    std::fs::write(path, json).map_err(|e| DevnetError::Failed(format!("{}: {e}", path.display())))
+}
+
 /// Starts a node process per member: writes its key file and its [`NodeConfig`] (the role
-/// table's) into `out`, then runs `launch` on the config with its output to its log.
+/// table's) into `out`, then runs `launch` on the config with its output to its log. On
+/// separate hosts each node runs in its namespace, behind its link's relays (started first,
+/// in the link's namespace, from a [`LinkConfig`]), and reaches the ledger through them.
 fn spawn(
     launch: Launch<'_>,
     sc: &Scenario,
@@ -204,6 +277,7 @@ fn spawn(
     rpc: &str,
     members: Vec<Member>,
     wallets: &[Wallet],
+    hosts: Option<&Hosts>,
 ) -> Result<Vec<Proc>, DevnetError> {
     let accounts: Vec<[u8; 32]> = wallets.iter().map(|w| w.account().0).collect();
     let mut procs = Vec::with_capacity(members.len());
@@ -212,26 +286,66 @@ fn spawn(
         let key = out.join("wallets").join(format!("{}.key", m.name));
         wallet.save(&key).map_err(DevnetError::failed)?;
         let log = out.join("logs").join(format!("{}.log", m.name));
+        File::create(&log).map_err(DevnetError::failed)?;
         let metrics = out.join("metrics").join(format!("{}.jsonl", m.name));
-        let config: NodeConfig = node_config(sc, &m, rpc, key, metrics.clone(), &accounts);
+        let (rpc, listen) = match hosts {
+            Some(_) => (
+                format!("http://127.0.0.1:{}", plan::RPC_PORT),
+                plan::endpoint(m.index),
+            ),
+            None => (
+                rpc.to_owned(),
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            ),
+        };
+        let config: NodeConfig = node_config(sc, &m, &rpc, listen, key, metrics.clone(), &accounts);
         let path = out.join("nodes").join(format!("{}.json", m.name));
-        let json = serde_json::to_string_pretty(&config).map_err(DevnetError::failed)?;
-        std::fs::write(&path, json)
-            .map_err(|e| DevnetError::Failed(format!("{}: {e}", path.display())))?;
-        let file = File::create(&log).map_err(DevnetError::failed)?;
-        let err = file.try_clone().map_err(DevnetError::failed)?;
-        let child = launch(&path)
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| DevnetError::Failed(format!("starting {}: {e}", m.name)))?;
+        write_json(&path, &config)?;
+        let mut command = launch(Process::Node, &path);
+        let mut link = None;
+        let mut tally = None;
+        if let Some(h) = hosts {
+            let lc = LinkConfig {
+                index: m.index,
+                node_netns: h.node(m.index),
+                profile: m.link,
+                seed: m.seed,
+                tally: out.join("links").join(format!("{}.jsonl", m.name)),
+            };
+            let lpath = out.join("links").join(format!("{}.json", m.name));
+            write_json(&lpath, &lc)?;
+            let llog = out.join("logs").join(format!("{}.link.log", m.name));
+            let mut lcmd = Hosts::exec(&h.link(m.index), &launch(Process::Link, &lpath));
+            let mut child = start(&mut lcmd, &llog, &format!("{}'s link", m.name))?;
+            // Its first tally line says its relays listen.
+            let t = Instant::now();
+            while !lc.tally.exists() {
+                if t.elapsed() > Duration::from_secs(20) || matches!(child.try_wait(), Ok(Some(_)))
+                {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(DevnetError::Failed(format!(
+                        "{}'s link did not start: {}",
+                        m.name,
+                        tail(&llog)
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            link = Some(child);
+            tally = Some(lc.tally.clone());
+            command = Hosts::exec(&h.node(m.index), &command);
+        }
+        let child = start(&mut command, &log, &m.name)?;
         procs.push(Proc {
             member: m,
             wallet,
             child: Some(child),
+            command,
             metrics,
             log,
+            link,
+            tally,
             gone: false,
         });
     }
@@ -299,8 +413,16 @@ struct Ran {
     ledger_stopped: Result<(), String>,
 }
 
-async fn devnet(sc: &Scenario, out: &Path, launch: Launch<'_>) -> Result<Ran, DevnetError> {
+async fn devnet(
+    sc: &Scenario,
+    out: &Path,
+    launch: Launch<'_>,
+    hosts: Option<&Hosts>,
+) -> Result<Ran, DevnetError> {
     let started = Instant::now();
+    // From here on Ctrl-C stops the run (and its processes, and its namespaces) cleanly.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(DevnetError::failed)?;
     let members = sc.members();
     let wallets: Vec<Wallet> = members
         .iter()
@@ -308,12 +430,35 @@ async fn devnet(sc: &Scenario, out: &Path, launch: Launch<'_>) -> Result<Ran, De
         .collect();
     let chain_dir = out.join("chain");
     let chain = Chain::open(&chain_dir, Some(&genesis(sc, &wallets)?))?;
-    let ledger = RpcServer::start(
-        chain,
-        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        Duration::from_millis(sc.block_ms),
-    )
-    .await?;
+    let port = if hosts.is_some() { plan::RPC_PORT } else { 0 };
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let ledger = RpcServer::start(chain, listen, Duration::from_millis(sc.block_ms)).await?;
+    // On separate hosts the ledger's host takes the links' connections on its bridge address
+    // and hands them to the ledger (which serves loopback clients only), each from a
+    // loopback address of its node's own: the ledger's per-address limits see each node.
+    let _front = match hosts {
+        Some(_) => Some(
+            deepnode_link::Relay::bind(
+                std::net::SocketAddr::from((plan::LEDGER, plan::RPC_PORT)),
+                deepnode_link::Profile::default(),
+                sc.seed,
+                move |_, client| {
+                    let std::net::IpAddr::V4(ip) = client.ip() else {
+                        return None;
+                    };
+                    plan::node_of(plan::BRIDGE_NET, ip)?;
+                    let [_, _, a, b] = ip.octets();
+                    Some(deepnode_link::Upstream {
+                        addr: listen,
+                        from: Some(std::net::Ipv4Addr::new(127, 1, a, b).into()),
+                    })
+                },
+            )
+            .await
+            .map_err(DevnetError::failed)?,
+        ),
+        None => None,
+    };
     let rpc = format!("http://{}", ledger.addr());
     let client = Client::new(&rpc)?;
     let live = Live::new(members.len(), sc.epochs);
@@ -322,18 +467,40 @@ async fn devnet(sc: &Scenario, out: &Path, launch: Launch<'_>) -> Result<Ran, De
         members.len(),
         sc.learners()
     ));
-    let mut procs = spawn(launch, sc, out, &rpc, members, &wallets)?;
-    let result = drive(sc, &client, &mut procs, &live, started).await;
-    for p in &mut procs {
-        p.signal(Signal::Term);
+    if hosts.is_some() {
+        std::fs::create_dir_all(out.join("links")).map_err(DevnetError::failed)?;
     }
-    for p in &mut procs {
-        p.reap(Duration::from_secs(15));
-    }
+    let result = match spawn(launch, sc, out, &rpc, members, &wallets, hosts) {
+        Ok(mut procs) => {
+            let front = _front.as_ref().map(deepnode_link::Relay::tally);
+            let r = drive(
+                sc,
+                &client,
+                &mut procs,
+                &live,
+                started,
+                &mut interrupt,
+                front,
+            )
+            .await;
+            for p in &mut procs {
+                p.signal(Signal::Term);
+            }
+            for p in &mut procs {
+                p.reap(Duration::from_secs(15));
+                if let Some(mut l) = p.link.take() {
+                    let _ = l.kill();
+                    let _ = l.wait();
+                }
+            }
+            r.map(|d| (procs, d))
+        }
+        Err(e) => Err(e),
+    };
     drop(client);
     let ledger_stopped = ledger.stop().await.map_err(|e| e.to_string());
     match result {
-        Ok(driven) => Ok(Ran {
+        Ok((procs, driven)) => Ok(Ran {
             started,
             live,
             procs,
@@ -353,9 +520,34 @@ fn finish(sc: &Scenario, text: &str, out: &Path, ran: Ran) -> Result<PathBuf, De
         started,
         live,
         procs,
-        driven: (epochs, left, crashes, interrupted),
+        driven:
+            Driven {
+                epochs,
+                left,
+                crashes,
+                interrupted,
+                restarts,
+                net,
+            },
         ledger_stopped,
     } = ran;
+    if sc.netns {
+        let restarts: Vec<Restart> = restarts
+            .iter()
+            .map(|&(i, epoch, t_ms, peers)| {
+                let name = format!("node-{i}");
+                let tally = LinkLine::read_all(&out.join("links").join(format!("{name}.jsonl")));
+                Restart {
+                    dialled_again: dialled_again(&tally, t_ms, peers),
+                    name,
+                    epoch,
+                    t_ms,
+                    peers,
+                }
+            })
+            .collect();
+        network::write(out, &net, &restarts).map_err(DevnetError::failed)?;
+    }
     live.finish(epochs.last());
     let verified =
         match ledger_stopped.and_then(|()| verify(&out.join("chain")).map_err(|e| e.to_string())) {
@@ -405,14 +597,51 @@ fn finish(sc: &Scenario, text: &str, out: &Path, ran: Ran) -> Result<PathBuf, De
     Ok(md)
 }
 
-/// The epochs, the departures `(name, epoch, signal)`, unexpected exits, and whether Ctrl-C
-/// cut the run short.
-type Driven = (
-    Vec<EpochRecord>,
-    Vec<(String, u64, String)>,
-    Vec<String>,
-    bool,
-);
+/// What driving a run recorded.
+#[derive(Default)]
+struct Driven {
+    epochs: Vec<EpochRecord>,
+    /// The departures `(name, epoch, signal)`.
+    left: Vec<(String, u64, String)>,
+    /// Unexpected exits.
+    crashes: Vec<String>,
+    /// Whether Ctrl-C cut the run short.
+    interrupted: bool,
+    /// The restarts `(member index, epoch, ms since the Unix epoch, peers running)`.
+    restarts: Vec<(usize, u64, u64, usize)>,
+    /// The network of each epoch.
+    net: Vec<NetEpoch>,
+}
+
+/// The network at the end of an epoch: each node's memory, link tally and status.
+fn net_epoch(procs: &[Proc], epoch: u64, t: f64, front: Option<&Tally>) -> NetEpoch {
+    NetEpoch {
+        epoch,
+        t,
+        rpc_connections: front.map_or(0, |f| f.accepted.load(Ordering::Relaxed)),
+        rpc_bytes: front.map_or(0, |f| f.bytes.load(Ordering::Relaxed)),
+        nodes: procs
+            .iter()
+            .map(|p| NetNode {
+                name: p.member.name.clone(),
+                alive: !p.gone,
+                rss_kib: p.child.as_ref().and_then(|c| rss_kib(c.id())),
+                link: p
+                    .tally
+                    .as_deref()
+                    .and_then(|t| LinkLine::read_all(t).pop())
+                    .unwrap_or_default(),
+                metrics: read_metrics(&p.metrics).pop().unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 async fn drive(
     sc: &Scenario,
@@ -420,6 +649,8 @@ async fn drive(
     procs: &mut [Proc],
     live: &Live,
     started: Instant,
+    interrupt: &mut tokio::signal::unix::Signal,
+    front: Option<&Tally>,
 ) -> Result<Driven, DevnetError> {
     let poll = Duration::from_millis((sc.block_ms / 4).clamp(20, 250));
     let keys: Vec<String> = procs
@@ -427,7 +658,6 @@ async fn drive(
         .map(|p| p.wallet.account().to_string())
         .collect();
     let deadline = Instant::now() + Duration::from_secs(240);
-    let mut crashes = Vec::new();
     // Until every node is registered and serves its endpoint.
     let e0 = loop {
         let mg = client.metagraph().await?;
@@ -461,22 +691,28 @@ async fn drive(
                 keys.len()
             )));
         }
-        tokio::time::sleep(poll).await;
+        tokio::select! {
+            _ = interrupt.recv() => {
+                return Err(DevnetError::failed("interrupted during start-up"));
+            }
+            _ = tokio::time::sleep(poll) => {}
+        }
     };
     live.note("all nodes serving");
-    let mut epochs: Vec<EpochRecord> = Vec::new();
-    let mut left = Vec::new();
+    let mut d = Driven::default();
     let mut seen = e0;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
-            _ = &mut ctrl_c => return Ok((epochs, left, crashes, true)),
+            _ = interrupt.recv() => {
+                d.interrupted = true;
+                return Ok(d);
+            }
             _ = tokio::time::sleep(poll) => {}
         }
         for p in procs.iter_mut().filter(|p| !p.gone) {
             if let Some(status) = p.exited() {
-                crashes.push(format!("{} ({status}): {}", p.member.name, tail(&p.log)));
+                d.crashes
+                    .push(format!("{} ({status}): {}", p.member.name, tail(&p.log)));
                 p.gone = true;
                 p.child = None;
             }
@@ -487,11 +723,23 @@ async fn drive(
         }
         seen = mg.epochs;
         let e = seen - e0;
-        let rec = snapshot(client, &mg, procs, e, started.elapsed().as_secs_f64()).await?;
+        let t = started.elapsed().as_secs_f64();
+        let rec = snapshot(client, &mg, procs, e, t).await?;
         live.epoch(&rec);
-        epochs.push(rec);
+        d.epochs.push(rec);
+        d.net.push(net_epoch(procs, e, t, front));
         if e >= sc.epochs {
-            return Ok((epochs, left, crashes, false));
+            return Ok(d);
+        }
+        let running = procs.iter().filter(|p| !p.gone).count();
+        for p in procs
+            .iter_mut()
+            .filter(|p| !p.gone && p.member.crash == Some(e))
+        {
+            p.signal(Signal::Kill);
+            p.reap(Duration::from_secs(5));
+            p.child = Some(start(&mut p.command, &p.log, &p.member.name)?);
+            d.restarts.push((p.member.index, e, now_ms(), running - 1));
         }
         for p in procs.iter_mut().filter(|p| !p.gone) {
             if let Some((at, signal)) = p.member.leave
@@ -503,7 +751,7 @@ async fn drive(
                     Signal::Kill => "kill",
                     Signal::Term => "term",
                 };
-                left.push((p.member.name.clone(), e, how.to_owned()));
+                d.left.push((p.member.name.clone(), e, how.to_owned()));
                 if signal == Signal::Kill {
                     p.reap(Duration::from_secs(5));
                 }

@@ -2,6 +2,7 @@
 //! with their roles. `examples/devnet.toml` is the default and documents every key.
 
 use deepnode_consensus::{BondMode, Fx, Params};
+use deepnode_link::Profile;
 use serde::Deserialize;
 
 use crate::roles::Role;
@@ -76,6 +77,12 @@ pub struct Group {
     pub signal: Signal,
     /// The text domain they specialise in (learners and offline nodes; default `fortunes`).
     pub domain: Option<String>,
+    /// Their link's profile (separate hosts only; default a perfect link). A connection
+    /// between two nodes crosses both nodes' links.
+    pub link: Option<Profile>,
+    /// The epoch (from 1) at which each is killed (`kill -9`) and started again at once with
+    /// the same wallet and endpoint.
+    pub crash: Option<u64>,
 }
 
 /// The domain of a learner group that names none.
@@ -126,6 +133,9 @@ pub struct Scenario {
     pub bonds_penalty: Option<f64>,
     /// Yuma 3's liquid alpha (`yuma3` only; off when absent).
     pub liquid_alpha: Option<LiquidAlpha>,
+    /// Every node, the ledger and every node's link on a host of its own (Linux network
+    /// namespaces; needs root).
+    pub netns: bool,
     /// The nodes, group by group; uids are not fixed (registration order).
     #[serde(rename = "group")]
     pub groups: Vec<Group>,
@@ -151,6 +161,7 @@ impl Default for Scenario {
             bonds_moving_average: None,
             bonds_penalty: None,
             liquid_alpha: None,
+            netns: false,
             groups: Vec::new(),
         }
     }
@@ -173,12 +184,42 @@ pub struct Member {
     pub domain: Option<String>,
     /// The indices of the other members of its group (cabal only).
     pub group: Vec<usize>,
+    /// Its link's profile.
+    pub link: Profile,
+    /// The epoch it is killed and started again at.
+    pub crash: Option<u64>,
+}
+
+/// A TOML error in one line: its line, the key whose value is wrong (when the error points
+/// at a value) and the parser's message.
+fn describe(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_owned();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let key: String = before
+        .trim_end()
+        .strip_suffix('=')
+        .map(|b| {
+            let b = b.trim_end();
+            let start = b
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map_or(0, |i| i + 1);
+            b[start..].to_owned()
+        })
+        .unwrap_or_default();
+    if key.is_empty() {
+        format!("line {line}: {}", e.message())
+    } else {
+        format!("line {line}: `{key}`: {}", e.message())
+    }
 }
 
 impl Scenario {
     /// Parses and checks a scenario (`DEFAULT` when `text` is the default file).
     pub fn parse(text: &str) -> Result<Scenario, String> {
-        let s: Scenario = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        let s: Scenario = toml::from_str(text).map_err(|e| describe(text, &e))?;
         s.check()?;
         Ok(s)
     }
@@ -208,10 +249,33 @@ impl Scenario {
         }
         self.bond_mode()?;
         let n = self.nodes();
-        if !(2..=64).contains(&n) {
-            return Err(format!("{n} nodes; a devnet runs 2 to 64"));
+        let most = if self.netns { 250 } else { 64 };
+        if !(2..=most).contains(&n) {
+            return Err(format!(
+                "{n} nodes; a devnet runs 2 to 64 on loopback, 2 to 250 with netns = true"
+            ));
         }
-        for g in &self.groups {
+        for (at, g) in self.groups.iter().enumerate() {
+            let name = format!("group {} ({})", at + 1, g.role.name());
+            if let Some(link) = &g.link {
+                if !self.netns && !link.is_perfect() {
+                    return Err(format!(
+                        "{name}: `link` needs separate hosts (netns = true or --netns)"
+                    ));
+                }
+                link.check().map_err(|e| format!("{name}: {e}"))?;
+            }
+            if let Some(e) = g.crash
+                && (e == 0 || e >= self.epochs)
+            {
+                return Err(format!(
+                    "{name}: crash = {e} is not within 1..{}",
+                    self.epochs
+                ));
+            }
+            if g.crash.is_some() && g.leave.is_some() {
+                return Err(format!("{name}: `crash` and `leave` do not go together"));
+            }
             if g.count == 0 {
                 return Err(format!("a {} group with count 0", g.role.name()));
             }
@@ -351,6 +415,8 @@ impl Scenario {
                             .unwrap_or_else(|| DEFAULT_DOMAIN.to_owned())
                     }),
                     group: Vec::new(),
+                    link: g.link.unwrap_or_default(),
+                    crash: g.crash,
                 });
             }
             if g.role == Role::Cabal {
@@ -526,6 +592,52 @@ mod tests {
             assert!(e.contains(why), "{keys}: {e}");
             assert!(!e.contains('\n'), "one line: {e}");
         }
+    }
+
+    /// Link profiles, crashes and separate hosts: parsed per group, and refused in one line
+    /// naming the key when wrong.
+    #[test]
+    fn link_and_churn_keys_are_checked_naming_the_key() {
+        let base = "epochs = 5\nnetns = true\n[[group]]\nrole = \"projection\"\ncount = 3\n";
+        let s = Scenario::parse(&format!(
+            "{base}link = {{ delay_ms = 50, jitter_ms = 10, reset_per_min = 2 }}\ncrash = 2\n\
+             [[group]]\nrole = \"echo\"\ncount = 97\n"
+        ))
+        .unwrap();
+        let m = s.members();
+        assert_eq!(m.len(), 100);
+        assert_eq!(m[0].link.delay_ms, 50);
+        assert_eq!(m[0].link.reset_per_min, 2.0);
+        assert_eq!(m[2].crash, Some(2));
+        assert!(m[3].link.is_perfect() && m[3].crash.is_none());
+        for (extra, why) in [
+            ("link = { delay_ms = 5, loss = 1 }", "loss"),
+            ("link = { delay_ms = 5, jitter_ms = 9 }", "link.jitter_ms"),
+            ("link = { delay_ms = -5 }", "delay_ms"),
+            ("link = { bandwidth_mbit = -1.0 }", "link.bandwidth_mbit"),
+            ("link = { stall_per_min = 1.0 }", "link.stall_ms"),
+            ("crash = 5", "crash = 5"),
+            ("crash = 2\nleave = 3", "leave"),
+        ] {
+            let e = Scenario::parse(&format!("{base}{extra}\n")).unwrap_err();
+            assert!(e.contains(why), "{extra}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+        let loopback = base.replace("netns = true\n", "");
+        let e = Scenario::parse(&format!("{loopback}link = {{ delay_ms = 5 }}\n")).unwrap_err();
+        assert!(e.contains("`link` needs separate hosts"), "{e}");
+        let e = Scenario::parse(&loopback.replace("count = 3", "count = 65")).unwrap_err();
+        assert!(e.contains("250 with netns"), "{e}");
+    }
+
+    #[test]
+    fn the_network_examples_parse() {
+        let big = Scenario::parse(include_str!("../../examples/net100.toml")).unwrap();
+        let small = Scenario::parse(include_str!("../../examples/net24.toml")).unwrap();
+        assert_eq!((big.nodes(), small.nodes()), (100, 24));
+        assert!(big.netns && small.netns);
+        assert_eq!(big.members()[99].crash, Some(5));
+        assert_eq!(small.members()[0].link, big.members()[0].link);
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! `deepnode devnet`: runs a devnet (`deepnode-devnet`), whose node processes are this binary
 //! started as `deepnode devnet node FILE`; that subcommand runs one node from the typed
-//! config the devnet wrote ([`NodeConfig`]).
+//! config the devnet wrote ([`NodeConfig`]). On separate hosts each node's link is this binary
+//! too, `deepnode devnet link FILE`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use clap::{Args, Subcommand};
-use deepnode_devnet::{Build, DevnetError, NodeConfig, Options, Row, Served};
+use deepnode_devnet::{Build, DevnetError, NodeConfig, Options, Process, Row, Served};
 use deepnode_node::life::Scoring;
 
 use crate::exit::Failure;
@@ -26,6 +27,14 @@ pub struct DevnetArgs {
     /// Epochs to run.
     #[arg(long)]
     epochs: Option<u64>,
+    /// The ledger, every node and every node's link on a host of its own (Linux network
+    /// namespaces; needs root and iproute2).
+    #[arg(long)]
+    netns: bool,
+    /// Every link perfect (the scenario's link profiles dropped): the baseline of a run on
+    /// impaired links.
+    #[arg(long)]
+    perfect_links: bool,
     /// The report directory (created; a previous devnet report there is replaced).
     #[arg(long, default_value = "devnet-report")]
     out: PathBuf,
@@ -39,6 +48,12 @@ enum DevnetCmd {
         /// The node's config (JSON, `DIR/nodes/node-N.json` of a devnet report).
         config: PathBuf,
     },
+    /// Run one node's link on separate hosts from the config file the devnet wrote for it
+    /// (the devnet starts these processes itself, in the link's namespace).
+    Link {
+        /// The link's config (JSON, `DIR/links/node-N.json` of a devnet report).
+        config: PathBuf,
+    },
 }
 
 /// What this build's node processes can run.
@@ -49,28 +64,44 @@ const BUILD: Build = Build {
 
 /// Runs `deepnode devnet ...`.
 pub fn run(args: DevnetArgs) -> Result<(), Failure> {
-    if let Some(DevnetCmd::Node { config }) = args.command {
-        return node(&config);
+    match args.command {
+        Some(DevnetCmd::Node { config }) => return node(&config),
+        Some(DevnetCmd::Link { config }) => {
+            return deepnode_devnet::serve_link(&config).map_err(failure);
+        }
+        None => {}
     }
     let exe = std::env::current_exe().map_err(Failure::failed)?;
-    let launch = |config: &Path| {
+    let launch = |process: Process, config: &Path| {
         let mut c = Command::new(&exe);
-        c.arg("devnet").arg("node").arg(config);
+        c.arg("devnet")
+            .arg(match process {
+                Process::Node => "node",
+                Process::Link => "link",
+            })
+            .arg(config);
         c
     };
     let opts = Options {
         scenario: args.scenario,
         nodes: args.nodes,
         epochs: args.epochs,
+        netns: args.netns,
+        perfect_links: args.perfect_links,
         out: args.out,
     };
     deepnode_devnet::run(&opts, BUILD, &launch)
         .map(drop)
-        .map_err(|e| match e {
-            DevnetError::Input(m) => Failure::Input(m),
-            DevnetError::Ledger(e) => Failure::from(e),
-            e => Failure::failed(e),
-        })
+        .map_err(failure)
+}
+
+/// A devnet's error as the CLI's exit.
+fn failure(e: DevnetError) -> Failure {
+    match e {
+        DevnetError::Input(m) => Failure::Input(m),
+        DevnetError::Ledger(e) => Failure::from(e),
+        e => Failure::failed(e),
+    }
 }
 
 /// `deepnode devnet node FILE`: the node of a devnet config.
@@ -82,12 +113,14 @@ fn node(path: &Path) -> Result<(), Failure> {
     node_cli::launch(spec(config)?)
 }
 
-/// The node of a devnet config: the devnet's listen address, modality and serving limits are
-/// the node's defaults (loopback, any port; TEXT).
+/// The node of a devnet config: its listen address is the config's; modality and serving
+/// limits are the node's defaults (TEXT).
 fn spec(c: NodeConfig) -> Result<NodeSpec, Failure> {
     let served = match c.served {
         Served::Noise => ServedSpec::Model(ModelArg::Noise),
         Served::Zeros => ServedSpec::Model(ModelArg::Zeros),
+        Served::Projection => ServedSpec::Model(ModelArg::Projection),
+        Served::Echo => ServedSpec::Model(ModelArg::Echo),
         Served::Learner {
             domain,
             domains,
@@ -100,6 +133,7 @@ fn spec(c: NodeConfig) -> Result<NodeSpec, Failure> {
     };
     let scoring = match c.row {
         Row::Trainer => Scoring::Trainer,
+        Row::Usefulness => Scoring::Usefulness,
         Row::None => Scoring::Nothing,
         #[cfg(feature = "adversarial")]
         Row::Favor(accounts) => Scoring::Favor(accounts),
@@ -119,7 +153,7 @@ fn spec(c: NodeConfig) -> Result<NodeSpec, Failure> {
         metrics: Some(c.metrics),
         ledger: node_cli::LedgerSpec::Rpc(c.rpc),
         cfg: node_cli::run_config(
-            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            c.listen,
             deepnode_wire::Modality::Text,
             (c.stake, 0),
             c.k,

@@ -199,3 +199,88 @@ role = "lazy"
 role = "cabal"
 count = 2
 "#;
+
+/// Whether this test runs as root (network namespaces can be made).
+fn root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The network namespaces of the devnet process `pid`.
+fn namespaces_of(pid: u32) -> Vec<String> {
+    let o = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("dnet{pid}-")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Four pure-Rust nodes on separate hosts: links with delay, jitter and resets, one node
+/// killed and restarted at epoch 1.
+const SEPARATE_HOSTS: &str = "epochs = 3\ntempo = 10\nblock_ms = 300\nnetns = true\n\
+    [[group]]\nrole = \"projection\"\ncount = 2\n\
+    link = { delay_ms = 10, jitter_ms = 2, reset_per_min = 0.5 }\n\
+    [[group]]\nrole = \"echo\"\ncount = 2\ncrash = 1\n";
+
+/// On separate hosts a devnet runs, measures its network and leaves none of its namespaces
+/// behind, whether it ends or is interrupted (Ctrl-C); where namespaces cannot be made (not
+/// root) it says so in one line.
+#[test]
+fn separate_hosts_run_and_leave_no_namespace_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hosts.toml");
+    std::fs::write(&path, SEPARATE_HOSTS).unwrap();
+    let out = dir.path().join("report");
+    let run = |out: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_deepnode"))
+            .args(["devnet", path.to_str().unwrap(), "--out"])
+            .arg(out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    if !root() {
+        let o = run(&out).wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+        assert!(stderr(&o).contains("root"), "{}", stderr(&o));
+        return;
+    }
+    let child = run(&out);
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(namespaces_of(pid), Vec::<String>::new());
+    let network = std::fs::read_to_string(out.join("network.md")).unwrap();
+    assert!(network.contains("| node-2 | 1 | 3 |"), "{network}");
+    let links = std::fs::read_to_string(out.join("links/node-0.jsonl")).unwrap();
+    assert!(links.lines().count() > 2, "{links}");
+    // Interrupted once its namespaces and processes are up.
+    let out = dir.path().join("interrupted");
+    let child = run(&out);
+    let pid = child.id();
+    let t = std::time::Instant::now();
+    while !out.join("links/node-3.jsonl").exists() {
+        assert!(t.elapsed().as_secs() < 60, "no link started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!namespaces_of(pid).is_empty());
+    let kill = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    assert!(!o.status.success(), "an interrupted run fails");
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    assert_eq!(namespaces_of(pid), Vec::<String>::new());
+}

@@ -61,6 +61,13 @@ pub enum RpcError {
     },
 }
 
+/// Times a read is sent again after its connection failed.
+pub const READ_RETRIES: u32 = 3;
+/// The wait before the first repeat; it doubles before each next.
+const RETRY_WAIT: Duration = Duration::from_millis(100);
+/// The methods that change the chain: never repeated by [`Client::call`].
+const WRITES: [&str; 1] = ["ledger_submit"];
+
 /// A connection to the ledger's RPC endpoint.
 pub struct Client {
     http: HttpClient,
@@ -96,9 +103,25 @@ impl Client {
         Ok(Client { http })
     }
 
-    /// Calls `method` with positional `params`.
+    /// Calls `method` with positional `params`. A read whose connection failed (reset,
+    /// refused, closed before the reply) is sent again, up to [`READ_RETRIES`] times after a
+    /// growing wait: on a real network a kept-alive connection breaks now and then, and a read
+    /// can be repeated. A submit is never repeated here: its reply may be what was lost.
     pub async fn call(&self, method: &str, params: ArrayParams) -> Result<Value, RpcError> {
-        self.http.request(method, params).await.map_err(rpc)
+        let mut wait = RETRY_WAIT;
+        let mut tries = 0;
+        loop {
+            match self.http.request(method, params.clone()).await {
+                Err(jsonrpsee_core::client::Error::Transport(_))
+                    if tries < READ_RETRIES && !WRITES.contains(&method) =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                r => return r.map_err(rpc),
+            }
+        }
     }
 
     /// The chain id extrinsics sign.

@@ -9,7 +9,7 @@ mod refusal;
 mod wallet;
 
 #[cfg(feature = "rpc")]
-pub use client::{Client, MAX_REQUEST_BYTES, RpcError};
+pub use client::{Client, MAX_REQUEST_BYTES, READ_RETRIES, RpcError};
 pub use extrinsic::{Call, Extrinsic, MAX_ENDPOINT_BYTES, MAX_EXTRINSIC_BYTES};
 pub use id::{AccountId, H256, ParseIdError};
 pub use metagraph::{MetagraphView, NeuronView, StatsBits};
