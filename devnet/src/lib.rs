@@ -18,9 +18,9 @@ mod scenario;
 
 pub use error::DevnetError;
 pub use genesis::{genesis, wallet_seed};
-pub use metrics::read_metrics;
 pub use hosts::{Hosts, list as list_netns, owner as netns_owner};
 pub use link_host::{LinkConfig, LinkLine, serve_link};
+pub use metrics::read_metrics;
 pub use network::{EpochFigures, NetEpoch, NetNode, Restart, figures};
 pub use record::{
     Departure, DomainLoss, EpochRecord, Evaluation, Gain, NodeRecord, NodeValue, Premise, Summary,
