@@ -261,9 +261,7 @@ pub fn run(args: &EpochArgs) -> Result<(), String> {
     }
     for (what, diff) in [("", agreement), ("Yuma 3 ", agreement_yuma3)] {
         let Some(diff) = diff else { continue };
-        println!(
-            "numpy and float {what}outputs (last steady epoch) differ by at most {diff:.1e}"
-        );
+        println!("numpy and float {what}outputs (last steady epoch) differ by at most {diff:.1e}");
         if diff > AGREE {
             return Err(format!(
                 "epoch: the baseline's {what}outputs differ from the float epoch's by {diff:e} (more than {AGREE:e}): not the same math"
