@@ -32,10 +32,11 @@ pub struct Outputs<'a, N> {
     pub stake: &'a mut [u64],
     /// Working space of at least `n` entries (its contents on return are unspecified). Float
     /// runs the paper's epoch faster with `2n`, where it keeps `r_j` and `t_j` side by side
-    /// (one cache line per weight instead of two); Yuma's median selects blocks of columns
-    /// whose scores fit a third of it, one pass over the rows per block, so with `3n` every
-    /// column is selected (a column with more voters than a third holds is bisected instead,
-    /// up to 65 passes) and more space means fewer blocks. The same bits whatever its size.
+    /// (one cache line per weight instead of two); Yuma's median keeps a cursor per row in its
+    /// first `n` entries and selects blocks of columns whose scores fit a third of the rest,
+    /// one pass over the rows per block, so with `4n` every column is selected (a column with
+    /// more voters than that third holds is bisected instead, up to 65 passes; with `n`, every
+    /// column) and more space means fewer blocks. The same bits whatever its size.
     pub scratch: &'a mut [N],
 }
 

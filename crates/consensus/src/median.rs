@@ -16,8 +16,10 @@
 //! score that qualifies, each probe summing `A_j(x)` over the run in row order. So every sum
 //! is the one the definition names, term for term, and the result is the same bits on both
 //! backends (on the fixed path no sum rounds; on the float path rounding is monotone, so
-//! `A_j(x)` grows with `x` and the search is sound). With `3n` entries of working space every
-//! column fits; a column with more voters than the space holds is left to the bisection.
+//! `A_j(x)` grows with `x` and the search is sound). Blocks come in column order, so each row
+//! is read on from where the last block left it (a cursor per row, in the first `n` entries of
+//! the working space). With `4n` entries of working space every column fits; a column with
+//! more voters than the space holds is left to the bisection.
 //!
 //! **Bisection.** The columns left over are searched on the keys of the value grid
 //! ([`Scalar::order_key`]), all at once: one pass over the rows per step, at most 65 steps
@@ -26,7 +28,16 @@
 //! the same value as the selection.
 
 use crate::Scalar;
-use crate::rows::LiveRuns;
+use crate::rows::{Entry, LiveRuns};
+
+/// The rows as the selection reads them: row `i` and whether its own entry `(i, _)` is left
+/// out of its live entries.
+pub(crate) struct RowAccess<R> {
+    /// Row `i`, sorted by uid.
+    pub(crate) row: R,
+    /// `mask_self_weights`.
+    pub(crate) mask: bool,
+}
 
 /// The caller's buffers for [`weighted_median`]: `n` entries each, `pairs` any length.
 pub(crate) struct MedianBuffers<'a, N> {
@@ -40,8 +51,8 @@ pub(crate) struct MedianBuffers<'a, N> {
     pub(crate) count: &'a mut [N],
     /// Working space (per row).
     pub(crate) factors: &'a mut [N],
-    /// Working space for the selection: three entries per score of a block (fewer than three
-    /// leaves every column to the bisection).
+    /// Working space for the selection: one entry per row, then three per score of a block
+    /// (with `n` or fewer, every column is left to the bisection).
     pub(crate) pairs: &'a mut [N],
     /// Working space (per column).
     pub(crate) starts: &'a mut [u64],
@@ -66,13 +77,13 @@ pub(crate) struct Voter<'a, N: Scalar> {
 const OUTSIDE: u64 = u64::MAX;
 
 /// `c_j` for every column into `buf.consensus`. `voters()` yields the voters in row order
-/// (each pass asks again); `runs(i)` gives voter `i`'s live entries as `voters()` does, without
-/// recomputing its factor; `kappa` is in `[0, 1]`. A voter's score for `(j, w)` is
-/// `N::apply(factor, w)`.
+/// (each pass asks again); `rows.row(i)` is row `i` whose live entries `voters()` gives (all
+/// of them, or all but `(i, _)` with `rows.mask`); `kappa` is in `[0, 1]`. A voter's score
+/// for `(j, w)` is `N::apply(factor, w)`.
 pub(crate) fn weighted_median<'v, N, I>(
     kappa: N,
     voters: impl Fn() -> I,
-    runs: impl Fn(usize) -> LiveRuns<'v>,
+    rows: RowAccess<impl Fn(usize) -> &'v [Entry]>,
     buf: MedianBuffers<'_, N>,
 ) where
     N: Scalar + 'v,
@@ -146,13 +157,13 @@ pub(crate) fn weighted_median<'v, N, I>(
     }
     select_by_blocks(
         minority,
-        &runs,
+        &rows,
         Columns {
             low: consensus,
             high,
             base,
         },
-        Rows {
+        Voters {
             stake: count,
             factors,
         },
@@ -174,13 +185,14 @@ struct Columns<'a, N> {
 }
 
 /// Per row: `a_i` (0 for a row that is not a voter with live entries) and the packed factor.
-struct Rows<'a, N> {
+struct Voters<'a, N> {
     stake: &'a [N],
     factors: &'a [N],
 }
 
-/// The selection's working space: `(score, stake)` pairs then the sorted scores, and per
-/// column the start of its run and the next free slot.
+/// The selection's working space: per row its next unread entry (as an order key), then the
+/// `(score, stake)` pairs and the sorted scores; per column the start of its run and the next
+/// free slot.
 struct Blocks<'a, N> {
     pairs: &'a mut [N],
     starts: &'a mut [u64],
@@ -192,9 +204,9 @@ struct Blocks<'a, N> {
 /// `starts` holds each column's number of entries.
 fn select_by_blocks<'v, N: Scalar + 'v>(
     minority: N,
-    runs: &impl Fn(usize) -> LiveRuns<'v>,
+    rows: &RowAccess<impl Fn(usize) -> &'v [Entry]>,
     cols: Columns<'_, N>,
-    rows: Rows<'_, N>,
+    voters: Voters<'_, N>,
     blocks: Blocks<'_, N>,
 ) {
     let Columns { low, high, base } = cols;
@@ -203,13 +215,17 @@ fn select_by_blocks<'v, N: Scalar + 'v>(
         starts,
         ends,
     } = blocks;
+    let n = low.len();
+    let Some((cursors, pairs)) = pairs.split_at_mut_checked(n) else {
+        return;
+    };
     let third = pairs.len() / 3;
     let capacity = u64::try_from(third).unwrap_or(u64::MAX);
     if capacity == 0 {
         return;
     }
     let (pairs, keys) = pairs.split_at_mut(third.saturating_mul(2));
-    let n = low.len();
+    cursors.fill(N::of_order_key(0));
     // `ends` holds each column's number of entries while blocks are formed.
     ends.copy_from_slice(starts);
     let mut first = 0usize;
@@ -231,7 +247,12 @@ fn select_by_blocks<'v, N: Scalar + 'v>(
             last = last.saturating_add(1);
         }
         if used > 0 {
-            fill_block(runs, &rows, first, last, starts, ends, pairs);
+            let block = Block {
+                last,
+                starts: &*starts,
+                ends: &mut *ends,
+            };
+            fill_block(rows, &voters, cursors, first, block, pairs);
             for j in first..last {
                 let (Some(&s), Some(&e)) = (starts.get(j), ends.get(j)) else {
                     continue;
@@ -260,51 +281,67 @@ fn select_by_blocks<'v, N: Scalar + 'v>(
     }
 }
 
-/// One pass over the rows: writes each voter's `(w_ij, a_i)` for the block's columns
-/// `first..last` (those with a run: `starts[j] != OUTSIDE`) at the next slot of column `j`'s
-/// run, rows ascending. On return `ends[j]` is the end of column `j`'s run.
-fn fill_block<'v, N: Scalar + 'v>(
-    runs: &impl Fn(usize) -> LiveRuns<'v>,
-    rows: &Rows<'_, N>,
-    first: usize,
+/// A block's columns `..last` and their runs: `starts[j]` (or [`OUTSIDE`]) and, on return,
+/// `ends[j]`.
+struct Block<'a> {
     last: usize,
-    starts: &[u64],
-    ends: &mut [u64],
+    starts: &'a [u64],
+    ends: &'a mut [u64],
+}
+
+/// One pass over the rows: writes each voter's `(w_ij, a_i)` for the block's columns
+/// `first..last` (those with a run) at the next slot of column `j`'s run, rows ascending.
+/// Blocks come in column order, so each row is read on from its cursor (its entries below
+/// `first` were read by earlier blocks) and its cursor moves past the block.
+fn fill_block<'v, N: Scalar + 'v>(
+    rows: &RowAccess<impl Fn(usize) -> &'v [Entry]>,
+    voters: &Voters<'_, N>,
+    cursors: &mut [N],
+    first: usize,
+    block: Block<'_>,
     pairs: &mut [N],
 ) {
+    let Block { last, starts, ends } = block;
     if let (Some(s), Some(e)) = (starts.get(first..last), ends.get_mut(first..last)) {
         e.copy_from_slice(s);
     }
-    let (Ok(lo), Ok(hi)) = (u32::try_from(first), u32::try_from(last)) else {
+    let Ok(hi) = u32::try_from(last) else {
         return;
     };
-    for (i, (&a, &f)) in rows.stake.iter().zip(rows.factors).enumerate() {
+    for (i, ((&a, &f), cursor)) in voters
+        .stake
+        .iter()
+        .zip(voters.factors)
+        .zip(cursors.iter_mut())
+        .enumerate()
+    {
         if a <= N::ZERO {
             continue;
         }
         let f = f.unpack_factor();
-        let (before, after) = runs(i);
-        for part in [before, after] {
-            let from = part.partition_point(|e| e.0 < lo);
-            let to = part.partition_point(|e| e.0 < hi);
-            for &(j, w) in part.get(from..to).unwrap_or_default() {
-                let Ok(j) = usize::try_from(j) else { continue };
-                let Some(end) = ends.get_mut(j) else { continue };
-                if starts.get(j) == Some(&OUTSIDE) {
-                    continue;
-                }
-                let Ok(slot) = usize::try_from(*end) else {
-                    continue;
-                };
-                if let Some([x, s]) = pairs
-                    .get_mut(slot.saturating_mul(2)..slot.saturating_mul(2).saturating_add(2))
-                    .and_then(|p| <&mut [N; 2]>::try_from(p).ok())
-                {
-                    (*x, *s) = (N::apply(f, u64::from(w)), a);
-                }
-                *end = end.saturating_add(1);
+        let row = (rows.row)(i);
+        let from = usize::try_from(cursor.order_key()).unwrap_or(usize::MAX);
+        let part = row.get(from..).unwrap_or_default();
+        let read = part.iter().take_while(|e| e.0 < hi).count();
+        for &(j, w) in part.get(..read).unwrap_or_default() {
+            let Ok(j) = usize::try_from(j) else { continue };
+            if (rows.mask && j == i) || starts.get(j).is_none_or(|&s| s == OUTSIDE) {
+                continue;
             }
+            let Some(end) = ends.get_mut(j) else { continue };
+            let Ok(slot) = usize::try_from(*end) else {
+                continue;
+            };
+            if let Some([x, s]) = pairs
+                .get_mut(slot.saturating_mul(2)..slot.saturating_mul(2).saturating_add(2))
+                .and_then(|p| <&mut [N; 2]>::try_from(p).ok())
+            {
+                (*x, *s) = (N::apply(f, u64::from(w)), a);
+            }
+            *end = end.saturating_add(1);
         }
+        let next = u128::try_from(from.saturating_add(read)).unwrap_or(u128::MAX);
+        *cursor = N::of_order_key(next);
     }
 }
 

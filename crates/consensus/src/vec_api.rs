@@ -158,7 +158,7 @@ pub struct OutputBuffers<N> {
     pub minted: Vec<u64>,
     /// Stake after minting.
     pub stake: Vec<u64>,
-    /// Working space: `3n` entries, so that Yuma's median selects every column by blocks (see
+    /// Working space: `4n` entries, so that Yuma's median selects every column by blocks (see
     /// [`Outputs::scratch`]).
     pub scratch: Vec<N>,
 }
@@ -174,7 +174,7 @@ impl<N: Scalar> OutputBuffers<N> {
             dividends: vec![N::ZERO; n],
             minted: vec![0; n],
             stake: vec![0; n],
-            scratch: vec![N::ZERO; n.saturating_mul(3)],
+            scratch: vec![N::ZERO; n.saturating_mul(4)],
         }
     }
 

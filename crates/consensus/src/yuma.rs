@@ -14,7 +14,7 @@ use deepnode_types::{BondMode, LiquidAlpha, Params, Uid, Weight};
 use crate::bonds::{BondRowMut, at, merge_row};
 use crate::epoch::{Activity, Outputs};
 use crate::incentive::normalise_incentive;
-use crate::median::{MedianBuffers, Voter, weighted_median};
+use crate::median::{MedianBuffers, RowAccess, Voter, weighted_median};
 use crate::mint::mint;
 use crate::rows::{LiveRuns, RowsRef, live, row_sum};
 use crate::validate::{check_bonds, check_row, uids_ok_and_sum};
@@ -224,13 +224,16 @@ where
             })
         })
     };
-    // A voter's live entries again, its factor kept by the median (`voters` gives none for a
-    // row whose live weights sum to 0, and the median skips such a row).
-    let runs = |i: usize| live(yuma.rows.row(i), i, yuma.mask);
+    // The rows again, for the median's selection (it keeps each voter's factor; `voters` gives
+    // no entries for a row whose live weights sum to 0, and the median skips such a row).
+    let access = RowAccess {
+        row: |i: usize| yuma.rows.row(i),
+        mask: yuma.mask,
+    };
     weighted_median(
         params.kappa,
         voters,
-        runs,
+        access,
         MedianBuffers {
             consensus: &mut *consensus,
             base: &mut *rank,
