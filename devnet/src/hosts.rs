@@ -98,7 +98,8 @@ impl Hosts {
     fn wire(&self) -> Result<(), String> {
         let (b, l) = (self.bridge(), self.ledger());
         let mut top = vec![format!(
-            "link add name eth0 netns {l} type veth peer name vl netns {b}"
+            "link add name eth0 netns {l} address {} type veth peer name vl netns {b}",
+            mac(plan::LEDGER)
         )];
         let mut bridge = vec![
             "link add name br0 type bridge".to_owned(),
@@ -109,26 +110,41 @@ impl Hosts {
         for i in 0..self.nodes {
             let (n, k) = (self.node(i), self.link(i));
             top.push(format!(
-                "link add name eth0 netns {k} type veth peer name v{i} netns {b}"
+                "link add name eth0 netns {k} address {} type veth peer name v{i} netns {b}",
+                mac(plan::bridge(i))
             ));
             top.push(format!(
-                "link add name eth0 netns {n} type veth peer name tonode netns {k}"
+                "link add name eth0 netns {n} address {} type veth peer name tonode netns {k} \
+                 address {}",
+                mac(plan::public(i)),
+                mac(plan::GATEWAY)
             ));
             bridge.push(format!("link set dev v{i} master br0"));
             bridge.push(format!("link set dev v{i} up"));
         }
         batch(None, &top, false)?;
         batch(Some(&b), &bridge, false)?;
-        let ledger = [
+        // Every host knows every other's hardware address: the kernel's neighbour table,
+        // shared by all namespaces, learns at most `gc_thresh3` (1024 by default) entries,
+        // fewer than the links of a hundred hosts need; permanent entries are not counted.
+        let known = |me: Option<usize>| {
+            std::iter::once(plan::LEDGER)
+                .chain((0..self.nodes).filter(|&j| Some(j) != me).map(plan::bridge))
+                .filter(|&ip| me.is_some() || ip != plan::LEDGER)
+                .map(|ip| format!("neigh add {ip} lladdr {} dev eth0 nud permanent", mac(ip)))
+                .collect::<Vec<_>>()
+        };
+        let mut ledger = vec![
             "link set dev lo up".to_owned(),
             format!("addr add {}/16 dev eth0", plan::LEDGER),
             "link set dev eth0 up".to_owned(),
         ];
+        ledger.extend(known(None));
         batch(Some(&l), &ledger, false)?;
         let [p0, p1] = plan::PUBLIC_NET;
         let [s0, s1] = plan::SOURCE_NET;
         for i in 0..self.nodes {
-            let link = [
+            let mut link = vec![
                 "link set dev lo up".to_owned(),
                 format!("addr add {}/16 dev eth0", plan::bridge(i)),
                 "link set dev eth0 up".to_owned(),
@@ -140,13 +156,24 @@ impl Hosts {
                 format!("route add local {s0}.{s1}.0.0/16 dev lo"),
                 // ...except the node's own address, which is the node's.
                 format!("route add {}/32 dev tonode table local", plan::public(i)),
+                format!(
+                    "neigh add {} lladdr {} dev tonode nud permanent",
+                    plan::public(i),
+                    mac(plan::public(i))
+                ),
             ];
+            link.extend(known(Some(i)));
             batch(Some(&self.link(i)), &link, false)?;
             let node = [
                 "link set dev lo up".to_owned(),
                 format!("addr add {}/32 dev eth0", plan::public(i)),
                 "link set dev eth0 up".to_owned(),
                 format!("route add {}/32 dev eth0", plan::GATEWAY),
+                format!(
+                    "neigh add {} lladdr {} dev eth0 nud permanent",
+                    plan::GATEWAY,
+                    mac(plan::GATEWAY)
+                ),
                 format!(
                     "route add default via {} dev eth0 src {}",
                     plan::GATEWAY,
@@ -255,6 +282,13 @@ impl Drop for Hosts {
             eprintln!("devnet: deleting its network namespaces: {e}");
         }
     }
+}
+
+/// The hardware address of the interface that holds `ip`: locally administered, `02:dd`
+/// then the address's four bytes.
+fn mac(ip: std::net::Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("02:dd:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
 }
 
 /// The names of the network namespaces (`ip netns list`).

@@ -7,4 +7,4 @@ mod rng;
 
 pub use error::LinkError;
 pub use profile::Profile;
-pub use relay::{Relay, Tally, Upstream};
+pub use relay::{DIAL_TIMEOUT, Relay, Tally, Upstream};

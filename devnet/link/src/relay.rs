@@ -24,12 +24,17 @@ const CHUNK: usize = 16 * 1024;
 /// reaches the sender).
 const IN_FLIGHT: usize = 64;
 
+/// The longest a dial of the upstream may take; past it the client's connection is closed
+/// (a client that retries then gets another try rather than a hang).
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What a relay has done so far.
 #[derive(Debug, Default)]
 pub struct Tally {
     /// Connections accepted.
     pub accepted: AtomicU64,
-    /// Connections refused: the route gave no upstream, or the upstream could not be dialled.
+    /// Connections refused: the route gave no upstream, or the upstream could not be dialled
+    /// within [`DIAL_TIMEOUT`].
     pub refused: AtomicU64,
     /// Connections the relay reset.
     pub resets: AtomicU64,
@@ -130,7 +135,10 @@ impl Relay {
                         t.refused.fetch_add(1, Ordering::Relaxed);
                         return;
                     };
-                    match dial(up).await {
+                    match tokio::time::timeout(DIAL_TIMEOUT, dial(up))
+                        .await
+                        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+                    {
                         Ok(server) => {
                             t.open.fetch_add(1, Ordering::Relaxed);
                             carry(client, server, profile, rng, &t).await;

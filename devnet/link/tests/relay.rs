@@ -289,3 +289,25 @@ async fn a_relay_runs_on_a_listener_bound_elsewhere() {
     let r = Relay::on(l, Profile::default(), 1, move |_, _| Some(e.into())).unwrap();
     assert_eq!(round_trips(r.addr(), 2).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_dial_that_hangs_closes_the_client_after_the_timeout() {
+    let r = Relay::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Profile::default(),
+        1,
+        // 192.0.2.0/24 (TEST-NET-1) is never routed: the dial hangs or fails at once.
+        |_, _| Some(SocketAddr::from(([192, 0, 2, 1], 9)).into()),
+    )
+    .await
+    .unwrap();
+    let t = Instant::now();
+    let mut s = TcpStream::connect(r.addr()).await.unwrap();
+    let mut b = [0u8; 1];
+    assert_eq!(s.read(&mut b).await.unwrap_or(0), 0);
+    assert!(t.elapsed() < deepnode_link::DIAL_TIMEOUT + Duration::from_secs(2));
+    assert_eq!(
+        r.tally().refused.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
