@@ -83,8 +83,8 @@ fn sweep_fills_the_grid_and_honest_majorities_shrink_a_cabal() {
     };
     let mut seen = 0;
     let cells = run_sweep(&cfg, |_| seen += 1).unwrap();
-    // 3 strategies x 2 bond modes x 2 shares, each reported as it finishes.
-    assert_eq!((cells.len(), seen), (12, 12));
+    // 4 strategies x 2 bond modes x 2 shares, each reported as it finishes.
+    assert_eq!((cells.len(), seen), (16, 16));
     for c in &cells {
         assert!((0.0..=1.0).contains(&c.final_share), "{c:?}");
         assert!(c.dividend_yield_vs_honest.is_finite() && c.dividend_yield_vs_honest >= 0.0);
@@ -94,13 +94,13 @@ fn sweep_fills_the_grid_and_honest_majorities_shrink_a_cabal() {
     }
     let table = sweep_table(&cells, |c| c.final_share);
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 7, "header and 6 rows:\n{table}");
+    assert_eq!(lines.len(), 9, "header and 8 rows:\n{table}");
     assert!(lines[0].contains("0.10") && lines[0].contains("0.40"));
     let out = tmp("sweep");
     write_sweep(&cells, &out).unwrap();
     assert_figure(&out.join("sweep_final_share"));
     assert_figure(&out.join("sweep_dividend_yield"));
     let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 13, "header and 12 cells");
+    assert_eq!(csv.lines().count(), 17, "header and 16 cells");
     std::fs::remove_dir_all(&out).unwrap();
 }
