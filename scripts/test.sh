@@ -35,8 +35,9 @@ apt_install() {
   "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 # lavapipe: a software Vulkan adapter for the wgpu tests (no GPU, no display).
+# iproute2: `ip netns` for the separate-hosts devnet test (run as root).
 if command -v dpkg-query >/dev/null; then
-  apt_install mesa-vulkan-drivers libvulkan1
+  apt_install mesa-vulkan-drivers libvulkan1 iproute2
 fi
 # mpmath: the independent Python reference of the conformance vectors.
 if ! python3 -c "import mpmath" 2>/dev/null; then
