@@ -58,6 +58,32 @@ fn access(rpc: &str, b: u8) -> LedgerRpc {
     LedgerRpc::new(rpc, Wallet::from_seed([b; 32])).expect("ledger client")
 }
 
+/// Node `b` (wallet seed `[b; 32]`) running on the ledger at `rpc` until `stop`, its status on
+/// `tx`.
+fn spawn_node(
+    rpc: &str,
+    b: u8,
+    model: Arc<dyn Model>,
+    trainer: Option<Box<dyn Trainer>>,
+    cfg: RunConfig,
+    tx: watch::Sender<Status>,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Result<(), NodeError>> {
+    let ledger = access(rpc, b);
+    tokio::spawn(async move {
+        run(
+            &ledger,
+            &Wallet::from_seed([b; 32]),
+            model,
+            trainer,
+            cfg,
+            tx,
+            stop,
+        )
+        .await
+    })
+}
+
 fn config(_rpc: &str, seed: u64) -> RunConfig {
     let limits = Limits {
         max_payload: 1 << 20,
@@ -104,19 +130,7 @@ async fn network(n: u8, limit: Duration) {
         statuses.push(rx);
         let cfg = config(&rpc, u64::from(b));
         let stop = stop.clone();
-        let ledger = access(&rpc, b);
-        tasks.push(tokio::spawn(async move {
-            run(
-                &ledger,
-                &Wallet::from_seed([b; 32]),
-                model,
-                None,
-                cfg,
-                tx,
-                stop,
-            )
-            .await
-        }));
+        tasks.push(spawn_node(&rpc, b, model, None, cfg, tx, stop));
     }
     let started = Instant::now();
     let done = |s: &Status| {
@@ -187,19 +201,7 @@ async fn a_peer_that_moves_is_redialed_at_its_new_endpoint() {
         let mut cfg = config(&rpc, u64::from(b));
         cfg.listen = listen.parse::<SocketAddr>().expect("addr").into();
         let model: Arc<dyn Model> = Arc::new(RandomProjection::new(u64::from(b), DIM));
-        let ledger = access(&rpc, b);
-        let task = tokio::spawn(async move {
-            run(
-                &ledger,
-                &Wallet::from_seed([b; 32]),
-                model,
-                None,
-                cfg,
-                tx,
-                stop,
-            )
-            .await
-        });
+        let task = spawn_node(&rpc, b, model, None, cfg, tx, stop);
         (task, rx)
     };
     let (stop_all, stop) = watch::channel(false);
@@ -356,19 +358,7 @@ async fn trainer_favour_and_copier_rows_are_accepted() {
         let (tx, rx) = watch::channel(Status::default());
         statuses.push(rx);
         let stop = stop.clone();
-        let ledger = access(&rpc, b);
-        tokio::spawn(async move {
-            run(
-                &ledger,
-                &Wallet::from_seed([b; 32]),
-                model,
-                trainer,
-                cfg,
-                tx,
-                stop,
-            )
-            .await
-        });
+        spawn_node(&rpc, b, model, trainer, cfg, tx, stop);
     }
     let started = Instant::now();
     // The trainer keeps stepping between rows (it is not lost when no row is due).
@@ -474,19 +464,7 @@ async fn nodes_query_only_peers_serving_their_modality() {
         let mut cfg = config(&rpc, u64::from(b));
         cfg.modality = modality(b);
         let stop = stop.clone();
-        let ledger = access(&rpc, b);
-        tasks.push(tokio::spawn(async move {
-            run(
-                &ledger,
-                &Wallet::from_seed([b; 32]),
-                model,
-                None,
-                cfg,
-                tx,
-                stop,
-            )
-            .await
-        }));
+        tasks.push(spawn_node(&rpc, b, model, None, cfg, tx, stop));
     }
     // Each node finds its one peer of the same modality, queries it and is queried by it.
     let started = Instant::now();
@@ -614,19 +592,7 @@ async fn bad_answers_and_a_tarpit_leave_training_rows_and_queries_alone() {
         // Node 1's dials (and queries) may take 10 s: the tarpit's would, awaited.
         cfg.timeout = Duration::from_secs(if b == 1 { 10 } else { 3 });
         let stop = stop.clone();
-        let ledger = access(&rpc, b);
-        tokio::spawn(async move {
-            run(
-                &ledger,
-                &Wallet::from_seed([b; 32]),
-                model,
-                None,
-                cfg,
-                tx,
-                stop,
-            )
-            .await
-        });
+        spawn_node(&rpc, b, model, None, cfg, tx, stop);
     }
     // The longest time between two of node 1's ticks.
     let mut ticks = statuses[0].clone();
@@ -731,19 +697,7 @@ async fn run_fails_when_its_listener_stops() {
     let (tx, mut status) = watch::channel(Status::default());
     let (_stop_tx, stop) = watch::channel(false);
     let model: Arc<dyn Model> = Arc::new(RandomProjection::new(1, DIM));
-    let ledger = access(&rpc, 1);
-    let task = tokio::spawn(async move {
-        run(
-            &ledger,
-            &Wallet::from_seed([1; 32]),
-            model,
-            None,
-            cfg,
-            tx,
-            stop,
-        )
-        .await
-    });
+    let task = spawn_node(&rpc, 1, model, None, cfg, tx, stop);
     // Registered and serving that socket's address.
     tokio::time::timeout(
         Duration::from_secs(30),
